@@ -1,0 +1,27 @@
+"""chainrule: gradients of expressions over large NumPy batches.
+
+Build expressions with variables, operators and functions; ``grad`` differentiates them
+symbolically (reverse mode, in Rust); ``compile`` turns them into a fused, multithreaded
+evaluator over NumPy arrays.
+
+>>> import chainrule as cr
+>>> x = cr.var("x")
+>>> print(cr.grad(cr.sin(cr.cos(x)), x))
+-(cos(cos(x)) * sin(x))
+"""
+
+from ._core import ChainruleError, ParseError, ShapeError
+from .compiled import Function, compile, evaluate, get_num_threads, set_num_threads
+from .expr import Expr, grad, parse, var, vars
+from .functions import abs, cos, exp, log, mean, relu, sigmoid, sign, sin, sqrt, step, sum, tan, tanh
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChainruleError", "ParseError", "ShapeError",
+    "Expr", "Function",
+    "var", "vars", "parse", "grad", "compile", "evaluate",
+    "set_num_threads", "get_num_threads",
+    "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign",
+    "sum", "mean",
+]

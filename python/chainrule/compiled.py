@@ -1,0 +1,206 @@
+"""Compiled functions: ``compile`` schedules expressions into a tape once; calling the result
+evaluates it over NumPy batches (broadcast like NumPy, fused in chunks, on several threads).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import _core
+from .expr import Expr, as_expr, parse
+
+__all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads"]
+
+_FLOAT64 = np.dtype(np.float64)
+
+
+class Function:
+    """A compiled function of ``inputs``. Call it with scalars or arrays, by position or name.
+
+    >>> import chainrule as cr
+    >>> x = cr.var("x")
+    >>> fn = cr.compile([x * x, cr.grad(x * x, x)], inputs=[x])
+    >>> fn([1.0, 2.0])
+    (array([1., 4.]), array([2., 4.]))
+    """
+
+    __slots__ = ("_core", "_outputs", "_inputs", "_names", "_single", "__weakref__")
+
+    def __init__(self, outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> None:
+        self._single = isinstance(outputs, Expr) or isinstance(outputs, numbers.Real)
+        outs = [as_expr(outputs)] if self._single else [as_expr(o) for o in outputs]
+        if isinstance(inputs, Expr):
+            inputs = [inputs]
+        ins = list(inputs)
+        for v in ins:
+            if not isinstance(v, Expr) or not v.is_var:
+                raise TypeError(f"inputs must be variables, not {v!r}")
+        self._outputs = tuple(outs)
+        self._inputs = tuple(ins)
+        self._names = tuple(v.name for v in ins)
+        self._core = _core.Function([o._node for o in outs], [v._node for v in ins])
+
+    @property
+    def inputs(self) -> tuple[Expr, ...]:
+        """The input variables, in call order."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[Expr, ...]:
+        """The output expressions."""
+        return self._outputs
+
+    def __call__(self, *args: object, **kwargs: object):
+        if not kwargs and len(args) == len(self._names) and all(type(a) is float for a in args):
+            return self._finish(self._core.call(list(args)))
+        values = self._bind(args, kwargs)
+        return self._finish(self._core.call([_convert(n, a) for n, a in zip(self._names, values)]))
+
+    def _bind(self, args: tuple, kwargs: dict) -> list:
+        names = self._names
+        if len(args) > len(names):
+            raise TypeError(f"function takes {len(names)} arguments ({', '.join(names)}) but {len(args)} were given")
+        values = list(args) + [_MISSING] * (len(names) - len(args))
+        for key, value in kwargs.items():
+            if key not in names:
+                raise TypeError(f"unexpected argument {key!r}; the inputs are ({', '.join(names)})")
+            i = names.index(key)
+            if values[i] is not _MISSING:
+                raise TypeError(f"argument {key!r} given twice")
+            values[i] = value
+        missing = [n for n, v in zip(names, values) if v is _MISSING]
+        if missing:
+            raise TypeError(f"missing argument(s) {', '.join(missing)}; the inputs are ({', '.join(names)})")
+        return values
+
+    def _finish(self, results: list):
+        results = [np.float64(r) if type(r) is float else r for r in results]
+        return results[0] if self._single else tuple(results)
+
+    def tape(self, *shapes: tuple[int, ...]) -> str:
+        """The compiled tape, as text, for arguments of these shapes (default: all arrays of
+        one batch shape, so every input is read per chunk).
+
+        >>> import chainrule as cr
+        >>> x = cr.var("x")
+        >>> print(cr.compile(cr.sin(x) * 2, inputs=[x]).tape())
+        s1 = 2
+        pass 0: 2 registers
+          for each chunk:
+            r0 = load in0
+            r1 = sin(r0)
+            r0 = s1 * r1
+            out0 <- r0
+        out0 = stored chunks
+        """
+        if not shapes:
+            shapes = tuple((2,) for _ in self._names)
+        return self._core.tape([list(s) for s in shapes])
+
+    def __repr__(self) -> str:
+        outs = ", ".join(str(o).replace("\n", "; ") for o in self._outputs)
+        return f"<chainrule.Function ({', '.join(self._names)}) -> [{outs}]>"
+
+    def __reduce__(self):
+        nodes = [o._node for o in self._outputs] + [v._node for v in self._inputs]
+        return (_load_function, (_core.encode(nodes), len(self._outputs), self._single))
+
+
+_MISSING = object()
+
+
+def _load_function(data: bytes, n_outputs: int, single: bool) -> Function:
+    nodes = [Expr(n) for n in _core.decode(data)]
+    outputs, inputs = nodes[:n_outputs], nodes[n_outputs:]
+    return Function(outputs[0] if single else outputs, inputs)
+
+
+def _convert(name: str, value: object):
+    """One argument as the core takes it: a Python float, or a C-contiguous float64 array."""
+    if type(value) is float:
+        return value
+    if isinstance(value, bool | numbers.Integral):
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"argument {name!r}: integer {value} is too large for float64") from None
+    if isinstance(value, numbers.Real) and not isinstance(value, np.ndarray):
+        return float(value)
+    if isinstance(value, Expr):
+        raise TypeError(f"argument {name!r} is an expression; pass numbers or arrays to evaluate")
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way
+        raise TypeError(f"argument {name!r} cannot be read as a numeric array: {exc}") from None
+    kind = array.dtype.kind
+    if kind == "c":
+        raise TypeError(f"argument {name!r} is complex ({array.dtype}); chainrule evaluates real float64 values")
+    if kind not in "biuf":
+        raise TypeError(f"argument {name!r} has dtype {array.dtype}; pass a numeric (bool, int or float) array")
+    if array.dtype == _FLOAT64 and array.flags.c_contiguous and array.dtype.isnative:
+        return array
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def compile(outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:  # noqa: A001
+    """Compiles one expression or a list of them as a function of ``inputs`` (variables).
+
+    >>> import chainrule as cr
+    >>> x, y = cr.vars("x y")
+    >>> fn = cr.compile(x * y, inputs=[x, y])
+    >>> fn(2.0, y=3.0)
+    np.float64(6.0)
+    """
+    return Function(outputs, inputs)
+
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 256
+
+
+def evaluate(expr: str | Expr, **arguments: object):
+    """Evaluates an expression (or its text) once, like ``numexpr.evaluate``; the compiled
+    form is cached, so repeated calls skip parsing and compiling.
+
+    >>> evaluate("x * 2 + y", x=[1.0, 2.0], y=1.0)
+    array([3., 5.])
+    """
+    key = (expr, tuple(arguments))
+    fn = _CACHE.get(key)
+    if fn is None:
+        e = parse(expr) if isinstance(expr, str) else as_expr(expr)
+        names = set(arguments)
+        missing = [v.name for v in e.variables if v.name not in names]
+        if missing:
+            raise _core.ChainruleError(f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
+        fn = Function(e, [Expr(_core.var(n)) for n in arguments])
+        _CACHE[key] = fn
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return fn(**arguments)
+
+
+def set_num_threads(n: int) -> None:
+    """Sets how many threads evaluation uses (default: ``CHAINRULE_NUM_THREADS`` or all cores).
+
+    >>> set_num_threads(2); get_num_threads()
+    2
+    """
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, not {n!r}")
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads evaluation uses.
+
+    >>> get_num_threads() >= 1
+    True
+    """
+    return _core.get_num_threads()

@@ -1,0 +1,375 @@
+//! From expressions to tapes. `Function::new` validates and analyses the graph once; a tape is
+//! then specialised, on first use, to which inputs a call binds to single values (those are
+//! computed once per call in scalar code instead of being spread over chunks), and cached.
+//!
+//! Scheduling: a node's *stage* is the pass in which its value is first available. Leaves are
+//! stage 0; a pointwise op takes the latest stage of its operands; a reduction of a per-sample
+//! value is ready one stage after its operand. Pass `p` runs, in scalar code, every uniform
+//! node of stage `p`, then, per chunk, the per-sample nodes that its outputs and the operands
+//! of the next stage's reductions need. Per-sample values needed again in a later pass are
+//! recomputed rather than kept, so memory stays O(registers x chunk).
+
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::error::{Error, Result};
+use crate::expr::{Expr, Kind};
+use crate::graph::{Graph, NodeId};
+use crate::tape::{Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape};
+
+/// The static shape class of a node: what shape its value has once argument shapes are known.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Class {
+    /// Depends on no input: filled out to the batch shape when output.
+    Neutral,
+    /// Has the shape of the broadcast of these inputs' shapes (empty: a single value).
+    Reduced(Vec<usize>),
+    /// One value per sample: the batch shape.
+    PerSample,
+}
+
+impl Class {
+    fn join(&self, other: &Class) -> Class {
+        match (self, other) {
+            (Class::PerSample, _) | (_, Class::PerSample) => Class::PerSample,
+            (Class::Neutral, c) | (c, Class::Neutral) => c.clone(),
+            (Class::Reduced(a), Class::Reduced(b)) => {
+                let mut v: Vec<usize> = a.iter().chain(b).copied().collect();
+                v.sort_unstable();
+                v.dedup();
+                Class::Reduced(v)
+            }
+        }
+    }
+}
+
+/// A compiled function: outputs as a graph, inputs by name, and its cached tapes.
+pub struct Function {
+    graph: Graph,
+    inputs: Vec<Expr>,
+    input_of: FxHashMap<NodeId, usize>,
+    over: FxHashMap<NodeId, Vec<usize>>,
+    classes: Vec<Class>,
+    tapes: Mutex<FxHashMap<Vec<bool>, Arc<Tape>>>,
+}
+
+impl Function {
+    /// Compiles `outputs` as a function of the variables `inputs`, in that order.
+    pub fn new(outputs: &[Expr], inputs: &[Expr]) -> Result<Function> {
+        let graph = Graph::new(outputs);
+        let mut position: FxHashMap<&str, usize> = FxHashMap::default();
+        for (i, v) in inputs.iter().enumerate() {
+            let name = v.as_var().ok_or_else(|| Error::InvalidName(format!("{v:?}")))?;
+            if position.insert(name, i).is_some() {
+                return Err(Error::DuplicateInput(name.to_string()));
+            }
+        }
+        let unknown = |name: &str| Error::UnknownVariable {
+            name: name.to_string(),
+            inputs: inputs.iter().filter_map(Expr::as_var).collect::<Vec<_>>().join(", "),
+        };
+        let mut input_of = FxHashMap::default();
+        let mut over = FxHashMap::default();
+        let mut classes = Vec::with_capacity(graph.len());
+        for id in graph.ids() {
+            let class = match graph.node(id).kind() {
+                Kind::Const(_) => Class::Neutral,
+                Kind::Var(name) => {
+                    input_of.insert(id, *position.get(&**name).ok_or_else(|| unknown(name))?);
+                    Class::PerSample
+                }
+                Kind::Sum(names) => {
+                    let idx = names.iter().map(|n| position.get(&**n).copied().ok_or_else(|| unknown(n))).collect::<Result<Vec<_>>>()?;
+                    over.insert(id, idx.clone());
+                    Class::Reduced(idx)
+                }
+                Kind::Apply(_) => graph.args[id.index()].iter().flatten().fold(Class::Neutral, |c, a| c.join(&classes[a.index()])),
+            };
+            classes.push(class);
+        }
+        Ok(Function { graph, inputs: inputs.to_vec(), input_of, over, classes, tapes: Mutex::default() })
+    }
+
+    /// The input variables, in call order.
+    pub fn inputs(&self) -> &[Expr] {
+        &self.inputs
+    }
+
+    /// The output expressions.
+    pub fn outputs(&self) -> Vec<Expr> {
+        self.graph.roots.iter().map(|r| self.graph.node(*r).clone()).collect()
+    }
+
+    /// The shape class of each output.
+    pub fn output_classes(&self) -> Vec<Class> {
+        self.graph.roots.iter().map(|r| self.classes[r.index()].clone()).collect()
+    }
+
+    /// The tape for calls whose inputs are single values exactly where `uniform` is true.
+    pub fn tape(&self, uniform: &[bool]) -> Arc<Tape> {
+        let mut cache = self.tapes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = cache.get(uniform) {
+            return t.clone();
+        }
+        let tape = Arc::new(Builder::new(self, uniform).build());
+        cache.insert(uniform.to_vec(), tape.clone());
+        tape
+    }
+
+    /// The inputs summed over by each reduction node that is a grouped reduction.
+    pub(crate) fn over_of(&self, id: NodeId) -> &[usize] {
+        &self.over[&id]
+    }
+}
+
+/// Builds one specialised tape.
+struct Builder<'a> {
+    f: &'a Function,
+    uniform: Vec<bool>,
+    stage: Vec<usize>,
+    slot_of: FxHashMap<NodeId, Slot>,
+    slots: Vec<f64>,
+    acc_of: FxHashMap<NodeId, usize>,
+    buf_of: FxHashMap<NodeId, usize>,
+    group_of: FxHashMap<NodeId, usize>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(f: &'a Function, input_uniform: &[bool]) -> Builder<'a> {
+        let g = &f.graph;
+        let mut uniform = vec![false; g.len()];
+        let mut stage = vec![0usize; g.len()];
+        for id in g.ids() {
+            let i = id.index();
+            let args: Vec<NodeId> = g.args[i].iter().flatten().copied().collect();
+            (uniform[i], stage[i]) = match g.node(id).kind() {
+                Kind::Const(_) => (true, 0),
+                Kind::Var(_) => (input_uniform[f.input_of[&id]], 0),
+                Kind::Apply(_) => (args.iter().all(|a| uniform[a.index()]), args.iter().map(|a| stage[a.index()]).max().unwrap_or(0)),
+                Kind::Sum(_) => {
+                    let operand = args[0].index();
+                    let groups_uniform = f.over_of(id).iter().all(|k| input_uniform[*k]);
+                    (groups_uniform, stage[operand] + usize::from(!uniform[operand]))
+                }
+            };
+        }
+        Builder {
+            f,
+            uniform,
+            stage,
+            slot_of: FxHashMap::default(),
+            slots: Vec::new(),
+            acc_of: FxHashMap::default(),
+            buf_of: FxHashMap::default(),
+            group_of: FxHashMap::default(),
+        }
+    }
+
+    fn build(mut self) -> Tape {
+        let g = &self.f.graph;
+        let n_passes = g.ids().map(|id| self.stage[id.index()]).max().unwrap_or(0) + 1;
+        let mut passes: Vec<Pass> = vec![Pass::default(); n_passes];
+        for id in g.ids() {
+            if self.uniform[id.index()] || matches!(g.node(id).kind(), Kind::Sum(_)) {
+                let instr = self.scalar_instr(id);
+                passes[self.stage[id.index()]].scalar_code.extend(instr);
+            }
+        }
+        let outputs = g
+            .roots
+            .iter()
+            .map(|r| if self.uniform[r.index()] { OutputSource::Slot(self.slot_of[r]) } else { OutputSource::Chunks })
+            .collect();
+        for (p, pass) in passes.iter_mut().enumerate() {
+            (pass.chunk_code, pass.n_regs) = self.chunk_code(p);
+        }
+        Tape {
+            passes,
+            slots: self.slots,
+            n_accs: self.acc_of.len(),
+            n_bufs: self.buf_of.len(),
+            n_groups: self.group_of.len(),
+            outputs,
+        }
+    }
+
+    fn new_slot(&mut self, id: NodeId, value: f64) -> Slot {
+        let s = Slot(self.slots.len() as u32);
+        self.slots.push(value);
+        self.slot_of.insert(id, s);
+        s
+    }
+
+    /// Scalar code for a uniform node, or the finishing step of a reduction.
+    fn scalar_instr(&mut self, id: NodeId) -> Option<ScalarInstr> {
+        let g = &self.f.graph;
+        let node = g.node(id);
+        let args = g.args[id.index()];
+        match node.kind() {
+            Kind::Const(c) => {
+                self.new_slot(id, *c);
+                None
+            }
+            Kind::Var(_) => Some(ScalarInstr::Input { dst: self.new_slot(id, 0.0), input: self.f.input_of[&id] }),
+            Kind::Apply(op) => {
+                let a = self.slot_of[&args[0].expect("operand")];
+                let b = args[1].map_or(a, |b| self.slot_of[&b]);
+                Some(ScalarInstr::Apply { op: *op, dst: self.new_slot(id, 0.0), a, b })
+            }
+            Kind::Sum(_) => {
+                let operand = args[0].expect("sum operand");
+                let over = self.f.over_of(id).to_vec();
+                let operand_uniform = self.uniform[operand.index()];
+                if self.uniform[id.index()] {
+                    let dst = self.new_slot(id, 0.0);
+                    Some(if operand_uniform {
+                        ScalarInstr::Scale { dst, a: self.slot_of[&operand] }
+                    } else {
+                        let acc = self.acc_of.len();
+                        self.acc_of.insert(id, acc);
+                        ScalarInstr::Finish { dst, acc }
+                    })
+                } else {
+                    let group = self.group_of.len();
+                    self.group_of.insert(id, group);
+                    Some(if operand_uniform {
+                        ScalarInstr::ScaleGroups { group, a: self.slot_of[&operand], over }
+                    } else {
+                        let buf = self.buf_of.len();
+                        self.buf_of.insert(id, buf);
+                        ScalarInstr::ReduceGroups { group, buf, over }
+                    })
+                }
+            }
+        }
+    }
+
+    /// The chunk code of pass `p` and the number of registers it uses.
+    fn chunk_code(&self, p: usize) -> (Vec<Instr>, usize) {
+        let g = &self.f.graph;
+        // Roots: what this pass must deliver, and how.
+        let mut sinks: Vec<(NodeId, Instr)> = Vec::new();
+        for (out, r) in g.roots.iter().enumerate() {
+            if !self.uniform[r.index()] && self.stage[r.index()] == p {
+                sinks.push((*r, Instr::Store { src: Reg(0), out }));
+            }
+        }
+        for id in g.ids() {
+            let Kind::Sum(_) = g.node(id).kind() else { continue };
+            let operand = g.args[id.index()][0].expect("sum operand");
+            if self.uniform[operand.index()] || self.stage[operand.index()] != p {
+                continue;
+            }
+            let sink = match self.acc_of.get(&id) {
+                Some(&acc) => Instr::Accumulate { src: Reg(0), acc },
+                None => Instr::Collect { src: Reg(0), buf: self.buf_of[&id] },
+            };
+            sinks.push((operand, sink));
+        }
+        if sinks.is_empty() {
+            return (Vec::new(), 0);
+        }
+        let order = self.needed(sinks.iter().map(|s| s.0));
+        allocate(g, &order, &sinks, |id| self.operand_kind(id))
+    }
+
+    /// The non-uniform nodes the sinks need computed per chunk, in topological order.
+    fn needed(&self, roots: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
+        let g = &self.f.graph;
+        let mut seen = FxHashSet::default();
+        let mut stack: Vec<NodeId> = roots.collect();
+        while let Some(id) = stack.pop() {
+            if self.uniform[id.index()] || !seen.insert(id) {
+                continue;
+            }
+            if let Kind::Apply(_) = g.node(id).kind() {
+                stack.extend(g.args[id.index()].iter().flatten());
+            }
+        }
+        let mut order: Vec<NodeId> = seen.into_iter().collect();
+        order.sort_unstable();
+        order
+    }
+
+    fn operand_kind(&self, id: NodeId) -> Operand {
+        if self.uniform[id.index()] {
+            return Operand::Slot(self.slot_of[&id]);
+        }
+        match self.f.graph.node(id).kind() {
+            Kind::Var(_) => Operand::Load(Source::Input(self.f.input_of[&id])),
+            Kind::Sum(_) => Operand::Load(Source::Group(self.group_of[&id])),
+            _ => Operand::Computed,
+        }
+    }
+}
+
+enum Operand {
+    Slot(Slot),
+    Load(Source),
+    Computed,
+}
+
+/// Emits instructions for `order` and the sinks, assigning registers by liveness: a register
+/// is freed after the last instruction that reads it, and a destination is never one of its
+/// own instruction's operands (kernels take distinct input and output slices).
+fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl Fn(NodeId) -> Operand) -> (Vec<Instr>, usize) {
+    let mut last_use: FxHashMap<NodeId, usize> = FxHashMap::default();
+    for (pos, id) in order.iter().enumerate() {
+        for a in g.args[id.index()].iter().flatten() {
+            last_use.insert(*a, pos);
+        }
+    }
+    for (id, _) in sinks {
+        last_use.insert(*id, order.len());
+    }
+    let mut reg_of: FxHashMap<NodeId, Reg> = FxHashMap::default();
+    let mut free: Vec<Reg> = Vec::new();
+    let mut n_regs = 0u32;
+    let mut code = Vec::new();
+    let mut alloc = |free: &mut Vec<Reg>| {
+        free.pop().unwrap_or_else(|| {
+            n_regs += 1;
+            Reg(n_regs - 1)
+        })
+    };
+    for (pos, &id) in order.iter().enumerate() {
+        let dst = alloc(&mut free);
+        let arg = |a: NodeId| match kind(a) {
+            Operand::Slot(s) => Arg::Slot(s),
+            _ => Arg::Reg(reg_of[&a]),
+        };
+        code.push(match (kind(id), g.node(id).kind()) {
+            (Operand::Load(src), _) => Instr::Load { dst, src },
+            (_, Kind::Apply(op)) => {
+                let [a, b] = g.args[id.index()];
+                match (arg(a.expect("operand")), b.map(arg)) {
+                    (Arg::Reg(a), None) => Instr::Unary { op: *op, dst, a },
+                    (a, Some(b)) => Instr::Binary { op: *op, dst, a, b },
+                    (Arg::Slot(_), None) => unreachable!("a unary op of a uniform value is uniform"),
+                }
+            }
+            _ => unreachable!("only loads and ops are computed per chunk"),
+        });
+        reg_of.insert(id, dst);
+        for a in g.args[id.index()].iter().flatten() {
+            if last_use.get(a) == Some(&pos) {
+                if let Some(r) = reg_of.get(a) {
+                    if !free.contains(r) {
+                        free.push(*r);
+                    }
+                }
+            }
+        }
+    }
+    for (id, sink) in sinks {
+        let src = reg_of[id];
+        code.push(match sink.clone() {
+            Instr::Store { out, .. } => Instr::Store { src, out },
+            Instr::Accumulate { acc, .. } => Instr::Accumulate { src, acc },
+            Instr::Collect { buf, .. } => Instr::Collect { src, buf },
+            other => other,
+        });
+    }
+    (code, n_regs as usize)
+}

@@ -1,0 +1,458 @@
+//! Running a tape over a batch: argument shapes are broadcast as NumPy does, each pass runs its
+//! scalar code once and its chunk code over fixed chunks of the flattened batch, on the
+//! thread pool when the batch is large enough to pay for the hand-off.
+//!
+//! Determinism: chunk boundaries depend only on the batch size (never on the thread count),
+//! each chunk's partial sum is computed in a fixed order, and partials are combined pairwise in
+//! chunk order, so every result is bitwise identical for any number of threads.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::compile::{Class, Function};
+use crate::error::{Error, Result};
+use crate::kernels;
+use crate::ops::Op;
+use crate::pool;
+use crate::tape::{Arg, Instr, OutputSource, ScalarInstr, Source, Tape};
+
+/// Samples per chunk. 1024 f64 (8 KiB) per register keeps a tape's working set of a few
+/// dozen registers inside L2 while amortising per-instruction dispatch.
+pub const CHUNK: usize = 1024;
+
+/// Below this many chunks a call runs on the calling thread: the hand-off to the pool costs
+/// more than it saves.
+const PARALLEL_MIN_CHUNKS: usize = 8;
+
+/// A call's shapes, resolved: the batch, each output's shape, and the tape to run.
+pub struct Call {
+    /// The broadcast shape of all arguments.
+    pub batch: Vec<usize>,
+    /// Each output's shape.
+    pub output_shapes: Vec<Vec<usize>>,
+    /// Whether each output is a reduction (a single value is then a `numpy.float64`).
+    pub output_reduced: Vec<bool>,
+    inputs: Vec<Vec<usize>>,
+    tape: Arc<Tape>,
+}
+
+impl Call {
+    /// The tape this call runs.
+    pub fn tape(&self) -> &Tape {
+        &self.tape
+    }
+
+    /// Number of samples in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.iter().product()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn shape_text(s: &[usize]) -> String {
+    match s {
+        [one] => format!("({one},)"),
+        _ => format!("({})", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// NumPy's broadcasting rule over several shapes.
+pub fn broadcast(shapes: &[&[usize]]) -> Option<Vec<usize>> {
+    let ndim = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut out = vec![1usize; ndim];
+    for s in shapes {
+        for (d, &n) in s.iter().enumerate() {
+            let o = &mut out[ndim - s.len() + d];
+            if *o == 1 {
+                *o = n;
+            } else if n != 1 && n != *o {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn padded(shape: &[usize], ndim: usize) -> Vec<usize> {
+    let mut p = vec![1; ndim - shape.len()];
+    p.extend_from_slice(shape);
+    p
+}
+
+impl Function {
+    /// Checks argument shapes and resolves the batch and output shapes.
+    pub fn prepare(&self, shapes: &[Vec<usize>]) -> Result<Call> {
+        let names = || self.inputs().iter().filter_map(|v| v.as_var()).collect::<Vec<_>>().join(", ");
+        if shapes.len() != self.inputs().len() {
+            return Err(Error::InputCount { expected: self.inputs().len(), given: shapes.len(), inputs: names() });
+        }
+        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+        let batch = broadcast(&refs).ok_or_else(|| Error::Shape {
+            shapes: refs.iter().map(|s| shape_text(s)).collect::<Vec<_>>().join(", "),
+            names: names(),
+        })?;
+        let uniform: Vec<bool> = shapes.iter().map(|s| s.iter().product::<usize>() == 1).collect();
+        let mut output_shapes = Vec::new();
+        let mut output_reduced = Vec::new();
+        for class in self.output_classes() {
+            let (shape, reduced) = match class {
+                Class::Neutral | Class::PerSample => (batch.clone(), false),
+                Class::Reduced(over) => {
+                    let s: Vec<&[usize]> = over.iter().map(|k| refs[*k]).collect();
+                    (broadcast(&s).expect("sub-broadcast of a valid broadcast"), true)
+                }
+            };
+            output_shapes.push(shape);
+            output_reduced.push(reduced);
+        }
+        let inputs = shapes.iter().map(|s| padded(s, batch.len())).collect();
+        Ok(Call { output_shapes, output_reduced, inputs, tape: self.tape(&uniform), batch })
+    }
+
+    /// Runs a prepared call. `inputs` are C-contiguous float64 data of the shapes given to
+    /// `prepare`; `outputs` are buffers of the call's output shapes.
+    pub fn run(&self, call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]]) -> Result<()> {
+        check_sizes(call, inputs, outputs)?;
+        let tape = &call.tape;
+        let n = call.len();
+        let n_chunks = n.div_ceil(CHUNK);
+        let mut slots = tape.slots.clone();
+        let mut partials = vec![0.0; tape.n_accs * n_chunks];
+        let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); tape.n_bufs];
+        let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
+        // Outputs whose shape is not the batch's are stored per sample first, then reduced to
+        // their shape: a rare path (a reduction over part of the dimensions).
+        let mut temps: Vec<Option<Vec<f64>>> = (0..outputs.len())
+            .map(|o| (tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch).then(|| vec![0.0; n]))
+            .collect();
+        for pass in &tape.passes {
+            for instr in &pass.scalar_code {
+                run_scalar(instr, call, inputs, &mut slots, &partials, n_chunks, &bufs, &mut groups);
+            }
+            for instr in &pass.chunk_code {
+                if let Instr::Collect { buf, .. } = instr {
+                    bufs[*buf] = vec![0.0; n];
+                }
+            }
+            if pass.chunk_code.is_empty() {
+                continue;
+            }
+            let sources = Sources { call, inputs, groups: &groups };
+            let sinks = Sinks {
+                partials: SyncPtr(partials.as_mut_ptr()),
+                n_chunks,
+                bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr())).collect(),
+                outs: outputs.iter_mut().zip(temps.iter_mut()).map(|(o, t)| SyncPtr(t.as_mut().map_or(o.as_mut_ptr(), |t| t.as_mut_ptr()))).collect(),
+            };
+            run_chunks(&pass.chunk_code, pass.n_regs, n, &slots, &sources, &sinks);
+        }
+        for (o, out) in outputs.iter_mut().enumerate() {
+            match (tape.outputs[o], temps[o].take()) {
+                (OutputSource::Slot(s), _) => out.fill(slots[s.0 as usize]),
+                (OutputSource::Chunks, Some(temp)) => pick(&temp, &call.batch, &padded(&call.output_shapes[o], call.batch.len()), out),
+                (OutputSource::Chunks, None) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_sizes(call: &Call, inputs: &[&[f64]], outputs: &[&mut [f64]]) -> Result<()> {
+    let size = |s: &[usize]| s.iter().product::<usize>();
+    let inputs_ok = inputs.len() == call.inputs.len() && inputs.iter().zip(&call.inputs).all(|(d, s)| d.len() == size(s));
+    let outputs_ok = outputs.len() == call.output_shapes.len() && outputs.iter().zip(&call.output_shapes).all(|(d, s)| d.len() == size(s));
+    if inputs_ok && outputs_ok {
+        Ok(())
+    } else {
+        Err(Error::Internal("argument or output buffer sizes do not match the prepared shapes".into()))
+    }
+}
+
+/// The result of a grouped reduction: an array of the group shape (padded to the batch's rank).
+#[derive(Default)]
+struct Group {
+    data: Vec<f64>,
+    shape: Vec<usize>,
+}
+
+/// The padded shape of the groups a reduction over `over` (input positions) produces.
+fn group_shape(call: &Call, over: &[usize]) -> Vec<usize> {
+    let shapes: Vec<&[usize]> = over.iter().map(|k| call.inputs[*k].as_slice()).collect();
+    broadcast(&shapes).map_or_else(|| vec![1; call.batch.len()], |s| padded(&s, call.batch.len()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_scalar(
+    instr: &ScalarInstr,
+    call: &Call,
+    inputs: &[&[f64]],
+    slots: &mut [f64],
+    partials: &[f64],
+    n_chunks: usize,
+    bufs: &[Vec<f64>],
+    groups: &mut [Group],
+) {
+    match instr {
+        ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input][0],
+        ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = op.eval(slots[a.0 as usize], slots[b.0 as usize]),
+        ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = slots[a.0 as usize] * call.len() as f64,
+        ScalarInstr::Finish { dst, acc } => slots[dst.0 as usize] = pairwise(&partials[acc * n_chunks..(acc + 1) * n_chunks]),
+        ScalarInstr::ReduceGroups { group, buf, over } => {
+            let shape = group_shape(call, over);
+            let mut data = vec![0.0; shape.iter().product()];
+            let strides = strides_for(&shape, &call.batch);
+            for_each_offset(&call.batch, &strides, |i, off| data[off] += bufs[*buf][i]);
+            groups[*group] = Group { data, shape };
+        }
+        ScalarInstr::ScaleGroups { group, a, over } => {
+            let shape = group_shape(call, over);
+            let size: usize = shape.iter().product();
+            let per_group = if size == 0 { 0 } else { call.len() / size };
+            groups[*group] = Group { data: vec![slots[a.0 as usize] * per_group as f64; size], shape };
+        }
+    }
+}
+
+/// Element strides of a C-contiguous array of `shape` broadcast to `batch` (0 where broadcast).
+fn strides_for(shape: &[usize], batch: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut step = 1;
+    for d in (0..shape.len()).rev() {
+        if shape[d] == batch[d] && batch[d] != 1 {
+            strides[d] = step;
+        }
+        step *= shape[d];
+    }
+    strides
+}
+
+/// Calls `f(flat batch index, offset into the broadcast array)` for every sample, in order.
+fn for_each_offset(batch: &[usize], strides: &[usize], mut f: impl FnMut(usize, usize)) {
+    let n: usize = batch.iter().product();
+    let mut idx = vec![0usize; batch.len()];
+    let mut off = 0;
+    for i in 0..n {
+        f(i, off);
+        for d in (0..batch.len()).rev() {
+            idx[d] += 1;
+            off += strides[d];
+            if idx[d] < batch[d] {
+                break;
+            }
+            off -= strides[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Copies into `out` (of `shape`, padded) the samples of the batch-shaped `full` at index 0
+/// along the dimensions that `shape` does not have.
+fn pick(full: &[f64], batch: &[usize], shape: &[usize], out: &mut [f64]) {
+    let mut strides = vec![0; batch.len()];
+    let mut step = 1;
+    for d in (0..batch.len()).rev() {
+        strides[d] = if shape[d] == batch[d] { step } else { 0 };
+        step *= batch[d];
+    }
+    for_each_offset(shape, &strides, |i, off| out[i] = full[off]);
+}
+
+/// Sums partials pairwise, in order: a fixed tree, independent of how chunks were scheduled.
+fn pairwise(values: &[f64]) -> f64 {
+    let mut level: Vec<f64> = values.to_vec();
+    while level.len() > 1 {
+        level = level.chunks(2).map(|p| p.iter().sum()).collect();
+    }
+    level.first().copied().unwrap_or(0.0)
+}
+
+/// Sum of one chunk in a fixed order: eight interleaved lanes (so it vectorises), combined as
+/// a balanced tree.
+fn chunk_sum(x: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut blocks = x.chunks_exact(8);
+    for b in &mut blocks {
+        for (l, v) in lanes.iter_mut().zip(b) {
+            *l += v;
+        }
+    }
+    for (l, v) in lanes.iter_mut().zip(blocks.remainder()) {
+        *l += v;
+    }
+    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+}
+
+/// A raw pointer that chunks write through; each chunk writes only its own disjoint range.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f64);
+// SAFETY: every use writes a range no other chunk writes, and the owner outlives the pass.
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+struct Sources<'a> {
+    call: &'a Call,
+    inputs: &'a [&'a [f64]],
+    groups: &'a [Group],
+}
+
+struct Sinks {
+    partials: SyncPtr,
+    n_chunks: usize,
+    bufs: Vec<SyncPtr>,
+    outs: Vec<SyncPtr>,
+}
+
+fn run_chunks(code: &[Instr], n_regs: usize, n: usize, slots: &[f64], sources: &Sources, sinks: &Sinks) {
+    let n_chunks = n.div_ceil(CHUNK);
+    let threads = pool::current_num_threads();
+    let work = |range: std::ops::Range<usize>| {
+        let mut regs = vec![0.0f64; n_regs.max(1) * CHUNK];
+        for c in range {
+            let start = c * CHUNK;
+            let len = CHUNK.min(n - start);
+            run_chunk(code, &mut regs, c, start, len, slots, sources, sinks);
+        }
+    };
+    if threads <= 1 || n_chunks < PARALLEL_MIN_CHUNKS {
+        work(0..n_chunks);
+        return;
+    }
+    let tasks = n_chunks.min(threads * 4);
+    pool::install(|| {
+        (0..tasks).into_par_iter().for_each(|t| work(t * n_chunks / tasks..(t + 1) * n_chunks / tasks));
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_chunk(code: &[Instr], regs: &mut [f64], chunk: usize, start: usize, len: usize, slots: &[f64], sources: &Sources, sinks: &Sinks) {
+    let base = regs.as_mut_ptr();
+    // SAFETY: registers are disjoint CHUNK-sized windows of `regs`, and the allocator never
+    // makes an instruction's destination one of its operands, so the slices never overlap.
+    let reg = |r: u32| unsafe { std::slice::from_raw_parts(base.add(r as usize * CHUNK), len) };
+    let reg_mut = |r: u32| unsafe { std::slice::from_raw_parts_mut(base.add(r as usize * CHUNK), len) };
+    let arg = |a: &Arg| match a {
+        Arg::Reg(r) => Operand::Chunk(reg(r.0)),
+        Arg::Slot(s) => Operand::Scalar(slots[s.0 as usize]),
+    };
+    for instr in code {
+        match instr {
+            Instr::Load { dst, src } => gather(sources, *src, start, reg_mut(dst.0)),
+            Instr::Unary { op, dst, a } => unary(*op, reg(a.0), reg_mut(dst.0)),
+            Instr::Binary { op, dst, a, b } => binary(*op, arg(a), arg(b), reg_mut(dst.0)),
+            // SAFETY (three arms): chunk `chunk` owns partial `acc * n_chunks + chunk` and the
+            // range `start..start + len` of every buffer and output.
+            Instr::Accumulate { src, acc } => unsafe { *sinks.partials.0.add(acc * sinks.n_chunks + chunk) = chunk_sum(reg(src.0)) },
+            Instr::Collect { src, buf } => unsafe { std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.add(start), len).copy_from_slice(reg(src.0)) },
+            Instr::Store { src, out } => unsafe { std::slice::from_raw_parts_mut(sinks.outs[*out].0.add(start), len).copy_from_slice(reg(src.0)) },
+        }
+    }
+}
+
+fn gather(sources: &Sources, src: Source, start: usize, out: &mut [f64]) {
+    let batch = &sources.call.batch;
+    let (data, shape): (&[f64], &[usize]) = match src {
+        Source::Input(k) => (sources.inputs[k], &sources.call.inputs[k]),
+        Source::Group(g) => (&sources.groups[g].data, &sources.groups[g].shape),
+    };
+    if shape == batch.as_slice() {
+        out.copy_from_slice(&data[start..start + out.len()]);
+        return;
+    }
+    let strides = strides_for(shape, batch);
+    let inner = batch.len() - 1;
+    let mut idx = vec![0usize; batch.len()];
+    let mut rest = start;
+    for d in (0..batch.len()).rev() {
+        idx[d] = rest % batch[d];
+        rest /= batch[d];
+    }
+    let mut off: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
+    let mut filled = 0;
+    while filled < out.len() {
+        let run = (batch[inner] - idx[inner]).min(out.len() - filled);
+        let dst = &mut out[filled..filled + run];
+        if strides[inner] == 0 {
+            dst.fill(data[off]);
+        } else {
+            dst.copy_from_slice(&data[off..off + run]);
+        }
+        filled += run;
+        off += run * strides[inner];
+        idx[inner] += run;
+        for d in (0..batch.len()).rev() {
+            if idx[d] < batch[d] || d == 0 {
+                break;
+            }
+            off -= strides[d] * idx[d];
+            idx[d] = 0;
+            idx[d - 1] += 1;
+            off += strides[d - 1];
+        }
+    }
+}
+
+enum Operand<'a> {
+    Chunk(&'a [f64]),
+    Scalar(f64),
+}
+
+/// Elementwise unary op over a chunk: vectorised kernels for the transcendentals, plain
+/// loops (which the compiler vectorises) for the rest.
+fn unary(op: Op, a: &[f64], out: &mut [f64]) {
+    match op {
+        Op::Sin => kernels::sin(a, out),
+        Op::Cos => kernels::cos(a, out),
+        Op::Tan => kernels::tan(a, out),
+        Op::Exp => kernels::exp(a, out),
+        Op::Log => kernels::log(a, out),
+        Op::Sqrt => kernels::sqrt(a, out),
+        Op::Tanh => kernels::tanh(a, out),
+        Op::Sigmoid => kernels::sigmoid(a, out),
+        Op::Neg | Op::Relu | Op::Abs | Op::Step | Op::Sign | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
+            for (o, x) in out.iter_mut().zip(a) {
+                *o = op.eval(*x, 0.0);
+            }
+        }
+    }
+}
+
+macro_rules! elementwise {
+    ($a:expr, $b:expr, $out:expr, |$x:ident, $y:ident| $body:expr) => {
+        match ($a, $b) {
+            (Operand::Chunk(a), Operand::Chunk(b)) => {
+                for ((o, $x), $y) in $out.iter_mut().zip(a).zip(b) {
+                    let ($x, $y) = (*$x, *$y);
+                    *o = $body;
+                }
+            }
+            (Operand::Chunk(a), Operand::Scalar($y)) => {
+                for (o, $x) in $out.iter_mut().zip(a) {
+                    let $x = *$x;
+                    *o = $body;
+                }
+            }
+            (Operand::Scalar($x), Operand::Chunk(b)) => {
+                for (o, $y) in $out.iter_mut().zip(b) {
+                    let $y = *$y;
+                    *o = $body;
+                }
+            }
+            (Operand::Scalar($x), Operand::Scalar($y)) => $out.fill($body),
+        }
+    };
+}
+
+fn binary(op: Op, a: Operand, b: Operand, out: &mut [f64]) {
+    match op {
+        Op::Add => elementwise!(a, b, out, |x, y| x + y),
+        Op::Sub => elementwise!(a, b, out, |x, y| x - y),
+        Op::Mul => elementwise!(a, b, out, |x, y| x * y),
+        Op::Div => elementwise!(a, b, out, |x, y| x / y),
+        _ => elementwise!(a, b, out, |x, y| op.eval(x, y)),
+    }
+}

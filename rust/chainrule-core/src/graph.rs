@@ -1,0 +1,119 @@
+//! A flat, topologically ordered view of the nodes reachable from some roots: the arena every
+//! graph algorithm (differentiate, print, compile, serialize) walks with typed indices instead
+//! of pointers. Invariant: children precede parents, so `NodeId`s are a topological order.
+//! Built with an explicit work list: depth costs heap, not stack.
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+
+use crate::expr::Expr;
+
+/// Index of a node in a [`Graph`]; prints as `n12`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+impl NodeId {
+    /// The index as a `usize`, for slices.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The nodes reachable from `roots`, children first, with each node's operands as ids.
+pub struct Graph {
+    /// The nodes, in topological order.
+    pub nodes: Vec<Expr>,
+    /// The operands of each node, as ids into `nodes`.
+    pub args: Vec<[Option<NodeId>; 2]>,
+    /// The roots, as ids.
+    pub roots: Vec<NodeId>,
+    index: FxHashMap<u64, NodeId>,
+}
+
+impl Graph {
+    /// Collects everything reachable from `roots` (iterative post-order DFS).
+    pub fn new(roots: &[Expr]) -> Graph {
+        Self::collect(roots, |_| true)
+    }
+
+    /// Like [`Graph::new`], but does not descend into nodes for which `descend` is false
+    /// (they are included as leaves of the view).
+    pub fn collect(roots: &[Expr], descend: impl Fn(&Expr) -> bool) -> Graph {
+        let mut g = Graph { nodes: Vec::new(), args: Vec::new(), roots: Vec::new(), index: FxHashMap::default() };
+        let mut stack: Vec<(Expr, bool)> = Vec::new();
+        for root in roots {
+            stack.push((root.clone(), false));
+            while let Some((e, expanded)) = stack.pop() {
+                if g.index.contains_key(&e.id()) {
+                    continue;
+                }
+                if expanded || !descend(&e) {
+                    g.push(e, &descend);
+                } else {
+                    stack.push((e.clone(), true));
+                    stack.extend(e.args().filter(|c| !g.index.contains_key(&c.id())).map(|c| (c.clone(), false)));
+                }
+            }
+            let id = g.index[&root.id()];
+            g.roots.push(id);
+        }
+        g
+    }
+
+    fn push(&mut self, e: Expr, descend: &impl Fn(&Expr) -> bool) {
+        let id = NodeId(self.nodes.len() as u32);
+        let args = if descend(&e) {
+            let mut ids = [None, None];
+            for (slot, c) in ids.iter_mut().zip(e.args()) {
+                *slot = Some(self.index[&c.id()]);
+            }
+            ids
+        } else {
+            [None, None]
+        };
+        self.index.insert(e.id(), id);
+        self.nodes.push(e);
+        self.args.push(args);
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the view is empty.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The id of a node in this view, if it is in it.
+    pub fn id_of(&self, e: &Expr) -> Option<NodeId> {
+        self.index.get(&e.id()).copied()
+    }
+
+    /// The node behind an id.
+    pub fn node(&self, id: NodeId) -> &Expr {
+        &self.nodes[id.index()]
+    }
+
+    /// All ids, children first.
+    pub fn ids(&self) -> impl DoubleEndedIterator<Item = NodeId> {
+        (0..self.nodes.len() as u32).map(NodeId)
+    }
+
+    /// How many times each node is used as an operand within the view (roots not counted).
+    pub fn use_counts(&self) -> Vec<u32> {
+        let mut uses = vec![0u32; self.len()];
+        for a in self.args.iter().flatten().flatten() {
+            uses[a.index()] += 1;
+        }
+        uses
+    }
+}

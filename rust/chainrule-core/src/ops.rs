@@ -1,0 +1,159 @@
+//! Every pointwise operation, declared once. The `ops!` table gives each op its text name,
+//! arity, printing precedence and the input domain its tests sample; below it, two exhaustive
+//! matches with no catch-all arm: `eval` (the reference semantics on one f64, the oracle that
+//! every fast kernel is tested against) and `pullback` (the reverse-mode rule, building graph
+//! nodes). Adding an op does not compile until both are written.
+//!
+//! Leaves (constants, variables) and the batch reduction `sum` are not pointwise and live in
+//! [`crate::expr::Kind`]; the differentiator treats `sum` as a boundary between reverse sweeps.
+
+use crate::build;
+use crate::expr::Expr;
+
+macro_rules! ops {
+    ($( $(#[doc = $doc:literal])* $variant:ident: $name:literal, arity $arity:literal,
+        infix $infix:expr, domain ($lo:expr, $hi:expr); )*) => {
+        /// A pointwise operation.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum Op { $( $(#[doc = $doc])* $variant, )* }
+
+        impl Op {
+            /// Every op, in declaration order (the order is the serialized op code).
+            pub const ALL: &'static [Op] = &[$(Op::$variant),*];
+
+            /// The op's spelling in text: an operator symbol or a function name.
+            pub fn name(self) -> &'static str { match self { $(Op::$variant => $name,)* } }
+
+            /// Number of operands.
+            pub fn arity(self) -> usize { match self { $(Op::$variant => $arity,)* } }
+
+            /// Binding strength when printed as an infix operator; `None` for calls.
+            pub fn infix(self) -> Option<u8> { match self { $(Op::$variant => $infix,)* } }
+
+            /// The interval the op's tests sample its operands from (away from kinks and poles).
+            pub fn domain(self) -> (f64, f64) { match self { $(Op::$variant => ($lo, $hi),)* } }
+        }
+    };
+}
+
+ops! {
+    /// `a + b`
+    Add: "+", arity 2, infix Some(1), domain (-4.0, 4.0);
+    /// `a - b`
+    Sub: "-", arity 2, infix Some(1), domain (-4.0, 4.0);
+    /// `a * b`
+    Mul: "*", arity 2, infix Some(2), domain (-4.0, 4.0);
+    /// `a / b`
+    Div: "/", arity 2, infix Some(2), domain (0.5, 4.0);
+    /// `a ** b`, with C's `pow` semantics.
+    Pow: "**", arity 2, infix Some(4), domain (0.3, 2.5);
+    /// unary `-a`
+    Neg: "-", arity 1, infix Some(3), domain (-4.0, 4.0);
+    /// `sin(a)`
+    Sin: "sin", arity 1, infix None, domain (-6.0, 6.0);
+    /// `cos(a)`
+    Cos: "cos", arity 1, infix None, domain (-6.0, 6.0);
+    /// `tan(a)`
+    Tan: "tan", arity 1, infix None, domain (-1.4, 1.4);
+    /// `exp(a)`
+    Exp: "exp", arity 1, infix None, domain (-5.0, 5.0);
+    /// `log(a)`, the natural logarithm; nan below zero, -inf at zero.
+    Log: "log", arity 1, infix None, domain (0.05, 8.0);
+    /// `sqrt(a)`
+    Sqrt: "sqrt", arity 1, infix None, domain (0.05, 8.0);
+    /// `tanh(a)`
+    Tanh: "tanh", arity 1, infix None, domain (-4.0, 4.0);
+    /// `sigmoid(a) = 1 / (1 + exp(-a))`
+    Sigmoid: "sigmoid", arity 1, infix None, domain (-8.0, 8.0);
+    /// `relu(a) = max(a, 0)`; its derivative at 0 is 0.
+    Relu: "relu", arity 1, infix None, domain (-4.0, 4.0);
+    /// `abs(a)`; its derivative at 0 is 0.
+    Abs: "abs", arity 1, infix None, domain (-4.0, 4.0);
+    /// `step(a)`: 1 where a > 0, else 0 (relu's derivative).
+    Step: "step", arity 1, infix None, domain (-4.0, 4.0);
+    /// `sign(a)`: -1, 0 or 1 (abs's derivative).
+    Sign: "sign", arity 1, infix None, domain (-4.0, 4.0);
+}
+
+impl Op {
+    /// Looks an op up by the name it is called by in text (`sin`, ...); operators are not calls.
+    pub fn from_call_name(name: &str) -> Option<Op> {
+        Op::ALL.iter().copied().find(|op| op.infix().is_none() && op.name() == name)
+    }
+
+    /// Whether `a op b == b op a` exactly, in IEEE arithmetic.
+    pub fn is_commutative(self) -> bool {
+        matches!(self, Op::Add | Op::Mul)
+    }
+
+    /// Reference semantics on one value (`b` is ignored by unary ops). IEEE like NumPy:
+    /// no exceptions, nan and inf propagate.
+    pub fn eval(self, a: f64, b: f64) -> f64 {
+        match self {
+            Op::Add => a + b,
+            Op::Sub => a - b,
+            Op::Mul => a * b,
+            Op::Div => a / b,
+            Op::Pow => a.powf(b),
+            Op::Neg => -a,
+            Op::Sin => a.sin(),
+            Op::Cos => a.cos(),
+            Op::Tan => a.tan(),
+            Op::Exp => a.exp(),
+            Op::Log => a.ln(),
+            Op::Sqrt => a.sqrt(),
+            Op::Tanh => a.tanh(),
+            Op::Sigmoid => sigmoid(a),
+            Op::Relu => if a > 0.0 || a.is_nan() { a } else { 0.0 },
+            Op::Abs => a.abs(),
+            Op::Step => if a > 0.0 { 1.0 } else if a.is_nan() { a } else { 0.0 },
+            Op::Sign => if a > 0.0 { 1.0 } else if a < 0.0 { -1.0 } else { a },
+        }
+    }
+
+    /// The reverse-mode rule: given the operands, the op's own output `out` and the adjoint
+    /// flowing into it, the adjoint contribution to each operand whose `need` flag is set.
+    /// `None` means structurally zero. Rules reuse `out` where the derivative is a function of
+    /// it, which hash-consing makes free.
+    pub fn pullback(self, a: &Expr, b: &Expr, out: &Expr, adj: &Expr, need: [bool; 2]) -> [Option<Expr>; 2] {
+        use build::*;
+        let one = || constant(1.0);
+        let unary = |d: Expr| [Some(mul(adj, &d)), None];
+        match self {
+            Op::Add => [Some(adj.clone()), Some(adj.clone())],
+            Op::Sub => [Some(adj.clone()), Some(neg(adj))],
+            // x * x: one contribution 2 * (adj * x) instead of two equal ones.
+            Op::Mul if a == b => [Some(mul(&constant(2.0), &mul(adj, a))), None],
+            Op::Mul => [need[0].then(|| mul(adj, b)), need[1].then(|| mul(adj, a))],
+            Op::Div => [need[0].then(|| div(adj, b)), need[1].then(|| neg(&div(&mul(adj, out), b)))],
+            Op::Pow => [
+                need[0].then(|| mul(adj, &mul(b, &pow(a, &sub(b, &one()))))),
+                need[1].then(|| mul(adj, &mul(out, &log(a)))),
+            ],
+            Op::Neg => [Some(neg(adj)), None],
+            Op::Sin => unary(cos(a)),
+            Op::Cos => [Some(neg(&mul(adj, &sin(a)))), None],
+            Op::Tan => unary(add(&one(), &mul(out, out))),
+            Op::Exp => unary(out.clone()),
+            Op::Log => [Some(div(adj, a)), None],
+            Op::Sqrt => [Some(div(adj, &mul(&constant(2.0), out))), None],
+            Op::Tanh => unary(sub(&one(), &mul(out, out))),
+            Op::Sigmoid => unary(mul(out, &sub(&one(), out))),
+            Op::Relu => unary(step(a)),
+            Op::Abs => unary(sign(a)),
+            Op::Step => [None, None],
+            Op::Sign => [None, None],
+        }
+    }
+}
+
+/// The logistic function, written so neither tail overflows or loses relative accuracy.
+pub fn sigmoid(a: f64) -> f64 {
+    if a >= 0.0 {
+        1.0 / (1.0 + (-a).exp())
+    } else {
+        let e = a.exp();
+        e / (1.0 + e)
+    }
+}

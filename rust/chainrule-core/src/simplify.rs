@@ -1,0 +1,148 @@
+//! The simplifier, applied at node construction. Rules are local (they look at a node and its
+//! operands only) and IEEE-safe: a rewrite never changes a value, except that `x + 0` and
+//! `0 - x` may change the sign of a zero result. Rules that would change a nan or inf result
+//! (`0 * x -> 0`, `x - x -> 0`) are not applied; the differentiator never creates such
+//! products in the first place, because a pullback returns nothing for a zero adjoint.
+//!
+//! Canonical forms, so equal values built differently meet in one node: constants go left in
+//! products (`2 * x`) and right in sums (`x + 1`, `x - 1`); negation moves outward through
+//! products and quotients (`-(a * b)`) and is absorbed by constants (`-2 * x`).
+
+use crate::build::{add, constant, mul, neg, sub};
+use crate::expr::{intern, Expr, Kind};
+use crate::ops::Op;
+
+/// Builds `op(a, b)` after applying the first rule that matches (rules call back into the
+/// builders, so the result is fully simplified).
+pub fn apply(op: Op, a: &Expr, b: Option<&Expr>) -> Expr {
+    let b = if op.arity() == 2 { b } else { None };
+    if let Some(folded) = fold(op, a, b) {
+        return folded;
+    }
+    let rewritten = match b {
+        Some(b) => binary(op, a, b),
+        None => unary(op, a),
+    };
+    rewritten.unwrap_or_else(|| intern(Kind::Apply(op), [Some(a.clone()), b.cloned()]))
+}
+
+fn fold(op: Op, a: &Expr, b: Option<&Expr>) -> Option<Expr> {
+    let x = a.as_const()?;
+    let y = match b {
+        Some(b) => b.as_const()?,
+        None => 0.0,
+    };
+    Some(constant(op.eval(x, y)))
+}
+
+fn negated(e: &Expr) -> Option<&Expr> {
+    (e.as_op() == Some(Op::Neg)).then(|| e.arg0().expect("neg has an operand"))
+}
+
+fn unary(op: Op, a: &Expr) -> Option<Expr> {
+    match op {
+        Op::Neg => {
+            if let Some(inner) = negated(a) {
+                return Some(inner.clone());
+            }
+            // -(c * x) -> (-c) * x keeps one canonical spelling for scaled terms.
+            let lhs = a.arg0()?;
+            let c = lhs.as_const()?;
+            (a.as_op() == Some(Op::Mul)).then(|| mul(&constant(-c), a.arg1().expect("binary")))
+        }
+        _ => None,
+    }
+}
+
+fn binary(op: Op, a: &Expr, b: &Expr) -> Option<Expr> {
+    match op {
+        Op::Add => simplify_add(a, b),
+        Op::Sub => simplify_sub(a, b),
+        Op::Mul => simplify_mul(a, b),
+        Op::Div => simplify_div(a, b),
+        Op::Pow => simplify_pow(a, b),
+        _ => None,
+    }
+}
+
+fn simplify_add(a: &Expr, b: &Expr) -> Option<Expr> {
+    if a.as_const().is_some() {
+        return Some(add(b, a));
+    }
+    if b.is_const(0.0) || b.is_const(-0.0) {
+        return Some(a.clone());
+    }
+    if let Some(c) = b.as_const().filter(|c| *c < 0.0) {
+        return Some(sub(a, &constant(-c)));
+    }
+    if let Some(nb) = negated(b) {
+        return Some(sub(a, nb));
+    }
+    if let Some(na) = negated(a) {
+        return Some(sub(b, na));
+    }
+    (a == b).then(|| mul(&constant(2.0), a))
+}
+
+fn simplify_sub(a: &Expr, b: &Expr) -> Option<Expr> {
+    if b.is_const(0.0) || b.is_const(-0.0) {
+        return Some(a.clone());
+    }
+    if a.is_const(0.0) || a.is_const(-0.0) {
+        return Some(neg(b));
+    }
+    if let Some(c) = b.as_const().filter(|c| *c < 0.0) {
+        return Some(add(a, &constant(-c)));
+    }
+    if let Some(nb) = negated(b) {
+        return Some(add(a, nb));
+    }
+    negated(a).map(|na| neg(&add(na, b)))
+}
+
+fn simplify_mul(a: &Expr, b: &Expr) -> Option<Expr> {
+    if b.as_const().is_some() && a.as_const().is_none() {
+        return Some(mul(b, a));
+    }
+    if a.is_const(1.0) {
+        return Some(b.clone());
+    }
+    if a.is_const(-1.0) {
+        return Some(neg(b));
+    }
+    match (negated(a), negated(b)) {
+        (Some(na), Some(nb)) => Some(mul(na, nb)),
+        (Some(na), None) => Some(neg(&mul(na, b))),
+        (None, Some(nb)) => Some(neg(&mul(a, nb))),
+        (None, None) => None,
+    }
+}
+
+fn simplify_div(a: &Expr, b: &Expr) -> Option<Expr> {
+    if b.is_const(1.0) {
+        return Some(a.clone());
+    }
+    if b.is_const(-1.0) {
+        return Some(neg(a));
+    }
+    match (negated(a), negated(b)) {
+        (Some(na), Some(nb)) => Some(crate::build::div(na, nb)),
+        (Some(na), None) => Some(neg(&crate::build::div(na, b))),
+        (None, Some(nb)) => Some(neg(&crate::build::div(a, nb))),
+        (None, None) => None,
+    }
+}
+
+fn simplify_pow(a: &Expr, b: &Expr) -> Option<Expr> {
+    let c = b.as_const()?;
+    if c == 1.0 {
+        Some(a.clone())
+    } else if c == 0.0 {
+        // pow(x, 0) is 1 for every x, nan included.
+        Some(constant(1.0))
+    } else if c == 2.0 {
+        Some(mul(a, a))
+    } else {
+        None
+    }
+}

@@ -1,0 +1,186 @@
+//! The compiled form: a tape of instructions over chunk registers, split into passes.
+//!
+//! A pass first runs its *scalar code* once (values that are the same for every sample:
+//! constants, inputs bound to scalars, finished reductions and what is computed from them),
+//! then runs its *chunk code* over the batch, chunk by chunk: every instruction runs over one
+//! chunk before the next chunk starts, so no full-size temporaries exist. A reduction whose
+//! result later per-sample work needs ends a pass; its value is ready in the next pass's scalar
+//! code. Registers (`r3`) hold one chunk each and are reused once their value is dead; slots
+//! (`s7`) hold one f64 each.
+
+use std::fmt;
+
+use crate::ops::Op;
+
+/// A chunk register; prints as `r3`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reg(pub u32);
+
+/// A scalar slot; prints as `s7`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot(pub u32);
+
+impl fmt::Debug for Reg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// An operand of a chunk instruction: a register, or a scalar slot used as is (never
+/// broadcast into a chunk).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Arg {
+    /// A chunk register.
+    Reg(Reg),
+    /// A scalar slot.
+    Slot(Slot),
+}
+
+/// Where a `load` reads from.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Source {
+    /// A function input (by position), broadcast to the batch.
+    Input(usize),
+    /// The result array of a grouped reduction (see [`ScalarInstr::ReduceGroups`]).
+    Group(usize),
+}
+
+/// An instruction of the chunk code (operand roles are in the variant docs and listings).
+#[allow(missing_docs)]
+#[derive(Clone, PartialEq, Debug)]
+pub enum Instr {
+    /// Gathers a chunk of a source, broadcasting as NumPy would.
+    Load { dst: Reg, src: Source },
+    /// `dst = op(a)` elementwise.
+    Unary { op: Op, dst: Reg, a: Reg },
+    /// `dst = a op b` elementwise; at least one operand is a register.
+    Binary { op: Op, dst: Reg, a: Arg, b: Arg },
+    /// Adds the chunk's values into this chunk's partial sum of accumulator `acc`.
+    Accumulate { src: Reg, acc: usize },
+    /// Writes the chunk into full-size buffer `buf` (for reductions over some dimensions only).
+    Collect { src: Reg, buf: usize },
+    /// Writes the chunk into output `out`.
+    Store { src: Reg, out: usize },
+}
+
+/// An instruction of the scalar code (operand roles are in the variant docs and listings).
+#[allow(missing_docs)]
+#[derive(Clone, PartialEq, Debug)]
+pub enum ScalarInstr {
+    /// `dst = input`, an input bound to a single value.
+    Input { dst: Slot, input: usize },
+    /// `dst = op(a, b)` on single values (the op table's reference `eval`).
+    Apply { op: Op, dst: Slot, a: Slot, b: Slot },
+    /// `dst = a * batch size`: the sum of a value that is the same for every sample.
+    Scale { dst: Slot, a: Slot },
+    /// `dst = ` the accumulator's per-chunk partial sums, combined pairwise in chunk order.
+    Finish { dst: Slot, acc: usize },
+    /// Reduces full-size buffer `buf` over the dimensions along which all of `over` (inputs)
+    /// are broadcast, into group array `group`.
+    ReduceGroups { group: usize, buf: usize, over: Vec<usize> },
+    /// Fills group array `group` with `a` times the number of samples per group.
+    ScaleGroups { group: usize, a: Slot, over: Vec<usize> },
+}
+
+/// One pass over the data.
+#[derive(Clone, Default, Debug)]
+pub struct Pass {
+    /// Runs once, before the chunks.
+    pub scalar_code: Vec<ScalarInstr>,
+    /// Runs over every chunk.
+    pub chunk_code: Vec<Instr>,
+    /// Registers the chunk code needs.
+    pub n_regs: usize,
+}
+
+/// How an output is produced.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum OutputSource {
+    /// A single value, filled out to the output's shape.
+    Slot(Slot),
+    /// Stored chunk by chunk during a pass.
+    Chunks,
+}
+
+/// A compiled tape, specialised to which inputs are bound to single values.
+#[derive(Clone, Debug)]
+pub struct Tape {
+    /// The passes, in order.
+    pub passes: Vec<Pass>,
+    /// Initial slot values (constants), indexed by slot.
+    pub slots: Vec<f64>,
+    /// Number of accumulators (uniform reductions of per-sample values).
+    pub n_accs: usize,
+    /// Number of full-size collect buffers.
+    pub n_bufs: usize,
+    /// Number of group arrays.
+    pub n_groups: usize,
+    /// Per output, where its value comes from.
+    pub outputs: Vec<OutputSource>,
+}
+
+impl fmt::Display for Tape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.slots.iter().enumerate() {
+            if *c != 0.0 || c.is_sign_negative() {
+                writeln!(f, "s{i} = {}", crate::print::number(*c))?;
+            }
+        }
+        for (p, pass) in self.passes.iter().enumerate() {
+            writeln!(f, "pass {p}: {} registers", pass.n_regs)?;
+            for i in &pass.scalar_code {
+                writeln!(f, "  {}", scalar_listing(i))?;
+            }
+            if !pass.chunk_code.is_empty() {
+                writeln!(f, "  for each chunk:")?;
+            }
+            for i in &pass.chunk_code {
+                writeln!(f, "    {}", listing(i))?;
+            }
+        }
+        for (i, o) in self.outputs.iter().enumerate() {
+            match o {
+                OutputSource::Slot(s) => writeln!(f, "out{i} = {s:?}")?,
+                OutputSource::Chunks => writeln!(f, "out{i} = stored chunks")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn arg(a: &Arg) -> String {
+    match a {
+        Arg::Reg(r) => format!("{r:?}"),
+        Arg::Slot(s) => format!("{s:?}"),
+    }
+}
+
+fn listing(i: &Instr) -> String {
+    match i {
+        Instr::Load { dst, src: Source::Input(k) } => format!("{dst:?} = load in{k}"),
+        Instr::Load { dst, src: Source::Group(k) } => format!("{dst:?} = load group{k}"),
+        Instr::Unary { op, dst, a } => format!("{dst:?} = {}({a:?})", op.name()),
+        Instr::Binary { op, dst, a, b } => format!("{dst:?} = {} {} {}", arg(a), op.name(), arg(b)),
+        Instr::Accumulate { src, acc } => format!("acc{acc} += sum({src:?})"),
+        Instr::Collect { src, buf } => format!("buf{buf} <- {src:?}"),
+        Instr::Store { src, out } => format!("out{out} <- {src:?}"),
+    }
+}
+
+fn scalar_listing(i: &ScalarInstr) -> String {
+    match i {
+        ScalarInstr::Input { dst, input } => format!("{dst:?} = in{input}"),
+        ScalarInstr::Apply { op, dst, a, b } if op.arity() == 1 => format!("{dst:?} = {}({a:?})", op.name()),
+        ScalarInstr::Apply { op, dst, a, b } => format!("{dst:?} = {a:?} {} {b:?}", op.name()),
+        ScalarInstr::Scale { dst, a } => format!("{dst:?} = {a:?} * count"),
+        ScalarInstr::Finish { dst, acc } => format!("{dst:?} = total(acc{acc})"),
+        ScalarInstr::ReduceGroups { group, buf, over } => format!("group{group} = sum(buf{buf}, over=in{over:?})"),
+        ScalarInstr::ScaleGroups { group, a, over } => format!("group{group} = {a:?} * count(over=in{over:?})"),
+    }
+}

@@ -1,0 +1,316 @@
+//! `chainrule._core`: the thin layer between Python and the core. It converts arguments,
+//! releases the GIL around evaluation, and maps core errors to Python exceptions; everything
+//! that thinks lives in `chainrule-core`, and argument handling and docs live in Python.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use chainrule_core::{build, compile, error::Error, expr::Expr, ops::Op, pool, print, serial};
+use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyFloat};
+
+create_exception!(chainrule, ChainruleError, PyValueError, "Base class of chainrule's errors (a ValueError).");
+create_exception!(chainrule, ParseError, ChainruleError, "Text that is not a valid expression; the message points at the position.");
+create_exception!(chainrule, ShapeError, ChainruleError, "Argument shapes that do not broadcast together.");
+
+fn to_py(e: Error) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        Error::Parse { .. } => ParseError::new_err(msg),
+        Error::Shape { .. } => ShapeError::new_err(msg),
+        Error::InputCount { .. } => PyTypeError::new_err(msg),
+        Error::Internal(_) => PyRuntimeError::new_err(msg),
+        Error::UnknownVariable { .. } | Error::DuplicateInput(_) | Error::InvalidName(_) | Error::Corrupt(_) => ChainruleError::new_err(msg),
+    }
+}
+
+/// Runs core code that takes user input, turning a panic (a bug) into a Python exception.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(to_py),
+        Err(_) => Err(PyRuntimeError::new_err("internal error in chainrule (please report it)")),
+    }
+}
+
+/// An expression node (wrapped by `chainrule.Expr`).
+#[pyclass(frozen, module = "chainrule._core", name = "Node")]
+struct Node(Expr);
+
+fn nodes(list: Vec<PyRef<'_, Node>>) -> Vec<Expr> {
+    list.iter().map(|n| n.0.clone()).collect()
+}
+
+fn wrap(list: Vec<Expr>) -> Vec<Node> {
+    list.into_iter().map(Node).collect()
+}
+
+#[pymethods]
+impl Node {
+    /// Unique id of the node; equal expressions are the same node.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.0.id()
+    }
+
+    /// The variable's name, or None.
+    #[getter]
+    fn var_name(&self) -> Option<&str> {
+        self.0.as_var()
+    }
+
+    /// The constant's value, or None.
+    #[getter]
+    fn const_value(&self) -> Option<f64> {
+        self.0.as_const()
+    }
+
+    /// The kind of node: "const", "var", "sum" or an op name ("add", "sin", ...).
+    #[getter]
+    fn kind(&self) -> String {
+        match self.0.kind() {
+            chainrule_core::expr::Kind::Const(_) => "const".into(),
+            chainrule_core::expr::Kind::Var(_) => "var".into(),
+            chainrule_core::expr::Kind::Sum(_) => "sum".into(),
+            chainrule_core::expr::Kind::Apply(op) => format!("{op:?}").to_lowercase(),
+        }
+    }
+
+    /// The operands.
+    #[getter]
+    fn args(&self) -> Vec<Node> {
+        self.0.args().cloned().map(Node).collect()
+    }
+
+    /// For a sum, the variables it sums over (empty: the whole batch).
+    #[getter]
+    fn over(&self) -> Vec<String> {
+        match self.0.kind() {
+            chainrule_core::expr::Kind::Sum(over) => over.iter().map(|s| s.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[pyfunction]
+fn constant(value: f64) -> Node {
+    Node(build::constant(value))
+}
+
+#[pyfunction]
+fn var(name: &str) -> PyResult<Node> {
+    guarded(|| build::var(name)).map(Node)
+}
+
+fn op_named(name: &str) -> PyResult<Op> {
+    Op::ALL.iter().copied().find(|op| format!("{op:?}").eq_ignore_ascii_case(name)).ok_or_else(|| PyValueError::new_err(format!("unknown op '{name}'")))
+}
+
+#[pyfunction]
+#[pyo3(signature = (op, a, b=None))]
+fn apply(op: &str, a: PyRef<'_, Node>, b: Option<PyRef<'_, Node>>) -> PyResult<Node> {
+    let op = op_named(op)?;
+    if (op.arity() == 2) != b.is_some() {
+        return Err(PyTypeError::new_err(format!("{op:?} takes {} operands", op.arity())));
+    }
+    Ok(Node(build::apply(op, &a.0, b.as_ref().map(|b| &b.0))))
+}
+
+#[pyfunction]
+#[pyo3(signature = (a, over=Vec::new()))]
+fn sum(a: PyRef<'_, Node>, over: Vec<String>) -> PyResult<Node> {
+    if let Some(bad) = over.iter().find(|n| !build::is_valid_name(n)) {
+        return Err(to_py(Error::InvalidName(bad.clone())));
+    }
+    Ok(Node(build::sum_over(&a.0, &over)))
+}
+
+#[pyfunction]
+fn mean(a: PyRef<'_, Node>) -> Node {
+    Node(build::mean(&a.0))
+}
+
+#[pyfunction]
+fn text(py: Python<'_>, roots: Vec<PyRef<'_, Node>>) -> String {
+    let roots = nodes(roots);
+    py.detach(|| print::to_text(&roots))
+}
+
+#[pyfunction]
+fn parse(py: Python<'_>, source: &str) -> PyResult<Vec<Node>> {
+    py.detach(|| guarded(|| chainrule_core::parse::parse(source))).map(wrap)
+}
+
+#[pyfunction]
+fn grad(py: Python<'_>, output: PyRef<'_, Node>, wrt: Vec<PyRef<'_, Node>>) -> PyResult<Vec<Node>> {
+    let output = output.0.clone();
+    let wrt = nodes(wrt);
+    if let Some(bad) = wrt.iter().find(|w| w.as_var().is_none()) {
+        return Err(PyTypeError::new_err(format!("can only differentiate with respect to a variable, not {bad:?}")));
+    }
+    py.detach(|| guarded(|| Ok(chainrule_core::grad::grad(&output, &wrt)))).map(wrap)
+}
+
+#[pyfunction]
+fn encode<'py>(py: Python<'py>, roots: Vec<PyRef<'_, Node>>) -> Bound<'py, PyBytes> {
+    let roots = nodes(roots);
+    let bytes = py.detach(|| serial::encode(&roots));
+    PyBytes::new(py, &bytes)
+}
+
+#[pyfunction]
+fn decode(py: Python<'_>, data: &[u8]) -> PyResult<Vec<Node>> {
+    py.detach(|| guarded(|| serial::decode(data))).map(wrap)
+}
+
+#[pyfunction]
+fn variables(roots: Vec<PyRef<'_, Node>>) -> Vec<String> {
+    let graph = chainrule_core::graph::Graph::new(&nodes(roots));
+    let mut names: Vec<String> = graph.nodes.iter().filter_map(|n| n.as_var().map(str::to_string)).collect();
+    names.sort();
+    names
+}
+
+#[pyfunction]
+fn live_nodes() -> usize {
+    chainrule_core::expr::live_nodes()
+}
+
+#[pyfunction]
+fn set_num_threads(n: usize) {
+    pool::set_num_threads(n);
+}
+
+#[pyfunction]
+fn get_num_threads() -> usize {
+    pool::current_num_threads()
+}
+
+/// A compiled function (wrapped by `chainrule.Function`).
+#[pyclass(frozen, module = "chainrule._core", name = "Function")]
+struct Function(compile::Function);
+
+/// One argument, as the core reads it.
+enum Argument<'py> {
+    Scalar(f64),
+    Array(PyReadonlyArrayDyn<'py, f64>),
+}
+
+impl Argument<'_> {
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            Argument::Scalar(_) => Vec::new(),
+            Argument::Array(a) => a.shape().to_vec(),
+        }
+    }
+}
+
+#[pymethods]
+impl Function {
+    #[new]
+    fn new(py: Python<'_>, outputs: Vec<PyRef<'_, Node>>, inputs: Vec<PyRef<'_, Node>>) -> PyResult<Self> {
+        let (outputs, inputs) = (nodes(outputs), nodes(inputs));
+        py.detach(|| guarded(|| compile::Function::new(&outputs, &inputs))).map(Function)
+    }
+
+    /// Evaluates on `args` (Python floats, or C-contiguous float64 arrays). Returns a list with,
+    /// per output, an array, or a float where the output is a single reduced value.
+    fn call<'py>(&self, py: Python<'py>, args: Vec<Bound<'py, PyAny>>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let mut converted = Vec::with_capacity(args.len());
+        for a in &args {
+            converted.push(match a.cast::<PyFloat>() {
+                Ok(f) => Argument::Scalar(f.value()),
+                Err(_) => Argument::Array(
+                    a.cast::<PyArrayDyn<f64>>()
+                        .map_err(|_| PyTypeError::new_err("arguments must be floats or float64 arrays"))?
+                        .try_readonly()
+                        .map_err(|e| PyValueError::new_err(e.to_string()))?,
+                ),
+            });
+        }
+        let shapes: Vec<Vec<usize>> = converted.iter().map(Argument::shape).collect();
+        let call = guarded(|| self.0.prepare(&shapes))?;
+        let scalars: Vec<[f64; 1]> = converted.iter().map(|a| [if let Argument::Scalar(v) = a { *v } else { 0.0 }]).collect();
+        let mut data: Vec<&[f64]> = Vec::with_capacity(converted.len());
+        for (a, s) in converted.iter().zip(&scalars) {
+            data.push(match a {
+                Argument::Scalar(_) => s,
+                Argument::Array(arr) => arr.as_slice().map_err(|_| PyTypeError::new_err("array arguments must be C-contiguous"))?,
+            });
+        }
+        let mut singles: Vec<[f64; 1]> = vec![[0.0]; call.output_shapes.len()];
+        let mut arrays: Vec<Option<Bound<'py, PyArrayDyn<f64>>>> = Vec::new();
+        for shape in &call.output_shapes {
+            // SAFETY: the evaluator writes every element of every output before it is read.
+            arrays.push((!shape.is_empty()).then(|| unsafe { PyArrayDyn::<f64>::new(py, shape.as_slice(), false) }));
+        }
+        let mut views: Vec<&mut [f64]> = Vec::with_capacity(arrays.len());
+        let mut single_iter = singles.iter_mut();
+        for a in &arrays {
+            let single = single_iter.next().expect("one per output");
+            // SAFETY: freshly created arrays, not shared with Python yet.
+            views.push(match a {
+                Some(a) => unsafe { a.as_slice_mut() }.map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
+                None => single,
+            });
+        }
+        let f = &self.0;
+        py.detach(|| guarded(|| f.run(&call, &data, &mut views)))?;
+        drop(views);
+        let mut out = Vec::with_capacity(arrays.len());
+        for (a, s) in arrays.into_iter().zip(&singles) {
+            out.push(match a {
+                Some(a) => a.into_any(),
+                None => PyFloat::new(py, s[0]).into_any(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether each output is a reduction.
+    fn reduced(&self, shapes: Vec<Vec<usize>>) -> PyResult<Vec<bool>> {
+        guarded(|| self.0.prepare(&shapes)).map(|c| c.output_reduced)
+    }
+
+    /// The tape a call with arguments of these shapes runs, as text.
+    fn tape(&self, shapes: Vec<Vec<usize>>) -> PyResult<String> {
+        guarded(|| self.0.prepare(&shapes)).map(|c| c.tape().to_string())
+    }
+
+    /// The output expressions.
+    fn outputs(&self) -> Vec<Node> {
+        wrap(self.0.outputs())
+    }
+
+    /// The input variables.
+    fn inputs(&self) -> Vec<Node> {
+        wrap(self.0.inputs().to_vec())
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("ChainruleError", py.get_type::<ChainruleError>())?;
+    m.add("ParseError", py.get_type::<ParseError>())?;
+    m.add("ShapeError", py.get_type::<ShapeError>())?;
+    m.add("OPS", Op::ALL.iter().map(|op| (format!("{op:?}").to_lowercase(), op.name(), op.arity(), op.domain())).collect::<Vec<_>>())?;
+    m.add_class::<Node>()?;
+    m.add_class::<Function>()?;
+    m.add_function(wrap_pyfunction!(constant, m)?)?;
+    m.add_function(wrap_pyfunction!(var, m)?)?;
+    m.add_function(wrap_pyfunction!(apply, m)?)?;
+    m.add_function(wrap_pyfunction!(sum, m)?)?;
+    m.add_function(wrap_pyfunction!(mean, m)?)?;
+    m.add_function(wrap_pyfunction!(text, m)?)?;
+    m.add_function(wrap_pyfunction!(parse, m)?)?;
+    m.add_function(wrap_pyfunction!(grad, m)?)?;
+    m.add_function(wrap_pyfunction!(encode, m)?)?;
+    m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(live_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(variables, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    Ok(())
+}
