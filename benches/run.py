@@ -180,8 +180,9 @@ def uniform(rng, n, low, high):
 def w1_data(n):
     rng = np.random.default_rng(SEED)
     # Targets in (0, 1) because yhat is a sigmoid output.
-    return SimpleNamespace(x=uniform(rng, n, -2.0, 2.0), y=uniform(rng, n, 0.0, 1.0),
-                           params=W1_PARAMS)
+    return SimpleNamespace(
+        x=uniform(rng, n, -2.0, 2.0), y=uniform(rng, n, 0.0, 1.0), params=W1_PARAMS
+    )
 
 
 def w2_data(n):
@@ -248,9 +249,11 @@ def w2_math(x, y):
     log_u = math.log(u)
     s = 1.0 / (1.0 + math.exp(-x * y))
     ds = log_u * s * (1.0 - s)
-    return (a + log_u * s,
-            -math.cos(cx) * math.sin(x) * e + (2.0 * x / u) * s + ds * y,
-            -2.0 * y * a + ds * x)
+    return (
+        a + log_u * s,
+        -math.cos(cx) * math.sin(x) * e + (2.0 * x / u) * s + ds * y,
+        -2.0 * y * a + ds * x,
+    )
 
 
 def chain_value_numpy(X):
@@ -272,9 +275,9 @@ def chain_numpy(X):
 
 def chain_expr(m, xs):
     """The W5 expression built term by term from a module with sin/exp (chainrule, jnp)."""
-    acc = m.exp(-xs[-1] ** 2)
+    acc = m.exp(-(xs[-1] ** 2))
     for a, b in itertools.pairwise(xs):
-        acc = acc + m.sin(a * b) + m.exp(-a ** 2)
+        acc = acc + m.sin(a * b) + m.exp(-(a**2))
     return acc
 
 
@@ -311,7 +314,7 @@ def verify_references():
 
 
 def as_outputs(out):
-    """Normalise one implementation's result to a list of float64 arrays."""
+    """Normalise one implementation's result to a list of arrays."""
     if not isinstance(out, (tuple, list)):
         out = [out]
     return [np.asarray(o) for o in out]
@@ -337,9 +340,11 @@ def assert_close(name, got, ref, rtol=RTOL):
         scale = float(np.max(np.abs(r))) if r.size else 0.0
         err = float(np.max(np.abs(g - r))) if r.size else 0.0
         if not np.isfinite(err) or err > rtol * max(scale, 1e-300):
-            raise Mismatch(f"{name}: output {k} differs from the NumPy reference: "
-                           f"max abs err {err:.3e}, max |ref| {scale:.3e} (rtol {rtol:g}); "
-                           f"{worst_element(g, r)}")
+            raise Mismatch(
+                f"{name}: output {k} differs from the NumPy reference: "
+                f"max abs err {err:.3e}, max |ref| {scale:.3e} (rtol {rtol:g}); "
+                f"{worst_element(g, r)}"
+            )
         worst = max(worst, err / scale if scale else err)
     return worst
 
@@ -443,8 +448,9 @@ def w2_build_numexpr(ne, d):
         env["s"] = ev("1 / (1 + exp(-x * y))", local_dict=env)
         env["L"] = ev("log(1 + x * x)", local_dict=env)
         f = ev("sin(c) * e + L * s", local_dict=env)
-        gx = ev("-cos(c) * sin(x) * e + 2 * x / (1 + x * x) * s + L * s * (1 - s) * y",
-                local_dict=env)
+        gx = ev(
+            "-cos(c) * sin(x) * e + 2 * x / (1 + x * x) * s + L * s * (1 - s) * y", local_dict=env
+        )
         gy = ev("-2 * y * sin(c) * e + L * s * (1 - s) * x", local_dict=env)
         return f, gx, gy
 
@@ -455,7 +461,7 @@ def w2_jax_fn(jax):
     jnp = jax.numpy
 
     def f(x, y):
-        return jnp.sin(jnp.cos(x)) * jnp.exp(-y ** 2) + jnp.log(1 + x ** 2) * jax.nn.sigmoid(x * y)
+        return jnp.sin(jnp.cos(x)) * jnp.exp(-(y**2)) + jnp.log(1 + x**2) * jax.nn.sigmoid(x * y)
 
     return jax.value_and_grad(f, argnums=(0, 1))
 
@@ -487,8 +493,9 @@ def w2_build_torch(torch, d):
 
     def run():
         x, y = x0.detach().requires_grad_(), y0.detach().requires_grad_()
-        f = (torch.sin(torch.cos(x)) * torch.exp(-y ** 2)
-             + torch.log(1 + x ** 2) * torch.sigmoid(x * y))
+        f = torch.sin(torch.cos(x)) * torch.exp(-(y**2)) + torch.log(1 + x**2) * torch.sigmoid(
+            x * y
+        )
         # Samples are independent, so the gradient of the sum is the per-sample gradient.
         gx, gy = torch.autograd.grad(f, (x, y), grad_outputs=torch.ones_like(f))
         return f.detach(), gx, gy
@@ -498,7 +505,7 @@ def w2_build_torch(torch, d):
 
 def w2_chainrule_fn(cr):
     x, y = cr.vars("x y")
-    f = cr.sin(cr.cos(x)) * cr.exp(-y ** 2) + cr.log(1 + x ** 2) * cr.sigmoid(x * y)
+    f = cr.sin(cr.cos(x)) * cr.exp(-(y**2)) + cr.log(1 + x**2) * cr.sigmoid(x * y)
     dfdx, dfdy = cr.grad(f, [x, y])
     return cr.compile([f, dfdx, dfdy], inputs=[x, y])
 
@@ -516,8 +523,9 @@ def w6_build_numexpr(ne, d):
     env = {"X": d.X, "A": d.X[:-1], "B": d.X[1:]}
 
     def value():
-        return (ne.evaluate("sin(A * B)", local_dict=env).sum(axis=0)
-                + ne.evaluate("exp(-X * X)", local_dict=env).sum(axis=0))
+        return ne.evaluate("sin(A * B)", local_dict=env).sum(axis=0) + ne.evaluate(
+            "exp(-X * X)", local_dict=env
+        ).sum(axis=0)
 
     def value_and_grad():
         e = ne.evaluate("exp(-X * X)", local_dict=env)
@@ -535,21 +543,20 @@ def w6_build_jax(jax, d):
     jnp = jax.numpy
 
     def f(v):
-        return jnp.sum(jnp.sin(v[:-1] * v[1:])) + jnp.sum(jnp.exp(-v ** 2))
+        return jnp.sum(jnp.sin(v[:-1] * v[1:])) + jnp.sum(jnp.exp(-(v**2)))
 
     # Samples lie along axis 1; out_axes puts the gradient in the same (n, N) layout.
     f_only = jax.jit(jax.vmap(f, in_axes=1))
     f_grad = jax.jit(jax.vmap(jax.value_and_grad(f), in_axes=1, out_axes=(0, 1)))
     X = jax.device_put(d.X)
-    return ((lambda: jax.block_until_ready(f_only(X))),
-            (lambda: jax.block_until_ready(f_grad(X))))
+    return ((lambda: jax.block_until_ready(f_only(X))), (lambda: jax.block_until_ready(f_grad(X))))
 
 
 def w6_build_torch(torch, d):
     X0 = torch.from_numpy(d.X)
 
     def f(X):
-        return torch.sin(X[:-1] * X[1:]).sum(dim=0) + torch.exp(-X ** 2).sum(dim=0)
+        return torch.sin(X[:-1] * X[1:]).sum(dim=0) + torch.exp(-(X**2)).sum(dim=0)
 
     def value():
         with torch.no_grad():
@@ -575,14 +582,34 @@ def w6_build_chainrule(cr, d):
 
 
 BUILDERS = {
-    "W1": {"numpy": w1_build_numpy, "numexpr": w1_build_numexpr, "jax": w1_build_jax,
-           "torch": w1_build_torch, "chainrule": w1_build_chainrule},
-    "W2": {"numpy": w2_build_numpy, "numexpr": w2_build_numexpr, "jax": w2_build_jax,
-           "torch": w2_build_torch, "chainrule": w2_build_chainrule},
-    "W4": {"math": w2_build_math, "numpy": w2_build_numpy, "jax": w4_build_jax,
-           "torch": w2_build_torch, "chainrule": w2_build_chainrule},
-    "W6": {"numpy": w6_build_numpy, "numexpr": w6_build_numexpr, "jax": w6_build_jax,
-           "torch": w6_build_torch, "chainrule": w6_build_chainrule},
+    "W1": {
+        "numpy": w1_build_numpy,
+        "numexpr": w1_build_numexpr,
+        "jax": w1_build_jax,
+        "torch": w1_build_torch,
+        "chainrule": w1_build_chainrule,
+    },
+    "W2": {
+        "numpy": w2_build_numpy,
+        "numexpr": w2_build_numexpr,
+        "jax": w2_build_jax,
+        "torch": w2_build_torch,
+        "chainrule": w2_build_chainrule,
+    },
+    "W4": {
+        "math": w2_build_math,
+        "numpy": w2_build_numpy,
+        "jax": w4_build_jax,
+        "torch": w2_build_torch,
+        "chainrule": w2_build_chainrule,
+    },
+    "W6": {
+        "numpy": w6_build_numpy,
+        "numexpr": w6_build_numexpr,
+        "jax": w6_build_jax,
+        "torch": w6_build_torch,
+        "chainrule": w6_build_chainrule,
+    },
 }
 
 
@@ -610,9 +637,11 @@ class Candidate:
 
 def repeat_calls(fn, calls):
     """A batch of calls, so that sub-microsecond calls are timed above clock noise."""
+
     def run():
         for _ in range(calls):
             fn()
+
     return run
 
 
@@ -630,8 +659,10 @@ def prepare(name, mod, build, data, refs, calls=1, workload=""):
         fns = fns if isinstance(fns, tuple) else (fns,)
         outs = [fn() for fn in fns]
         cand.setup_s = time.perf_counter() - t0
-        cand.err = max(assert_close(f"{workload} {name} ({label})", out, ref)
-                       for (label, ref), out in zip(refs, outs))
+        cand.err = max(
+            assert_close(f"{workload} {name} ({label})", out, ref)
+            for (label, ref), out in zip(refs, outs)
+        )
         for (label, ref), fn in zip(refs, fns):
             # A second checked call catches state carried between calls (caches,
             # reused buffers) and warms up pages the first call faulted in.
@@ -712,7 +743,7 @@ def fmt(value, digits=3):
         return "—"
     if value == 0:
         return "0"
-    if abs(value) >= 10 ** digits:
+    if abs(value) >= 10**digits:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}" if abs(value) >= 1e-3 else f"{value:.2e}"
 
@@ -733,10 +764,10 @@ def fmt_ratio(r):
 
 
 def status_cell(cand):
-    if cand.ok:
-        return "ok"
-    return cand.status.split(":")[0] if cand.status.startswith(("MISMATCH", "ERROR")) \
-        else cand.status
+    """The status kind only; failure details are in the section notes."""
+    if cand.status.startswith(("MISMATCH", "ERROR")):
+        return cand.status.split(":")[0]
+    return cand.status
 
 
 def failed(cands):
@@ -744,26 +775,41 @@ def failed(cands):
 
 
 def failure_notes(cands):
-    return [f"{c.name}: {c.status}" for c in cands
-            if c.status.startswith(("MISMATCH", "ERROR"))]
+    return [f"{c.name}: {c.status}" for c in cands if c.status.startswith(("MISMATCH", "ERROR"))]
 
 
 def speed_section(title, cands, unit, scale, baselines, calls=1):
     """Table of per-run times with ratios against the baseline implementations."""
     med = {c.name: median(c.samples.get("run", [])) * scale for c in cands if c.ok}
     base = [b for b in baselines if b in med]
-    header = ["impl", f"median {unit}", f"min {unit}", "IQR %",
-              *[f"vs {b}" for b in base], "first result ms", "page faults / call",
-              "max rel err", "status"]
+    header = [
+        "impl",
+        f"median {unit}",
+        f"min {unit}",
+        "IQR %",
+        *[f"vs {b}" for b in base],
+        "first result ms",
+        "page faults / call",
+        "max rel err",
+        "status",
+    ]
     section = Section(title, header, failed=failed(cands), notes=failure_notes(cands))
     for c in cands:
         s = [x * scale for x in c.samples.get("run", [])]
         faults = c.faults.get("run")
-        section.rows.append([
-            c.name, fmt(median(s)), fmt(min(s) if s else None), fmt(iqr_percent(s), 2),
-            *[fmt_ratio(ratio(med.get(c.name), med[b])) for b in base],
-            fmt(c.setup_s * 1e3 if c.setup_s is not None else None),
-            fmt(median(faults) / calls if faults else None), err_cell(c), status_cell(c)])
+        section.rows.append(
+            [
+                c.name,
+                fmt(median(s)),
+                fmt(min(s) if s else None),
+                fmt(iqr_percent(s), 2),
+                *[fmt_ratio(ratio(med.get(c.name), med[b])) for b in base],
+                fmt(c.setup_s * 1e3 if c.setup_s is not None else None),
+                fmt(median(faults) / calls if faults else None),
+                err_cell(c),
+                status_cell(c),
+            ]
+        )
     return section
 
 
@@ -775,16 +821,32 @@ def w6_section(title, cands):
     """Cheap-gradient table: time(f and all partials) / time(f) per implementation."""
     f_ms = {c.name: median(c.samples.get("f", [])) * 1e3 for c in cands if c.ok}
     fg_ms = {c.name: median(c.samples.get("f+grad", [])) * 1e3 for c in cands if c.ok}
-    header = ["impl", "f ms", "f + grads ms", "(f + grads) / f", "f + grads vs numpy",
-              "first result ms", "page faults f / f + grads", "max rel err", "status"]
+    header = [
+        "impl",
+        "f ms",
+        "f + grads ms",
+        "(f + grads) / f",
+        "f + grads vs numpy",
+        "first result ms",
+        "page faults f / f + grads",
+        "max rel err",
+        "status",
+    ]
     section = Section(title, header, failed=failed(cands), notes=failure_notes(cands))
     for c in cands:
-        section.rows.append([
-            c.name, fmt(f_ms.get(c.name)), fmt(fg_ms.get(c.name)),
-            fmt_ratio(ratio(fg_ms.get(c.name), f_ms.get(c.name))),
-            fmt_ratio(ratio(fg_ms.get(c.name), fg_ms.get("numpy"))),
-            fmt(c.setup_s * 1e3 if c.setup_s is not None else None),
-            fault_pair(c), err_cell(c), status_cell(c)])
+        section.rows.append(
+            [
+                c.name,
+                fmt(f_ms.get(c.name)),
+                fmt(fg_ms.get(c.name)),
+                fmt_ratio(ratio(fg_ms.get(c.name), f_ms.get(c.name))),
+                fmt_ratio(ratio(fg_ms.get(c.name), fg_ms.get("numpy"))),
+                fmt(c.setup_s * 1e3 if c.setup_s is not None else None),
+                fault_pair(c),
+                err_cell(c),
+                status_cell(c),
+            ]
+        )
     return section
 
 
@@ -815,10 +877,14 @@ def run_w1(ctx):
     ref = w1_numpy(data.x, data.y, *data.params)
     cands = prepare_all(ctx, "W1", data, [("run", ref)])
     time_round_robin(cands, ctx.repeat)
-    section = speed_section(f"W1 network: J and dJ/d(w1, b1, w2, b2), N = {n:,}",
-                            cands, "ms", 1e3, ("numpy", "jax"))
-    section.notes.insert(0, "Outputs: J = mean((y - yhat)^2) and its 4 partials "
-                            "(scalars); x, y float64 arrays, weights python floats.")
+    section = speed_section(
+        f"W1 network: J and dJ/d(w1, b1, w2, b2), N = {n:,}", cands, "ms", 1e3, ("numpy", "jax")
+    )
+    section.notes.insert(
+        0,
+        "Outputs: J = mean((y - yhat)^2) and its 4 partials "
+        "(scalars); x, y float64 arrays, weights python floats.",
+    )
     return section
 
 
@@ -827,10 +893,14 @@ def run_w2(ctx):
     data = w2_data(n)
     cands = prepare_all(ctx, "W2", data, [("run", w2_numpy(data.x, data.y))])
     time_round_robin(cands, ctx.repeat)
-    section = speed_section(f"W2 gradient field: f, df/dx, df/dy, N = {n:,}",
-                            cands, "ms", 1e3, ("numpy", "jax"))
-    section.notes.insert(0, "f = sin(cos x) exp(-y^2) + log(1 + x^2) sigmoid(xy); "
-                            "first result = build + differentiate + compile + first call.")
+    section = speed_section(
+        f"W2 gradient field: f, df/dx, df/dy, N = {n:,}", cands, "ms", 1e3, ("numpy", "jax")
+    )
+    section.notes.insert(
+        0,
+        "f = sin(cos x) exp(-y^2) + log(1 + x^2) sigmoid(xy); "
+        "first result = build + differentiate + compile + first call.",
+    )
     return section
 
 
@@ -839,10 +909,19 @@ def run_w4(ctx):
     data = w4_data()
     cands = prepare_all(ctx, "W4", data, [("run", w2_numpy(data.x, data.y))], calls)
     time_round_robin(cands, ctx.repeat)
-    section = speed_section(f"W4 latency: W2 at one point {W4_POINT}, µs per call",
-                            cands, "µs", 1e6 / calls, ("math", "numpy", "jax"), calls)
-    section.notes.insert(0, f"Each timed run is a batch of {calls} calls with python "
-                            "float arguments; the table shows time per call.")
+    section = speed_section(
+        f"W4 latency: W2 at one point {W4_POINT}, µs per call",
+        cands,
+        "µs",
+        1e6 / calls,
+        ("math", "numpy", "jax"),
+        calls,
+    )
+    section.notes.insert(
+        0,
+        f"Each timed run is a batch of {calls} calls with python "
+        "float arguments; the table shows time per call.",
+    )
     return section
 
 
@@ -853,11 +932,13 @@ def run_w6(ctx):
     refs = [("f", (f_ref,)), ("f+grad", (f_ref, g_ref))]
     cands = prepare_all(ctx, "W6", data, refs)
     time_round_robin(cands, ctx.repeat)
-    section = w6_section(f"W6 cheap gradient: n = {n} inputs, N = {samples:,} samples",
-                         cands)
-    section.notes.insert(0, "Ratio = time(f and all n partials) / time(f alone). "
-                            "NumPy/numexpr/JAX/torch use one stacked (n, N) array; "
-                            "chainrule gets its n rows as separate arrays.")
+    section = w6_section(f"W6 cheap gradient: n = {n} inputs, N = {samples:,} samples", cands)
+    section.notes.insert(
+        0,
+        "Ratio = time(f and all n partials) / time(f alone). "
+        "NumPy/numexpr/JAX/torch use one stacked (n, N) array; "
+        "chainrule gets its n rows as separate arrays.",
+    )
     return section
 
 
@@ -882,8 +963,7 @@ class Laps:
 def steady_time(fn, budget_s=1.0, max_calls=200):
     """Median call time once warm; at least 3 calls, otherwise bounded by budget_s."""
     samples, start = [], time.perf_counter()
-    while len(samples) < 3 or (time.perf_counter() - start < budget_s
-                               and len(samples) < max_calls):
+    while len(samples) < 3 or (time.perf_counter() - start < budget_s and len(samples) < max_calls):
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
@@ -977,8 +1057,7 @@ def child_mem(spec):
     if peak is None:  # ru_maxrss is in KiB on Linux, but it covers the whole life
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     del out
-    return {"baseline_kib": baseline, "peak_kib": peak, "io_bytes": 5 * 8 * n,
-            "hwm_reset": reset}
+    return {"baseline_kib": baseline, "peak_kib": peak, "io_bytes": 5 * 8 * n, "hwm_reset": reset}
 
 
 def child_main(spec_json):
@@ -1011,8 +1090,13 @@ def run_child(spec, timeout):
 
 def child_problem(res):
     """A one-line description of a failed child result, or None when it succeeded."""
+    if "timeout" in res and "cap" in res:
+        return (
+            f"no result within the {res['cap']:.0f} s cap (killed after "
+            f"{res['timeout']:.0f} s including start-up)"
+        )
     if "timeout" in res:
-        return f"not finished within {res['timeout']:.0f} s (skipped)"
+        return f"not finished within {res['timeout']:.0f} s (killed)"
     if "mismatch" in res:
         return f"MISMATCH: {res['mismatch']}"
     if "error" in res:
@@ -1040,7 +1124,10 @@ def collect_w5(ctx, impls):
                 if timeout is None or any(child_problem(r) for r in runs):
                     continue
                 spec = {"task": "w5", "impl": impl, "n": n, "threads": ctx.threads}
-                runs.append(run_child(spec, timeout))
+                res = run_child(spec, timeout)
+                if impl == "jax" and "timeout" in res:
+                    res["cap"] = ctx.jax_w5_cap
+                runs.append(res)
     return results
 
 
@@ -1050,24 +1137,39 @@ def w5_row(impl, n, runs):
 
     def med(*keys):
         # A phase an implementation does not have (numpy has no compile) shows as a dash.
-        vals = [sum(r[k] for k in keys if k in r) * 1e3 for r in good
-                if any(k in r for k in keys)]
+        vals = [sum(r[k] for k in keys if k in r) * 1e3 for r in good if any(k in r for k in keys)]
         return median(vals) if vals else None
 
     expr = med("expr")
     status = problems[0] if problems else ("ok" if good else "not run")
-    return [impl, f"{n:,}", str(len(good)), fmt(expr), fmt(med("grad", "compile")),
-            fmt(med("grad", "compile", "first_call")), fmt(med("steady")),
-            fmt(max(r["err"] for r in good), 2) if good else "—", status]
+    return [
+        impl,
+        f"{n:,}",
+        str(len(good)),
+        fmt(expr),
+        fmt(med("grad", "compile")),
+        fmt(med("grad", "compile", "first_call")),
+        fmt(med("steady")),
+        fmt(max(r["err"] for r in good), 2) if good else "—",
+        status,
+    ]
 
 
 def run_w5(ctx):
     impls = [i for i in W5_CHILDREN if i in ctx.mods]
     results = collect_w5(ctx, impls)
-    header = ["impl", "n", "runs", "build expr ms", "grad + compile ms",
-              "first result ms", "steady call ms", "max rel err", "status"]
-    section = Section("W5 build cost: f = Σ sin(x_i x_{i+1}) + exp(-x_i²), n scalar inputs",
-                      header)
+    header = [
+        "impl",
+        "n",
+        "runs",
+        "build expr ms",
+        "grad + compile ms",
+        "first result ms",
+        "steady call ms",
+        "max rel err",
+        "status",
+    ]
+    section = Section("W5 build cost: f = Σ sin(x_i x_{i+1}) + exp(-x_i²), n scalar inputs", header)
     for n in ctx.sizes.w5_ns:
         for impl in impls:
             section.rows.append(w5_row(impl, n, results[(impl, n)]))
@@ -1076,15 +1178,18 @@ def run_w5(ctx):
             section.rows.append([impl, "—", "0", *["—"] * 5, "skipped (not importable)"])
     section.notes.append(
         "Each run is a fresh subprocess; medians over runs. first result = grad + compile "
-        "+ first call (chainrule's expression construction is the separate column).")
+        "+ first call (chainrule's expression construction is the separate column)."
+    )
     section.notes.append(
         "numpy: hand-derived vectorised gradient over an array of the n values (no build "
-        "step); its first result is a single call.")
+        "step); its first result is a single call."
+    )
     if "jax" in impls:
         section.notes.append(
             f"jax: jit(value_and_grad) of the unrolled n-input function; grad = trace "
             f"(lower), then XLA compile. Capped at {ctx.jax_w5_cap:.0f} s; n > 1,000 is "
-            "attempted once.")
+            "attempted once."
+        )
     move_details_to_notes(section)
     return section
 
@@ -1104,32 +1209,41 @@ def mem_row(impl, n, res):
         return [impl, f"{n:,}", *["—"] * 4, problem]
     mib = 1024.0
     base, peak = res["baseline_kib"] / mib, res["peak_kib"] / mib
-    io = res["io_bytes"] / 2 ** 20
+    io = res["io_bytes"] / 2**20
     note = "ok" if res.get("hwm_reset") else "ok (peak since start: VmHWM reset failed)"
-    return [impl, f"{n:,}", fmt(peak), fmt(base), fmt(peak - base),
-            fmt(peak - base - io), note]
+    return [impl, f"{n:,}", fmt(peak), fmt(base), fmt(peak - base), fmt(peak - base - io), note]
 
 
 def run_mem(ctx):
     n = ctx.sizes.n_mem
-    header = ["impl", "N", "peak RSS MiB", "baseline MiB", "peak − baseline MiB",
-              "above inputs+outputs MiB", "status"]
+    header = [
+        "impl",
+        "N",
+        "peak RSS MiB",
+        "baseline MiB",
+        "peak − baseline MiB",
+        "above inputs+outputs MiB",
+        "status",
+    ]
     section = Section(f"Memory: W2 at N = {n:,}, peak RSS in a fresh process", header)
     for impl in MEM_IMPLS:
         if impl in ctx.mods:
-            res = run_child({"task": "mem", "impl": impl, "n": n, "threads": ctx.threads},
-                            CHAINRULE_CHILD_CAP_S)
+            res = run_child(
+                {"task": "mem", "impl": impl, "n": n, "threads": ctx.threads}, CHAINRULE_CHILD_CAP_S
+            )
             section.rows.append(mem_row(impl, n, res))
         elif impl in ctx.missing:
             section.rows.append([impl, f"{n:,}", *["—"] * 4, "skipped (not importable)"])
-    io_mib = 5 * 8 * n / 2 ** 20
+    io_mib = 5 * 8 * n / 2**20
     section.notes.append(
         f"Inputs + outputs = 5 float64 arrays = {io_mib:,.0f} MiB. baseline = RSS after "
         "imports and a small warm-up call, before the inputs are allocated; the peak "
-        "(VmHWM) is reset at that point.")
+        "(VmHWM) is reset at that point."
+    )
     if "jax" in ctx.mods:
         section.notes.append(
-            "jax copies the NumPy inputs to device buffers, which counts as extra memory.")
+            "jax copies the NumPy inputs to device buffers, which counts as extra memory."
+        )
     move_details_to_notes(section)
     return section
 
@@ -1180,13 +1294,25 @@ def environment(ctx):
 
 def report_text(ctx, facts, sections, load_end):
     mode = "QUICK smoke run (small sizes, few repeats)" if ctx.quick else "full run"
-    lines = ["# chainrule benchmark results", "",
-             f"Mode: {mode}; {ctx.repeat} interleaved repeats, medians reported.", ""]
+    lines = [
+        "# chainrule benchmark results",
+        "",
+        f"Mode: {mode}; {ctx.repeat} interleaved repeats, medians reported.",
+        "",
+    ]
     lines += [f"- **{k}**: {v}" for k, v in facts.items()]
-    lines += [f"- **load average**: {facts_load(ctx.load_start, load_end)}",
-              f"- **command**: `{ctx.command}`", ""]
-    lines += [("Ratios are time(row) / time(column impl): above 1 is slower, below 1 "
-               "faster. See benches/README.md."), ""]
+    lines += [
+        f"- **load average**: {facts_load(ctx.load_start, load_end)}",
+        f"- **command**: `{ctx.command}`",
+        "",
+    ]
+    lines += [
+        (
+            "Ratios are time(row) / time(column impl): above 1 is slower, below 1 "
+            "faster. See benches/README.md."
+        ),
+        "",
+    ]
     for section in sections:
         lines.append(render(section))
     return "\n".join(lines)
@@ -1201,26 +1327,45 @@ def facts_load(start, end):
 # --------------------------------------------------------------------------
 
 
-RUNNERS = {"W1": run_w1, "W2": run_w2, "W4": run_w4, "W5": run_w5, "W6": run_w6,
-           "MEM": run_mem}
+RUNNERS = {"W1": run_w1, "W2": run_w2, "W4": run_w4, "W5": run_w5, "W6": run_w6, "MEM": run_mem}
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="benches/run.py", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes and 5 repeats: a smoke test of well under a minute")
-    p.add_argument("--workloads", default=",".join(ALL_WORKLOADS),
-                   help="comma list from " + ",".join(ALL_WORKLOADS))
-    p.add_argument("--impls", default=None,
-                   help="comma list from " + ",".join(ALL_IMPLS) + " (default: all that import)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and 5 repeats: a smoke test of well under a minute",
+    )
+    p.add_argument(
+        "--workloads",
+        default=",".join(ALL_WORKLOADS),
+        help="comma list from " + ",".join(ALL_WORKLOADS),
+    )
+    p.add_argument(
+        "--impls",
+        default=None,
+        help="comma list from " + ",".join(ALL_IMPLS) + " (default: all that import)",
+    )
     p.add_argument("--repeat", type=int, default=None, help="interleaved repeats per workload")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for numexpr, torch and chainrule (default: their own)")
-    p.add_argument("--jax-w5-cap", type=float, default=60.0,
-                   help="seconds allowed for JAX's W5 first result; 0 skips JAX in W5")
-    p.add_argument("--out", default=None,
-                   help="markdown report path; '-' for none (default benches/RESULTS.md, "
-                        "or benches/RESULTS-quick.md with --quick)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for numexpr, torch and chainrule (default: their own)",
+    )
+    p.add_argument(
+        "--jax-w5-cap",
+        type=float,
+        default=60.0,
+        help="seconds allowed for JAX's W5 first result; 0 skips JAX in W5",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="markdown report path; '-' for none (default benches/RESULTS.md, "
+        "or benches/RESULTS-quick.md with --quick)",
+    )
     p.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -1244,9 +1389,17 @@ def make_context(args, argv):
     if argv is not None:
         command += f"  (main argv: {shlex.join(argv)})"
     return SimpleNamespace(
-        mods=mods, missing=missing, explicit=explicit, quick=args.quick, sizes=sizes,
-        repeat=args.repeat or sizes.repeat, threads=args.threads,
-        jax_w5_cap=args.jax_w5_cap, command=command, load_start=load_average())
+        mods=mods,
+        missing=missing,
+        explicit=explicit,
+        quick=args.quick,
+        sizes=sizes,
+        repeat=args.repeat or sizes.repeat,
+        threads=args.threads,
+        jax_w5_cap=args.jax_w5_cap,
+        command=command,
+        load_start=load_average(),
+    )
 
 
 def output_path(args):
@@ -1271,8 +1424,7 @@ def main(argv=None) -> int:
     for name in workloads:
         t0 = time.perf_counter()
         sections.append(RUNNERS[name](ctx))
-        print(f"\n{render(sections[-1])}({name} took {time.perf_counter() - t0:.1f} s)",
-              flush=True)
+        print(f"\n{render(sections[-1])}({name} took {time.perf_counter() - t0:.1f} s)", flush=True)
     path = output_path(args)
     if path is not None:
         path.write_text(report_text(ctx, facts, sections, load_average()))
@@ -1285,8 +1437,10 @@ def exit_code(ctx, sections):
     # An implementation asked for by name must be there; defaults may be absent.
     absent = [n for n in ctx.missing if ctx.explicit]
     for name in absent:
-        print(f"!! requested implementation not importable: {name}: {ctx.missing[name]}",
-              file=sys.stderr)
+        print(
+            f"!! requested implementation not importable: {name}: {ctx.missing[name]}",
+            file=sys.stderr,
+        )
     for title in broken:
         print(f"!! failures in: {title}", file=sys.stderr)
     return 1 if broken or absent else 0

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod parse;
 pub mod pool;
 pub mod print;
+pub mod reference;
 pub mod serial;
 pub mod simplify;
 pub mod tape;

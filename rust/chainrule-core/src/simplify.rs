@@ -3,6 +3,7 @@
 //! `0 - x` may change the sign of a zero result. Rules that would change a nan or inf result
 //! (`0 * x -> 0`, `x - x -> 0`) are not applied; the differentiator never creates such
 //! products in the first place, because a pullback returns nothing for a zero adjoint.
+//! Every rule looks a bounded depth into its operands, so building stays O(1) per node.
 //!
 //! Canonical forms, so equal values built differently meet in one node: constants go left in
 //! products (`2 * x`) and right in sums (`x + 1`, `x - 1`); negation moves outward through
@@ -37,6 +38,17 @@ fn fold(op: Op, a: &Expr, b: Option<&Expr>) -> Option<Expr> {
 
 fn negated(e: &Expr) -> Option<&Expr> {
     (e.as_op() == Some(Op::Neg)).then(|| e.arg0().expect("neg has an operand"))
+}
+
+/// The positive form of a term whose sign can be pulled out exactly: `-x`, `c * y` and
+/// `c / y` with a negative constant `c`. Sums use it to turn `a + -b` into `a - b`.
+fn positive_form(e: &Expr) -> Option<Expr> {
+    if let Some(inner) = negated(e) {
+        return Some(inner.clone());
+    }
+    let op = e.as_op().filter(|op| matches!(op, Op::Mul | Op::Div))?;
+    let c = e.arg0()?.as_const().filter(|c| *c < 0.0)?;
+    Some(crate::build::apply(op, &constant(-c), e.arg1()))
 }
 
 fn unary(op: Op, a: &Expr) -> Option<Expr> {
@@ -75,11 +87,11 @@ fn simplify_add(a: &Expr, b: &Expr) -> Option<Expr> {
     if let Some(c) = b.as_const().filter(|c| *c < 0.0) {
         return Some(sub(a, &constant(-c)));
     }
-    if let Some(nb) = negated(b) {
-        return Some(sub(a, nb));
+    if let Some(pb) = positive_form(b) {
+        return Some(sub(a, &pb));
     }
-    if let Some(na) = negated(a) {
-        return Some(sub(b, na));
+    if let Some(pa) = positive_form(a) {
+        return Some(sub(b, &pa));
     }
     (a == b).then(|| mul(&constant(2.0), a))
 }
@@ -94,8 +106,8 @@ fn simplify_sub(a: &Expr, b: &Expr) -> Option<Expr> {
     if let Some(c) = b.as_const().filter(|c| *c < 0.0) {
         return Some(add(a, &constant(-c)));
     }
-    if let Some(nb) = negated(b) {
-        return Some(add(a, nb));
+    if let Some(pb) = positive_form(b) {
+        return Some(add(a, &pb));
     }
     negated(a).map(|na| neg(&add(na, b)))
 }
@@ -110,10 +122,10 @@ fn simplify_mul(a: &Expr, b: &Expr) -> Option<Expr> {
     if a.is_const(-1.0) {
         return Some(neg(b));
     }
-    match (negated(a), negated(b)) {
-        (Some(na), Some(nb)) => Some(mul(na, nb)),
-        (Some(na), None) => Some(neg(&mul(na, b))),
-        (None, Some(nb)) => Some(neg(&mul(a, nb))),
+    match (positive_form(a), positive_form(b)) {
+        (Some(pa), Some(pb)) => Some(mul(&pa, &pb)),
+        (Some(pa), None) => Some(neg(&mul(&pa, b))),
+        (None, Some(pb)) => Some(neg(&mul(a, &pb))),
         (None, None) => None,
     }
 }
@@ -125,10 +137,10 @@ fn simplify_div(a: &Expr, b: &Expr) -> Option<Expr> {
     if b.is_const(-1.0) {
         return Some(neg(a));
     }
-    match (negated(a), negated(b)) {
-        (Some(na), Some(nb)) => Some(crate::build::div(na, nb)),
-        (Some(na), None) => Some(neg(&crate::build::div(na, b))),
-        (None, Some(nb)) => Some(neg(&crate::build::div(a, nb))),
+    match (positive_form(a), positive_form(b)) {
+        (Some(pa), Some(pb)) => Some(crate::build::div(&pa, &pb)),
+        (Some(pa), None) => Some(neg(&crate::build::div(&pa, b))),
+        (None, Some(pb)) => Some(neg(&crate::build::div(a, &pb))),
         (None, None) => None,
     }
 }

@@ -1,0 +1,157 @@
+//! The fast evaluator against the reference one: broadcasting, nested and partial reductions,
+//! special values, chunk tails, and bitwise equality across thread counts.
+
+mod common;
+use chainrule_core::{compile::Function, grad::grad, pool, reference, Expr};
+use common::*;
+
+/// Deterministic pseudo-random values in [lo, hi).
+fn values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .collect()
+}
+
+/// Runs `outputs` both ways and compares; returns the fast results.
+fn check(outputs: &[Expr], inputs: &[(&str, Vec<f64>, Vec<usize>)], tol: f64) -> Vec<Vec<f64>> {
+    let vars: Vec<Expr> = inputs.iter().map(|(n, _, _)| v(n)).collect();
+    let f = Function::new(outputs, &vars).expect("compiles");
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(|i| i.2.clone()).collect();
+    let call = f.prepare(&shapes).expect("broadcasts");
+    let mut outs: Vec<Vec<f64>> = call.output_shapes.iter().map(|s| vec![f64::NAN; s.iter().product()]).collect();
+    let data: Vec<&[f64]> = inputs.iter().map(|i| i.1.as_slice()).collect();
+    let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+    f.run(&call, &data, &mut views).expect("runs");
+    let refs: Vec<(&str, &[f64], &[usize])> = inputs.iter().map(|(n, d, s)| (*n, d.as_slice(), s.as_slice())).collect();
+    let want = reference::evaluate(outputs, &refs).expect("reference");
+    for (o, (got, want)) in outs.iter().zip(&want).enumerate() {
+        if want.is_empty() {
+            continue;
+        }
+        // A reduced output holds one value per group; the reference repeats it per sample, so
+        // compare each fast value with the reference at the first sample of its group.
+        let firsts = first_samples(&call.output_shapes[o], &call.batch);
+        for (i, g) in got.iter().enumerate() {
+            let w = want[firsts[i]];
+            let same = (g.is_nan() && w.is_nan()) || g == &w || rel(*g, w) <= tol;
+            assert!(same, "output {o} element {i}: fast {g} vs reference {w} ({:?})", outputs[o]);
+        }
+    }
+    outs
+}
+
+/// For each element of an output of `shape`, the flat batch index of the first sample it
+/// stands for.
+fn first_samples(shape: &[usize], batch: &[usize]) -> Vec<usize> {
+    let mut padded = vec![1; batch.len() - shape.len()];
+    padded.extend_from_slice(shape);
+    let size: usize = padded.iter().product();
+    (0..size)
+        .map(|mut j| {
+            let mut flat = 0;
+            let mut step = 1;
+            for d in (0..batch.len()).rev() {
+                let idx = j % padded[d];
+                j /= padded[d];
+                flat += idx * step;
+                step *= batch[d];
+            }
+            flat
+        })
+        .collect()
+}
+
+#[test]
+fn gradient_field_matches_the_reference() {
+    let n = 5000; // several chunks and a ragged tail
+    let f = p("sin(cos(x)) * exp(-y ** 2) + log(1 + x ** 2) * sigmoid(x * y)");
+    let (x, y) = (v("x"), v("y"));
+    let mut outputs = vec![f.clone()];
+    outputs.extend(grad(&f, &[x, y]));
+    check(&outputs, &[("x", values(n, 1, -3.0, 3.0), vec![n]), ("y", values(n, 2, -3.0, 3.0), vec![n])], 1e-14);
+}
+
+#[test]
+fn broadcasting_scalars_rows_and_columns() {
+    let outputs = [p("x * y + z"), p("sin(x) - z")];
+    check(&outputs, &[("x", values(3, 3, -1.0, 1.0), vec![3, 1]), ("y", values(4, 4, -1.0, 1.0), vec![4]), ("z", vec![0.5], vec![])], 1e-15);
+    check(&outputs, &[("x", values(6, 5, -1.0, 1.0), vec![2, 1, 3]), ("y", values(4, 6, -1.0, 1.0), vec![4, 1]), ("z", values(3, 7, -1.0, 1.0), vec![3])], 1e-15);
+}
+
+#[test]
+fn training_gradients_are_means_for_scalar_weights() {
+    let j = p("mean((y - sigmoid(w * x + b)) ** 2)");
+    let (w, b) = (v("w"), v("b"));
+    let mut outputs = vec![j.clone()];
+    outputs.extend(grad(&j, &[w, b]));
+    let n = 10_000;
+    let got = check(&outputs, &[("x", values(n, 8, 0.0, 1.0), vec![n]), ("y", values(n, 9, 0.0, 1.0), vec![n]), ("w", vec![0.7], vec![]), ("b", vec![-0.2], vec![])], 1e-12);
+    assert!(got.iter().all(|o| o.len() == 1));
+}
+
+#[test]
+fn nested_and_partial_reductions() {
+    let x = v("x");
+    let w = v("w");
+    let var_x = p("mean((x - mean(x)) ** 2)");
+    let centred = p("w * x - mean(w * x)");
+    let outputs = vec![var_x.clone(), grad(&var_x, std::slice::from_ref(&x)).remove(0), grad(&centred, std::slice::from_ref(&w)).remove(0)];
+    let xs = values(3000, 10, -2.0, 2.0);
+    let got = check(&outputs, &[("x", xs.clone(), vec![3000]), ("w", vec![1.5], vec![])], 1e-11);
+    // d/dw (w x_i - mean(w x)) = x_i - mean(x)
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    assert!(rel(got[2][17], xs[17] - mean) < 1e-12);
+    // Partial: x of shape (3, 1) against a (3, 4) batch gets a (3, 1) gradient of sum(x * y).
+    let s = grad(&p("sum(x * y)"), std::slice::from_ref(&x)).remove(0);
+    let got = check(std::slice::from_ref(&s), &[("x", vec![1.0, 2.0, 3.0], vec![3, 1]), ("y", (0..12).map(f64::from).collect(), vec![3, 4])], 1e-15);
+    assert_eq!(got[0], vec![6.0, 22.0, 38.0]);
+}
+
+#[test]
+fn special_values_behave_like_numpy() {
+    let outputs = [p("log(x)"), p("1 / x"), p("sqrt(x)"), p("exp(x)"), p("sigmoid(x)"), p("relu(x)"), p("x ** 0.5")];
+    let xs = vec![-1.0, 0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e-310, 710.0, -746.0, 1e300];
+    let n = xs.len();
+    let got = check(&outputs, &[("x", xs, vec![n])], 4.0 * f64::EPSILON);
+    assert!(got[0][0].is_nan() && got[0][1] == f64::NEG_INFINITY);
+    assert_eq!(got[1][1], f64::INFINITY);
+    assert_eq!(got[1][2], f64::NEG_INFINITY);
+}
+
+#[test]
+fn empty_batches() {
+    let outputs = [p("sin(x)"), p("sum(x)"), p("mean(x)")];
+    let got = check(&outputs, &[("x", vec![], vec![0])], 0.0);
+    assert!(got[0].is_empty());
+    assert_eq!(got[1], vec![0.0]);
+    assert!(got[2][0].is_nan());
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let f = p("sin(cos(x)) * exp(-y ** 2) + log(1 + x ** 2) * sigmoid(x * y)");
+    let (x, y) = (v("x"), v("y"));
+    let mut outputs = vec![f.clone(), p("sum(sin(x) * y)"), p("mean(x) * y - sum(y)")];
+    outputs.extend(grad(&p("mean(sin(x * y))"), &[x.clone(), y.clone()]));
+    let fun = Function::new(&outputs, &[x, y]).expect("compiles");
+    let n = 300_001;
+    let (xs, ys) = (values(n, 11, -3.0, 3.0), values(n, 12, -3.0, 3.0));
+    let run = |threads: usize| {
+        pool::set_num_threads(threads);
+        let call = fun.prepare(&[vec![n], vec![n]]).expect("shapes");
+        let mut outs: Vec<Vec<f64>> = call.output_shapes.iter().map(|s| vec![0.0; s.iter().product()]).collect();
+        let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        fun.run(&call, &[&xs, &ys], &mut views).expect("runs");
+        outs.iter().map(|o| o.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()).collect::<Vec<_>>()
+    };
+    let one = run(1);
+    for threads in [2, 3, 4, 16] {
+        assert!(run(threads) == one, "{threads} threads differ from one");
+    }
+}

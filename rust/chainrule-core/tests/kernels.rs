@@ -1,0 +1,656 @@
+//! Accuracy, semantics and position-invariance tests for the chunk kernels.
+//! Accuracy is measured against glibc's libm (via the `f64` methods), itself
+//! within about an ulp, so the figures include the reference's own error.
+//! Every test runs on every dispatch level the machine supports.
+
+use chainrule_core::kernels::{self, levels, levels::Level};
+
+type LevelKernel = fn(Level, &[f64], &mut [f64]);
+type Kernel = fn(&[f64], &mut [f64]);
+type Scalar = fn(f64) -> f64;
+
+/// The error bound promised by the module.
+const MAX_ULP: u64 = 4;
+/// The evaluator's chunk size; inputs are fed in chunks like the tape does.
+const CHUNK: usize = 1024;
+
+/// SplitMix64: tiny, seeded, good enough for spreading test points.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+    /// Any bit pattern: log-uniform over the whole f64 range, both signs,
+    /// subnormals, infinities and NaNs included.
+    fn bits(&mut self) -> f64 {
+        f64::from_bits(self.next_u64())
+    }
+}
+
+/// Builds the input points for one function, group by group.
+struct Inputs {
+    rng: Rng,
+    xs: Vec<f64>,
+}
+
+impl Inputs {
+    fn new(seed: u64) -> Self {
+        let mut me = Inputs {
+            rng: Rng(seed),
+            xs: Vec::new(),
+        };
+        me.xs.extend(SPECIALS);
+        me
+    }
+    fn uniform(mut self, n: usize, lo: f64, hi: f64) -> Self {
+        for _ in 0..n {
+            let v = self.rng.uniform(lo, hi);
+            self.xs.push(v);
+        }
+        self
+    }
+    fn bits(mut self, n: usize) -> Self {
+        for _ in 0..n {
+            let v = self.rng.bits();
+            self.xs.push(v);
+        }
+        self
+    }
+    fn positive_bits(mut self, n: usize) -> Self {
+        for _ in 0..n {
+            let v = self.rng.bits().abs();
+            self.xs.push(v);
+        }
+        self
+    }
+    fn subnormals(mut self, n: usize) -> Self {
+        for _ in 0..n {
+            let b = self.rng.next_u64() & ((1 << 52) - 1);
+            self.xs.push(f64::from_bits(b));
+            self.xs.push(-f64::from_bits(b));
+        }
+        self
+    }
+    /// `radius` consecutive doubles on each side of every point.
+    fn around(mut self, points: &[f64], radius: u64) -> Self {
+        for &p in points {
+            for d in 0..=2 * radius {
+                let b = p.to_bits().wrapping_add(d).wrapping_sub(radius);
+                self.xs.push(f64::from_bits(b));
+            }
+        }
+        self
+    }
+    fn values(mut self, v: &[f64]) -> Self {
+        self.xs.extend_from_slice(v);
+        self
+    }
+}
+
+const SPECIALS: [f64; 28] = [
+    0.0,
+    -0.0,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    f64::NAN,
+    -f64::NAN,
+    f64::MIN_POSITIVE,
+    -f64::MIN_POSITIVE,
+    5e-324,
+    -5e-324,
+    2.225_073_858_507_201e-308,
+    f64::MAX,
+    f64::MIN,
+    1.0,
+    -1.0,
+    0.5,
+    -0.5,
+    2.0,
+    -2.0,
+    1e-300,
+    -1e-300,
+    1e300,
+    -1e300,
+    1e22,
+    std::f64::consts::PI,
+    std::f64::consts::FRAC_PI_2,
+    std::f64::consts::FRAC_PI_4,
+    std::f64::consts::LN_2,
+];
+
+/// Position on a line where adjacent doubles are adjacent integers and both
+/// zeros meet at 0.
+fn ordered(x: f64) -> i64 {
+    let b = x.to_bits() as i64;
+    if b < 0 {
+        -(b & i64::MAX)
+    } else {
+        b
+    }
+}
+
+/// ulp distance, or why the pair is not comparable at all.
+fn ulp_error(got: f64, want: f64) -> Result<u64, &'static str> {
+    if got.is_nan() || want.is_nan() {
+        return if got.is_nan() && want.is_nan() {
+            Ok(0)
+        } else {
+            Err("NaN mismatch")
+        };
+    }
+    if got.is_infinite() || want.is_infinite() {
+        return if got == want {
+            Ok(0)
+        } else {
+            Err("infinity mismatch")
+        };
+    }
+    if got == 0.0 && want == 0.0 && got.is_sign_negative() != want.is_sign_negative() {
+        return Err("sign of zero differs");
+    }
+    Ok((ordered(got) as i128 - ordered(want) as i128).unsigned_abs() as u64)
+}
+
+/// Runs `kernel` in evaluator-sized chunks and returns the max ulp error,
+/// panicking on NaN/inf/zero-sign mismatches or errors above the bound.
+fn check(name: &str, level: Level, kernel: LevelKernel, reference: Scalar, xs: &[f64]) -> u64 {
+    let mut got = vec![0.0; xs.len()];
+    for (xc, oc) in xs.chunks(CHUNK).zip(got.chunks_mut(CHUNK)) {
+        kernel(level, xc, oc);
+    }
+    let mut worst = (0u64, 0.0f64);
+    for (&x, &g) in xs.iter().zip(&got) {
+        let want = reference(x);
+        match ulp_error(g, want) {
+            Ok(u) if u > worst.0 => worst = (u, x),
+            Ok(_) => {}
+            Err(why) => panic!(
+                "{name} [{level:?}] x={x:e} ({:#x}): got {g:e}, want {want:e}: {why}",
+                x.to_bits()
+            ),
+        }
+    }
+    let (u, x) = worst;
+    println!(
+        "{name:8} {:10} {:>9} points  max {u} ulp (at x = {x:e})",
+        level.name(),
+        xs.len()
+    );
+    assert!(
+        u <= MAX_ULP,
+        "{name} [{level:?}]: {u} ulp at x={x:e} ({:#x}): got {:e}, want {:e}",
+        x.to_bits(),
+        {
+            let mut o = [0.0];
+            kernel(level, &[x], &mut o);
+            o[0]
+        },
+        reference(x)
+    );
+    u
+}
+
+fn check_all_levels(name: &str, kernel: LevelKernel, reference: Scalar, xs: &[f64]) {
+    for level in levels::available() {
+        check(name, level, kernel, reference, xs);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Accuracy, one test per function so they run in parallel.
+
+#[test]
+fn exp_accuracy() {
+    let xs = Inputs::new(1)
+        .uniform(1_000_000, -746.0, 710.0)
+        .uniform(500_000, -1.0, 1.0)
+        .uniform(200_000, -1e-6, 1e-6)
+        .bits(1_000_000)
+        .around(
+            &[
+                709.782_712_893_384,
+                -708.396_418_532_264_1,
+                -745.133_219_101_941_1,
+                -744.44,
+                0.346_573_590_279_972_6,
+                -0.346_573_590_279_972_6,
+            ],
+            20_000,
+        )
+        .xs;
+    check_all_levels("exp", levels::exp, f64::exp, &xs);
+}
+
+#[test]
+fn expm1_accuracy() {
+    let xs = Inputs::new(2)
+        .uniform(800_000, -50.0, 710.0)
+        .uniform(800_000, -1.0, 1.0)
+        .uniform(200_000, -1e-5, 1e-5)
+        .bits(1_000_000)
+        .around(
+            &[
+                709.782_712_893_384,
+                0.346_573_590_279_972_6,
+                -0.346_573_590_279_972_6,
+                1.039_720_770_839_917_9,
+                -37.5,
+                41.93,
+                -45.0,
+                5.551e-17,
+                -5.551e-17,
+            ],
+            20_000,
+        )
+        .xs;
+    check_all_levels("expm1", levels::expm1, f64::exp_m1, &xs);
+}
+
+#[test]
+fn log_accuracy() {
+    let xs = Inputs::new(3)
+        .positive_bits(1_300_000)
+        .subnormals(100_000)
+        .uniform(1_000_000, 0.5, 2.0)
+        .uniform(200_000, 1.0 - 1e-8, 1.0 + 1e-8)
+        .bits(300_000)
+        .around(
+            &[
+                1.0,
+                std::f64::consts::SQRT_2,
+                std::f64::consts::FRAC_1_SQRT_2,
+                f64::MIN_POSITIVE,
+                f64::MAX,
+            ],
+            20_000,
+        )
+        .xs;
+    check_all_levels("log", levels::log, f64::ln, &xs);
+}
+
+#[test]
+fn log1p_accuracy() {
+    let xs = Inputs::new(4)
+        .uniform(1_000_000, -1.0, 1.0)
+        .positive_bits(1_000_000)
+        .uniform(100_000, -1.0, -0.999)
+        .uniform(200_000, -1e-9, 1e-9)
+        .subnormals(50_000)
+        .bits(300_000)
+        .around(
+            &[
+                -1.0,
+                0.0,
+                1.0,
+                5.551e-17,
+                -5.551e-17,
+                std::f64::consts::SQRT_2 - 1.0,
+                9007199254740992.0,
+            ],
+            20_000,
+        )
+        .xs;
+    check_all_levels("log1p", levels::log1p, f64::ln_1p, &xs);
+}
+
+/// Doubles within a few ulps of `k pi/2`, where the reduced argument nearly
+/// cancels: the hardest inputs for the Cody-Waite reduction.
+fn near_pi_multiples(rng: &mut Rng, n: usize, kmax: f64) -> Vec<f64> {
+    let mut v = Vec::with_capacity(n * 7);
+    for i in 0..n {
+        let k = if i < 2000 {
+            i as f64
+        } else {
+            (rng.unit() * kmax).round()
+        };
+        let p = k * std::f64::consts::FRAC_PI_2;
+        for d in 0..7u64 {
+            let x = f64::from_bits(p.to_bits().wrapping_add(d).wrapping_sub(3));
+            v.push(x);
+            v.push(-x);
+        }
+    }
+    v
+}
+
+fn trig_inputs(seed: u64) -> Vec<f64> {
+    let mut inp = Inputs::new(seed)
+        .uniform(1_000_000, -10.0, 10.0)
+        .uniform(500_000, -1_048_576.0, 1_048_576.0)
+        .uniform(200_000, -1e-7, 1e-7)
+        .bits(400_000)
+        .around(
+            &[
+                1_048_576.0,
+                -1_048_576.0,
+                1.490_116_119_384_765_6e-8,
+                -1.490_116_119_384_765_6e-8,
+                7.450_580_596_923_828e-9,
+                -7.450_580_596_923_828e-9,
+            ],
+            20_000,
+        );
+    let near = near_pi_multiples(&mut inp.rng, 60_000, 667_000.0);
+    // The doubles below 2^20 closest to a multiple of pi/2 (found offline
+    // with mpmath); 91.106186954104 is within 2^-59.5 of 58 pi/2.
+    let closest = [
+        91.106_186_954_104,
+        364.424_747_816_416,
+        728.849_495_632_832,
+        1_457.698_991_265_664,
+        642_615.918_884_445_8,
+        91_553.863_907_240_55,
+        413_441.447_194_050_76,
+    ];
+    let mirrored: Vec<f64> = closest.iter().flat_map(|&v| [v, -v]).collect();
+    inp = inp.values(&near).around(&mirrored, 16);
+    inp.xs
+}
+
+#[test]
+fn sin_accuracy() {
+    check_all_levels("sin", levels::sin, f64::sin, &trig_inputs(5));
+}
+
+#[test]
+fn cos_accuracy() {
+    check_all_levels("cos", levels::cos, f64::cos, &trig_inputs(6));
+}
+
+#[test]
+fn tan_accuracy() {
+    check_all_levels("tan", levels::tan, f64::tan, &trig_inputs(7));
+}
+
+#[test]
+fn tanh_accuracy() {
+    let xs = Inputs::new(8)
+        .uniform(1_000_000, -25.0, 25.0)
+        .uniform(800_000, -1.0, 1.0)
+        .uniform(200_000, -1e-7, 1e-7)
+        .bits(1_000_000)
+        .around(
+            &[
+                3.725_290_298_461_914e-9,
+                -3.725_290_298_461_914e-9,
+                0.173_286_795_139_986_3,
+                0.866_433_975_699_931_6,
+                -0.866_433_975_699_931_6,
+                19.06,
+                22.0,
+                -22.0,
+            ],
+            20_000,
+        )
+        .xs;
+    check_all_levels("tanh", levels::tanh, f64::tanh, &xs);
+}
+
+/// Sigmoid reference: libm `exp`, then `1 + e` and the division carried in
+/// double-double so the reference adds nothing to libm's exp error.
+fn sigmoid_ref(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let e = (-x.abs()).exp();
+    let hi = 1.0 + e;
+    let lo = e - (hi - 1.0);
+    let num = if x < 0.0 { e } else { 1.0 };
+    let q = num / hi;
+    let rem = (-q).mul_add(hi, num) - q * lo;
+    q + rem / hi
+}
+
+#[test]
+fn sigmoid_accuracy() {
+    let xs = Inputs::new(9)
+        .uniform(800_000, -750.0, 750.0)
+        .uniform(1_000_000, -40.0, 40.0)
+        .uniform(200_000, -1e-3, 1e-3)
+        .bits(1_000_000)
+        .around(
+            &[
+                -708.396_418_532_264_1,
+                -745.133_219_101_941_1,
+                36.0,
+                -36.0,
+                -40.0,
+            ],
+            20_000,
+        )
+        .xs;
+    check_all_levels("sigmoid", levels::sigmoid, sigmoid_ref, &xs);
+}
+
+#[test]
+fn sqrt_accuracy() {
+    let xs = Inputs::new(10)
+        .bits(1_000_000)
+        .positive_bits(1_000_000)
+        .subnormals(50_000)
+        .xs;
+    for level in levels::available() {
+        assert_eq!(check("sqrt", level, levels::sqrt, f64::sqrt, &xs), 0);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Semantics that a ulp bound alone would not pin down.
+
+fn one(f: Kernel, x: f64) -> f64 {
+    let mut o = [0.0];
+    f(&[x], &mut o);
+    o[0]
+}
+
+#[test]
+fn special_values_match_numpy() {
+    use kernels::*;
+    let inf = f64::INFINITY;
+    let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    let cases: &[(&str, Kernel, f64, f64)] = &[
+        ("log(-1)", log, -1.0, f64::NAN),
+        ("log(0)", log, 0.0, -inf),
+        ("log(-0)", log, -0.0, -inf),
+        ("log(inf)", log, inf, inf),
+        ("log(-inf)", log, -inf, f64::NAN),
+        ("log(1)", log, 1.0, 0.0),
+        ("log1p(-1)", log1p, -1.0, -inf),
+        ("log1p(-2)", log1p, -2.0, f64::NAN),
+        ("log1p(-0)", log1p, -0.0, -0.0),
+        ("log1p(inf)", log1p, inf, inf),
+        ("exp(-inf)", exp, -inf, 0.0),
+        ("exp(inf)", exp, inf, inf),
+        ("exp(-0)", exp, -0.0, 1.0),
+        ("exp(709.79)", exp, 709.79, inf),
+        ("exp(-745.2)", exp, -745.2, 0.0),
+        ("expm1(-0)", expm1, -0.0, -0.0),
+        ("expm1(-inf)", expm1, -inf, -1.0),
+        ("expm1(inf)", expm1, inf, inf),
+        ("sigmoid(-inf)", sigmoid, -inf, 0.0),
+        ("sigmoid(inf)", sigmoid, inf, 1.0),
+        ("sigmoid(-0)", sigmoid, -0.0, 0.5),
+        ("sigmoid(-800)", sigmoid, -800.0, 0.0),
+        ("tanh(inf)", tanh, inf, 1.0),
+        ("tanh(-inf)", tanh, -inf, -1.0),
+        ("tanh(-0)", tanh, -0.0, -0.0),
+        ("sqrt(-1)", sqrt, -1.0, f64::NAN),
+        ("sqrt(-0)", sqrt, -0.0, -0.0),
+        ("sqrt(inf)", sqrt, inf, inf),
+        ("sin(inf)", sin, inf, f64::NAN),
+        ("sin(-inf)", sin, -inf, f64::NAN),
+        ("cos(inf)", cos, inf, f64::NAN),
+        ("tan(inf)", tan, inf, f64::NAN),
+        ("sin(-0)", sin, -0.0, -0.0),
+        ("tan(-0)", tan, -0.0, -0.0),
+        ("cos(-0)", cos, -0.0, 1.0),
+        ("sin(1e300)", sin, 1e300, 1e300f64.sin()),
+        ("cos(1e300)", cos, 1e300, 1e300f64.cos()),
+        ("tan(1e300)", tan, 1e300, 1e300f64.tan()),
+    ];
+    for &(what, f, x, want) in cases {
+        let got = one(f, x);
+        assert!(same(got, want), "{what}: got {got:e}, want {want:e}");
+    }
+    let all: [Kernel; 10] = [exp, expm1, log, log1p, sin, cos, tan, tanh, sigmoid, sqrt];
+    for f in all {
+        assert!(one(f, f64::NAN).is_nan(), "NaN must propagate");
+        assert!(one(f, -f64::NAN).is_nan(), "NaN must propagate");
+    }
+}
+
+#[test]
+fn dispatch_level_is_the_best_available() {
+    let name = kernels::dispatch_level();
+    let best = *levels::available().last().unwrap();
+    assert_eq!(name, best.name());
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        assert!(name == "avx2+fma" || name == "avx512", "{name}");
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(name, "neon");
+}
+
+// ---------------------------------------------------------------------------
+// Results must not depend on where a value sits or how long the slice is.
+
+const ALL: [(&str, LevelKernel); 10] = [
+    ("exp", levels::exp),
+    ("expm1", levels::expm1),
+    ("log", levels::log),
+    ("log1p", levels::log1p),
+    ("sin", levels::sin),
+    ("cos", levels::cos),
+    ("tan", levels::tan),
+    ("tanh", levels::tanh),
+    ("sigmoid", levels::sigmoid),
+    ("sqrt", levels::sqrt),
+];
+
+#[test]
+fn results_do_not_depend_on_position_or_length() {
+    let mut rng = Rng(42);
+    let mut xs: Vec<f64> = (0..1031)
+        .map(|i| match i % 5 {
+            0 => rng.bits(),
+            1 => rng.uniform(-3.0, 3.0),
+            2 => rng.uniform(-800.0, 800.0),
+            3 => rng.uniform(-2e6, 2e6),
+            _ => rng.uniform(0.0, 1e-3),
+        })
+        .collect();
+    xs[..SPECIALS.len()].copy_from_slice(&SPECIALS);
+    for level in levels::available() {
+        for (name, f) in ALL {
+            let mut full = vec![0.0; xs.len()];
+            f(level, &xs, &mut full);
+            let mut single = [0.0];
+            for (i, &x) in xs.iter().enumerate() {
+                f(level, &[x], &mut single);
+                assert_eq!(
+                    single[0].to_bits(),
+                    full[i].to_bits(),
+                    "{name} [{level:?}] x={x:e} alone vs at {i}"
+                );
+            }
+            // Every length from 0 to 3 blocks, at offsets that move each value
+            // through all lane positions and into the padded tail.
+            for start in [0usize, 1, 3, 7, 8, 500, 1003] {
+                for len in 0..=24 {
+                    let end = (start + len).min(xs.len());
+                    let mut part = vec![0.0; end - start];
+                    f(level, &xs[start..end], &mut part);
+                    for (j, v) in part.iter().enumerate() {
+                        assert_eq!(
+                            v.to_bits(),
+                            full[start + j].to_bits(),
+                            "{name} [{level:?}] slice {start}..{end} index {j}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "lengths differ")]
+fn mismatched_lengths_panic() {
+    let mut out = [0.0; 3];
+    kernels::exp(&[1.0, 2.0], &mut out);
+}
+
+// ---------------------------------------------------------------------------
+// Timing harness: `cargo test --release --test kernels -- --ignored --nocapture`.
+
+#[test]
+#[ignore]
+fn bench_against_libm() {
+    use std::hint::black_box;
+    use std::time::Instant;
+    let mut rng = Rng(7);
+    let typical: [(&str, LevelKernel, Scalar, f64, f64); 10] = [
+        ("exp", levels::exp, f64::exp, -700.0, 700.0),
+        ("expm1", levels::expm1, f64::exp_m1, -5.0, 5.0),
+        ("log", levels::log, f64::ln, 1e-3, 1e3),
+        ("log1p", levels::log1p, f64::ln_1p, -0.9, 10.0),
+        ("sin", levels::sin, f64::sin, -100.0, 100.0),
+        ("cos", levels::cos, f64::cos, -100.0, 100.0),
+        ("tan", levels::tan, f64::tan, -100.0, 100.0),
+        ("tanh", levels::tanh, f64::tanh, -5.0, 5.0),
+        (
+            "sigmoid",
+            levels::sigmoid,
+            |x| 1.0 / (1.0 + (-x).exp()),
+            -20.0,
+            20.0,
+        ),
+        ("sqrt", levels::sqrt, f64::sqrt, 0.0, 1e6),
+    ];
+    // Best of several short runs: the machine may be shared, and the minimum
+    // is the figure least disturbed by other load.
+    let reps = 200;
+    let time = |run: &mut dyn FnMut()| {
+        (0..150)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..reps {
+                    run();
+                }
+                t.elapsed().as_secs_f64() * 1e9 / (reps * CHUNK) as f64
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    for (name, f, libm, lo, hi) in typical {
+        let x: Vec<f64> = (0..CHUNK).map(|_| rng.uniform(lo, hi)).collect();
+        let mut out = vec![0.0; CHUNK];
+        let libm_ns = time(&mut || {
+            for (o, &v) in out.iter_mut().zip(black_box(&x)) {
+                *o = libm(v);
+            }
+            black_box(&mut out);
+        });
+        let mut line = format!("{name:8} libm {libm_ns:6.2} ns");
+        for level in levels::available() {
+            let ns = time(&mut || {
+                f(level, black_box(&x), &mut out);
+                black_box(&mut out);
+            });
+            line += &format!("  {} {ns:5.2} ns ({:4.1}x)", level.name(), libm_ns / ns);
+        }
+        println!("{line}");
+    }
+}

@@ -1,0 +1,65 @@
+//! Every op's pullback against central finite differences over its test domain.
+
+mod common;
+use chainrule_core::{build, grad::grad, ops::Op};
+use common::*;
+
+#[test]
+fn every_pullback_matches_central_differences() {
+    let (x, y) = (v("x"), v("y"));
+    for &op in Op::ALL {
+        let f = build::apply(op, &x, Some(&y));
+        let (lo, hi) = op.domain();
+        let partials = grad(&f, &[x.clone(), y.clone()]);
+        for i in 0..41 {
+            let a = lo + (hi - lo) * (i as f64 + 0.37) / 41.0;
+            let b = lo + (hi - lo) * ((i * 7 % 41) as f64 + 0.61) / 41.0;
+            if matches!(op, Op::Step | Op::Sign | Op::Relu | Op::Abs) && a.abs() < 1e-3 {
+                continue;
+            }
+            let h = 1e-6 * (1.0 + a.abs());
+            let fd_x = (at(&f, &[("x", a + h), ("y", b)]) - at(&f, &[("x", a - h), ("y", b)])) / (2.0 * h);
+            let got_x = at(&partials[0], &[("x", a), ("y", b)]);
+            assert!(rel(fd_x, got_x) < 1e-6, "{op:?} d/dx at ({a}, {b}): fd {fd_x} vs {got_x}");
+            if op.arity() == 2 {
+                let h = 1e-6 * (1.0 + b.abs());
+                let fd_y = (at(&f, &[("x", a), ("y", b + h)]) - at(&f, &[("x", a), ("y", b - h)])) / (2.0 * h);
+                let got_y = at(&partials[1], &[("x", a), ("y", b)]);
+                assert!(rel(fd_y, got_y) < 1e-6, "{op:?} d/dy at ({a}, {b}): fd {fd_y} vs {got_y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn kinks_follow_the_zero_convention() {
+    let x = v("x");
+    for f in ["relu(x)", "abs(x)"] {
+        let d = grad(&p(f), std::slice::from_ref(&x));
+        assert_eq!(at(&d[0], &[("x", 0.0)]), 0.0, "{f}'(0)");
+    }
+}
+
+#[test]
+fn rules_reuse_the_ops_output() {
+    let x = v("x");
+    for (f, d) in [
+        ("exp(x)", "exp(x)"),
+        ("sigmoid(x)", "sigmoid(x) * (1 - sigmoid(x))"),
+        ("sigmoid(x * y)", "t1 = sigmoid(x * y)\nt1 * (1 - t1) * y"),
+        ("tanh(x)", "1 - tanh(x) * tanh(x)"),
+        ("sin(cos(x))", "-(cos(cos(x)) * sin(x))"),
+    ] {
+        assert_eq!(format!("{:?}", grad(&p(f), std::slice::from_ref(&x))[0]), d, "d/dx {f}");
+    }
+}
+
+#[test]
+fn second_derivatives() {
+    let x = v("x");
+    let d2 = grad(&grad(&p("sin(x) * x"), std::slice::from_ref(&x))[0], std::slice::from_ref(&x))[0].clone();
+    for a in [-1.3, 0.2, 2.5] {
+        let want = 2.0 * f64::cos(a) - a * f64::sin(a);
+        assert!(rel(at(&d2, &[("x", a)]), want) < 1e-14);
+    }
+}

@@ -1,0 +1,107 @@
+//! Printing and parsing: minimal parentheses, exact round trips, named shared lines, errors.
+
+mod common;
+use chainrule_core::{build, error::Error, grad::grad, parse, print};
+use common::*;
+
+#[test]
+fn round_trips_are_the_same_node() {
+    for text in [
+        "sin(cos(x)) * exp(-(y * y)) + log(x * x + 1) * sigmoid(x * y)",
+        "x - (y - z)",
+        "x - y - z",
+        "x / (y * z)",
+        "x ** y ** z",
+        "(x ** y) ** z",
+        "-x ** 2",
+        "(-x) ** y",
+        "x ** -y",
+        "(-2) ** x",
+        "2 ** -x",
+        "-2 * x",
+        "x * 1e300 + 1.5e-7",
+        "x + inf",
+        "x * nan",
+        "x - -inf",
+        "mean(x * x)",
+        "sum(x, over=y) / sum(1)",
+        "sum(x * y, over=(x, y))",
+        "relu(x) + abs(y) + step(x) + sign(y) + tan(x) + sqrt(y) + tanh(x)",
+        "x * -0.0",
+        "0.1 + x",
+    ] {
+        let e = p(text);
+        let printed = format!("{e:?}");
+        assert_eq!(p(&printed), e, "{text} printed as {printed}");
+    }
+}
+
+#[test]
+fn minimal_parentheses() {
+    for (text, printed) in [("((x)) + (y * z)", "x + y * z"), ("(x + y) * z", "(x + y) * z"), ("-(x * y)", "-(x * y)"), ("sin((x))", "sin(x)")] {
+        assert_eq!(format!("{:?}", p(text)), printed);
+    }
+}
+
+#[test]
+fn shared_subexpressions_are_named_once() {
+    let t = p("sin(x * y + 1) * sin(x * y + 1) + cos(sin(x * y + 1))");
+    let text = format!("{t:?}");
+    assert_eq!(text, "t1 = sin(x * y + 1)\nt1 * t1 + cos(t1)");
+    assert_eq!(p(&text), t);
+}
+
+#[test]
+fn names_avoid_variables() {
+    let e = p("sin(t1 * y + 1) * sin(t1 * y + 1) + t2");
+    let text = format!("{e:?}");
+    assert!(text.starts_with("t3 = "), "{text}");
+    assert_eq!(p(&text), e);
+}
+
+#[test]
+fn derivative_text_stays_linear() {
+    // Forty nested layers: a tree printer would print 2^40 terms.
+    let x = v("x");
+    let mut e = x.clone();
+    for _ in 0..40 {
+        e = build::sin(&build::mul(&e, &e));
+    }
+    let d = &grad(&e, std::slice::from_ref(&x))[0];
+    let text = print::to_text(std::slice::from_ref(d));
+    assert!(text.len() < 40 * 120, "{} characters", text.len());
+    assert_eq!(p(&text), *d);
+}
+
+#[test]
+fn parse_errors_point_at_the_position() {
+    for (text, pos, fragment) in [
+        ("sin(x", 0, "unclosed"),
+        ("(x + 1", 0, "unclosed"),
+        ("x + * y", 4, "operand"),
+        ("foo(x)", 0, "unknown function"),
+        ("x $ y", 2, "unexpected character"),
+        ("sin(x, y)", 0, "takes 1 argument"),
+        ("1e+", 1, "exponent"),
+        ("x y", 2, "operator"),
+        ("", 0, "expected an expression"),
+        ("x)", 1, "unmatched"),
+        ("sum = 2\nsum", 0, "reserved"),
+    ] {
+        match parse::parse_one(text) {
+            Err(Error::Parse { pos: got, message, .. }) => {
+                assert_eq!(got, pos, "{text:?}: {message}");
+                assert!(message.contains(fragment), "{text:?}: {message}");
+            }
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+    let shown = parse::parse_one("x + * y").unwrap_err().to_string();
+    assert_eq!(shown, "expected an operand, found '*' at position 4\n  x + * y\n      ^");
+}
+
+#[test]
+fn definitions_and_several_results() {
+    let results = parse::parse("a1 = x * y; a1 + 1\nsin(a1)").expect("parses");
+    assert_eq!(results, vec![p("x * y + 1"), p("sin(x * y)")]);
+}

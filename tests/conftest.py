@@ -1,0 +1,201 @@
+"""Shared test helpers: finite differences, a NumPy/dual-number oracle over expression trees,
+and Hypothesis strategies for random expressions over every op in ``chainrule._core.OPS``.
+
+A random expression is drawn as a plain tree of tuples — ``("var", name)``,
+``("const", value)`` or ``(kind, child, ...)`` — so the oracle never reads chainrule's own
+graph: :func:`to_expr` builds the chainrule expression, :func:`np_eval` evaluates the same tree
+with NumPy, and :func:`dual_eval` runs forward mode (exact to rounding) on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+import chainrule as cr
+from chainrule import _core
+
+OPS = list(_core.OPS)
+UNARY = [kind for kind, _, arity, _ in OPS if arity == 1]
+BINARY = [kind for kind, _, arity, _ in OPS if arity == 2]
+DOMAIN = {kind: dom for kind, _, _, dom in OPS}
+KINKED = {"relu", "abs", "step", "sign"}  # derivative jumps or value jumps at 0
+EPS = np.finfo(np.float64).eps
+
+# -- building chainrule expressions from op kinds -------------------------------------------
+
+BUILD = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "pow": lambda a, b: a**b,
+    "neg": lambda a: -a,
+    "sin": cr.sin, "cos": cr.cos, "tan": cr.tan, "exp": cr.exp, "log": cr.log,
+    "sqrt": cr.sqrt, "tanh": cr.tanh, "sigmoid": cr.sigmoid, "relu": cr.relu,
+    "abs": cr.abs, "step": cr.step, "sign": cr.sign,
+}
+
+
+def _sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+# The reference semantics in NumPy, and each op's partial derivatives (for forward mode).
+NP = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+    "pow": np.power, "neg": np.negative, "sin": np.sin, "cos": np.cos, "tan": np.tan,
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sigmoid": _sigmoid,
+    "relu": lambda a: np.where(a > 0, a, 0.0), "abs": np.abs,
+    "step": lambda a: np.where(a > 0, 1.0, 0.0), "sign": np.sign,
+}
+
+PARTIALS = {
+    "add": lambda a, b, v: (1.0, 1.0),
+    "sub": lambda a, b, v: (1.0, -1.0),
+    "mul": lambda a, b, v: (b, a),
+    "div": lambda a, b, v: (1.0 / b, -a / (b * b)),
+    "pow": lambda a, b, v: (b * np.power(a, b - 1.0), np.log(a) * v),
+    "neg": lambda a, v: (-1.0,),
+    "sin": lambda a, v: (np.cos(a),),
+    "cos": lambda a, v: (-np.sin(a),),
+    "tan": lambda a, v: (1.0 + v * v,),
+    "exp": lambda a, v: (v,),
+    "log": lambda a, v: (1.0 / a,),
+    "sqrt": lambda a, v: (0.5 / v,),
+    "tanh": lambda a, v: (1.0 - v * v,),
+    "sigmoid": lambda a, v: (v * (1.0 - v),),
+    "relu": lambda a, v: (np.where(a > 0, 1.0, 0.0),),
+    "abs": lambda a, v: (np.sign(a),),
+    "step": lambda a, v: (0.0,),
+    "sign": lambda a, v: (0.0,),
+}
+
+
+def to_expr(tree) -> cr.Expr:
+    """The chainrule expression for a tree."""
+    head = tree[0]
+    if head == "var":
+        return cr.var(tree[1])
+    if head == "const":
+        return cr.expr.as_expr(tree[1])
+    return BUILD[head](*(to_expr(child) for child in tree[1:]))
+
+
+class Point:
+    """The oracle's result at a batch of points: value, derivative per variable, and bounds.
+
+    ``scale`` bounds the value's rounding error (error <= ~eps * scale: the running error
+    analysis |v| + sum |d op/d child| * scale(child)); ``dscale`` does the same for the
+    derivative; ``near_kink`` marks samples where a kinked op's argument is within rounding of 0.
+    """
+
+    def __init__(self, value, deriv, scale, dscale, near_kink):
+        self.value, self.deriv, self.scale = value, deriv, scale
+        self.dscale, self.near_kink = dscale, near_kink
+
+
+def dual_eval(tree, env: dict, wrt: str | None = None) -> Point:
+    """Evaluates a tree with NumPy in forward mode: value and d/d(wrt), elementwise.
+
+    Iterative post-order, so deep trees are fine. A structurally zero tangent is ``None``
+    (so pow's log(base) term is skipped for a constant exponent, as the symbolic rule does).
+    """
+    with np.errstate(all="ignore"):
+        done: dict[int, Point] = {}
+        stack = [(tree, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if id(node) in done:
+                continue
+            head = node[0]
+            if head in ("var", "const"):
+                value = np.asarray(env[node[1]] if head == "var" else node[1], dtype=float)
+                zero = np.zeros_like(value)
+                deriv = np.ones_like(value) if head == "var" and node[1] == wrt else None
+                done[id(node)] = Point(value, deriv, np.abs(value), zero, np.zeros(value.shape, bool))
+                continue
+            children = node[1:]
+            if not expanded:
+                stack.append((node, True))
+                stack.extend((c, False) for c in children)
+                continue
+            args = [done[id(c)] for c in children]
+            values = [a.value for a in args]
+            value = NP[head](*values)
+            partials = PARTIALS[head](*values, value)
+            deriv, scale, dscale = None, np.abs(value), 0.0
+            for a, p in zip(args, partials):
+                scale = scale + np.abs(p) * a.scale
+                dscale = dscale + np.abs(p) * a.dscale
+                if a.deriv is not None:
+                    deriv = p * a.deriv if deriv is None else deriv + p * a.deriv
+                    dscale = dscale + np.abs(p * a.deriv)
+            near = np.zeros(np.shape(value), bool)
+            for a in args:
+                near = near | a.near_kink
+            if head in KINKED:
+                near = near | (np.abs(values[0]) <= 1e3 * EPS * args[0].scale)
+            done[id(node)] = Point(value, deriv, scale, np.asarray(dscale), near)
+        root = done[id(tree)]
+        if root.deriv is None:
+            root.deriv = np.zeros_like(root.value)
+        return root
+
+
+def np_eval(tree, env: dict) -> np.ndarray:
+    """The tree's value, evaluated op by op with NumPy."""
+    return dual_eval(tree, env).value
+
+
+def central_diff(f, x, h=None):
+    """Central finite difference of an elementwise function f at the points x."""
+    x = np.asarray(x, dtype=float)
+    if h is None:
+        h = 1e-6 * np.maximum(1.0, np.abs(x))
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def assert_fd(fn, x, grad, rtol=1e-6, atol=1e-8, h=None):
+    """Asserts that grad (the claimed derivative at x) matches central differences of fn."""
+    np.testing.assert_allclose(grad, central_diff(fn, x, h), rtol=rtol, atol=atol)
+
+
+# -- Hypothesis strategies ----------------------------------------------------------------
+
+VARIABLES = ("x", "y", "z")
+CONSTANTS = st.sampled_from([0.5, 1.0, 2.0, 3.0, -1.0, -2.5, 0.1, 1e-3, 10.0])
+
+
+def leaves():
+    return st.one_of(
+        st.sampled_from(VARIABLES).map(lambda n: ("var", n)),
+        CONSTANTS.map(lambda c: ("const", c)),
+    )
+
+
+def _extend(children):
+    unary = st.tuples(st.sampled_from(UNARY), children)
+    binary = st.tuples(st.sampled_from(BINARY), children, children)
+    return st.one_of(unary, binary)
+
+
+def trees(max_leaves: int = 10):
+    """Random expression trees over every op of the op table."""
+    return st.recursive(leaves(), _extend, max_leaves=max_leaves)
+
+
+def env_points(n: int = 8, lo: float = -2.0, hi: float = 2.0):
+    """A batch of n points per variable."""
+    floats = st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    batch = st.lists(floats, min_size=n, max_size=n).map(np.array)
+    return st.fixed_dictionaries({name: batch for name in VARIABLES})
+
+
+@pytest.fixture
+def restore_threads():
+    """Restores the evaluator's thread count after a test changes it."""
+    before = cr.get_num_threads()
+    yield
+    cr.set_num_threads(before)
