@@ -13,6 +13,8 @@ evaluator over NumPy arrays.
 from ._core import ChainruleError, ParseError, ShapeError
 from .compiled import Function, compile, evaluate, get_num_threads, set_num_threads
 from .expr import Expr, grad, parse, var, vars
+from .gradcheck import GradCheck, check_grad
+from .nn import SigmoidNetwork
 from .functions import abs, cos, exp, log, mean, relu, sigmoid, sign, sin, sqrt, step, sum, tan, tanh
 
 __version__ = "0.1.0"
@@ -24,4 +26,5 @@ __all__ = [
     "set_num_threads", "get_num_threads",
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign",
     "sum", "mean",
+    "check_grad", "GradCheck", "SigmoidNetwork",
 ]

@@ -89,7 +89,7 @@ class Function:
         >>> x = cr.var("x")
         >>> print(cr.compile(cr.sin(x) * 2, inputs=[x]).tape())
         s1 = 2
-        pass 0: 2 registers
+        pass 0: 2 registers of 1024 samples
           for each chunk:
             r0 = load in0
             r1 = sin(r0)

@@ -16,6 +16,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::error::{Error, Result};
 use crate::expr::{Expr, Kind};
 use crate::graph::{Graph, NodeId};
+use crate::ops::Op;
 use crate::tape::{Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape};
 
 /// The static shape class of a node: what shape its value has once argument shapes are known.
@@ -48,7 +49,8 @@ impl Class {
 pub struct Function {
     graph: Graph,
     inputs: Vec<Expr>,
-    input_of: FxHashMap<NodeId, usize>,
+    /// Per node: its input position if it is a variable (dense, for the per-node hot paths).
+    input_of: Vec<usize>,
     over: FxHashMap<NodeId, Vec<usize>>,
     classes: Vec<Class>,
     tapes: Mutex<FxHashMap<Vec<bool>, Arc<Tape>>>,
@@ -69,14 +71,14 @@ impl Function {
             name: name.to_string(),
             inputs: inputs.iter().filter_map(Expr::as_var).collect::<Vec<_>>().join(", "),
         };
-        let mut input_of = FxHashMap::default();
+        let mut input_of = vec![usize::MAX; graph.len()];
         let mut over = FxHashMap::default();
         let mut classes = Vec::with_capacity(graph.len());
         for id in graph.ids() {
             let class = match graph.node(id).kind() {
                 Kind::Const(_) => Class::Neutral,
                 Kind::Var(name) => {
-                    input_of.insert(id, *position.get(&**name).ok_or_else(|| unknown(name))?);
+                    input_of[id.index()] = *position.get(&**name).ok_or_else(|| unknown(name))?;
                     Class::PerSample
                 }
                 Kind::Sum(names) => {
@@ -84,6 +86,7 @@ impl Function {
                     over.insert(id, idx.clone());
                     Class::Reduced(idx)
                 }
+                Kind::Apply(Op::PerSample) => Class::PerSample,
                 Kind::Apply(_) => graph.args[id.index()].iter().flatten().fold(Class::Neutral, |c, a| c.join(&classes[a.index()])),
             };
             classes.push(class);
@@ -128,7 +131,7 @@ struct Builder<'a> {
     f: &'a Function,
     uniform: Vec<bool>,
     stage: Vec<usize>,
-    slot_of: FxHashMap<NodeId, Slot>,
+    slot_of: Vec<Slot>,
     slots: Vec<f64>,
     acc_of: FxHashMap<NodeId, usize>,
     buf_of: FxHashMap<NodeId, usize>,
@@ -145,7 +148,7 @@ impl<'a> Builder<'a> {
             let args: Vec<NodeId> = g.args[i].iter().flatten().copied().collect();
             (uniform[i], stage[i]) = match g.node(id).kind() {
                 Kind::Const(_) => (true, 0),
-                Kind::Var(_) => (input_uniform[f.input_of[&id]], 0),
+                Kind::Var(_) => (input_uniform[f.input_of[id.index()]], 0),
                 Kind::Apply(_) => (args.iter().all(|a| uniform[a.index()]), args.iter().map(|a| stage[a.index()]).max().unwrap_or(0)),
                 Kind::Sum(_) => {
                     let operand = args[0].index();
@@ -158,7 +161,7 @@ impl<'a> Builder<'a> {
             f,
             uniform,
             stage,
-            slot_of: FxHashMap::default(),
+            slot_of: vec![Slot(u32::MAX); f.graph.len()],
             slots: Vec::new(),
             acc_of: FxHashMap::default(),
             buf_of: FxHashMap::default(),
@@ -179,12 +182,14 @@ impl<'a> Builder<'a> {
         let outputs = g
             .roots
             .iter()
-            .map(|r| if self.uniform[r.index()] { OutputSource::Slot(self.slot_of[r]) } else { OutputSource::Chunks })
+            .map(|r| if self.uniform[r.index()] { OutputSource::Slot(self.slot_of[r.index()]) } else { OutputSource::Chunks })
             .collect();
         for (p, pass) in passes.iter_mut().enumerate() {
             (pass.chunk_code, pass.n_regs) = self.chunk_code(p);
         }
+        let chunk = crate::eval::chunk_len(passes.iter().map(|p| p.n_regs).max().unwrap_or(0));
         Tape {
+            chunk,
             passes,
             slots: self.slots,
             n_accs: self.acc_of.len(),
@@ -197,7 +202,7 @@ impl<'a> Builder<'a> {
     fn new_slot(&mut self, id: NodeId, value: f64) -> Slot {
         let s = Slot(self.slots.len() as u32);
         self.slots.push(value);
-        self.slot_of.insert(id, s);
+        self.slot_of[id.index()] = s;
         s
     }
 
@@ -211,10 +216,10 @@ impl<'a> Builder<'a> {
                 self.new_slot(id, *c);
                 None
             }
-            Kind::Var(_) => Some(ScalarInstr::Input { dst: self.new_slot(id, 0.0), input: self.f.input_of[&id] }),
+            Kind::Var(_) => Some(ScalarInstr::Input { dst: self.new_slot(id, 0.0), input: self.f.input_of[id.index()] }),
             Kind::Apply(op) => {
-                let a = self.slot_of[&args[0].expect("operand")];
-                let b = args[1].map_or(a, |b| self.slot_of[&b]);
+                let a = self.slot_of[args[0].expect("operand").index()];
+                let b = args[1].map_or(a, |b| self.slot_of[b.index()]);
                 Some(ScalarInstr::Apply { op: *op, dst: self.new_slot(id, 0.0), a, b })
             }
             Kind::Sum(_) => {
@@ -224,7 +229,7 @@ impl<'a> Builder<'a> {
                 if self.uniform[id.index()] {
                     let dst = self.new_slot(id, 0.0);
                     Some(if operand_uniform {
-                        ScalarInstr::Scale { dst, a: self.slot_of[&operand] }
+                        ScalarInstr::Scale { dst, a: self.slot_of[operand.index()] }
                     } else {
                         let acc = self.acc_of.len();
                         self.acc_of.insert(id, acc);
@@ -234,7 +239,7 @@ impl<'a> Builder<'a> {
                     let group = self.group_of.len();
                     self.group_of.insert(id, group);
                     Some(if operand_uniform {
-                        ScalarInstr::ScaleGroups { group, a: self.slot_of[&operand], over }
+                        ScalarInstr::ScaleGroups { group, a: self.slot_of[operand.index()], over }
                     } else {
                         let buf = self.buf_of.len();
                         self.buf_of.insert(id, buf);
@@ -294,10 +299,10 @@ impl<'a> Builder<'a> {
 
     fn operand_kind(&self, id: NodeId) -> Operand {
         if self.uniform[id.index()] {
-            return Operand::Slot(self.slot_of[&id]);
+            return Operand::Slot(self.slot_of[id.index()]);
         }
         match self.f.graph.node(id).kind() {
-            Kind::Var(_) => Operand::Load(Source::Input(self.f.input_of[&id])),
+            Kind::Var(_) => Operand::Load(Source::Input(self.f.input_of[id.index()])),
             Kind::Sum(_) => Operand::Load(Source::Group(self.group_of[&id])),
             _ => Operand::Computed,
         }
@@ -314,30 +319,28 @@ enum Operand {
 /// is freed after the last instruction that reads it, and a destination is never one of its
 /// own instruction's operands (kernels take distinct input and output slices).
 fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl Fn(NodeId) -> Operand) -> (Vec<Instr>, usize) {
-    let mut last_use: FxHashMap<NodeId, usize> = FxHashMap::default();
+    const NONE: usize = usize::MAX;
+    let mut last_use = vec![NONE; g.len()];
     for (pos, id) in order.iter().enumerate() {
         for a in g.args[id.index()].iter().flatten() {
-            last_use.insert(*a, pos);
+            last_use[a.index()] = pos;
         }
     }
     for (id, _) in sinks {
-        last_use.insert(*id, order.len());
+        last_use[id.index()] = order.len();
     }
-    let mut reg_of: FxHashMap<NodeId, Reg> = FxHashMap::default();
+    let mut reg_of: Vec<Option<Reg>> = vec![None; g.len()];
     let mut free: Vec<Reg> = Vec::new();
     let mut n_regs = 0u32;
-    let mut code = Vec::new();
-    let mut alloc = |free: &mut Vec<Reg>| {
-        free.pop().unwrap_or_else(|| {
+    let mut code = Vec::with_capacity(order.len() + sinks.len());
+    for (pos, &id) in order.iter().enumerate() {
+        let dst = free.pop().unwrap_or_else(|| {
             n_regs += 1;
             Reg(n_regs - 1)
-        })
-    };
-    for (pos, &id) in order.iter().enumerate() {
-        let dst = alloc(&mut free);
+        });
         let arg = |a: NodeId| match kind(a) {
             Operand::Slot(s) => Arg::Slot(s),
-            _ => Arg::Reg(reg_of[&a]),
+            _ => Arg::Reg(reg_of[a.index()].expect("operands are computed first")),
         };
         code.push(match (kind(id), g.node(id).kind()) {
             (Operand::Load(src), _) => Instr::Load { dst, src },
@@ -351,19 +354,21 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
             }
             _ => unreachable!("only loads and ops are computed per chunk"),
         });
-        reg_of.insert(id, dst);
-        for a in g.args[id.index()].iter().flatten() {
-            if last_use.get(a) == Some(&pos) {
-                if let Some(r) = reg_of.get(a) {
-                    if !free.contains(r) {
-                        free.push(*r);
-                    }
+        reg_of[id.index()] = Some(dst);
+        let [a, b] = g.args[id.index()];
+        for (i, x) in [a, b].into_iter().enumerate() {
+            let Some(x) = x else { continue };
+            // `x * x` reads one register twice: free it once.
+            let repeated = i == 1 && a == Some(x);
+            if last_use[x.index()] == pos && !repeated {
+                if let Some(r) = reg_of[x.index()] {
+                    free.push(r);
                 }
             }
         }
     }
     for (id, sink) in sinks {
-        let src = reg_of[id];
+        let src = reg_of[id.index()].expect("sinks are computed");
         code.push(match sink.clone() {
             Instr::Store { out, .. } => Instr::Store { src, out },
             Instr::Accumulate { acc, .. } => Instr::Accumulate { src, acc },

@@ -21,8 +21,24 @@ use crate::tape::{Arg, Instr, OutputSource, ScalarInstr, Source, Tape};
 /// dozen registers inside L2 while amortising per-instruction dispatch.
 pub const CHUNK: usize = 1024;
 
-/// Below this many chunks a call runs on the calling thread: the hand-off to the pool costs
-/// more than it saves.
+/// Register memory per thread is capped: a tape that keeps many values alive (reverse mode
+/// through a deep chain keeps every forward value until the backward sweep reaches it) gets
+/// shorter chunks instead of gigabytes of registers.
+const REGISTER_BUDGET_BYTES: usize = 32 << 20;
+
+/// Samples per chunk for a tape with `n_regs` registers: [`CHUNK`], or fewer when the
+/// registers would pass the budget. Depends only on the tape, never on the thread count.
+pub fn chunk_len(n_regs: usize) -> usize {
+    let fit = REGISTER_BUDGET_BYTES / (8 * n_regs.max(1));
+    match fit {
+        f if f >= CHUNK => CHUNK,
+        f if f >= 8 => f / 8 * 8,
+        f => f.max(1),
+    }
+}
+
+/// Below this many full chunks' worth of samples a call runs on the calling thread: the
+/// hand-off to the pool costs more than it saves.
 const PARALLEL_MIN_CHUNKS: usize = 8;
 
 /// A call's shapes, resolved: the batch, each output's shape, and the tape to run.
@@ -120,7 +136,7 @@ impl Function {
         check_sizes(call, inputs, outputs)?;
         let tape = &call.tape;
         let n = call.len();
-        let n_chunks = n.div_ceil(CHUNK);
+        let n_chunks = n.div_ceil(tape.chunk);
         let mut slots = tape.slots.clone();
         let mut partials = vec![0.0; tape.n_accs * n_chunks];
         let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); tape.n_bufs];
@@ -149,7 +165,7 @@ impl Function {
                 bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr())).collect(),
                 outs: outputs.iter_mut().zip(temps.iter_mut()).map(|(o, t)| SyncPtr(t.as_mut().map_or(o.as_mut_ptr(), |t| t.as_mut_ptr()))).collect(),
             };
-            run_chunks(&pass.chunk_code, pass.n_regs, n, &slots, &sources, &sinks);
+            run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, &slots, &sources, &sinks);
         }
         for (o, out) in outputs.iter_mut().enumerate() {
             match (tape.outputs[o], temps[o].take()) {
@@ -212,7 +228,7 @@ fn run_scalar(
         ScalarInstr::ScaleGroups { group, a, over } => {
             let shape = group_shape(call, over);
             let size: usize = shape.iter().product();
-            let per_group = if size == 0 { 0 } else { call.len() / size };
+            let per_group = call.len().checked_div(size).unwrap_or(0);
             groups[*group] = Group { data: vec![slots[a.0 as usize] * per_group as f64; size], shape };
         }
     }
@@ -307,18 +323,18 @@ struct Sinks {
     outs: Vec<SyncPtr>,
 }
 
-fn run_chunks(code: &[Instr], n_regs: usize, n: usize, slots: &[f64], sources: &Sources, sinks: &Sinks) {
-    let n_chunks = n.div_ceil(CHUNK);
+fn run_chunks(code: &[Instr], n_regs: usize, chunk: usize, n: usize, slots: &[f64], sources: &Sources, sinks: &Sinks) {
+    let n_chunks = n.div_ceil(chunk);
     let threads = pool::current_num_threads();
     let work = |range: std::ops::Range<usize>| {
-        let mut regs = vec![0.0f64; n_regs.max(1) * CHUNK];
+        let mut regs = vec![0.0f64; n_regs.max(1) * chunk];
         for c in range {
-            let start = c * CHUNK;
-            let len = CHUNK.min(n - start);
-            run_chunk(code, &mut regs, c, start, len, slots, sources, sinks);
+            let start = c * chunk;
+            let len = chunk.min(n - start);
+            run_chunk(code, &mut regs, chunk, c, start, len, slots, sources, sinks);
         }
     };
-    if threads <= 1 || n_chunks < PARALLEL_MIN_CHUNKS {
+    if threads <= 1 || n_chunks * chunk < PARALLEL_MIN_CHUNKS * CHUNK {
         work(0..n_chunks);
         return;
     }
@@ -329,12 +345,12 @@ fn run_chunks(code: &[Instr], n_regs: usize, n: usize, slots: &[f64], sources: &
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_chunk(code: &[Instr], regs: &mut [f64], chunk: usize, start: usize, len: usize, slots: &[f64], sources: &Sources, sinks: &Sinks) {
+fn run_chunk(code: &[Instr], regs: &mut [f64], width: usize, chunk: usize, start: usize, len: usize, slots: &[f64], sources: &Sources, sinks: &Sinks) {
     let base = regs.as_mut_ptr();
-    // SAFETY: registers are disjoint CHUNK-sized windows of `regs`, and the allocator never
+    // SAFETY: registers are disjoint `width`-sized windows of `regs`, and the allocator never
     // makes an instruction's destination one of its operands, so the slices never overlap.
-    let reg = |r: u32| unsafe { std::slice::from_raw_parts(base.add(r as usize * CHUNK), len) };
-    let reg_mut = |r: u32| unsafe { std::slice::from_raw_parts_mut(base.add(r as usize * CHUNK), len) };
+    let reg = |r: u32| unsafe { std::slice::from_raw_parts(base.add(r as usize * width), len) };
+    let reg_mut = |r: u32| unsafe { std::slice::from_raw_parts_mut(base.add(r as usize * width), len) };
     let arg = |a: &Arg| match a {
         Arg::Reg(r) => Operand::Chunk(reg(r.0)),
         Arg::Slot(s) => Operand::Scalar(slots[s.0 as usize]),
@@ -413,6 +429,7 @@ fn unary(op: Op, a: &[f64], out: &mut [f64]) {
         Op::Sqrt => kernels::sqrt(a, out),
         Op::Tanh => kernels::tanh(a, out),
         Op::Sigmoid => kernels::sigmoid(a, out),
+        Op::PerSample => out.copy_from_slice(a),
         Op::Neg | Op::Relu | Op::Abs | Op::Step | Op::Sign | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
             for (o, x) in out.iter_mut().zip(a) {
                 *o = op.eval(*x, 0.0);

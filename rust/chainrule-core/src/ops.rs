@@ -74,6 +74,10 @@ ops! {
     Step: "step", arity 1, infix None, domain (-4.0, 4.0);
     /// `sign(a)`: -1, 0 or 1 (abs's derivative).
     Sign: "sign", arity 1, infix None, domain (-4.0, 4.0);
+    /// `per_sample(a)`: the value of `a`, given for every sample of the batch. The gradient of a
+    /// per-sample expression can come out as a batch-wide value (through a reduction); this
+    /// keeps its shape per sample, as DESIGN.md's first gradient rule asks.
+    PerSample: "per_sample", arity 1, infix None, domain (-4.0, 4.0);
 }
 
 impl Op {
@@ -109,6 +113,7 @@ impl Op {
             Op::Abs => a.abs(),
             Op::Step => if a > 0.0 { 1.0 } else if a.is_nan() { a } else { 0.0 },
             Op::Sign => if a > 0.0 { 1.0 } else if a < 0.0 { -1.0 } else { a },
+            Op::PerSample => a,
         }
     }
 
@@ -144,6 +149,7 @@ impl Op {
             Op::Abs => unary(sign(a)),
             Op::Step => [None, None],
             Op::Sign => [None, None],
+            Op::PerSample => [Some(adj.clone()), None],
         }
     }
 }

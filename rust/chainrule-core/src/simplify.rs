@@ -53,6 +53,7 @@ fn positive_form(e: &Expr) -> Option<Expr> {
 
 fn unary(op: Op, a: &Expr) -> Option<Expr> {
     match op {
+        Op::PerSample if a.as_op() == Some(Op::PerSample) => Some(a.clone()),
         Op::Neg => {
             if let Some(inner) = negated(a) {
                 return Some(inner.clone());

@@ -123,6 +123,8 @@ pub struct Tape {
     pub n_groups: usize,
     /// Per output, where its value comes from.
     pub outputs: Vec<OutputSource>,
+    /// Samples per chunk (see [`crate::eval::chunk_len`]).
+    pub chunk: usize,
 }
 
 impl fmt::Display for Tape {
@@ -133,7 +135,7 @@ impl fmt::Display for Tape {
             }
         }
         for (p, pass) in self.passes.iter().enumerate() {
-            writeln!(f, "pass {p}: {} registers", pass.n_regs)?;
+            writeln!(f, "pass {p}: {} registers of {} samples", pass.n_regs, self.chunk)?;
             for i in &pass.scalar_code {
                 writeln!(f, "  {}", scalar_listing(i))?;
             }
