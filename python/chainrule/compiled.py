@@ -55,9 +55,16 @@ class Function:
         return self._outputs
 
     def __call__(self, *args: object, **kwargs: object):
-        if not kwargs and len(args) == len(self._names) and all(type(a) is float for a in args):
-            return self._finish(self._core.call(list(args)))
+        if not kwargs:
+            fast = self._core.call_scalars(args, self._single)
+            if fast is not None:
+                return fast
         values = self._bind(args, kwargs)
+        if any(hasattr(v, "__dask_graph__") for v in values):
+            # Imported only when Dask arrays are passed, so Dask stays an optional extra.
+            from . import daskarray
+
+            return daskarray.call(self, values)
         return self._finish(self._core.call([_convert(n, a) for n, a in zip(self._names, values)]))
 
     def _bind(self, args: tuple, kwargs: dict) -> list:

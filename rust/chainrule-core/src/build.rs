@@ -107,3 +107,23 @@ pub fn rebuild(kind: &Kind, args: &[Expr]) -> Expr {
         Kind::Sum(over) => sum_over_set(&args[0], over.clone()),
     }
 }
+
+/// Rebuilds `roots` with every occurrence of each `from` node replaced by its `to` node
+/// (one forward pass over the graph, children first; replaced nodes are not descended into).
+pub fn substitute(roots: &[Expr], replacements: &[(Expr, Expr)]) -> Vec<Expr> {
+    let map: rustc_hash::FxHashMap<&Expr, &Expr> = replacements.iter().map(|(f, t)| (f, t)).collect();
+    let graph = crate::graph::Graph::collect(roots, |e| !map.contains_key(e));
+    let mut rebuilt: Vec<Expr> = Vec::with_capacity(graph.len());
+    for id in graph.ids() {
+        let node = graph.node(id);
+        let new = match map.get(node) {
+            Some(to) => (*to).clone(),
+            None => {
+                let args: Vec<Expr> = graph.args[id.index()].iter().flatten().map(|a| rebuilt[a.index()].clone()).collect();
+                if args.is_empty() { node.clone() } else { rebuild(node.kind(), &args) }
+            }
+        };
+        rebuilt.push(new);
+    }
+    graph.roots.iter().map(|r| rebuilt[r.index()].clone()).collect()
+}

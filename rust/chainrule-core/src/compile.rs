@@ -9,7 +9,7 @@
 //! of the next stage's reductions need. Per-sample values needed again in a later pass are
 //! recomputed rather than kept, so memory stays O(registers x chunk).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -54,6 +54,7 @@ pub struct Function {
     over: FxHashMap<NodeId, Vec<usize>>,
     classes: Vec<Class>,
     tapes: Mutex<FxHashMap<Vec<bool>, Arc<Tape>>>,
+    scalar_tape: OnceLock<Arc<Tape>>,
 }
 
 impl Function {
@@ -91,7 +92,7 @@ impl Function {
             };
             classes.push(class);
         }
-        Ok(Function { graph, inputs: inputs.to_vec(), input_of, over, classes, tapes: Mutex::default() })
+        Ok(Function { graph, inputs: inputs.to_vec(), input_of, over, classes, tapes: Mutex::default(), scalar_tape: OnceLock::new() })
     }
 
     /// The input variables, in call order.
@@ -118,6 +119,11 @@ impl Function {
         let tape = Arc::new(Builder::new(self, uniform).build());
         cache.insert(uniform.to_vec(), tape.clone());
         tape
+    }
+
+    /// The tape for calls with every input a single value (kept apart: it is the latency path).
+    pub fn scalar_tape(&self) -> &Arc<Tape> {
+        self.scalar_tape.get_or_init(|| self.tape(&vec![true; self.inputs.len()]))
     }
 
     /// The inputs summed over by each reduction node that is a grouped reduction.

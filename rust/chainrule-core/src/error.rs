@@ -54,6 +54,9 @@ pub enum Error {
     /// Bytes that are not a serialized graph of a version this build reads.
     #[error("cannot load chainrule data: {0}")]
     Corrupt(String),
+    /// The evaluation was cancelled (Ctrl-C) before it finished; outputs are incomplete.
+    #[error("evaluation interrupted")]
+    Interrupted,
     /// An output buffer or input array of the wrong length was handed to the evaluator.
     #[error("internal size mismatch: {0}")]
     Internal(String),

@@ -6,6 +6,7 @@
 //! each chunk's partial sum is computed in a fixed order, and partials are combined pairwise in
 //! chunk order, so every result is bitwise identical for any number of threads.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -133,6 +134,12 @@ impl Function {
     /// Runs a prepared call. `inputs` are C-contiguous float64 data of the shapes given to
     /// `prepare`; `outputs` are buffers of the call's output shapes.
     pub fn run(&self, call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]]) -> Result<()> {
+        self.run_cancellable(call, inputs, outputs, &AtomicBool::new(false))
+    }
+
+    /// [`Function::run`], stopping between chunks once `cancel` is set (with
+    /// [`Error::Interrupted`]; outputs are then incomplete).
+    pub fn run_cancellable(&self, call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]], cancel: &AtomicBool) -> Result<()> {
         check_sizes(call, inputs, outputs)?;
         let tape = &call.tape;
         let n = call.len();
@@ -165,7 +172,10 @@ impl Function {
                 bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr())).collect(),
                 outs: outputs.iter_mut().zip(temps.iter_mut()).map(|(o, t)| SyncPtr(t.as_mut().map_or(o.as_mut_ptr(), |t| t.as_mut_ptr()))).collect(),
             };
-            run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, &slots, &sources, &sinks);
+            run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, &slots, &sources, &sinks, cancel);
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
         }
         for (o, out) in outputs.iter_mut().enumerate() {
             match (tape.outputs[o], temps[o].take()) {
@@ -174,6 +184,36 @@ impl Function {
                 (OutputSource::Chunks, None) => {}
             }
         }
+        Ok(())
+    }
+}
+
+impl Function {
+    /// Evaluates at one point, every input a single value: the latency path (no shapes, no
+    /// buffers; the tape is all scalar code). Writes one value per output into `out`.
+    pub fn call_scalars(&self, values: &[f64], out: &mut Vec<f64>) -> Result<()> {
+        if values.len() != self.inputs().len() {
+            let inputs = self.inputs().iter().filter_map(|v| v.as_var()).collect::<Vec<_>>().join(", ");
+            return Err(Error::InputCount { expected: self.inputs().len(), given: values.len(), inputs });
+        }
+        let tape = self.scalar_tape();
+        let mut slots = tape.slots.clone();
+        for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
+            match instr {
+                ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = values[*input],
+                ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = op.eval(slots[a.0 as usize], slots[b.0 as usize]),
+                // A batch of one sample: a sum is its operand.
+                ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = slots[a.0 as usize],
+                ScalarInstr::Finish { .. } | ScalarInstr::ReduceGroups { .. } | ScalarInstr::ScaleGroups { .. } => {
+                    return Err(Error::Internal("a scalar tape has no chunk work".into()));
+                }
+            }
+        }
+        out.clear();
+        out.extend(tape.outputs.iter().map(|o| match o {
+            OutputSource::Slot(s) => slots[s.0 as usize],
+            OutputSource::Chunks => f64::NAN,
+        }));
         Ok(())
     }
 }
@@ -323,12 +363,16 @@ struct Sinks {
     outs: Vec<SyncPtr>,
 }
 
-fn run_chunks(code: &[Instr], n_regs: usize, chunk: usize, n: usize, slots: &[f64], sources: &Sources, sinks: &Sinks) {
+#[allow(clippy::too_many_arguments)]
+fn run_chunks(code: &[Instr], n_regs: usize, chunk: usize, n: usize, slots: &[f64], sources: &Sources, sinks: &Sinks, cancel: &AtomicBool) {
     let n_chunks = n.div_ceil(chunk);
     let threads = pool::current_num_threads();
     let work = |range: std::ops::Range<usize>| {
         let mut regs = vec![0.0f64; n_regs.max(1) * chunk];
         for c in range {
+            if cancel.load(Ordering::Relaxed) {
+                return;
+            }
             let start = c * chunk;
             let len = chunk.min(n - start);
             run_chunk(code, &mut regs, chunk, c, start, len, slots, sources, sinks);

@@ -3,13 +3,17 @@
 //! that thinks lives in `chainrule-core`, and argument handling and docs live in Python.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use chainrule_core::{build, compile, error::Error, expr::Expr, ops::Op, pool, print, serial};
+use chainrule_core::{build, compile, error::Error, eval as compile_call, expr::Expr, ops::Op, pool, print, serial};
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyFloat};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyFloat, PyTuple, PyType};
 
 create_exception!(chainrule, ChainruleError, PyValueError, "Base class of chainrule's errors (a ValueError).");
 create_exception!(chainrule, ParseError, ChainruleError, "Text that is not a valid expression; the message points at the position.");
@@ -21,7 +25,7 @@ fn to_py(e: Error) -> PyErr {
         Error::Parse { .. } => ParseError::new_err(msg),
         Error::Shape { .. } => ShapeError::new_err(msg),
         Error::InputCount { .. } => PyTypeError::new_err(msg),
-        Error::Internal(_) => PyRuntimeError::new_err(msg),
+        Error::Internal(_) | Error::Interrupted => PyRuntimeError::new_err(msg),
         Error::UnknownVariable { .. } | Error::DuplicateInput(_) | Error::InvalidName(_) | Error::Corrupt(_) => ChainruleError::new_err(msg),
     }
 }
@@ -33,6 +37,8 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
         Err(_) => Err(PyRuntimeError::new_err("internal error in chainrule (please report it)")),
     }
 }
+
+static FLOAT64: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// An expression node (wrapped by `chainrule.Expr`).
 #[pyclass(frozen, module = "chainrule._core", name = "Node")]
@@ -165,6 +171,13 @@ fn decode(py: Python<'_>, data: &[u8]) -> PyResult<Vec<Node>> {
 }
 
 #[pyfunction]
+fn substitute(py: Python<'_>, roots: Vec<PyRef<'_, Node>>, replacements: Vec<(PyRef<'_, Node>, PyRef<'_, Node>)>) -> Vec<Node> {
+    let roots = nodes(roots);
+    let pairs: Vec<(Expr, Expr)> = replacements.iter().map(|(f, t)| (f.0.clone(), t.0.clone())).collect();
+    wrap(py.detach(|| build::substitute(&roots, &pairs)))
+}
+
+#[pyfunction]
 fn variables(roots: Vec<PyRef<'_, Node>>) -> Vec<String> {
     let graph = chainrule_core::graph::Graph::new(&nodes(roots));
     let mut names: Vec<String> = graph.nodes.iter().filter_map(|n| n.as_var().map(str::to_string)).collect();
@@ -255,8 +268,7 @@ impl Function {
                 None => single,
             });
         }
-        let f = &self.0;
-        py.detach(|| guarded(|| f.run(&call, &data, &mut views)))?;
+        run_interruptibly(py, &self.0, &call, &data, &mut views)?;
         drop(views);
         let mut out = Vec::with_capacity(arrays.len());
         for (a, s) in arrays.into_iter().zip(&singles) {
@@ -266,6 +278,27 @@ impl Function {
             });
         }
         Ok(out)
+    }
+
+    /// The latency path: if `args` are exactly the inputs, each a Python float, returns the
+    /// results as `numpy.float64` (one, or a tuple when `single` is false); else None, and
+    /// the caller takes the general path.
+    fn call_scalars<'py>(&self, py: Python<'py>, args: &Bound<'py, PyTuple>, single: bool) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if args.len() != self.0.inputs().len() {
+            return Ok(None);
+        }
+        let mut values = Vec::with_capacity(args.len());
+        for a in args.iter() {
+            match a.cast_exact::<PyFloat>() {
+                Ok(f) => values.push(f.value()),
+                Err(_) => return Ok(None),
+            }
+        }
+        let mut out = Vec::new();
+        guarded(|| self.0.call_scalars(&values, &mut out))?;
+        let float64 = FLOAT64.import(py, "numpy", "float64")?;
+        let results = out.into_iter().map(|v| float64.call1((v,))).collect::<PyResult<Vec<_>>>()?;
+        Ok(Some(if single { results.into_iter().next().expect("one output") } else { PyTuple::new(py, results)?.into_any() }))
     }
 
     /// Whether each output is a reduction.
@@ -286,6 +319,49 @@ impl Function {
     /// The input variables.
     fn inputs(&self) -> Vec<Node> {
         wrap(self.0.inputs().to_vec())
+    }
+}
+
+/// Batches at least this large run on a helper thread while the calling thread watches for
+/// Ctrl-C; smaller ones finish before a person could press it, and skip the thread hand-off.
+const INTERRUPTIBLE_SAMPLES: usize = 1 << 18;
+
+/// Runs a call with the GIL released. Large calls evaluate on a scoped thread while this one
+/// checks Python's signal handlers every 50 ms, so Ctrl-C cancels between chunks and raises
+/// KeyboardInterrupt promptly instead of after the whole evaluation.
+fn run_interruptibly(py: Python<'_>, f: &compile::Function, call: &compile_call::Call, data: &[&[f64]], views: &mut [&mut [f64]]) -> PyResult<()> {
+    if call.len() < INTERRUPTIBLE_SAMPLES {
+        return py.detach(|| guarded(|| f.run(call, data, views)));
+    }
+    let cancel = AtomicBool::new(false);
+    let mut signal: Option<PyErr> = None;
+    let result = py.detach(|| {
+        std::thread::scope(|scope| {
+            let (done_tx, done_rx) = mpsc::channel();
+            let cancel = &cancel;
+            scope.spawn(move || {
+                let r = guarded(|| f.run_cancellable(call, data, views, cancel));
+                let _ = done_tx.send(r);
+            });
+            loop {
+                match done_rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(r) => return r,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Err(PyRuntimeError::new_err("evaluation thread ended without a result")),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if signal.is_none() {
+                            if let Err(e) = Python::attach(|py| py.check_signals()) {
+                                signal = Some(e);
+                                cancel.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    });
+    match signal {
+        Some(e) => Err(e),
+        None => result,
     }
 }
 
@@ -310,6 +386,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(live_nodes, m)?)?;
     m.add_function(wrap_pyfunction!(variables, m)?)?;
+    m.add_function(wrap_pyfunction!(substitute, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     Ok(())
