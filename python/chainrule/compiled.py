@@ -106,7 +106,7 @@ class Function:
         """
         if not shapes:
             shapes = tuple((2,) for _ in self._names)
-        return self._core.tape([list(s) for s in shapes])
+        return self._core.tape([list(s) for s in shapes]).rstrip("\n")
 
     def __repr__(self) -> str:
         outs = ", ".join(str(o).replace("\n", "; ") for o in self._outputs)

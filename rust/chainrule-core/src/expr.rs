@@ -196,22 +196,32 @@ pub fn live_nodes() -> usize {
     TABLE.iter().map(|s| lock(s).len()).sum()
 }
 
+/// Removes a dying node's table entry. Must run while the node still holds its operands:
+/// the key names their ids.
+fn unintern(node: &Node) {
+    let key = key_of(&node.kind, &node.args);
+    let mut table = lock(shard_of(&key));
+    // Between the strong count reaching zero and now, another thread may have re-created
+    // this key; only remove the entry if it is still this node's.
+    if table.get(&key).is_some_and(|e| e.id == node.id) {
+        table.remove(&key);
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
-        let key = key_of(&self.kind, &self.args);
-        {
-            let mut table = lock(shard_of(&key));
-            // Between our strong count reaching zero and now, another thread may have
-            // re-created this key; only remove the entry if it is still ours.
-            if table.get(&key).is_some_and(|e| e.id == self.id) {
-                table.remove(&key);
-            }
+        // An operator node without operands was already uninterned by the loop below.
+        let detached = matches!(self.kind, Kind::Apply(_) | Kind::Sum(_)) && self.args.iter().all(Option::is_none);
+        if !detached {
+            unintern(self);
         }
         let mut pending: Vec<Expr> = self.args.iter_mut().filter_map(Option::take).collect();
         while let Some(Expr(arc)) = pending.pop() {
             if let Some(mut node) = Arc::into_inner(arc) {
+                unintern(&node);
                 pending.extend(node.args.iter_mut().filter_map(Option::take));
-                // `node` drops here with no children left, so its Drop does not recurse.
+                // `node` drops here with no operands left, so its Drop neither recurses nor
+                // looks itself up again (leaves do, harmlessly: their entry is gone).
             }
         }
     }

@@ -2,43 +2,65 @@
 //!
 //! Gradients are taken element by element (DESIGN.md): each element of an output is
 //! differentiated with respect to the element of the variable's argument it was computed from,
-//! and a reduction sums. Within the per-sample region of a root (what it reaches without
-//! crossing a `sum`) one reverse sweep gives the partial adjoints of the variables and of the
-//! `sum` nodes on its frontier. A frontier reduction `r = sum(g, over=V)` depends on `w`
-//! through all the samples it adds up, so its derivative is itself a reduction,
-//! `D(r, w) = sum(dg/dw, over=V + {w})`, summed only over the samples that share `r`'s group
-//! and `w`'s element. The total derivative is then `adj[w] + sum over r of adj[r] * D(r, w)`.
-//! Reductions are visited children first, so each `D` is built from `D`s already known: one
-//! sweep per reduction boundary, each linear in its region.
+//! and a reduction sums. Nodes are *global* (one value for the whole batch: constants, full
+//! sums, and what is computed from them only) or *local* (vary with the samples).
+//!
+//! A global root (a loss, say) is differentiated by one reverse sweep through everything,
+//! sums included. Local nodes carry per-sample adjoint fields and global nodes plain values:
+//! a global node used in per-sample work collects the sum of its adjoint field; a full sum
+//! hands its adjoint to every sample of its operand; a partial `sum(g, over=V)` hands each
+//! sample the sum of the adjoint field over its group. The gradient is then
+//! `sum(adjoint of w, over=w)`: the shape of `w`'s argument, summed where it was broadcast.
+//!
+//! A local root (per-sample work) wants, for each sample, the derivative with respect to that
+//! sample's element of `w` only, which one reverse sweep over all samples at once cannot give
+//! once reductions mix samples. So its per-sample region (what it reaches without crossing a
+//! `sum`) gets one sweep, giving the partial adjoints of `w` and of the reductions `r` on its
+//! frontier, and the total is `adj[w] + sum over r of adj[r] * D(r, w)` with `D(r, w)` the
+//! derivative of the reduction itself: for a full sum, the global gradient above; for a
+//! partial sum (they come from gradients of gradients), `sum(dg/dw, over=V + {w})`. Every
+//! sweep is linear in what it visits: one sweep per reduction boundary.
 
 use std::sync::Arc;
 
-use crate::build::{add, apply, constant, mul, sum_over_set};
-use crate::ops::Op;
+use crate::build::{add, apply, constant, mul, sum, sum_over, sum_over_set};
 use crate::expr::{Expr, Kind, Over};
 use crate::graph::{Graph, NodeId};
+use crate::ops::Op;
 
-/// Derivatives of `output` with respect to each variable in `wrt` (zero where independent).
-/// The `wrt` expressions must be variables; the caller checks.
+/// Derivatives of `output` with respect to each variable in `wrt`. The `wrt` expressions
+/// must be variables; the caller checks.
 pub fn grad(output: &Expr, wrt: &[Expr]) -> Vec<Expr> {
     let graph = Graph::new(std::slice::from_ref(output));
     let wrt_ids: Vec<Option<NodeId>> = wrt.iter().map(|w| graph.id_of(w)).collect();
     let active = active_nodes(&graph, &wrt_ids);
-    let mut sweeper = Sweeper::new(&graph, &active);
+    let global = global_nodes(&graph);
+    let root = graph.roots[0];
+    if output.as_const().is_some() {
+        return vec![constant(0.0); wrt.len()];
+    }
+    let mut sweeper = Sweeper::new(&graph, &active, &global);
+    if global[root.index()] {
+        let fields = sweeper.through_sums(root, &wrt_ids);
+        return fields.into_iter().zip(wrt).map(|(f, w)| sum_over(&f.unwrap_or_else(|| constant(0.0)), &[var_name(w)])).collect();
+    }
     // D(r, w) per reduction node r, per variable; reductions come children first.
     let mut reductions: Vec<Option<Vec<Option<Expr>>>> = vec![None; graph.len()];
     for id in graph.ids() {
-        if let Kind::Sum(over) = graph.node(id).kind() {
-            let operand = graph.args[id.index()][0].expect("sum has an operand");
-            if !active[operand.index()] {
-                continue;
-            }
-            let totals = sweeper.totals(operand, &wrt_ids, &reductions);
-            let d = totals.iter().zip(wrt).map(|(t, w)| t.as_ref().map(|t| sum_over_set(t, with_var(over, w)))).collect();
-            reductions[id.index()] = Some(d);
+        let Kind::Sum(over) = graph.node(id).kind() else { continue };
+        if !active[id.index()] {
+            continue;
         }
+        let d: Vec<Option<Expr>> = if global[id.index()] {
+            let fields = sweeper.through_sums(id, &wrt_ids);
+            fields.into_iter().zip(wrt).map(|(f, w)| f.map(|f| sum_over(&f, &[var_name(w)]))).collect()
+        } else {
+            let operand = graph.args[id.index()][0].expect("sum has an operand");
+            let totals = sweeper.totals(operand, &wrt_ids, &reductions);
+            totals.iter().zip(wrt).map(|(t, w)| t.as_ref().map(|t| sum_over_set(t, with_var(over, w)))).collect()
+        };
+        reductions[id.index()] = Some(d);
     }
-    let root = graph.roots[0];
     let totals = if active[root.index()] { sweeper.totals(root, &wrt_ids, &reductions) } else { vec![None; wrt.len()] };
     let results: Vec<Expr> = totals.into_iter().map(|t| t.unwrap_or_else(|| constant(0.0))).collect();
     if reductions.iter().all(Option::is_none) || !per_sample(&graph)[root.index()] {
@@ -49,6 +71,25 @@ pub fn grad(output: &Expr, wrt: &[Expr]) -> Vec<Expr> {
     let derived = Graph::new(&results);
     let flags = per_sample(&derived);
     derived.roots.iter().zip(results).map(|(r, e)| if flags[r.index()] { e } else { apply(Op::PerSample, &e, None) }).collect()
+}
+
+fn var_name(w: &Expr) -> &str {
+    w.as_var().expect("wrt holds variables")
+}
+
+/// Whether each node has one value for the whole batch: constants, full sums, and pointwise
+/// ops of those only.
+fn global_nodes(graph: &Graph) -> Vec<bool> {
+    let mut global = vec![false; graph.len()];
+    for id in graph.ids() {
+        global[id.index()] = match graph.node(id).kind() {
+            Kind::Const(_) => true,
+            Kind::Var(_) | Kind::Apply(Op::PerSample) => false,
+            Kind::Sum(over) => over.is_empty(),
+            Kind::Apply(_) => graph.args[id.index()].iter().flatten().all(|a| global[a.index()]),
+        };
+    }
+    global
 }
 
 /// Whether each node varies per sample: reaches a variable without crossing a reduction.
@@ -101,13 +142,70 @@ fn accumulate(slot: &mut Option<Expr>, contribution: Expr) {
 struct Sweeper<'g> {
     graph: &'g Graph,
     active: &'g [bool],
+    global: &'g [bool],
     adjoint: Vec<Option<Expr>>,
     in_region: Vec<bool>,
 }
 
 impl<'g> Sweeper<'g> {
-    fn new(graph: &'g Graph, active: &'g [bool]) -> Self {
-        Sweeper { graph, active, adjoint: vec![None; graph.len()], in_region: vec![false; graph.len()] }
+    fn new(graph: &'g Graph, active: &'g [bool], global: &'g [bool]) -> Self {
+        Sweeper { graph, active, global, adjoint: vec![None; graph.len()], in_region: vec![false; graph.len()] }
+    }
+
+    /// One reverse sweep from a global `root` through everything, sums included; returns the
+    /// per-sample adjoint field of each `wrt` variable (None where structurally zero).
+    fn through_sums(&mut self, root: NodeId, wrt: &[Option<NodeId>]) -> Vec<Option<Expr>> {
+        let reach = self.reachable(root, true);
+        self.adjoint[root.index()] = Some(constant(1.0));
+        for &id in reach.iter().rev() {
+            let Some(adj) = self.adjoint[id.index()].take() else { continue };
+            let node = self.graph.node(id);
+            let args = self.graph.args[id.index()];
+            match node.kind() {
+                Kind::Var(_) => self.adjoint[id.index()] = Some(adj),
+                Kind::Const(_) => {}
+                Kind::Sum(over) => {
+                    let operand = args[0].expect("sum operand");
+                    if !self.active[operand.index()] {
+                        continue;
+                    }
+                    // A full sum's adjoint is one value: every sample of the operand gets it
+                    // (and an operand that is itself one value was counted N times). A partial
+                    // sum's is a field: each sample gets its group's total.
+                    let field = match (over.is_empty(), self.global[operand.index()]) {
+                        (true, false) => adj,
+                        (true, true) => mul(&adj, &sum(&constant(1.0))),
+                        (false, _) => sum_over_set(&adj, over.clone()),
+                    };
+                    self.send(id, operand, field);
+                }
+                Kind::Apply(op) => {
+                    let a = node.arg0().expect("ops have an operand");
+                    let b = node.arg1().unwrap_or(a);
+                    let need = [0, 1].map(|i| args[i].is_some_and(|x| self.active[x.index()]));
+                    for (contribution, arg) in op.pullback(a, b, node, &adj, need).into_iter().zip(args) {
+                        if let (Some(c), Some(arg)) = (contribution, arg) {
+                            if self.active[arg.index()] {
+                                self.send(id, arg, c);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let fields = wrt.iter().map(|w| w.and_then(|w| self.adjoint[w.index()].take())).collect();
+        for id in reach {
+            self.adjoint[id.index()] = None;
+            self.in_region[id.index()] = false;
+        }
+        fields
+    }
+
+    /// Adds `c`, the adjoint contribution from `from` to its operand `to`. A global node used
+    /// by per-sample work has one value, whose adjoint is the total of the field.
+    fn send(&mut self, from: NodeId, to: NodeId, c: Expr) {
+        let c = if self.global[to.index()] && !self.global[from.index()] { sum(&c) } else { c };
+        accumulate(&mut self.adjoint[to.index()], c);
     }
 
     /// Total per-sample derivatives of `root` with respect to each `wrt`: one reverse sweep
@@ -168,6 +266,12 @@ impl<'g> Sweeper<'g> {
 
     /// The active nodes reachable from `root` without entering a `sum`, in topological order.
     fn region(&mut self, root: NodeId) -> Vec<NodeId> {
+        self.reachable(root, false)
+    }
+
+    /// The active nodes reachable from `root`, entering sums or not, in topological order;
+    /// marks them in `in_region` (the caller clears the marks).
+    fn reachable(&mut self, root: NodeId, through_sums: bool) -> Vec<NodeId> {
         let mut stack = vec![root];
         let mut found = Vec::new();
         while let Some(id) = stack.pop() {
@@ -176,7 +280,7 @@ impl<'g> Sweeper<'g> {
             }
             self.in_region[id.index()] = true;
             found.push(id);
-            if !matches!(self.graph.node(id).kind(), Kind::Sum(_)) {
+            if through_sums || !matches!(self.graph.node(id).kind(), Kind::Sum(_)) {
                 stack.extend(self.graph.args[id.index()].iter().flatten());
             }
         }

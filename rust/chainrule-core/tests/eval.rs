@@ -155,3 +155,27 @@ fn results_do_not_depend_on_the_thread_count() {
         assert!(run(threads) == one, "{threads} threads differ from one");
     }
 }
+
+#[test]
+fn reductions_of_reductions_differentiate_through_every_sample() {
+    let x = v("x");
+    let xs = vec![1.0, 2.0, 3.0];
+    let run = |e: &Expr| check(std::slice::from_ref(&grad(e, std::slice::from_ref(&x)).remove(0)), &[("x", xs.clone(), vec![3])], 1e-14).remove(0);
+    // sum(x * sum(x)) = (sum x)^2: every element's derivative is 2 * sum(x).
+    assert_eq!(run(&p("sum(x * sum(x))")), vec![12.0, 12.0, 12.0]);
+    // The variance's gradient with respect to the samples: 2 (x - mean(x)) / N.
+    let got = run(&p("mean((x - mean(x)) ** 2)"));
+    for (g, want) in got.iter().zip([-2.0 / 3.0, 0.0, 2.0 / 3.0]) {
+        assert!((g - want).abs() < 1e-15, "{got:?}");
+    }
+}
+
+#[test]
+fn a_reductions_zero_gradient_has_the_variables_shape() {
+    let w = v("w");
+    let d = grad(&p("mean(x)"), std::slice::from_ref(&w)).remove(0);
+    let f = Function::new(&[d], &[v("x"), w]).expect("compiles");
+    let call = f.prepare(&[vec![4], vec![]]).expect("shapes");
+    assert_eq!(call.output_shapes, vec![Vec::<usize>::new()]);
+    assert_eq!(call.output_reduced, vec![true]);
+}
