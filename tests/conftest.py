@@ -34,8 +34,15 @@ BUILD = {
     "neg": lambda a: -a,
     "sin": cr.sin, "cos": cr.cos, "tan": cr.tan, "exp": cr.exp, "log": cr.log,
     "sqrt": cr.sqrt, "tanh": cr.tanh, "sigmoid": cr.sigmoid, "relu": cr.relu,
-    "abs": cr.abs, "step": cr.step, "sign": cr.sign,
+    "abs": cr.abs, "step": cr.step, "sign": cr.sign, "sum": cr.sum, "mean": cr.mean,
 }
+
+
+def apply_op(kind: str, *args: cr.Expr) -> cr.Expr:
+    """Applies an op by kind: the public builder where there is one, else the core's."""
+    if kind in BUILD:
+        return BUILD[kind](*args)
+    return cr.Expr(_core.apply(kind, *(a._node for a in args)))
 
 
 def _sigmoid(a):
@@ -47,8 +54,8 @@ NP = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
     "pow": np.power, "neg": np.negative, "sin": np.sin, "cos": np.cos, "tan": np.tan,
     "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sigmoid": _sigmoid,
-    "relu": lambda a: np.where(a > 0, a, 0.0), "abs": np.abs,
-    "step": lambda a: np.where(a > 0, 1.0, 0.0), "sign": np.sign,
+    "relu": lambda a: np.maximum(a, 0.0), "abs": np.abs,
+    "step": lambda a: np.heaviside(a, 0.0), "sign": np.sign, "persample": np.positive,
 }
 
 PARTIALS = {
@@ -70,6 +77,7 @@ PARTIALS = {
     "abs": lambda a, v: (np.sign(a),),
     "step": lambda a, v: (0.0,),
     "sign": lambda a, v: (0.0,),
+    "persample": lambda a, v: (1.0,),
 }
 
 
@@ -80,28 +88,83 @@ def to_expr(tree) -> cr.Expr:
         return cr.var(tree[1])
     if head == "const":
         return cr.expr.as_expr(tree[1])
-    return BUILD[head](*(to_expr(child) for child in tree[1:]))
+    return apply_op(head, *(to_expr(child) for child in tree[1:]))
 
 
 class Point:
-    """The oracle's result at a batch of points: value, derivative per variable, and bounds.
+    """The oracle's result at a batch of points: value, derivative, bounds and output class.
 
     ``scale`` bounds the value's rounding error (error <= ~eps * scale: the running error
     analysis |v| + sum |d op/d child| * scale(child)); ``dscale`` does the same for the
     derivative; ``near_kink`` marks samples where a kinked op's argument is within rounding of 0.
+    ``cls`` is "const" (no variables), "sample" (a per-sample output) or "reduced" (a number).
     """
 
-    def __init__(self, value, deriv, scale, dscale, near_kink):
+    def __init__(self, value, deriv, scale, dscale, near_kink, cls):
         self.value, self.deriv, self.scale = value, deriv, scale
-        self.dscale, self.near_kink = dscale, near_kink
+        self.dscale, self.near_kink, self.cls = dscale, near_kink, cls
 
 
-def dual_eval(tree, env: dict, wrt: str | None = None) -> Point:
-    """Evaluates a tree with NumPy in forward mode: value and d/d(wrt), elementwise.
+def _combine_class(classes):
+    if "sample" in classes:
+        return "sample"
+    return "reduced" if "reduced" in classes else "const"
 
-    Iterative post-order, so deep trees are fine. A structurally zero tangent is ``None``
-    (so pow's log(base) term is skipped for a constant exponent, as the symbolic rule does).
+
+def _leaf(node, env, wrt, seed):
+    head, name = node
+    value = np.asarray(env[name] if head == "var" else name, dtype=float)
+    deriv = None
+    if head == "var" and name == wrt:
+        deriv = np.broadcast_to(seed, np.broadcast_shapes(value.shape, np.shape(seed)))
+    zero = np.zeros_like(value)
+    return Point(value, deriv, np.abs(value), zero, np.zeros(value.shape, bool),
+                 "sample" if head == "var" else "const")
+
+
+def _reduce(head, a: Point, batch) -> Point:
+    count = float(np.prod(batch)) if head == "mean" else 1.0
+
+    def total(v):
+        return np.sum(np.broadcast_to(v, batch)) / count
+
+    value = total(a.value)
+    deriv = None if a.deriv is None else total(a.deriv)
+    scale = total(a.scale) + np.abs(value)
+    dscale = total(a.dscale) + (0.0 if a.deriv is None else total(np.abs(a.deriv)))
+    return Point(value, deriv, scale, dscale, np.any(a.near_kink), "reduced")
+
+
+def _apply(head, args: list[Point]) -> Point:
+    values = [a.value for a in args]
+    value = NP[head](*values)
+    partials = PARTIALS[head](*values, value)
+    deriv, scale, dscale = None, np.abs(value), 0.0
+    for a, p in zip(args, partials):
+        scale = scale + np.abs(p) * a.scale
+        dscale = dscale + np.abs(p) * a.dscale
+        if a.deriv is not None:
+            deriv = p * a.deriv if deriv is None else deriv + p * a.deriv
+            dscale = dscale + np.abs(p * a.deriv)
+    near = np.zeros(np.shape(value), bool)
+    for a in args:
+        near = near | a.near_kink
+    if head in KINKED:
+        near = near | (np.abs(values[0]) <= 1e3 * EPS * args[0].scale)
+    return Point(value, deriv, scale, np.asarray(dscale), near,
+                 _combine_class([a.cls for a in args]))
+
+
+def dual_eval(tree, env: dict, wrt: str | None = None, seed=1.0) -> Point:
+    """Evaluates a tree with NumPy in forward mode: value and the derivative along ``seed``.
+
+    The tangent of variable ``wrt`` is ``seed`` (1: the derivative for a scalar argument, or
+    per sample; a one-hot array: column i of the Jacobian, for the element-by-element rule
+    across reductions). ``sum``/``mean`` nodes reduce over the batch (the broadcast of all
+    arguments). A structurally zero tangent is ``None``, so pow's log(base) term is skipped
+    for a constant exponent, as the symbolic rule does. Iterative post-order.
     """
+    batch = np.broadcast_shapes(*(np.shape(v) for v in env.values()))
     with np.errstate(all="ignore"):
         done: dict[int, Point] = {}
         stack = [(tree, False)]
@@ -109,39 +172,19 @@ def dual_eval(tree, env: dict, wrt: str | None = None) -> Point:
             node, expanded = stack.pop()
             if id(node) in done:
                 continue
-            head = node[0]
-            if head in ("var", "const"):
-                value = np.asarray(env[node[1]] if head == "var" else node[1], dtype=float)
-                zero = np.zeros_like(value)
-                deriv = np.ones_like(value) if head == "var" and node[1] == wrt else None
-                done[id(node)] = Point(value, deriv, np.abs(value), zero, np.zeros(value.shape, bool))
-                continue
-            children = node[1:]
-            if not expanded:
+            if node[0] in ("var", "const"):
+                done[id(node)] = _leaf(node, env, wrt, seed)
+            elif not expanded:
                 stack.append((node, True))
-                stack.extend((c, False) for c in children)
-                continue
-            args = [done[id(c)] for c in children]
-            values = [a.value for a in args]
-            value = NP[head](*values)
-            partials = PARTIALS[head](*values, value)
-            deriv, scale, dscale = None, np.abs(value), 0.0
-            for a, p in zip(args, partials):
-                scale = scale + np.abs(p) * a.scale
-                dscale = dscale + np.abs(p) * a.dscale
-                if a.deriv is not None:
-                    deriv = p * a.deriv if deriv is None else deriv + p * a.deriv
-                    dscale = dscale + np.abs(p * a.deriv)
-            near = np.zeros(np.shape(value), bool)
-            for a in args:
-                near = near | a.near_kink
-            if head in KINKED:
-                near = near | (np.abs(values[0]) <= 1e3 * EPS * args[0].scale)
-            done[id(node)] = Point(value, deriv, scale, np.asarray(dscale), near)
+                stack.extend((c, False) for c in node[1:])
+            else:
+                args = [done[id(c)] for c in node[1:]]
+                reduce = node[0] in ("sum", "mean")
+                done[id(node)] = _reduce(node[0], args[0], batch) if reduce else _apply(node[0], args)
         root = done[id(tree)]
-        if root.deriv is None:
-            root.deriv = np.zeros_like(root.value)
-        return root
+        deriv = np.zeros_like(root.value) if root.deriv is None else root.deriv
+        fields = (root.value, deriv, root.scale, root.dscale, root.near_kink)
+        return Point(*(np.broadcast_to(a, batch) for a in fields), root.cls)
 
 
 def np_eval(tree, env: dict) -> np.ndarray:
@@ -175,15 +218,21 @@ def leaves():
     )
 
 
-def _extend(children):
-    unary = st.tuples(st.sampled_from(UNARY), children)
-    binary = st.tuples(st.sampled_from(BINARY), children, children)
-    return st.one_of(unary, binary)
+def _extend(unary_ops):
+    def extend(children):
+        unary = st.tuples(st.sampled_from(unary_ops), children)
+        binary = st.tuples(st.sampled_from(BINARY), children, children)
+        return st.one_of(unary, binary)
+    return extend
 
 
-def trees(max_leaves: int = 10):
-    """Random expression trees over every op of the op table."""
-    return st.recursive(leaves(), _extend, max_leaves=max_leaves)
+def trees(max_leaves: int = 10, reductions: bool = False):
+    """Random expression trees over every op of the op table (and sum/mean, if asked)."""
+    unary = UNARY + ["sum", "mean"] * (len(UNARY) // 4) if reductions else UNARY
+    tree = st.recursive(leaves(), _extend(unary), max_leaves=max_leaves)
+    if reductions:  # half of them reduced at the root, where nested reductions matter most
+        return st.one_of(tree, st.tuples(st.sampled_from(["sum", "mean"]), tree))
+    return tree
 
 
 def env_points(n: int = 8, lo: float = -2.0, hi: float = 2.0):
