@@ -2,7 +2,9 @@
 //! releases the GIL around evaluation, and maps core errors to Python exceptions; everything
 //! that thinks lives in `chainrule-core`, and argument handling and docs live in Python.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -79,7 +81,7 @@ impl Node {
             chainrule_core::expr::Kind::Const(_) => "const".into(),
             chainrule_core::expr::Kind::Var(_) => "var".into(),
             chainrule_core::expr::Kind::Sum(_) => "sum".into(),
-            chainrule_core::expr::Kind::Apply(op) => format!("{op:?}").to_lowercase(),
+            chainrule_core::expr::Kind::Apply(op) => kind_name(*op),
         }
     }
 
@@ -109,8 +111,15 @@ fn var(name: &str) -> PyResult<Node> {
     guarded(|| build::var(name)).map(Node)
 }
 
+/// Ops by the lowercase name of their variant ("add", "sin", ...), as Python names them.
+static OPS_BY_KIND: LazyLock<HashMap<String, Op>> = LazyLock::new(|| Op::ALL.iter().map(|op| (kind_name(*op), *op)).collect());
+
+fn kind_name(op: Op) -> String {
+    format!("{op:?}").to_lowercase()
+}
+
 fn op_named(name: &str) -> PyResult<Op> {
-    Op::ALL.iter().copied().find(|op| format!("{op:?}").eq_ignore_ascii_case(name)).ok_or_else(|| PyValueError::new_err(format!("unknown op '{name}'")))
+    OPS_BY_KIND.get(name).copied().ok_or_else(|| PyValueError::new_err(format!("unknown op '{name}'")))
 }
 
 #[pyfunction]
@@ -371,7 +380,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ChainruleError", py.get_type::<ChainruleError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;
-    m.add("OPS", Op::ALL.iter().map(|op| (format!("{op:?}").to_lowercase(), op.name(), op.arity(), op.domain())).collect::<Vec<_>>())?;
+    m.add("OPS", Op::ALL.iter().map(|op| (kind_name(*op), op.name(), op.arity(), op.domain())).collect::<Vec<_>>())?;
     m.add_class::<Node>()?;
     m.add_class::<Function>()?;
     m.add_function(wrap_pyfunction!(constant, m)?)?;
