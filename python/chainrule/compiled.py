@@ -148,9 +148,11 @@ def _convert(name: str, value: object):
         raise TypeError(f"argument {name!r} is complex ({array.dtype}); chainrule evaluates real float64 values")
     if kind not in "biuf":
         raise TypeError(f"argument {name!r} has dtype {array.dtype}; pass a numeric (bool, int or float) array")
-    if array.dtype == _FLOAT64 and array.flags.c_contiguous and array.dtype.isnative:
+    flags = array.flags
+    if array.dtype == _FLOAT64 and flags.c_contiguous and flags.aligned and array.dtype.isnative:
         return array
-    return np.ascontiguousarray(array, dtype=np.float64)
+    # ascontiguousarray keeps a misaligned buffer as it is; require() copies it.
+    return np.require(array, np.float64, ["C", "A"])
 
 
 def compile(outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:  # noqa: A001

@@ -178,7 +178,13 @@ class SigmoidNetwork:
 
     def _step(self, cols: list[np.ndarray], y: np.ndarray, lr: float) -> float:
         """One update on these samples; returns the loss before it."""
-        loss, *grads = self._step_fn(*cols, y, *self._theta.tolist())
+        results = self._step_fn(*cols, y, *self._theta.tolist())
+        if hasattr(results[0], "__dask_graph__"):
+            # Dask arrays in: J and dJ/dtheta of all blocks in one Dask computation per step.
+            import dask
+
+            results = dask.compute(*results)
+        loss, *grads = results
         self._theta = self._theta - lr * np.array(grads)
         return float(loss)
 
@@ -226,7 +232,7 @@ class SigmoidNetwork:
         if X.ndim == 1 and n == 1:
             cols = [X]
         elif X.ndim == 2 and X.shape[1] == n:
-            cols = [np.ascontiguousarray(X[:, i]) for i in range(n)]
+            cols = [_column(X, i) for i in range(n)]
         else:
             allowed = f"(N,) or (N, {n})" if n == 1 else f"(N, {n})"
             raise ValueError(f"X has shape {X.shape}; this network has {n} input(s), so X must "
@@ -275,7 +281,18 @@ def is_binary(Y) -> bool:
     return bool(np.all((Y == 0) | (Y == 1)))
 
 
+def _column(X, i: int):
+    """Column ``i`` of X, contiguous once here rather than copied by every call; a Dask
+    array's column stays lazy."""
+    if hasattr(X, "__dask_graph__"):
+        return X[:, i]
+    return np.ascontiguousarray(X[:, i])
+
+
 def _float_array(name: str, value) -> np.ndarray:
+    if hasattr(value, "__dask_graph__"):
+        # Kept lazy: chainrule evaluates Dask arrays block by block (chainrule.daskarray).
+        return value if value.dtype == np.float64 else value.astype(np.float64)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -258,7 +258,7 @@ impl Function {
         for (a, s) in converted.iter().zip(&scalars) {
             data.push(match a {
                 Argument::Scalar(_) => s,
-                Argument::Array(arr) => arr.as_slice().map_err(|_| PyTypeError::new_err("array arguments must be C-contiguous"))?,
+                Argument::Array(arr) => arr.as_slice().map_err(|_| PyTypeError::new_err("array arguments must be C-contiguous and aligned float64"))?,
             });
         }
         let mut singles: Vec<[f64; 1]> = vec![[0.0]; call.output_shapes.len()];
