@@ -95,12 +95,12 @@ class Function:
         >>> import chainrule as cr
         >>> x = cr.var("x")
         >>> print(cr.compile(cr.sin(x) * 2, inputs=[x]).tape())
-        s1 = 2
+        s0 = 2
         pass 0: 2 registers of 1024 samples
           for each chunk:
             r0 = load in0
             r1 = sin(r0)
-            r0 = s1 * r1
+            r0 = s0 * r1
             out0 <- r0
         out0 = stored chunks
         """

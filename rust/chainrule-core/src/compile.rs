@@ -321,52 +321,171 @@ enum Operand {
     Computed,
 }
 
+/// What one chunk instruction computes, before registers are assigned.
+enum Step {
+    /// One node: a load, a unary or a binary op.
+    Node(NodeId),
+    /// `sin(a)` and `cos(a)` of the same operand, from one argument reduction.
+    SinCos { sin: NodeId, cos: NodeId, a: NodeId },
+    /// Arithmetic node `node` whose operand `inner`, an arithmetic node used nowhere else, is
+    /// computed in the same loop instead of in a register of its own.
+    Fused { node: NodeId, inner: NodeId },
+}
+
+/// Ops a [`Step::Fused`] may combine (plus `Neg` as the outer op): exact IEEE operations, so
+/// fusing them changes no rounding.
+fn is_arith(op: Op) -> bool {
+    matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Div)
+}
+
+impl Step {
+    /// The nodes the step computes.
+    fn results(&self) -> [Option<NodeId>; 2] {
+        match *self {
+            Step::Node(id) | Step::Fused { node: id, .. } => [Some(id), None],
+            Step::SinCos { sin, cos, .. } => [Some(sin), Some(cos)],
+        }
+    }
+
+    /// The nodes the step reads (a load reads none).
+    fn operands(&self, g: &Graph, is_load: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
+        match *self {
+            Step::Node(id) if is_load(id) => Vec::new(),
+            Step::Node(id) => g.args[id.index()].iter().flatten().copied().collect(),
+            Step::SinCos { a, .. } => vec![a],
+            Step::Fused { node, inner } => {
+                let outer = g.args[node.index()].iter().flatten().copied().filter(|x| *x != inner);
+                g.args[inner.index()].iter().flatten().copied().chain(outer).collect()
+            }
+        }
+    }
+}
+
+/// Groups `order` into steps: pairs `sin(a)`/`cos(a)` into one `SinCos` (emitted where the
+/// first of the two was), and folds a single-use arithmetic operand of an arithmetic node (or
+/// of a negation) into a `Fused` step, two levels deep at most.
+///
+/// Measured (thread CPU time per call, N = 1e6, one thread, medians of interleaved runs, the
+/// other optimisations on): W2's four sin/cos as two `sin_cos`, 31.0 -> 22.7 ms (the kernel
+/// alone: 3.3 ns per element against 5.5 for sin and cos apart); `Fused` steps (W2 32 -> 20
+/// instructions, W1 24 -> 17), W1 14.6 -> 10.6 ms, W2 27.4 -> 22.7 ms.
+fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl Fn(NodeId) -> bool) -> Vec<Step> {
+    let op_of = |id: NodeId| match g.node(id).kind() {
+        Kind::Apply(op) if computed(id) => Some(*op),
+        _ => None,
+    };
+    let mut uses = vec![0u32; g.len()];
+    for id in order {
+        for a in g.args[id.index()].iter().flatten() {
+            uses[a.index()] += 1;
+        }
+    }
+    for (id, _) in sinks {
+        uses[id.index()] += 1;
+    }
+    // Per operand of a sin or cos in this pass: [sin node, cos node].
+    let mut trig: FxHashMap<NodeId, [Option<NodeId>; 2]> = FxHashMap::default();
+    for &id in order {
+        if let Some(op @ (Op::Sin | Op::Cos)) = op_of(id) {
+            let a = g.args[id.index()][0].expect("operand");
+            trig.entry(a).or_default()[usize::from(op == Op::Cos)] = Some(id);
+        }
+    }
+    let mut steps: Vec<Option<Step>> = Vec::with_capacity(order.len());
+    // Plain arithmetic steps that a later step may still absorb, by node.
+    let mut absorbable: FxHashMap<NodeId, usize> = FxHashMap::default();
+    for &id in order {
+        let op = op_of(id);
+        if let Some(Op::Sin | Op::Cos) = op {
+            let a = g.args[id.index()][0].expect("operand");
+            if let Some([Some(sin), Some(cos)]) = trig.get(&a).copied() {
+                if id == sin.min(cos) {
+                    steps.push(Some(Step::SinCos { sin, cos, a }));
+                }
+                continue;
+            }
+        }
+        if let Some(op) = op.filter(|op| is_arith(*op) || *op == Op::Neg) {
+            let inner = g.args[id.index()].iter().flatten().copied().find(|m| uses[m.index()] == 1 && absorbable.contains_key(m));
+            if let Some(inner) = inner {
+                steps[absorbable.remove(&inner).expect("absorbable")] = None;
+                steps.push(Some(Step::Fused { node: id, inner }));
+                continue;
+            }
+            if is_arith(op) {
+                absorbable.insert(id, steps.len());
+            }
+        }
+        steps.push(Some(Step::Node(id)));
+    }
+    steps.into_iter().flatten().collect()
+}
+
 /// Emits instructions for `order` and the sinks, assigning registers by liveness: a register
 /// is freed after the last instruction that reads it, and a destination is never one of its
 /// own instruction's operands (kernels take distinct input and output slices).
 fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl Fn(NodeId) -> Operand) -> (Vec<Instr>, usize) {
     const NONE: usize = usize::MAX;
+    let is_load = |id: NodeId| matches!(kind(id), Operand::Load(_));
+    let steps = plan(g, order, sinks, |id| matches!(kind(id), Operand::Computed));
+    let operands: Vec<Vec<NodeId>> = steps.iter().map(|s| s.operands(g, is_load)).collect();
     let mut last_use = vec![NONE; g.len()];
-    for (pos, id) in order.iter().enumerate() {
-        for a in g.args[id.index()].iter().flatten() {
+    for (pos, ops) in operands.iter().enumerate() {
+        for a in ops {
             last_use[a.index()] = pos;
         }
     }
     for (id, _) in sinks {
-        last_use[id.index()] = order.len();
+        last_use[id.index()] = steps.len();
     }
     let mut reg_of: Vec<Option<Reg>> = vec![None; g.len()];
     let mut free: Vec<Reg> = Vec::new();
     let mut n_regs = 0u32;
-    let mut code = Vec::with_capacity(order.len() + sinks.len());
-    for (pos, &id) in order.iter().enumerate() {
-        let dst = free.pop().unwrap_or_else(|| {
-            n_regs += 1;
-            Reg(n_regs - 1)
-        });
+    let mut code = Vec::with_capacity(steps.len() + sinks.len());
+    for (pos, step) in steps.iter().enumerate() {
+        for id in step.results().into_iter().flatten() {
+            reg_of[id.index()] = Some(free.pop().unwrap_or_else(|| {
+                n_regs += 1;
+                Reg(n_regs - 1)
+            }));
+        }
+        let reg = |a: NodeId| reg_of[a.index()].expect("operands are computed first");
         let arg = |a: NodeId| match kind(a) {
             Operand::Slot(s) => Arg::Slot(s),
-            _ => Arg::Reg(reg_of[a.index()].expect("operands are computed first")),
+            _ => Arg::Reg(reg(a)),
         };
-        code.push(match (kind(id), g.node(id).kind()) {
-            (Operand::Load(src), _) => Instr::Load { dst, src },
-            (_, Kind::Apply(op)) => {
-                let [a, b] = g.args[id.index()];
-                match (arg(a.expect("operand")), b.map(arg)) {
-                    (Arg::Reg(a), None) => Instr::Unary { op: *op, dst, a },
-                    (a, Some(b)) => Instr::Binary { op: *op, dst, a, b },
-                    (Arg::Slot(_), None) => unreachable!("a unary op of a uniform value is uniform"),
+        let op_of = |id: NodeId| match g.node(id).kind() {
+            Kind::Apply(op) => *op,
+            _ => unreachable!("only ops are fused"),
+        };
+        code.push(match *step {
+            Step::Node(id) => match (kind(id), g.node(id).kind()) {
+                (Operand::Load(src), _) => Instr::Load { dst: reg(id), src },
+                (_, Kind::Apply(op)) => {
+                    let [a, b] = g.args[id.index()];
+                    match (arg(a.expect("operand")), b.map(arg)) {
+                        (Arg::Reg(a), None) => Instr::Unary { op: *op, dst: reg(id), a },
+                        (a, Some(b)) => Instr::Binary { op: *op, dst: reg(id), a, b },
+                        (Arg::Slot(_), None) => unreachable!("a unary op of a uniform value is uniform"),
+                    }
                 }
+                _ => unreachable!("only loads and ops are computed per chunk"),
+            },
+            Step::SinCos { sin, cos, a } => Instr::SinCos { sin: reg(sin), cos: reg(cos), a: reg(a) },
+            Step::Fused { node, inner } => {
+                let [x, y] = g.args[node.index()];
+                let swap = x != Some(inner);
+                let c = if swap { x } else { y };
+                let [a, b] = g.args[inner.index()];
+                let (a, b) = (arg(a.expect("operand")), arg(b.expect("operand")));
+                let c = if op_of(node) == Op::Neg { None } else { c.map(arg) };
+                Instr::Fused { dst: reg(node), inner: op_of(inner), a, b, outer: op_of(node), c, swap }
             }
-            _ => unreachable!("only loads and ops are computed per chunk"),
         });
-        reg_of[id.index()] = Some(dst);
-        let [a, b] = g.args[id.index()];
-        for (i, x) in [a, b].into_iter().enumerate() {
-            let Some(x) = x else { continue };
-            // `x * x` reads one register twice: free it once.
-            let repeated = i == 1 && a == Some(x);
-            if last_use[x.index()] == pos && !repeated {
+        // Free each operand once after its last read (`x * x` reads one register twice).
+        let ops = &operands[pos];
+        for (i, x) in ops.iter().enumerate() {
+            if last_use[x.index()] == pos && !ops[..i].contains(x) {
                 if let Some(r) = reg_of[x.index()] {
                     free.push(r);
                 }

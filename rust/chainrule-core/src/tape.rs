@@ -61,6 +61,13 @@ pub enum Instr {
     Unary { op: Op, dst: Reg, a: Reg },
     /// `dst = a op b` elementwise; at least one operand is a register.
     Binary { op: Op, dst: Reg, a: Arg, b: Arg },
+    /// `sin = sin(a)` and `cos = cos(a)` from one shared argument reduction (bit for bit the
+    /// values of the two unary instructions it replaces).
+    SinCos { sin: Reg, cos: Reg, a: Reg },
+    /// Two arithmetic ops in one loop over the chunk, each result rounded as if unfused:
+    /// `dst = (a inner b) outer c`, or `c outer (a inner b)` when `swap`, or
+    /// `-(a inner b)` when `outer` is `Neg` (then `c` is `None`).
+    Fused { dst: Reg, inner: Op, a: Arg, b: Arg, outer: Op, c: Option<Arg>, swap: bool },
     /// Adds the chunk's values into this chunk's partial sum of accumulator `acc`.
     Accumulate { src: Reg, acc: usize },
     /// Writes the chunk into full-size buffer `buf` (for reductions over some dimensions only).
@@ -169,6 +176,15 @@ fn listing(i: &Instr) -> String {
         Instr::Load { dst, src: Source::Group(k) } => format!("{dst:?} = load group{k}"),
         Instr::Unary { op, dst, a } => format!("{dst:?} = {}({a:?})", op.name()),
         Instr::Binary { op, dst, a, b } => format!("{dst:?} = {} {} {}", arg(a), op.name(), arg(b)),
+        Instr::SinCos { sin, cos, a } => format!("{sin:?}, {cos:?} = sin_cos({a:?})"),
+        Instr::Fused { dst, inner, a, b, outer, c, swap } => {
+            let inner = format!("({} {} {})", arg(a), inner.name(), arg(b));
+            match (c, swap) {
+                (None, _) => format!("{dst:?} = {}{inner}", outer.name()),
+                (Some(c), false) => format!("{dst:?} = {inner} {} {}", outer.name(), arg(c)),
+                (Some(c), true) => format!("{dst:?} = {} {} {inner}", arg(c), outer.name()),
+            }
+        }
         Instr::Accumulate { src, acc } => format!("acc{acc} += sum({src:?})"),
         Instr::Collect { src, buf } => format!("buf{buf} <- {src:?}"),
         Instr::Store { src, out } => format!("out{out} <- {src:?}"),

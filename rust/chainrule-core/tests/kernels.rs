@@ -369,6 +369,54 @@ fn cos_accuracy() {
     check_all_levels("cos", levels::cos, f64::cos, &trig_inputs(6));
 }
 
+/// The sine half of `sin_cos`, as a one-output kernel for the shared checks.
+fn sin_cos_sin(level: Level, x: &[f64], out: &mut [f64]) {
+    let mut cos = vec![0.0; x.len()];
+    levels::sin_cos(level, x, out, &mut cos);
+}
+
+/// The cosine half of `sin_cos`.
+fn sin_cos_cos(level: Level, x: &[f64], out: &mut [f64]) {
+    let mut sin = vec![0.0; x.len()];
+    levels::sin_cos(level, x, &mut sin, out);
+}
+
+#[test]
+fn sin_cos_accuracy() {
+    let xs = trig_inputs(8);
+    check_all_levels("sin_cos.sin", sin_cos_sin, f64::sin, &xs);
+    check_all_levels("sin_cos.cos", sin_cos_cos, f64::cos, &xs);
+}
+
+/// The evaluator fuses `sin(a)` and `cos(a)` into one `sin_cos`: that must not change a bit.
+#[test]
+fn sin_cos_equals_sin_and_cos_bitwise() {
+    let xs = trig_inputs(9);
+    for level in levels::available() {
+        for chunk in xs.chunks(CHUNK) {
+            let (mut s, mut c) = (vec![0.0; chunk.len()], vec![0.0; chunk.len()]);
+            levels::sin_cos(level, chunk, &mut s, &mut c);
+            let (mut s1, mut c1) = (vec![0.0; chunk.len()], vec![0.0; chunk.len()]);
+            levels::sin(level, chunk, &mut s1);
+            levels::cos(level, chunk, &mut c1);
+            for i in 0..chunk.len() {
+                assert_eq!(
+                    s[i].to_bits(),
+                    s1[i].to_bits(),
+                    "sin [{level:?}] x={:e}",
+                    chunk[i]
+                );
+                assert_eq!(
+                    c[i].to_bits(),
+                    c1[i].to_bits(),
+                    "cos [{level:?}] x={:e}",
+                    chunk[i]
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn tan_accuracy() {
     check_all_levels("tan", levels::tan, f64::tan, &trig_inputs(7));
@@ -527,8 +575,10 @@ fn dispatch_level_is_the_best_available() {
 // ---------------------------------------------------------------------------
 // Results must not depend on where a value sits or how long the slice is.
 
-const ALL: [(&str, LevelKernel); 10] = [
+const ALL: [(&str, LevelKernel); 12] = [
     ("exp", levels::exp),
+    ("sin_cos.sin", sin_cos_sin),
+    ("sin_cos.cos", sin_cos_cos),
     ("expm1", levels::expm1),
     ("log", levels::log),
     ("log1p", levels::log1p),
@@ -653,4 +703,24 @@ fn bench_against_libm() {
         }
         println!("{line}");
     }
+    // The fused pair against the two kernels it replaces.
+    let x: Vec<f64> = (0..CHUNK).map(|_| rng.uniform(-100.0, 100.0)).collect();
+    let (mut s, mut c) = (vec![0.0; CHUNK], vec![0.0; CHUNK]);
+    let mut line = "sin_cos ".to_string();
+    for level in levels::available() {
+        let pair = time(&mut || {
+            levels::sin_cos(level, black_box(&x), &mut s, &mut c);
+            black_box((&mut s, &mut c));
+        });
+        let apart = time(&mut || {
+            levels::sin(level, black_box(&x), &mut s);
+            levels::cos(level, black_box(&x), &mut c);
+            black_box((&mut s, &mut c));
+        });
+        line += &format!(
+            "  {} {pair:5.2} ns (sin + cos {apart:5.2} ns)",
+            level.name()
+        );
+    }
+    println!("{line}");
 }
