@@ -13,7 +13,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use rustc_hash::{FxHashMap, FxHasher};
 
@@ -142,7 +142,36 @@ struct Entry {
 
 type Shard = Mutex<FxHashMap<Key, Entry>>;
 
-static TABLE: LazyLock<Vec<Shard>> = LazyLock::new(|| (0..SHARDS).map(|_| Mutex::default()).collect());
+static TABLE: LazyLock<Vec<Shard>> = LazyLock::new(|| {
+    guard_against_fork();
+    (0..SHARDS).map(|_| Mutex::default()).collect()
+});
+
+/// A `fork()` while another thread holds a shard lock would leave the child's copy locked
+/// forever. So fork first takes every shard (in order) and parent and child release them
+/// after, by dropping the guards: a plain unlock, which unlike parking_lot's fair hand-off
+/// can never pass the lock to a thread that the child does not have.
+#[cfg(unix)]
+fn guard_against_fork() {
+    use std::cell::RefCell;
+    thread_local! {
+        static HELD: RefCell<Vec<MutexGuard<'static, FxHashMap<Key, Entry>>>> = const { RefCell::new(Vec::new()) };
+    }
+    extern "C" fn prepare() {
+        HELD.with(|held| held.borrow_mut().extend(TABLE.iter().map(lock)));
+    }
+    extern "C" fn release() {
+        HELD.with(|held| held.borrow_mut().clear());
+    }
+    // SAFETY: registering handlers has no preconditions; they only touch the table (a fork
+    // racing with its initialisation waits in `prepare` until the initialiser has returned).
+    unsafe {
+        libc::pthread_atfork(Some(prepare), Some(release), Some(release));
+    }
+}
+
+#[cfg(not(unix))]
+fn guard_against_fork() {}
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn key_of(kind: &Kind, args: &[Option<Expr>; 2]) -> Key {
@@ -161,7 +190,7 @@ fn shard_of(key: &Key) -> &'static Shard {
     &TABLE[(h.finish() >> 32) as usize % SHARDS]
 }
 
-fn lock(shard: &Shard) -> std::sync::MutexGuard<'_, FxHashMap<Key, Entry>> {
+fn lock(shard: &Shard) -> MutexGuard<'_, FxHashMap<Key, Entry>> {
     // A panic while holding the lock cannot leave the map inconsistent (inserts and removes
     // are single calls), so a poisoned lock is safe to keep using.
     shard.lock().unwrap_or_else(|e| e.into_inner())

@@ -1,10 +1,10 @@
 //! chainrule's own thread pool (never rayon's global one, which the host program may own).
 //! Its size comes from `set_num_threads`, else `CHAINRULE_NUM_THREADS`, else the number of
 //! cores. The pool remembers the process that built it: after `fork()` the child's copy has no
-//! worker threads, so it is rebuilt on first use instead of deadlocking.
+//! worker threads, so it is rebuilt on first use instead of deadlocking. The lock around it is
+//! held across `fork()` (see [`guard_against_fork`]) so the child never inherits it half-taken.
 
-use std::sync::{Arc, RwLock};
-
+use std::sync::{Arc, Once, RwLock, RwLockWriteGuard};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 struct Pool {
@@ -14,6 +14,37 @@ struct Pool {
 }
 
 static POOL: RwLock<Option<Pool>> = RwLock::new(None);
+static FORK_GUARD: Once = Once::new();
+
+fn write() -> RwLockWriteGuard<'static, Option<Pool>> {
+    POOL.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A reader still inside `POOL` when another thread forks would leave the child's lock
+/// counted as taken forever, and the child's pool rebuild (a write) would hang. So fork
+/// takes the write lock first, and parent and child release it after.
+#[cfg(unix)]
+fn guard_against_fork() {
+    use std::cell::RefCell;
+    thread_local! {
+        static HELD: RefCell<Option<RwLockWriteGuard<'static, Option<Pool>>>> = const { RefCell::new(None) };
+    }
+    extern "C" fn prepare() {
+        HELD.with(|held| *held.borrow_mut() = Some(write()));
+    }
+    extern "C" fn release() {
+        HELD.with(|held| held.borrow_mut().take());
+    }
+    FORK_GUARD.call_once(|| {
+        // SAFETY: registering handlers has no preconditions; they only touch `POOL`.
+        unsafe {
+            libc::pthread_atfork(Some(prepare), Some(release), Some(release));
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn guard_against_fork() {}
 
 fn default_threads() -> usize {
     std::env::var("CHAINRULE_NUM_THREADS")
@@ -25,12 +56,14 @@ fn default_threads() -> usize {
 
 /// Sets the number of threads evaluation uses (at least 1).
 pub fn set_num_threads(n: usize) {
-    let mut guard = POOL.write().unwrap_or_else(|e| e.into_inner());
+    guard_against_fork();
+    let mut guard = write();
     *guard = Some(Pool { threads: n.max(1), pid: std::process::id(), pool: None });
 }
 
 /// The number of threads evaluation uses.
 pub fn current_num_threads() -> usize {
+    guard_against_fork();
     if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
         return p.threads;
     }
@@ -44,7 +77,7 @@ fn pool() -> Arc<ThreadPool> {
             return p.clone();
         }
     }
-    let mut guard = POOL.write().unwrap_or_else(|e| e.into_inner());
+    let mut guard = write();
     let threads = guard.as_ref().map_or_else(default_threads, |p| p.threads);
     if let Some(Pool { pool: Some(p), pid: owner, .. }) = guard.as_ref() {
         if *owner == pid {

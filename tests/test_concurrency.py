@@ -1,0 +1,264 @@
+"""Concurrency: one compiled function called from 16 Python threads at once (large batches on the
+pool, small ones inline, thread count changed meanwhile) gives the single-threaded answers bit
+for bit; compiling, differentiating and dropping in several threads at once is safe; fork() after
+the pool ran (also while other threads intern nodes) leaves a working child; multiprocessing runs
+pickled functions under 'fork' and 'spawn'. Every scenario runs in a subprocess with a timeout,
+so a deadlock fails a test instead of hanging the run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+TIMEOUT = 120
+
+PRELUDE = textwrap.dedent("""
+    import os, sys, threading, pickle
+    import numpy as np
+    import chainrule as cr
+    from chainrule import _core
+    x, y, w = cr.vars("x y w")
+    F = cr.sin(cr.cos(x)) * cr.exp(-y ** 2) + cr.log(1 + x ** 2) * cr.sigmoid(x * y)
+    LOSS = cr.mean((y - cr.sigmoid(w * x)) ** 2)
+    OUTPUTS = [F, *cr.grad(F, [x, y]), LOSS, cr.grad(LOSS, w), x - cr.mean(x)]
+    FN = cr.compile(OUTPUTS, inputs=[x, y, w])
+    RNG = np.random.default_rng(7)
+    BIG = (RNG.normal(size=300_000), RNG.normal(size=300_000), 0.7)
+    SMALL = (RNG.normal(size=5), 0.25, -1.5)
+
+    def same(a, b):
+        return all(np.asarray(p).tobytes() == np.asarray(q).tobytes() for p, q in zip(a, b))
+
+    def run_threads(target, n, timeout=60):
+        errors = []
+        def guarded(i):
+            try:
+                target(i)
+            except BaseException as exc:
+                errors.append(f"thread {i}: {exc!r}")
+        threads = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout)
+        alive = [t.name for t in threads if t.is_alive()]
+        assert not alive, f"deadlock: {len(alive)} threads still running"
+        assert not errors, errors[:3]
+""")
+
+
+def run_script(body: str, timeout: float = TIMEOUT) -> str:
+    """Runs PRELUDE + body in a fresh interpreter; fails on a crash, an error or a timeout."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(body)
+                               + "\nprint('ok')\n"],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"timed out after {timeout} s: a deadlock or a hang")
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (
+        f"exit code {proc.returncode}\nstdout: {proc.stdout[-2000:]}\n"
+        f"stderr: {proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def test_sixteen_threads_call_one_function():
+    run_script("""
+        cr.set_num_threads(2)
+        want_big, want_small = FN(*BIG), FN(*SMALL)
+        barrier = threading.Barrier(16)
+
+        def call(i):
+            barrier.wait()
+            for k in range(6):
+                args, want = (BIG, want_big) if (i + k) % 3 == 0 else (SMALL, want_small)
+                assert same(FN(*args), want), f"call {k} differs"
+
+        run_threads(call, 16)
+    """)
+
+
+def test_thread_count_changes_while_threads_call():
+    """Results are bitwise identical for any thread count, also when it changes mid-flight."""
+    run_script("""
+        cr.set_num_threads(1)
+        want = FN(*BIG)
+        stop = threading.Event()
+
+        def call(i):
+            if i == 0:
+                k = 0
+                while not stop.is_set():
+                    cr.set_num_threads(1 + k % 3)
+                    k += 1
+                return
+            for _ in range(4):
+                assert same(FN(*BIG), want)
+            if i == 1:
+                stop.set()
+
+        run_threads(call, 6)
+    """)
+
+
+def test_threads_compile_differentiate_and_drop_at_once():
+    """Eight threads build overlapping expressions (the same nodes are interned, found and freed
+    concurrently), differentiate, print, parse, compile and evaluate them; every result equals
+    the one computed alone, and no node outlives the threads."""
+    run_script("""
+        import gc
+
+        def work(seed):
+            rng = np.random.default_rng(seed % 4)  # pairs of threads build the same graphs
+            out = []
+            for _ in range(40):
+                cs = rng.uniform(0.5, 2.0, size=6)
+                e = sum(cr.sin(float(c) * x + y) * cr.tanh(w * float(c)) for c in cs)
+                e = e + cr.mean(e * x)
+                g = cr.grad(e, [x, w])
+                assert cr.parse(str(g[0])) == g[0]
+                fn = cr.compile([e, *g], inputs=[x, y, w])
+                out.append(fn(np.linspace(-1, 1, 3000), 0.5, 1.5))
+            return out
+
+        want = {s: work(s) for s in range(4)}
+        gc.collect()
+        before = _core.live_nodes()
+
+        def check(i):
+            got = work(i)
+            assert all(same(a, b) for a, b in zip(got, want[i % 4]))
+
+        run_threads(check, 8, timeout=100)
+        del want
+        gc.collect()
+        assert _core.live_nodes() <= before, (_core.live_nodes(), before)
+    """)
+
+
+def test_threads_race_to_intern_and_free_the_same_node():
+    """Threads repeatedly build and drop the same chain: a node freed in one thread while
+    another re-creates it must never be handed out half-dead (the weak table's race)."""
+    run_script("""
+        import gc
+        gc.collect()
+        base = _core.live_nodes()
+
+        def churn(i):
+            for _ in range(300):
+                e = x
+                for k in range(30):
+                    e = cr.sin(e) * (k + 1.0)
+                assert str(e).count("sin") == 30
+                del e
+
+        run_threads(churn, 8)
+        gc.collect()
+        assert _core.live_nodes() == base, (_core.live_nodes(), base)
+    """)
+
+
+FORK_CHILD = """
+    def in_child():
+        ok = same(FN(*BIG), want) and same(FN(*SMALL), want_small)
+        terms = [cr.sin(x * (k + 0.5)) + y for k in range(300)]  # nodes in every shard
+        e = cr.grad(cr.tanh(x * y) * cr.mean(x) + terms[-1], x)
+        v = cr.compile(e, inputs=[x, y])(np.linspace(0, 1, 100_000), 2.0)
+        return ok and v.shape == (100_000,) and bool(np.isfinite(v).all())
+
+    def fork_and_check(timeout=10):
+        import time
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if in_child() else 3
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                assert os.waitstatus_to_exitcode(status) == 0, f"child failed: {status}"
+                return
+            time.sleep(0.02)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise AssertionError("the forked child hung (a lock or the pool inherited from the parent)")
+"""
+
+
+def test_fork_after_the_pool_ran():
+    run_script(FORK_CHILD + """
+    cr.set_num_threads(2)
+    want, want_small = FN(*BIG), FN(*SMALL)
+    for _ in range(3):
+        fork_and_check()
+    assert same(FN(*BIG), want)  # the parent's pool still works
+    """)
+
+
+def test_fork_while_other_threads_work():
+    """fork() while other threads parse and evaluate with the GIL released, so they may hold
+    the intern table's or the pool's locks at that instant: the child still works."""
+    run_script(FORK_CHILD + """
+    import warnings
+    warnings.simplefilter("ignore", DeprecationWarning)  # Python's own fork-with-threads warning
+    cr.set_num_threads(2)
+    want, want_small = FN(*BIG), FN(*SMALL)
+    text = str(sum(cr.sin(float(c) * x + y) for c in np.linspace(0.1, 9.9, 3000)))
+    stop = threading.Event()
+
+    def busy(i):
+        while not stop.is_set():
+            if i == 0:
+                cr.parse(text)
+            else:
+                FN(*BIG)
+
+    workers = [threading.Thread(target=busy, args=(i,), daemon=True) for i in range(2)]
+    for t in workers:
+        t.start()
+    try:
+        for _ in range(25):
+            fork_and_check()
+    finally:
+        stop.set()
+    """, timeout=300)
+
+
+MULTIPROCESSING = """
+    import multiprocessing as mp
+
+    def evaluate(args):
+        fn, xs, ys = args
+        return fn(xs, ys, 0.3)
+
+    if __name__ == "__main__":
+        cr.set_num_threads(2)
+        FN(*BIG)  # the parent's pool has run
+        chunks = [(FN, BIG[0][i::4], BIG[1][i::4]) for i in range(4)]
+        with mp.get_context("{method}").Pool(2) as pool:
+            results = pool.map(evaluate, chunks, chunksize=1)
+        for (fn, xs, ys), got in zip(chunks, results):
+            assert same(got, FN(xs, ys, 0.3))
+        e = pickle.loads(pickle.dumps(OUTPUTS[1]))
+        assert e == OUTPUTS[1]
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_runs_pickled_functions(method, tmp_path):
+    """Pickled Functions sent to worker processes give the parent's results bit for bit."""
+    script = tmp_path / "mp_script.py"
+    script.write_text(PRELUDE + textwrap.dedent(MULTIPROCESSING.format(method=method))
+                      + "\n    print('ok')\n")
+    try:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"multiprocessing with {method!r} hung")
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (
+        f"exit code {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
