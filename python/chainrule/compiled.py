@@ -60,6 +60,7 @@ class Function:
             if fast is not None:
                 return fast
         values = self._bind(args, kwargs)
+        _check_shapes(self._names, values)
         if any(hasattr(v, "__dask_graph__") for v in values):
             # Imported only when Dask arrays are passed, so Dask stays an optional extra.
             from . import daskarray
@@ -120,8 +121,24 @@ class Function:
 _MISSING = object()
 
 
+def _check_shapes(names: tuple, values: list) -> None:
+    """Shapes are checked before any argument is copied, so a huge broadcast view that does
+    not fit gives a ShapeError rather than an attempt to allocate its full size."""
+    shapes = [getattr(v, "shape", None) for v in values]
+    if all(s is None or s == () for s in shapes):
+        return
+    try:
+        np.broadcast_shapes(*[s for s in shapes if s is not None])
+    except ValueError:
+        described = ", ".join(f"{n}: {s}" for n, s in zip(names, shapes) if s is not None)
+        raise _core.ShapeError(f"argument shapes do not broadcast together ({described})") from None
+
+
 def _load_function(data: bytes, n_outputs: int, single: bool) -> Function:
     nodes = [Expr(n) for n in _core.decode(data)]
+    if not isinstance(n_outputs, int) or not 1 <= n_outputs <= len(nodes) or (single and n_outputs != 1):
+        raise _core.ChainruleError(
+            f"cannot load chainrule data: {len(nodes)} nodes cannot hold {n_outputs} output(s)")
     outputs, inputs = nodes[:n_outputs], nodes[n_outputs:]
     return Function(outputs[0] if single else outputs, inputs)
 

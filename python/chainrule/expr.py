@@ -128,8 +128,10 @@ class Expr:
 
 
 def _load(data: bytes) -> Expr:
-    (node,) = _core.decode(data)
-    return Expr(node)
+    nodes = _core.decode(data)
+    if len(nodes) != 1:
+        raise _core.ChainruleError(f"cannot load chainrule data: an expression has one root, found {len(nodes)}")
+    return Expr(nodes[0])
 
 
 def as_expr(value: object) -> Expr:
@@ -191,7 +193,10 @@ def parse(text: str) -> Expr:
     """
     if not isinstance(text, str):
         raise TypeError(f"parse() takes a str, not {type(text).__name__}")
-    nodes = _core.parse(text)
+    try:
+        nodes = _core.parse(text)
+    except UnicodeEncodeError as exc:  # a lone surrogate cannot cross into Rust
+        raise _core.ParseError(f"invalid character at position {exc.start}: {text[exc.start]!r}") from None
     if len(nodes) != 1:
         raise _core.ParseError(f"expected exactly one expression, found {len(nodes)} result lines")
     return Expr(nodes[0])

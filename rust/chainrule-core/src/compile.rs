@@ -126,6 +126,24 @@ impl Function {
         self.scalar_tape.get_or_init(|| self.tape(&vec![true; self.inputs.len()]))
     }
 
+    /// Output `o`'s value when every group of samples is empty. Such an output is a reduction
+    /// class (all its variables sit inside sums), and a sum over no samples is 0, so it is a
+    /// constant: the output evaluated with each outermost sum replaced by 0.
+    pub(crate) fn value_over_empty_groups(&self, o: usize) -> f64 {
+        let mut values = vec![f64::NAN; self.graph.len()];
+        for id in self.graph.ids() {
+            let args = self.graph.args[id.index()];
+            let arg = |i: usize| args[i].map_or(0.0, |a| values[a.index()]);
+            values[id.index()] = match self.graph.node(id).kind() {
+                Kind::Const(c) => *c,
+                Kind::Sum(_) => 0.0,
+                Kind::Var(_) => f64::NAN,
+                Kind::Apply(op) => op.eval(arg(0), arg(1)),
+            };
+        }
+        values[self.graph.roots[o].index()]
+    }
+
     /// The inputs summed over by each reduction node that is a grouped reduction.
     pub(crate) fn over_of(&self, id: NodeId) -> &[usize] {
         &self.over[&id]

@@ -183,6 +183,8 @@ impl Function {
         for (o, out) in outputs.iter_mut().enumerate() {
             match (tape.outputs[o], temps[o].take()) {
                 (OutputSource::Slot(s), _) => out.fill(slots[s.0 as usize]),
+                // No samples to pick a group's value from: every group is empty.
+                (OutputSource::Chunks, Some(_)) if n == 0 => out.fill(self.value_over_empty_groups(o)),
                 (OutputSource::Chunks, Some(temp)) => pick(&temp, &call.batch, &padded(&call.output_shapes[o], call.batch.len()), out),
                 (OutputSource::Chunks, None) => {}
             }
@@ -279,7 +281,7 @@ fn run_scalar(
     match instr {
         ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input][0],
         ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
-        ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = slots[a.0 as usize] * call.len() as f64,
+        ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = times_count(slots[a.0 as usize], call.len()),
         ScalarInstr::Finish { dst, acc } => slots[dst.0 as usize] = pairwise(&partials[acc * n_chunks..(acc + 1) * n_chunks]),
         ScalarInstr::ReduceGroups { group, buf, over } => {
             let shape = group_shape(call, over);
@@ -292,9 +294,14 @@ fn run_scalar(
             let shape = group_shape(call, over);
             let size: usize = shape.iter().product();
             let per_group = call.len().checked_div(size).unwrap_or(0);
-            groups[*group] = Group { data: vec![slots[a.0 as usize] * per_group as f64; size], shape };
+            groups[*group] = Group { data: vec![times_count(slots[a.0 as usize], per_group); size], shape };
         }
     }
+}
+
+/// The sum of `count` copies of `value`: 0 for none, even if the value is nan or inf.
+fn times_count(value: f64, count: usize) -> f64 {
+    if count == 0 { 0.0 } else { value * count as f64 }
 }
 
 /// Element strides of a C-contiguous array of `shape` broadcast to `batch` (0 where broadcast).

@@ -63,7 +63,8 @@ pub fn grad(output: &Expr, wrt: &[Expr]) -> Vec<Expr> {
     }
     let totals = if active[root.index()] { sweeper.totals(root, &wrt_ids, &reductions) } else { vec![None; wrt.len()] };
     let results: Vec<Expr> = totals.into_iter().map(|t| t.unwrap_or_else(|| constant(0.0))).collect();
-    if reductions.iter().all(Option::is_none) || !per_sample(&graph)[root.index()] {
+    let has_sums = graph.nodes.iter().any(|n| matches!(n.kind(), Kind::Sum(_)));
+    if !has_sums || !per_sample(&graph)[root.index()] {
         return results;
     }
     // Through a reduction, the derivative of a per-sample expression can be one value for the

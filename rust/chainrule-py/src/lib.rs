@@ -12,7 +12,7 @@ use std::time::Duration;
 use chainrule_core::{build, compile, error::Error, eval as compile_call, expr::Expr, ops::Op, pool, print, serial};
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyFloat, PyTuple, PyType};
@@ -264,8 +264,19 @@ impl Function {
         let mut singles: Vec<[f64; 1]> = vec![[0.0]; call.output_shapes.len()];
         let mut arrays: Vec<Option<Bound<'py, PyArrayDyn<f64>>>> = Vec::new();
         for shape in &call.output_shapes {
-            // SAFETY: the evaluator writes every element of every output before it is read.
-            arrays.push((!shape.is_empty()).then(|| unsafe { PyArrayDyn::<f64>::new(py, shape.as_slice(), false) }));
+            let size = shape.iter().try_fold(8usize, |acc, n| acc.checked_mul(*n));
+            if size.is_none_or(|bytes| bytes > isize::MAX as usize) {
+                return Err(PyMemoryError::new_err(format!("an output of shape {shape:?} is too large to allocate")));
+            }
+            if shape.is_empty() {
+                arrays.push(None);
+                continue;
+            }
+            // SAFETY: the evaluator writes every element of every output before it is read. A
+            // failed allocation panics inside numpy's wrapper; it becomes a MemoryError here.
+            let array = catch_unwind(AssertUnwindSafe(|| unsafe { PyArrayDyn::<f64>::new(py, shape.as_slice(), false) }))
+                .map_err(|_| PyMemoryError::new_err(format!("cannot allocate an output of shape {shape:?}")))?;
+            arrays.push(Some(array));
         }
         let mut views: Vec<&mut [f64]> = Vec::with_capacity(arrays.len());
         let mut single_iter = singles.iter_mut();
