@@ -121,10 +121,18 @@ class Function:
 _MISSING = object()
 
 
+def _known_shape(value: object) -> tuple | None:
+    """The value's shape if it is a tuple of known sizes (a lazy array's may not be yet)."""
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
+        return shape
+    return None
+
+
 def _check_shapes(names: tuple, values: list) -> None:
     """Shapes are checked before any argument is copied, so a huge broadcast view that does
     not fit gives a ShapeError rather than an attempt to allocate its full size."""
-    shapes = [getattr(v, "shape", None) for v in values]
+    shapes = [_known_shape(v) for v in values]
     if all(s is None or s == () for s in shapes):
         return
     try:
