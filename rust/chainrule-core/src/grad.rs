@@ -180,18 +180,7 @@ impl<'g> Sweeper<'g> {
                     };
                     self.send(id, operand, field);
                 }
-                Kind::Apply(op) => {
-                    let a = node.arg0().expect("ops have an operand");
-                    let b = node.arg1().unwrap_or(a);
-                    let need = [0, 1].map(|i| args[i].is_some_and(|x| self.active[x.index()]));
-                    for (contribution, arg) in op.pullback(a, b, node, &adj, need).into_iter().zip(args) {
-                        if let (Some(c), Some(arg)) = (contribution, arg) {
-                            if self.active[arg.index()] {
-                                self.send(id, arg, c);
-                            }
-                        }
-                    }
-                }
+                Kind::Apply(op) => self.pull(id, *op, &adj, true),
             }
         }
         let fields = wrt.iter().map(|w| w.and_then(|w| self.adjoint[w.index()].take())).collect();
@@ -200,6 +189,29 @@ impl<'g> Sweeper<'g> {
             self.in_region[id.index()] = false;
         }
         fields
+    }
+
+    /// Applies op node `id`'s pullback to `adj`, adding the contributions to its active
+    /// operands; `through_sums` selects [`Sweeper::send`]'s rule for global operands (a sweep
+    /// that stops at sums keeps per-sample partials instead).
+    fn pull(&mut self, id: NodeId, op: Op, adj: &Expr, through_sums: bool) {
+        let node = self.graph.node(id);
+        let args = self.graph.args[id.index()];
+        let a = node.arg0().expect("ops have an operand");
+        let b = node.arg1().unwrap_or(a);
+        let need = [0, 1].map(|i| args[i].is_some_and(|x| self.active[x.index()]));
+        for (contribution, arg) in op.pullback(a, b, node, adj, need).into_iter().zip(args) {
+            if let (Some(c), Some(arg)) = (contribution, arg) {
+                if !self.active[arg.index()] {
+                    continue;
+                }
+                if through_sums {
+                    self.send(id, arg, c);
+                } else {
+                    accumulate(&mut self.adjoint[arg.index()], c);
+                }
+            }
+        }
     }
 
     /// Adds `c`, the adjoint contribution from `from` to its operand `to`. A global node used
@@ -249,17 +261,7 @@ impl<'g> Sweeper<'g> {
                 }
             };
             let Some(adj) = self.adjoint[id.index()].take() else { continue };
-            let args = self.graph.args[id.index()];
-            let a = node.arg0().expect("ops have an operand");
-            let b = node.arg1().unwrap_or(a);
-            let need = [0, 1].map(|i| args[i].is_some_and(|x| self.active[x.index()]));
-            for (contribution, arg) in op.pullback(a, b, node, &adj, need).into_iter().zip(args) {
-                if let (Some(c), Some(arg)) = (contribution, arg) {
-                    if self.active[arg.index()] {
-                        accumulate(&mut self.adjoint[arg.index()], c);
-                    }
-                }
-            }
+            self.pull(id, op, &adj, false);
         }
         leaves.reverse();
         leaves

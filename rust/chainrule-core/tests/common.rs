@@ -24,3 +24,16 @@ pub fn at(e: &Expr, point: &[(&str, f64)]) -> f64 {
 pub fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / (1.0 + a.abs().max(b.abs()))
 }
+
+/// Deterministic pseudo-random values in [lo, hi) (xorshift; the same for a seed everywhere).
+pub fn values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .collect()
+}

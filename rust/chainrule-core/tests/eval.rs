@@ -5,19 +5,6 @@ mod common;
 use chainrule_core::{compile::Function, grad::grad, pool, reference, Expr};
 use common::*;
 
-/// Deterministic pseudo-random values in [lo, hi).
-fn values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
-        })
-        .collect()
-}
-
 /// Runs `outputs` both ways and compares; returns the fast results.
 fn check(outputs: &[Expr], inputs: &[(&str, Vec<f64>, Vec<usize>)], tol: f64) -> Vec<Vec<f64>> {
     let vars: Vec<Expr> = inputs.iter().map(|(n, _, _)| v(n)).collect();
