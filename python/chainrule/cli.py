@@ -29,6 +29,7 @@ import chainrule as cr
 
 from . import data
 from .expr import as_expr
+from .gradcheck import _has_reduction
 
 __all__ = ["explain", "main"]
 
@@ -374,18 +375,6 @@ def _check(args: argparse.Namespace, f: cr.Expr, names: list[str]) -> int:
           f"{len(true_v)} random points ({where_text}); for example:")
     _print_table(points, true_v, cand_v, bad, f"d/d{name}")
     return 1
-
-
-def _has_reduction(e: cr.Expr) -> bool:
-    stack, seen = [e._node], set()
-    while stack:
-        node = stack.pop()
-        if node.kind == "sum":
-            return True
-        if node.id not in seen:
-            seen.add(node.id)
-            stack.extend(node.args)
-    return False
 
 
 def _sample_points(exprs: list[cr.Expr], n: int, seed: int):
