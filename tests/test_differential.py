@@ -523,7 +523,8 @@ NESTED = ["sum(sum(x))", "mean(mean(x) * 2)", "sum(x * sum(x))", "sum(x) * sum(x
           "sum(sin(sum(x * y, over=y)) * w)", "x - mean(x)", "mean((x - mean(x)) ** 2)",
           "sum(x * mean(w * y), over=w)", "exp(mean(x * y)) * y", "w * mean(x)",
           "sum(x, over=y) * z", "mean(sum(x, over=w) * w) + mean(y)", "sum(sum(x), over=z)",
-          "sum(mean(x) * x, over=z)"]
+          "sum(mean(x) * x, over=z)", "sum(x * mean(x * y), over=y)", "sum(exp(mean(w * x)) * y + x, over=x)",
+          "sum(sum(x * w, over=w) * y, over=y)", "sum(x * sum(y * mean(x)), over=(y, z))"]
 
 
 @pytest.mark.parametrize("env", EMPTY, ids=["z0x1x1", "x0-w1x0", "y0x1"])
@@ -539,23 +540,47 @@ def test_empty_batches(text, env):
     assert_gradients(f, env, seed=0)
 
 
-# Known gap (issue 6, left open): a partial sum (over=) whose operand holds a full reduction
-# is differentiated with the per-group rule, which misses the full reduction's dependence on
-# the samples outside the group. Partial sums only come from gradients of reductions.
-PARTIAL_OVER_FULL = pytest.mark.xfail(
-    strict=True, reason="partial sum over a full reduction: wrong derivative (open in issue 6)")
-
-
-@pytest.mark.parametrize("text", [
-    pytest.param(t, marks=PARTIAL_OVER_FULL)
-    if t in ("sum(sum(x), over=z)", "sum(mean(x) * x, over=z)") else t
-    for t in NESTED])
+@pytest.mark.parametrize("text", NESTED)
 def test_reductions_inside_reductions(text):
     """Values and first and second derivatives where reductions feed reductions and
     per-sample work, on broadcast arguments."""
     f = cr.parse(text)
     assert_values([f, cr.sum(f, over="y"), cr.mean(f * f)], ENV, seed=1)
     assert_gradients(f, ENV, seed=1, second="y")
+
+
+PARTIAL_TEXTS = ["sum(sum(x * y, over=y) * x, over=z)", "sum(sum(x * w, over=w) * y, over=y)",
+                 "sum(x * sum(y * mean(x)), over=(y, z))", "sum(sin(sum(x * y, over=w)) * w, over=y)",
+                 "sum(sum(x * mean(x * w), over=y) * y, over=w)", "sum(sum(w * y, over=x) * sum(x * z, over=y), over=z)"]
+
+
+@pytest.mark.parametrize("text", PARTIAL_TEXTS)
+@pytest.mark.parametrize("env", [ENV, {**ENV, "z": np.array([[[0.5]], [[2.0]]]), "y": np.array([[0.75], [-0.5]])},
+                                 {"x": np.array([0.5, -1.25, 2.0]), "y": np.array([[0.75, 1.5, -1.0], [-0.5, 0.25, 1.0]]),
+                                  "z": np.array([[1.5], [-2.0]]), "w": 0.5}], ids=["env", "z2x1x1", "grid"])
+def test_partial_sums_of_partial_sums(text, env):
+    """Partial sums whose groups span several elements of the variable, over partial sums
+    grouped another way, also holding full reductions: values and first and second
+    derivatives against forward mode, on batches where the groupings differ. A second
+    derivative may nest three spanning groupings, which is refused with a clear error."""
+    f = cr.parse(text)
+    assert_values([f], env, seed=3)
+    try:
+        cr.grad(cr.grad(f, cr.var("x")), cr.var("w"))
+    except cr.ChainruleError as e:
+        assert str(e).startswith("not supported: the derivative with respect to w"), e
+        assert_gradients(f, env, seed=3)
+    else:
+        assert_gradients(f, env, seed=3, second="w")
+
+
+def test_three_spanning_groupings_are_refused():
+    """Three nested partial sums that each span several elements of x: a contraction no sum
+    over one grouping expresses; it raises rather than return a wrong number."""
+    f = cr.parse("sum(sum(sum(x * y, over=y) * x, over=z) * x, over=w)")
+    with pytest.raises(cr.ChainruleError, match=r"respect to x of sum\(\.\.\., over=w\).*over=z"):
+        cr.grad(f, cr.var("x"))
+    assert_gradients(cr.parse("sum(sum(sum(x * y, over=y) * x, over=z) * x, over=x)"), ENV, seed=2)
 
 
 LARGE = [((3, 700), [(3, 1), (1, 700), (700,), (3, 700)]),

@@ -54,6 +54,9 @@ pub enum Error {
     /// Bytes that are not a serialized graph of a version this build reads.
     #[error("cannot load chainrule data: {0}")]
     Corrupt(String),
+    /// A request the core cannot answer correctly; the message says what and how to avoid it.
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// The evaluation was cancelled (Ctrl-C) before it finished; outputs are incomplete.
     #[error("evaluation interrupted")]
     Interrupted,

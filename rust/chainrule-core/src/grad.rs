@@ -18,46 +18,47 @@
 //! `sum`) gets one sweep, giving the partial adjoints of `w` and of the reductions `r` on its
 //! frontier, and the total is `adj[w] + sum over r of adj[r] * D(r, w)` with `D(r, w)` the
 //! derivative of the reduction itself: for a full sum, the global gradient above; for a
-//! partial sum (they come from gradients of gradients), `sum(dg/dw, over=V + {w})`. Every
-//! sweep is linear in what it visits: one sweep per reduction boundary.
+//! partial sum (they come from gradients of gradients), its group's total derivative, see
+//! [`Sweeper::partial`]. Every sweep is linear in what it visits: one sweep per reduction
+//! boundary.
 
 use std::sync::Arc;
 
-use crate::build::{add, apply, constant, mul, sum, sum_over, sum_over_set};
+use crate::build::{add, apply, constant, div, mul, sum, sum_over, sum_over_set};
+use crate::error::{Error, Result};
 use crate::expr::{Expr, Kind, Over};
 use crate::graph::{Graph, NodeId};
 use crate::ops::Op;
 
 /// Derivatives of `output` with respect to each variable in `wrt`. The `wrt` expressions
 /// must be variables; the caller checks.
-pub fn grad(output: &Expr, wrt: &[Expr]) -> Vec<Expr> {
+pub fn grad(output: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
     let graph = Graph::new(std::slice::from_ref(output));
     let wrt_ids: Vec<Option<NodeId>> = wrt.iter().map(|w| graph.id_of(w)).collect();
     let active = active_nodes(&graph, &wrt_ids);
     let global = global_nodes(&graph);
     let root = graph.roots[0];
     if output.as_const().is_some() {
-        return vec![constant(0.0); wrt.len()];
+        return Ok(vec![constant(0.0); wrt.len()]);
     }
     let mut sweeper = Sweeper::new(&graph, &active, &global);
     if global[root.index()] {
         let fields = sweeper.through_sums(root, &wrt_ids);
-        return fields.into_iter().zip(wrt).map(|(f, w)| sum_over(&f.unwrap_or_else(|| constant(0.0)), &[var_name(w)])).collect();
+        return Ok(fields.into_iter().zip(wrt).map(|(f, w)| sum_over(&f.unwrap_or_else(|| constant(0.0)), &[var_name(w)])).collect());
     }
     // D(r, w) per reduction node r, per variable; reductions come children first.
-    let mut reductions: Vec<Option<Vec<Option<Expr>>>> = vec![None; graph.len()];
+    let mut reductions: Vec<Option<Vec<Option<Reduced>>>> = vec![None; graph.len()];
     for id in graph.ids() {
         let Kind::Sum(over) = graph.node(id).kind() else { continue };
         if !active[id.index()] {
             continue;
         }
-        let d: Vec<Option<Expr>> = if global[id.index()] {
+        let d: Vec<Option<Reduced>> = if global[id.index()] {
             let fields = sweeper.through_sums(id, &wrt_ids);
-            fields.into_iter().zip(wrt).map(|(f, w)| f.map(|f| sum_over(&f, &[var_name(w)]))).collect()
+            fields.into_iter().zip(wrt).map(|(f, w)| f.map(|f| Reduced::full(sum_over(&f, &[var_name(w)])))).collect()
         } else {
             let operand = graph.args[id.index()][0].expect("sum has an operand");
-            let totals = sweeper.totals(operand, &wrt_ids, &reductions);
-            totals.iter().zip(wrt).map(|(t, w)| t.as_ref().map(|t| sum_over_set(t, with_var(over, w)))).collect()
+            sweeper.partial(operand, over, wrt, &wrt_ids, &reductions)?
         };
         reductions[id.index()] = Some(d);
     }
@@ -65,14 +66,49 @@ pub fn grad(output: &Expr, wrt: &[Expr]) -> Vec<Expr> {
     let results: Vec<Expr> = totals.into_iter().map(|t| t.unwrap_or_else(|| constant(0.0))).collect();
     let has_sums = graph.nodes.iter().any(|n| matches!(n.kind(), Kind::Sum(_)));
     if !has_sums || !per_sample(&graph)[root.index()] {
-        return results;
+        return Ok(results);
     }
     // Through a reduction, the derivative of a per-sample expression can be one value for the
     // whole batch; it is still a per-sample gradient and keeps the batch's shape.
     let derived = Graph::new(&results);
     let flags = per_sample(&derived);
-    derived.roots.iter().zip(results).map(|(r, e)| if flags[r.index()] { e } else { apply(Op::PerSample, &e, None) }).collect()
+    Ok(derived.roots.iter().zip(results).map(|(r, e)| if flags[r.index()] { e } else { apply(Op::PerSample, &e, None) }).collect())
 }
+
+/// `D(r, w)` of a reduction `r` (at each sample, the derivative of the sample's group total
+/// with respect to the sample's element of `w`), and when known, how it splits by which
+/// elements of `w` it depends on. An enclosing partial sum whose group spans several elements
+/// of `w` needs that split: its samples also count the derivatives of their own group totals
+/// with respect to *other* samples' elements.
+#[derive(Clone)]
+struct Reduced {
+    d: Expr,
+    split: Option<Split>,
+}
+
+/// `J[j, k]`, the derivative of sample j's group total with respect to element k of `w`,
+/// written as `sum(L, over=U + {w})` taken where `w` is k (the `own` part: the sum of
+/// per-sample partials of the group's samples computed from element k) plus
+/// `sum over t of coefficient_t[j] * G_t[k]`, with `G_t` the gradient of a full reduction `t`.
+#[derive(Clone)]
+struct Split {
+    /// `sum(L, over=U + {w})`, or None where zero.
+    own: Option<Expr>,
+    /// Whether the group holds one element of `w` (`w` in `U`), so `own` is zero for others.
+    own_element: bool,
+    /// `(coefficient_t, G_t)` pairs.
+    across: Vec<(Expr, Expr)>,
+}
+
+impl Reduced {
+    /// A full reduction: one value, depending on every element of `w` through its gradient.
+    fn full(gradient: Expr) -> Reduced {
+        let across = vec![(constant(1.0), gradient.clone())];
+        Reduced { d: gradient, split: Some(Split { own: None, own_element: true, across }) }
+    }
+}
+
+type Derivatives = [Option<Vec<Option<Reduced>>>];
 
 fn var_name(w: &Expr) -> &str {
     w.as_var().expect("wrt holds variables")
@@ -119,6 +155,29 @@ fn active_nodes(graph: &Graph, wrt: &[Option<NodeId>]) -> Vec<bool> {
         }
     }
     active
+}
+
+fn leaf_over(node: &Expr) -> &Over {
+    match node.kind() {
+        Kind::Sum(over) => over,
+        _ => unreachable!("frontier leaves with a derivative are reductions"),
+    }
+}
+
+fn names(over: &Over) -> String {
+    match &over[..] {
+        [one] => one.to_string(),
+        many => format!("({})", many.join(", ")),
+    }
+}
+
+/// `a + b`, plus `w` when given, as a canonical set.
+fn union(a: &Over, b: &Over, w: Option<&Expr>) -> Over {
+    let mut names: Vec<Arc<str>> = a.iter().chain(b.iter()).cloned().collect();
+    names.extend(w.map(|w| Arc::from(var_name(w))));
+    names.sort();
+    names.dedup();
+    names.into()
 }
 
 fn with_var(over: &Over, w: &Expr) -> Over {
@@ -223,7 +282,7 @@ impl<'g> Sweeper<'g> {
 
     /// Total per-sample derivatives of `root` with respect to each `wrt`: one reverse sweep
     /// over the root's per-sample region, then the frontier reductions' contributions.
-    fn totals(&mut self, root: NodeId, wrt: &[Option<NodeId>], reductions: &[Option<Vec<Option<Expr>>>]) -> Vec<Option<Expr>> {
+    fn totals(&mut self, root: NodeId, wrt: &[Option<NodeId>], reductions: &Derivatives) -> Vec<Option<Expr>> {
         let leaves = self.sweep(root);
         let mut totals: Vec<Option<Expr>> = wrt.iter().map(|w| w.and_then(|w| self.adjoint[w.index()].clone())).collect();
         for &leaf in &leaves {
@@ -231,7 +290,7 @@ impl<'g> Sweeper<'g> {
             let adj = self.adjoint[leaf.index()].as_ref().expect("leaves have adjoints");
             for (total, d) in totals.iter_mut().zip(d) {
                 if let Some(d) = d {
-                    accumulate(total, mul(adj, d));
+                    accumulate(total, mul(adj, &d.d));
                 }
             }
         }
@@ -239,6 +298,96 @@ impl<'g> Sweeper<'g> {
             self.adjoint[leaf.index()] = None;
         }
         totals
+    }
+
+    /// `D(r, w)` for a partial sum `r = sum(operand, over=V)`: at each sample i, the sum over
+    /// the samples j of i's group of the total derivative of `operand[j]` with respect to i's
+    /// element of `w`. One sweep over the operand's region gives the per-sample partials `L`
+    /// and the adjoints of the frontier reductions; then by [`Split`] of each reduction `s`
+    /// (over `U`) it holds:
+    /// - `L`, and `adj_s * D(s, w)` for a confined `s`, reach only the element sample j was
+    ///   computed from: summed over `V + {w}`;
+    /// - `coefficient_t * G_t`, the part through a full reduction: `sum(adj_s * coefficient_t,
+    ///   over=V) * G_t`;
+    /// - the `own` part `M = sum(L_s, over=U + {w})` of an `s` whose groups span several
+    ///   elements: sum over the j of i's group of `adj_s[j] * M` taken at j's `U` coordinates
+    ///   and i's `w` coordinates, which regroups as
+    ///   `sum(sum(adj_s, over=V + U) * M / sum(1, over=U + V + {w}), over=V + {w})`
+    ///   (the count divides out positions that differ only outside all three sets).
+    ///
+    /// When `w` is in `V` every sample of the group was computed from one element, and all of
+    /// it is `sum(L + adj_s * D(s, w), over=V)`.
+    fn partial(&mut self, operand: NodeId, over: &Over, wrt: &[Expr], wrt_ids: &[Option<NodeId>],
+               reductions: &Derivatives) -> Result<Vec<Option<Reduced>>> {
+        let leaves = self.sweep(operand);
+        let mut result = vec![None; wrt.len()];
+        for (k, (w, id)) in wrt.iter().zip(wrt_ids).enumerate() {
+            let name = var_name(w);
+            let own_element = over.iter().any(|v| &**v == name);
+            let mut own = id.and_then(|id| self.adjoint[id.index()].clone());
+            let mut whole = own.clone();
+            let mut across: Vec<(Expr, Expr)> = Vec::new();
+            let mut spanning: Option<Expr> = None;
+            let mut split_known = true;
+            for &leaf in &leaves {
+                let Some(Some(inner)) = reductions[leaf.index()].as_ref().map(|d| &d[k]) else { continue };
+                let adj = self.adjoint[leaf.index()].as_ref().expect("leaves have adjoints");
+                accumulate(&mut whole, mul(adj, &inner.d));
+                let Some(split) = &inner.split else {
+                    if own_element {
+                        split_known = false;
+                        continue;
+                    }
+                    return Err(self.unsupported(name, over, leaf));
+                };
+                for (coefficient, gradient) in &split.across {
+                    across.push((sum_over_set(&mul(adj, coefficient), over.clone()), gradient.clone()));
+                }
+                let Some(m) = &split.own else { continue };
+                if split.own_element {
+                    accumulate(&mut own, mul(adj, m));
+                } else if own_element {
+                    split_known = false;
+                } else {
+                    let inner_over = leaf_over(self.graph.node(leaf));
+                    let grouped = sum_over_set(adj, union(over, inner_over, None));
+                    let count = sum_over_set(&constant(1.0), union(over, inner_over, Some(w)));
+                    accumulate(&mut spanning, sum_over_set(&div(&mul(&grouped, m), &count), with_var(over, w)));
+                    split_known = false;
+                }
+            }
+            let d = if own_element {
+                whole.map(|t| sum_over_set(&t, over.clone()))
+            } else {
+                let mut d = own.as_ref().map(|t| sum_over_set(t, with_var(over, w)));
+                if let Some(s) = &spanning {
+                    accumulate(&mut d, s.clone());
+                }
+                for (coefficient, gradient) in &across {
+                    accumulate(&mut d, mul(coefficient, gradient));
+                }
+                d
+            };
+            let split = split_known.then(|| Split { own: own.map(|t| sum_over_set(&t, with_var(over, w))), own_element, across });
+            result[k] = d.map(|d| Reduced { d, split });
+        }
+        for leaf in leaves {
+            self.adjoint[leaf.index()] = None;
+        }
+        Ok(result)
+    }
+
+    fn unsupported(&self, name: &str, over: &Over, leaf: NodeId) -> Error {
+        // Three nested groupings that each span several elements of w: the derivative is a
+        // contraction over four index sets, which sums over one grouping at a time cannot
+        // write down.
+        Error::Unsupported(format!(
+            "the derivative with respect to {name} of sum(..., over={}) whose operand holds sum(..., over={}) \
+             over further partial sums that each span several elements of {name}: add {name} to an over= \
+             or differentiate the terms separately",
+            names(over),
+            names(leaf_over(self.graph.node(leaf)))
+        ))
     }
 
     /// Reverse sweep from `root` (seed 1) over its region, stopping at `sum` nodes. Leaves the

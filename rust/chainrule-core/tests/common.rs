@@ -8,6 +8,11 @@ pub fn p(text: &str) -> Expr {
     parse::parse_one(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
 }
 
+/// Derivatives of `e` with respect to `wrt`, panicking on a derivative the core refuses.
+pub fn grad(e: &Expr, wrt: &[Expr]) -> Vec<Expr> {
+    chainrule_core::grad::grad(e, wrt).unwrap_or_else(|err| panic!("grad of {e:?}: {err}"))
+}
+
 /// A variable.
 pub fn v(name: &str) -> Expr {
     build::var(name).expect("valid name")

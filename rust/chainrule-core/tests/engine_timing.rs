@@ -5,7 +5,7 @@
 mod common;
 use std::time::Instant;
 
-use chainrule_core::{compile::Function, grad::grad, pool, Expr};
+use chainrule_core::{compile::Function, pool, Expr};
 use common::*;
 
 struct Workload {

@@ -2,7 +2,7 @@
 //! special values, chunk tails, and bitwise equality across thread counts.
 
 mod common;
-use chainrule_core::{compile::Function, grad::grad, pool, reference, Expr};
+use chainrule_core::{compile::Function, pool, reference, Expr};
 use common::*;
 
 /// Runs `outputs` both ways and compares; returns the fast results.
@@ -98,6 +98,40 @@ fn nested_and_partial_reductions() {
     let s = grad(&p("sum(x * y)"), std::slice::from_ref(&x)).remove(0);
     let got = check(std::slice::from_ref(&s), &[("x", vec![1.0, 2.0, 3.0], vec![3, 1]), ("y", (0..12).map(f64::from).collect(), vec![3, 4])], 1e-15);
     assert_eq!(got[0], vec![6.0, 22.0, 38.0]);
+}
+
+#[test]
+fn grouped_reductions_over_many_blocks() {
+    // Batches of several grouping blocks (256 chunks each), with a tail: groups along the
+    // outer dimension (few, each spanning blocks) and the inner one (many, each in every
+    // block), partial-sum outputs, and a gradient with respect to a broadcast weight; equal to
+    // the reference, and bitwise for any thread count.
+    let (a, b) = (v("a"), v("b"));
+    let outputs = vec![
+        p("sum(sin(x) * a, over=a)"),
+        p("sum(x * b, over=b) * a"),
+        p("x - sum(x, over=a) / sum(1, over=a)"),
+        grad(&p("mean((x - sigmoid(a * x + b)) ** 2)"), &[a.clone(), b.clone()]).remove(0),
+        grad(&p("mean((x - sigmoid(a * x + b)) ** 2)"), &[a.clone(), b.clone()]).remove(1),
+        // Groups of one sample each (the sum is its operand): by the batch-shaped x, and by a
+        // and b together.
+        p("sum(sin(x) * a, over=(a, b)) + sum(x, over=x) * sum(cos(x), over=x)"),
+        grad(&p("mean(x * mean(x))"), &[v("x")]).remove(0),
+    ];
+    let (rows, cols) = (3, 100_003);
+    let xs = values(rows * cols, 21, -2.0, 2.0);
+    let inputs = [("x", xs, vec![rows, cols]), ("a", values(rows, 22, 0.5, 1.5), vec![rows, 1]), ("b", values(cols, 23, -1.0, 1.0), vec![cols])];
+    let one = {
+        pool::set_num_threads(1);
+        check(&outputs, &inputs, 1e-9)
+    };
+    pool::set_num_threads(2);
+    let two = check(&outputs, &inputs, 1e-9);
+    pool::set_num_threads(1);
+    let bits = |o: &Vec<Vec<f64>>| o.iter().map(|o| o.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()).collect::<Vec<_>>();
+    assert!(bits(&one) == bits(&two), "2 threads differ from one");
+    assert_eq!(one[0].len(), rows);
+    assert_eq!(one[4].len(), cols);
 }
 
 #[test]

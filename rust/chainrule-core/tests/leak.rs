@@ -2,7 +2,7 @@
 //! test binary, so no other test's nodes come and go while it counts.
 
 mod common;
-use chainrule_core::{build, grad::grad};
+use chainrule_core::build;
 use common::*;
 
 #[test]

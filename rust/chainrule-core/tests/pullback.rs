@@ -1,7 +1,7 @@
 //! Every op's pullback against central finite differences over its test domain.
 
 mod common;
-use chainrule_core::{build, grad::grad, ops::Op};
+use chainrule_core::{build, ops::Op};
 use common::*;
 
 #[test]

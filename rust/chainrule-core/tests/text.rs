@@ -1,7 +1,7 @@
 //! Printing and parsing: minimal parentheses, exact round trips, named shared lines, errors.
 
 mod common;
-use chainrule_core::{build, error::Error, grad::grad, parse, print};
+use chainrule_core::{build, error::Error, parse, print};
 use common::*;
 
 #[test]

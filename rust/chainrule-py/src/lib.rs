@@ -28,7 +28,9 @@ fn to_py(e: Error) -> PyErr {
         Error::Shape { .. } => ShapeError::new_err(msg),
         Error::InputCount { .. } => PyTypeError::new_err(msg),
         Error::Internal(_) | Error::Interrupted => PyRuntimeError::new_err(msg),
-        Error::UnknownVariable { .. } | Error::DuplicateInput(_) | Error::InvalidName(_) | Error::Corrupt(_) => ChainruleError::new_err(msg),
+        Error::UnknownVariable { .. } | Error::DuplicateInput(_) | Error::InvalidName(_) | Error::Corrupt(_) | Error::Unsupported(_) => {
+            ChainruleError::new_err(msg)
+        }
     }
 }
 
@@ -164,7 +166,7 @@ fn grad(py: Python<'_>, output: PyRef<'_, Node>, wrt: Vec<PyRef<'_, Node>>) -> P
     if let Some(bad) = wrt.iter().find(|w| w.as_var().is_none()) {
         return Err(PyTypeError::new_err(format!("can only differentiate with respect to a variable, not {bad:?}")));
     }
-    py.detach(|| guarded(|| Ok(chainrule_core::grad::grad(&output, &wrt)))).map(wrap)
+    py.detach(|| guarded(|| chainrule_core::grad::grad(&output, &wrt))).map(wrap)
 }
 
 #[pyfunction]
