@@ -150,16 +150,7 @@ BIG_BATCH = {
 }
 
 
-# Known gap (issue 6, left open): a reduction over part of the batch (sum(..., over=w) with w
-# bound to an array, which gradients of reductions with respect to array-bound variables
-# produce) collects its operand into a batch-sized buffer before reducing it.
-GROUPED_BUFFER = pytest.mark.xfail(
-    strict=True, reason="grouped reductions use a batch-sized buffer (open in issue 6)")
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=GROUPED_BUFFER) if n != "per-sample outputs and gradients" else n
-    for n in BIG_BATCH])
+@pytest.mark.parametrize("name", BIG_BATCH)
 def test_twenty_million_elements_need_inputs_outputs_and_a_constant(name):
     """Peak RSS during one call on 20 million elements is at most RSS before it plus the
     outputs plus 64 MB (DESIGN.md: memory beyond inputs and outputs is O(threads x live

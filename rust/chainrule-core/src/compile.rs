@@ -54,6 +54,9 @@ pub struct Function {
     over: FxHashMap<NodeId, Vec<usize>>,
     classes: Vec<Class>,
     tapes: Mutex<FxHashMap<Vec<bool>, Arc<Tape>>>,
+    /// Tapes for calls where some grouped reductions have one sample per group, by the
+    /// uniform inputs and those reductions.
+    spanning_tapes: Mutex<FxHashMap<(Vec<bool>, Vec<NodeId>), Arc<Tape>>>,
     scalar_tape: OnceLock<Arc<Tape>>,
 }
 
@@ -92,7 +95,16 @@ impl Function {
             };
             classes.push(class);
         }
-        Ok(Function { graph, inputs: inputs.to_vec(), input_of, over, classes, tapes: Mutex::default(), scalar_tape: OnceLock::new() })
+        Ok(Function {
+            graph,
+            inputs: inputs.to_vec(),
+            input_of,
+            over,
+            classes,
+            tapes: Mutex::default(),
+            spanning_tapes: Mutex::default(),
+            scalar_tape: OnceLock::new(),
+        })
     }
 
     /// The input variables, in call order.
@@ -119,6 +131,44 @@ impl Function {
         let tape = Arc::new(Builder::new(self, uniform).build());
         cache.insert(uniform.to_vec(), tape.clone());
         tape
+    }
+
+    /// The tape for calls whose inputs are single values where `uniform` is true and whose
+    /// grouped reductions `spanning` have one sample per group (their groups span the batch:
+    /// a gradient with respect to an argument of the batch's shape, say). Such a sum is its
+    /// operand, so the tape is that of the outputs with those sums dropped: no pass boundary
+    /// and no group array the size of the batch.
+    pub(crate) fn tape_spanning(&self, uniform: &[bool], spanning: &[NodeId]) -> Result<Arc<Tape>> {
+        if spanning.is_empty() {
+            return Ok(self.tape(uniform));
+        }
+        let key = (uniform.to_vec(), spanning.to_vec());
+        if let Some(t) = self.spanning_tapes.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(t.clone());
+        }
+        let dropped: FxHashSet<NodeId> = spanning.iter().copied().collect();
+        let g = &self.graph;
+        let mut rebuilt: Vec<Expr> = Vec::with_capacity(g.len());
+        for id in g.ids() {
+            let args: Vec<Expr> = g.args[id.index()].iter().flatten().map(|a| rebuilt[a.index()].clone()).collect();
+            let node = g.node(id);
+            rebuilt.push(match args.first() {
+                Some(operand) if dropped.contains(&id) => operand.clone(),
+                Some(_) => crate::build::rebuild(node.kind(), &args),
+                None => node.clone(),
+            });
+        }
+        let outputs: Vec<Expr> = g.roots.iter().map(|r| rebuilt[r.index()].clone()).collect();
+        let tape = Function::new(&outputs, &self.inputs)?.tape(uniform);
+        self.spanning_tapes.lock().unwrap_or_else(|e| e.into_inner()).insert(key, tape.clone());
+        Ok(tape)
+    }
+
+    /// The grouped reductions of the graph with the inputs they group by.
+    pub(crate) fn grouped_sums(&self) -> impl Iterator<Item = (NodeId, &[usize])> {
+        let mut sums: Vec<(NodeId, &[usize])> = self.over.iter().filter(|(_, o)| !o.is_empty()).map(|(id, o)| (*id, o.as_slice())).collect();
+        sums.sort_unstable_by_key(|(id, _)| *id);
+        sums.into_iter()
     }
 
     /// The tape for calls with every input a single value (kept apart: it is the latency path).

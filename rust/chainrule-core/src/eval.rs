@@ -45,6 +45,14 @@ pub fn chunk_len(n_regs: usize) -> usize {
 /// hand-off to the pool costs more than it saves.
 const PARALLEL_MIN_CHUNKS: usize = 8;
 
+/// Chunks per block in a pass that groups samples (a reduction over part of the batch, or an
+/// output of part of the batch's shape): the pass runs block by block, its per-sample values
+/// go to block-sized buffers, and each block is folded into the group arrays in sample order
+/// before the next starts. Memory stays O(block) instead of O(batch), and the sums are the
+/// same, bit for bit, as one in-order pass over a batch-sized buffer. 256 chunks (2 MiB per
+/// buffer) keep the pool's per-block hand-off, ~20 µs, under 1% of the block's work.
+const GROUPING_BLOCK_CHUNKS: usize = 256;
+
 /// A call's shapes, resolved: the batch, each output's shape, and the tape to run.
 pub struct Call {
     /// The broadcast shape of all arguments.
@@ -130,8 +138,14 @@ impl Function {
             output_shapes.push(shape);
             output_reduced.push(reduced);
         }
-        let inputs = shapes.iter().map(|s| padded(s, batch.len())).collect();
-        Ok(Call { output_shapes, output_reduced, inputs, tape: self.tape(&uniform), batch })
+        let inputs: Vec<Vec<usize>> = shapes.iter().map(|s| padded(s, batch.len())).collect();
+        let spanning: Vec<_> = self
+            .grouped_sums()
+            .filter(|(_, over)| !over.iter().all(|k| uniform[*k]) && groups_of(&inputs, over, batch.len()) == batch)
+            .map(|(id, _)| id)
+            .collect();
+        let tape = self.tape_spanning(&uniform, &spanning)?;
+        Ok(Call { output_shapes, output_reduced, inputs, tape, batch })
     }
 
     /// Runs a prepared call. `inputs` are C-contiguous float64 data of the shapes given to
@@ -149,44 +163,77 @@ impl Function {
         let n_chunks = n.div_ceil(tape.chunk);
         let mut slots = tape.slots.clone();
         let mut partials = vec![0.0; tape.n_accs * n_chunks];
-        let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); tape.n_bufs];
         let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
-        // Outputs whose shape is not the batch's are stored per sample first, then reduced to
-        // their shape: a rare path (a reduction over part of the dimensions).
-        let mut temps: Vec<Option<Vec<f64>>> = (0..outputs.len())
-            .map(|o| (tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch).then(|| vec![0.0; n]))
+        // Where each collected buffer is reduced: its group and the inputs it is grouped by.
+        let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
+        for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
+            if let ScalarInstr::ReduceGroups { group, buf, over } = instr {
+                grouping[*buf] = Some((*group, over));
+            }
+        }
+        // Outputs whose shape is not the batch's are stored per sample, then one sample per
+        // group is kept: a rare path (a reduction over part of the dimensions).
+        let partial_outputs: Vec<bool> = (0..outputs.len())
+            .map(|o| tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch)
             .collect();
         for pass in &tape.passes {
             for instr in &pass.scalar_code {
-                run_scalar(instr, call, inputs, &mut slots, &partials, n_chunks, &bufs, &mut groups);
-            }
-            for instr in &pass.chunk_code {
-                if let Instr::Collect { buf, .. } = instr {
-                    bufs[*buf] = vec![0.0; n];
-                }
+                run_scalar(instr, call, inputs, &mut slots, &partials, n_chunks, &mut groups);
             }
             if pass.chunk_code.is_empty() {
                 continue;
             }
-            let sources = Sources { call, inputs, groups: &groups };
-            let sinks = Sinks {
-                partials: SyncPtr(partials.as_mut_ptr()),
-                n_chunks,
-                bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr())).collect(),
-                outs: outputs.iter_mut().zip(temps.iter_mut()).map(|(o, t)| SyncPtr(t.as_mut().map_or(o.as_mut_ptr(), |t| t.as_mut_ptr()))).collect(),
-            };
-            run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, &slots, &sources, &sinks, cancel);
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Interrupted);
+            let collects: Vec<usize> = pass.chunk_code.iter().filter_map(|i| if let Instr::Collect { buf, .. } = i { Some(*buf) } else { None }).collect();
+            for &buf in &collects {
+                let (group, over) = grouping[buf].ok_or_else(|| Error::Internal("a collected buffer is never reduced".into()))?;
+                let shape = group_shape(call, over);
+                groups[group] = Group { data: vec![0.0; shape.iter().product()], shape };
+            }
+            let stores: Vec<usize> =
+                (0..outputs.len()).filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o))).collect();
+            let block = if collects.is_empty() && stores.is_empty() { n_chunks.max(1) } else { GROUPING_BLOCK_CHUNKS };
+            let block_len = (block * tape.chunk).min(n);
+            let mut bufs: Vec<Vec<f64>> = (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
+            let mut temps: Vec<Vec<f64>> = (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect();
+            for first in (0..n_chunks).step_by(block) {
+                let chunks = first..(first + block).min(n_chunks);
+                let start = first * tape.chunk;
+                let end = (chunks.end * tape.chunk).min(n);
+                let sources = Sources { call, inputs, groups: &groups };
+                // Block buffers are addressed with the sample index, like the outputs: their
+                // pointers are offset back by the block's start (never dereferenced outside it).
+                let sinks = Sinks {
+                    partials: SyncPtr(partials.as_mut_ptr()),
+                    n_chunks,
+                    bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
+                    outs: outputs
+                        .iter_mut()
+                        .zip(temps.iter_mut())
+                        .map(|(o, t)| SyncPtr(if t.is_empty() { o.as_mut_ptr() } else { t.as_mut_ptr().wrapping_sub(start) }))
+                        .collect(),
+                };
+                run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks, &slots, &sources, &sinks, cancel);
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
+                for &buf in &collects {
+                    let (group, _) = grouping[buf].expect("checked above");
+                    let g = &mut groups[group];
+                    let strides = strides_for(&g.shape, &call.batch);
+                    for_each_offset(&call.batch, &strides, start..end, |i, off| g.data[off] += bufs[buf][i - start]);
+                }
+                for &o in &stores {
+                    let shape = padded(&call.output_shapes[o], call.batch.len());
+                    keep_group_samples(&temps[o], &call.batch, &shape, start..end, outputs[o]);
+                }
             }
         }
         for (o, out) in outputs.iter_mut().enumerate() {
-            match (tape.outputs[o], temps[o].take()) {
-                (OutputSource::Slot(s), _) => out.fill(slots[s.0 as usize]),
-                // No samples to pick a group's value from: every group is empty.
-                (OutputSource::Chunks, Some(_)) if n == 0 => out.fill(self.value_over_empty_groups(o)),
-                (OutputSource::Chunks, Some(temp)) => pick(&temp, &call.batch, &padded(&call.output_shapes[o], call.batch.len()), out),
-                (OutputSource::Chunks, None) => {}
+            match tape.outputs[o] {
+                OutputSource::Slot(s) => out.fill(slots[s.0 as usize]),
+                // No samples to take a group's value from: every group is empty.
+                OutputSource::Chunks if n == 0 && partial_outputs[o] => out.fill(self.value_over_empty_groups(o)),
+                OutputSource::Chunks => {}
             }
         }
         Ok(())
@@ -243,8 +290,13 @@ struct Group {
 
 /// The padded shape of the groups a reduction over `over` (input positions) produces.
 fn group_shape(call: &Call, over: &[usize]) -> Vec<usize> {
-    let shapes: Vec<&[usize]> = over.iter().map(|k| call.inputs[*k].as_slice()).collect();
-    broadcast(&shapes).map_or_else(|| vec![1; call.batch.len()], |s| padded(&s, call.batch.len()))
+    groups_of(&call.inputs, over, call.batch.len())
+}
+
+/// [`group_shape`] from the padded input shapes.
+fn groups_of(inputs: &[Vec<usize>], over: &[usize], ndim: usize) -> Vec<usize> {
+    let shapes: Vec<&[usize]> = over.iter().map(|k| inputs[*k].as_slice()).collect();
+    broadcast(&shapes).map_or_else(|| vec![1; ndim], |s| padded(&s, ndim))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -267,29 +319,14 @@ fn scalar_op(op: Op, a: f64, b: f64) -> f64 {
     out[0]
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_scalar(
-    instr: &ScalarInstr,
-    call: &Call,
-    inputs: &[&[f64]],
-    slots: &mut [f64],
-    partials: &[f64],
-    n_chunks: usize,
-    bufs: &[Vec<f64>],
-    groups: &mut [Group],
-) {
+fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[&[f64]], slots: &mut [f64], partials: &[f64], n_chunks: usize, groups: &mut [Group]) {
     match instr {
         ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input][0],
         ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
         ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = times_count(slots[a.0 as usize], call.len()),
         ScalarInstr::Finish { dst, acc } => slots[dst.0 as usize] = pairwise(&partials[acc * n_chunks..(acc + 1) * n_chunks]),
-        ScalarInstr::ReduceGroups { group, buf, over } => {
-            let shape = group_shape(call, over);
-            let mut data = vec![0.0; shape.iter().product()];
-            let strides = strides_for(&shape, &call.batch);
-            for_each_offset(&call.batch, &strides, |i, off| data[off] += bufs[*buf][i]);
-            groups[*group] = Group { data, shape };
-        }
+        // Folded block by block while its operand's pass ran.
+        ScalarInstr::ReduceGroups { .. } => {}
         ScalarInstr::ScaleGroups { group, a, over } => {
             let shape = group_shape(call, over);
             let size: usize = shape.iter().product();
@@ -317,12 +354,19 @@ fn strides_for(shape: &[usize], batch: &[usize]) -> Vec<usize> {
     strides
 }
 
-/// Calls `f(flat batch index, offset into the broadcast array)` for every sample, in order.
-fn for_each_offset(batch: &[usize], strides: &[usize], mut f: impl FnMut(usize, usize)) {
-    let n: usize = batch.iter().product();
+/// Calls `f(flat batch index, offset into the broadcast array)` for the samples in `range`,
+/// in order.
+fn for_each_offset(batch: &[usize], strides: &[usize], range: std::ops::Range<usize>, mut f: impl FnMut(usize, usize)) {
     let mut idx = vec![0usize; batch.len()];
-    let mut off = 0;
-    for i in 0..n {
+    let mut rest = range.start;
+    for d in (0..batch.len()).rev() {
+        if batch[d] > 0 {
+            idx[d] = rest % batch[d];
+            rest /= batch[d];
+        }
+    }
+    let mut off: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
+    for i in range {
         f(i, off);
         for d in (0..batch.len()).rev() {
             idx[d] += 1;
@@ -336,16 +380,34 @@ fn for_each_offset(batch: &[usize], strides: &[usize], mut f: impl FnMut(usize, 
     }
 }
 
-/// Copies into `out` (of `shape`, padded) the samples of the batch-shaped `full` at index 0
-/// along the dimensions that `shape` does not have.
-fn pick(full: &[f64], batch: &[usize], shape: &[usize], out: &mut [f64]) {
-    let mut strides = vec![0; batch.len()];
+/// Writes into `out` (of `shape`, padded) the samples in `range` (held in `block` from the
+/// range's start) that sit at index 0 along every dimension `shape` does not have: one per
+/// element of `out`, all equal within a group.
+fn keep_group_samples(block: &[f64], batch: &[usize], shape: &[usize], range: std::ops::Range<usize>, out: &mut [f64]) {
+    let start = range.start;
+    let out_strides = strides_for(shape, batch);
+    // Offsets along the dimensions summed over: zero exactly at a group's first sample.
+    let mut summed = vec![0; batch.len()];
     let mut step = 1;
     for d in (0..batch.len()).rev() {
-        strides[d] = if shape[d] == batch[d] { step } else { 0 };
+        if shape[d] != batch[d] {
+            summed[d] = step;
+        }
         step *= batch[d];
     }
-    for_each_offset(shape, &strides, |i, off| out[i] = full[off]);
+    let mut kept = Vec::new();
+    for_each_offset(batch, &summed, range.clone(), |i, off| {
+        if off == 0 {
+            kept.push(i);
+        }
+    });
+    let mut next = kept.into_iter().peekable();
+    for_each_offset(batch, &out_strides, range, |i, off| {
+        if next.peek() == Some(&i) {
+            next.next();
+            out[off] = block[i - start];
+        }
+    });
 }
 
 /// Sums partials pairwise, in order: a fixed tree, independent of how chunks were scheduled.
@@ -462,8 +524,19 @@ impl Plan {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_chunks(code: &[Instr], n_regs: usize, chunk: usize, n: usize, slots: &[f64], sources: &Sources, sinks: &Sinks, cancel: &AtomicBool) {
-    let n_chunks = n.div_ceil(chunk);
+#[allow(clippy::too_many_arguments)]
+fn run_chunks(
+    code: &[Instr],
+    n_regs: usize,
+    chunk: usize,
+    n: usize,
+    chunks: std::ops::Range<usize>,
+    slots: &[f64],
+    sources: &Sources,
+    sinks: &Sinks,
+    cancel: &AtomicBool,
+) {
+    let (first, n_chunks) = (chunks.start, chunks.len());
     let threads = pool::current_num_threads();
     let plan = Plan::new(code, sources);
     let ctx = Ctx { code, plan: &plan, width: chunk, slots, sources, sinks };
@@ -480,12 +553,12 @@ fn run_chunks(code: &[Instr], n_regs: usize, chunk: usize, n: usize, slots: &[f6
         }
     };
     if threads <= 1 || n_chunks * chunk < PARALLEL_MIN_CHUNKS * CHUNK {
-        work(0..n_chunks);
+        work(chunks);
         return;
     }
     let tasks = n_chunks.min(threads * 4);
     pool::install(|| {
-        (0..tasks).into_par_iter().for_each(|t| work(t * n_chunks / tasks..(t + 1) * n_chunks / tasks));
+        (0..tasks).into_par_iter().for_each(|t| work(first + t * n_chunks / tasks..first + (t + 1) * n_chunks / tasks));
     });
 }
 
@@ -544,7 +617,7 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
         // Where result `k` (in register `r`) of this instruction goes.
         let target = |r: Reg, k: usize| -> *mut f64 {
             match plan.direct[i][k] {
-                Some(out) => unsafe { sinks.outs[out].0.add(start) },
+                Some(out) => sinks.outs[out].0.wrapping_add(start),
                 None => unsafe { base.add(r.0 as usize * ctx.width) },
             }
         };
@@ -582,9 +655,9 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
                 view[dst.0 as usize] = t;
             }
             Instr::Accumulate { src, acc } => unsafe { *sinks.partials.0.add(acc * sinks.n_chunks + chunk) = chunk_sum(read(view, *src)) },
-            Instr::Collect { src, buf } => unsafe { std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.add(start), len).copy_from_slice(read(view, *src)) },
+            Instr::Collect { src, buf } => unsafe { std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.wrapping_add(start), len).copy_from_slice(read(view, *src)) },
             Instr::Store { .. } if plan.skip[i] => {}
-            Instr::Store { src, out } => unsafe { std::slice::from_raw_parts_mut(sinks.outs[*out].0.add(start), len).copy_from_slice(read(view, *src)) },
+            Instr::Store { src, out } => unsafe { std::slice::from_raw_parts_mut(sinks.outs[*out].0.wrapping_add(start), len).copy_from_slice(read(view, *src)) },
         }
     }
 }
