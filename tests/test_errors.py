@@ -160,9 +160,10 @@ def test_variable_name_must_be_str(name):
         cr.var(name)
 
 
-@pytest.mark.parametrize("over", [x * y, 2.0, [x, 1]])
+@pytest.mark.parametrize("over", [x * y, 2.0, 3, [x, 1]])
 def test_sum_over_needs_variables(over):
-    with pytest.raises(TypeError):
+    """The message names the argument, not an iteration detail."""
+    with pytest.raises(TypeError, match=r"^over= takes"):
         cr.sum(x, over=over)
 
 

@@ -86,7 +86,6 @@ class Function:
         return values
 
     def _finish(self, results: list):
-        results = [np.float64(r) if type(r) is float else r for r in results]
         return results[0] if self._single else tuple(results)
 
     def tape(self, *shapes: tuple[int, ...]) -> str:

@@ -128,7 +128,12 @@ def sign(x: object) -> Expr:
 def _over_names(over: object) -> list[str]:
     if over is None:
         return []
-    items = [over] if isinstance(over, Expr | str) else list(over)  # type: ignore[arg-type]
+    if isinstance(over, Expr | str):
+        items = [over]
+    elif isinstance(over, Iterable):
+        items = list(over)
+    else:
+        raise TypeError(f"over= takes a variable, a name or a sequence of them, not {type(over).__name__}")
     names = []
     for item in items:
         name = item.name if isinstance(item, Expr) else item

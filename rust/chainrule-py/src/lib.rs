@@ -10,12 +10,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chainrule_core::{build, compile, error::Error, eval as compile_call, expr::Expr, ops::Op, pool, print, serial};
-use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::npyffi::PY_ARRAY_API;
+use numpy::{PyArrayDescr, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyFloat, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyFloat, PyTuple};
 
 create_exception!(chainrule, ChainruleError, PyValueError, "Base class of chainrule's errors (a ValueError).");
 create_exception!(chainrule, ParseError, ChainruleError, "Text that is not a valid expression; the message points at the position.");
@@ -42,7 +43,20 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
     }
 }
 
-static FLOAT64: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static FLOAT64: PyOnceLock<Py<PyArrayDescr>> = PyOnceLock::new();
+
+/// `numpy.float64(value)` through NumPy's C API: ~25 ns against ~110 ns for calling the type
+/// from Rust, a fifth of a W4 call's overhead when it returns three values.
+fn float64<'py>(py: Python<'py>, value: f64) -> PyResult<Bound<'py, PyAny>> {
+    let descr = FLOAT64.get_or_init(py, || numpy::dtype::<f64>(py).unbind()).bind(py);
+    let mut value = value;
+    // SAFETY: PyArray_Scalar copies the 8 bytes at `data` into a new scalar of `descr`'s type
+    // (it borrows `descr` and needs no base for a fixed-size type); NULL is an error.
+    unsafe {
+        let obj = PY_ARRAY_API.PyArray_Scalar(py, (&raw mut value).cast(), descr.as_dtype_ptr(), std::ptr::null_mut());
+        Bound::from_owned_ptr_or_err(py, obj)
+    }
+}
 
 /// An expression node (wrapped by `chainrule.Expr`).
 #[pyclass(frozen, module = "chainrule._core", name = "Node")]
@@ -239,7 +253,7 @@ impl Function {
     }
 
     /// Evaluates on `args` (Python floats, or C-contiguous float64 arrays). Returns a list with,
-    /// per output, an array, or a float where the output is a single reduced value.
+    /// per output, an array, or a `numpy.float64` where the output is a single reduced value.
     fn call<'py>(&self, py: Python<'py>, args: Vec<Bound<'py, PyAny>>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let mut converted = Vec::with_capacity(args.len());
         for a in &args {
@@ -296,7 +310,7 @@ impl Function {
         for (a, s) in arrays.into_iter().zip(&singles) {
             out.push(match a {
                 Some(a) => a.into_any(),
-                None => PyFloat::new(py, s[0]).into_any(),
+                None => float64(py, s[0])?,
             });
         }
         Ok(out)
@@ -318,8 +332,7 @@ impl Function {
         }
         let mut out = Vec::new();
         guarded(|| self.0.call_scalars(&values, &mut out))?;
-        let float64 = FLOAT64.import(py, "numpy", "float64")?;
-        let results = out.into_iter().map(|v| float64.call1((v,))).collect::<PyResult<Vec<_>>>()?;
+        let results = out.into_iter().map(|v| float64(py, v)).collect::<PyResult<Vec<_>>>()?;
         Ok(Some(if single { results.into_iter().next().expect("one output") } else { PyTuple::new(py, results)?.into_any() }))
     }
 
