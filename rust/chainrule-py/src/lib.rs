@@ -45,8 +45,9 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
 
 static FLOAT64: PyOnceLock<Py<PyArrayDescr>> = PyOnceLock::new();
 
-/// `numpy.float64(value)` through NumPy's C API: ~25 ns against ~110 ns for calling the type
-/// from Rust, a fifth of a W4 call's overhead when it returns three values.
+/// `numpy.float64(value)` through NumPy's C API rather than by calling the type (~110 ns a
+/// value, most of a one-output scalar call). Measured, not interleaved: a one-output call on
+/// two floats 0.44 -> 0.19 µs, W4 (three outputs) 1.2 -> 0.68 µs in the core method.
 fn float64<'py>(py: Python<'py>, value: f64) -> PyResult<Bound<'py, PyAny>> {
     let descr = FLOAT64.get_or_init(py, || numpy::dtype::<f64>(py).unbind()).bind(py);
     let mut value = value;
