@@ -18,7 +18,7 @@ __all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_thread
 _FLOAT64 = np.dtype(np.float64)
 
 
-class Function:
+class Function(_core.Function):
     """A compiled function of ``inputs``. Call it with scalars or arrays, by position or name.
 
     >>> import chainrule as cr
@@ -28,21 +28,25 @@ class Function:
     (array([1., 4.]), array([2., 4.]))
     """
 
-    __slots__ = ("_core", "_outputs", "_inputs", "_names", "_single", "__weakref__")
+    __slots__ = ("_outputs", "_inputs", "_names", "_single", "__weakref__")
 
-    def __init__(self, outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> None:
-        self._single = isinstance(outputs, Expr) or isinstance(outputs, numbers.Real)
-        outs = [as_expr(outputs)] if self._single else [as_expr(o) for o in outputs]
+    # Built in __new__, as the compiled base class is; calls with one Python float per input
+    # are answered by the base's __call__ without entering Python, the rest go to _call.
+    def __new__(cls, outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:
+        single = isinstance(outputs, Expr) or isinstance(outputs, numbers.Real)
+        outs = [as_expr(outputs)] if single else [as_expr(o) for o in outputs]
         if isinstance(inputs, Expr):
             inputs = [inputs]
         ins = list(inputs)
         for v in ins:
             if not isinstance(v, Expr) or not v.is_var:
                 raise TypeError(f"inputs must be variables, not {v!r}")
+        self = super().__new__(cls, [o._node for o in outs], [v._node for v in ins], single)
+        self._single = single
         self._outputs = tuple(outs)
         self._inputs = tuple(ins)
         self._names = tuple(v.name for v in ins)
-        self._core = _core.Function([o._node for o in outs], [v._node for v in ins])
+        return self
 
     @property
     def inputs(self) -> tuple[Expr, ...]:
@@ -54,11 +58,7 @@ class Function:
         """The output expressions."""
         return self._outputs
 
-    def __call__(self, *args: object, **kwargs: object):
-        if not kwargs:
-            fast = self._core.call_scalars(args, self._single)
-            if fast is not None:
-                return fast
+    def _call(self, *args: object, **kwargs: object):
         values = self._bind(args, kwargs)
         _check_shapes(self._names, values)
         if any(hasattr(v, "__dask_graph__") for v in values):
@@ -66,7 +66,7 @@ class Function:
             from . import daskarray
 
             return daskarray.call(self, values)
-        return self._finish(self._core.call([_convert(n, a) for n, a in zip(self._names, values)]))
+        return self._finish(self._evaluate([_convert(n, a) for n, a in zip(self._names, values)]))
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         names = self._names
@@ -106,7 +106,7 @@ class Function:
         """
         if not shapes:
             shapes = tuple((2,) for _ in self._names)
-        return self._core.tape([list(s) for s in shapes]).rstrip("\n")
+        return self._tape([list(s) for s in shapes]).rstrip("\n")
 
     def __repr__(self) -> str:
         outs = ", ".join(str(o).replace("\n", "; ") for o in self._outputs)

@@ -148,7 +148,7 @@ def _make_plan(fn: Function, scalar: set[str]) -> _Plan:
             (operand,) = _core.substitute(node.args, pairs) if pairs else node.args
             pairs.append((node, _core.apply("mul", operand, count)))
     outs = _core.substitute(roots, pairs) if pairs else roots
-    reduced = fn._core.reduced([[] for _ in fn._names])
+    reduced = fn._reduced([[] for _ in fn._names])
     sample_index = [i for i, r in enumerate(reduced) if not r]
     samples = Function([Expr(outs[i]) for i in sample_index], inputs) if sample_index else None
     finals = {i: Expr(outs[i]) for i, r in enumerate(reduced) if r}
@@ -250,7 +250,7 @@ def _bind(fn: Function, values: list) -> _Env:
     args = [_dask_argument(n, v) if hasattr(v, "__dask_graph__") else _plain_argument(n, v)
             for n, v in zip(fn._names, values)]
     shapes = [() if isinstance(a, float) else tuple(a.shape) for a in args]
-    fn._core.reduced([list(s) for s in shapes])  # raises the in-memory call's ShapeError
+    fn._reduced([list(s) for s in shapes])  # raises the in-memory call's ShapeError
     batch = tuple(np.broadcast_shapes(*shapes))
     chunks = _batch_chunks(batch, [a for a in args if isinstance(a, da.Array)])
     sources = {n: _aligned(a, batch, chunks) for n, a in zip(fn._names, args)}
