@@ -103,6 +103,58 @@ def test_thread_count_changes_while_threads_call():
     """)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+def test_using_threads_holds_for_this_thread_and_its_large_calls():
+    """using_threads(n) sets the calling thread's count: its calls (also the large ones that
+    evaluate on a helper thread) run on a pool of n threads, results are bitwise the same,
+    blocks nest and restore on exceptions, and other threads keep the process's count."""
+    out = run_script("""
+        def pool_threads():
+            names = []
+            for t in os.listdir("/proc/self/task"):
+                try:
+                    with open(f"/proc/self/task/{t}/comm") as f:
+                        names.append(f.read().strip())
+                except OSError:
+                    pass
+            return sum(n.startswith("chainrule-") for n in names)
+
+        cr.set_num_threads(2)
+        xs = RNG.normal(size=1 << 19)  # large enough to evaluate on a helper thread
+        base = FN(xs, 0.5, 0.7)
+        before = pool_threads()
+        other = []
+        with cr.using_threads(3):
+            assert cr.get_num_threads() == 3
+            t = threading.Thread(target=lambda: other.append(cr.get_num_threads()))
+            t.start()
+            t.join()
+            three = FN(xs, 0.5, 0.7)
+            with cr.using_threads(1):
+                assert cr.get_num_threads() == 1
+                one = FN(xs, 0.5, 0.7)
+            assert cr.get_num_threads() == 3
+        assert cr.get_num_threads() == 2 and other == [2]
+        assert same(base, three) and same(base, one)
+        try:
+            with cr.using_threads(1):
+                raise KeyError("inside")
+        except KeyError:
+            pass
+        assert cr.get_num_threads() == 2
+        for bad in (0, -1, 1.5, True, None):
+            try:
+                with cr.using_threads(bad):
+                    pass
+            except ValueError:
+                pass
+            else:
+                raise AssertionError(f"using_threads({bad!r}) was accepted")
+        print("grown", pool_threads() - before)
+    """)
+    assert "grown 3" in out, out
+
+
 def test_threads_compile_differentiate_and_drop_at_once():
     """Eight threads build overlapping expressions (the same nodes are interned, found and freed
     concurrently), differentiate, print, parse, compile and evaluate them; every result equals

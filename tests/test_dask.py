@@ -261,7 +261,7 @@ def test_tasks_pickle_and_rebuild_once():
     assert dask.base.tokenize(task) == dask.base.tokenize(again)
 
 
-def test_thread_budget(restore_threads):
+def test_task_threads_are_the_tasks_own(restore_threads):
     cr.set_num_threads(2)
     assert daskarray._task_threads(None) is None  # main thread: the process's setting
     seen = []
@@ -269,10 +269,35 @@ def test_thread_budget(restore_threads):
     t.start()
     t.join()
     assert seen == [1]  # a scheduler's pool thread: one chainrule thread per task
-    with daskarray._thread_budget(1):
-        with daskarray._thread_budget(1):
-            assert cr.get_num_threads() == 1
-        assert cr.get_num_threads() == 1
+    # A task's count holds on its own thread only: the process's setting is never changed,
+    # so another thread running at the same time keeps it.
+    fn = cr.compile(x * 2, inputs=[x])
+    task = daskarray._Task(fn, (0,), "samples", None, 1)
+    other = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def watch():
+        inside.wait(10)
+        other.append(cr.get_num_threads())
+        release.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    call = cr.Function._call
+
+    def slow_call(self, *args, **kwargs):
+        inside.set()
+        release.wait(10)
+        return call(self, *args, **kwargs)
+
+    cr.Function._call = slow_call
+    try:
+        task(np.ones(4))
+    finally:
+        cr.Function._call = call
+    watcher.join()
+    assert other == [2]
     assert cr.get_num_threads() == 2
 
 

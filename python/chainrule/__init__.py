@@ -11,7 +11,7 @@ evaluator over NumPy arrays.
 """
 
 from ._core import ChainruleError, ParseError, ShapeError
-from .compiled import Function, compile, evaluate, get_num_threads, set_num_threads
+from .compiled import Function, compile, evaluate, get_num_threads, set_num_threads, using_threads
 from .expr import Expr, grad, parse, var, vars
 from .gradcheck import GradCheck, check_grad
 from .nn import SigmoidNetwork
@@ -23,7 +23,7 @@ __all__ = [
     "ChainruleError", "ParseError", "ShapeError",
     "Expr", "Function",
     "var", "vars", "parse", "grad", "compile", "evaluate",
-    "set_num_threads", "get_num_threads",
+    "set_num_threads", "get_num_threads", "using_threads",
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign",
     "sum", "mean",
     "check_grad", "GradCheck", "SigmoidNetwork",

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import numbers
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Self
 
 import numpy as np
 
 from . import _core
 from .expr import Expr, as_expr, parse
 
-__all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads"]
+__all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads"]
 
 _FLOAT64 = np.dtype(np.float64)
 
@@ -32,8 +34,8 @@ class Function(_core.Function):
 
     # Built in __new__, as the compiled base class is; calls with one Python float per input
     # are answered by the base's __call__ without entering Python, the rest go to _call.
-    def __new__(cls, outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:
-        single = isinstance(outputs, Expr) or isinstance(outputs, numbers.Real)
+    def __new__(cls, outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Self:
+        single = isinstance(outputs, Expr | numbers.Real)
         outs = [as_expr(outputs)] if single else [as_expr(o) for o in outputs]
         if isinstance(inputs, Expr):
             inputs = [inputs]
@@ -225,15 +227,37 @@ def set_num_threads(n: int) -> None:
     >>> set_num_threads(2); get_num_threads()
     2
     """
-    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"the number of threads must be a positive integer, not {n!r}")
+    _check_thread_count(n)
     _core.set_num_threads(int(n))
 
 
+def _check_thread_count(n: object) -> None:
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, not {n!r}")
+
+
 def get_num_threads() -> int:
-    """The number of threads evaluation uses.
+    """The number of threads evaluation uses (on this thread, see :func:`using_threads`).
 
     >>> get_num_threads() >= 1
     True
     """
     return _core.get_num_threads()
+
+
+@contextmanager
+def using_threads(n: int) -> Iterator[None]:
+    """Within the block, evaluations called from this thread use ``n`` threads; other threads
+    keep the process's setting (:func:`set_num_threads`). Blocks nest, and the previous count
+    comes back on exit, also on an exception.
+
+    >>> with using_threads(1):
+    ...     get_num_threads()
+    1
+    """
+    _check_thread_count(n)
+    previous = _core.set_thread_override(int(n))
+    try:
+        yield
+    finally:
+        _core.set_thread_override(previous)

@@ -21,7 +21,8 @@ and is cached per function and choice.
 Threads compose: inside a Dask task, chainrule uses :data:`threads_per_task` threads (``None``:
 one when Dask runs tasks on a thread pool or in worker processes, where the cluster's own
 threads are the budget; the process default under the synchronous scheduler). The Dask config
-key ``chainrule.threads-per-task`` sets it too. Dask is imported only when a call gets here.
+key ``chainrule.threads-per-task`` sets it too. The count applies to the task's own thread only
+(:func:`chainrule.using_threads`), so other threads of the process keep their setting. Dask is imported only when a call gets here.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _core
-from .compiled import Function, _convert, _load_function, get_num_threads, set_num_threads
+from .compiled import Function, _convert, _load_function, using_threads
 from .expr import Expr
 
 __all__ = ["CONFIG_KEY", "call", "threads_per_task"]
@@ -470,8 +470,12 @@ class _Task:
 
     def __call__(self, *blocks):
         args = [_pick(s, blocks) for s in self.spec]
-        with _thread_budget(_task_threads(self.threads)):
+        threads = _task_threads(self.threads)
+        if threads is None:
             results = self.fn(*args)
+        else:
+            with using_threads(threads):
+                results = self.fn(*args)
         return _arrange(results, self.mode, self.layout)
 
     def __reduce__(self):
@@ -562,35 +566,3 @@ def _task_threads(configured: int | None) -> int | None:
     if multiprocessing.parent_process() is not None:
         return 1
     return None
-
-
-_lock = threading.Lock()
-_active = 0
-_restore: int | None = None
-
-
-@contextmanager
-def _thread_budget(n: int | None):
-    """Runs the body with chainrule set to ``n`` threads while any task runs in this process.
-
-    The thread count is process-global, so concurrent tasks share one setting: the first to
-    start sets it, the last to finish restores it. The lock covers only that bookkeeping, never
-    an evaluation. (A per-call thread count in the core would make this unnecessary.)
-    """
-    global _active, _restore
-    if n is None:
-        yield
-        return
-    with _lock:
-        if _active == 0 and get_num_threads() != n:
-            _restore = get_num_threads()
-            set_num_threads(n)
-        _active += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _active -= 1
-            if _active == 0 and _restore is not None:
-                set_num_threads(_restore)
-                _restore = None

@@ -3,7 +3,12 @@
 //! cores. The pool remembers the process that built it: after `fork()` the child's copy has no
 //! worker threads, so it is rebuilt on first use instead of deadlocking. The lock around it is
 //! held across `fork()` (see [`guard_against_fork`]) so the child never inherits it half-taken.
+//!
+//! A thread can also choose its own count ([`set_thread_override`]): its evaluations then run
+//! on a pool of that size (built once per size), and other threads keep the process's setting.
+//! Dask tasks use it to run on one thread each without touching the process-wide count.
 
+use std::cell::Cell;
 use std::sync::{Arc, Once, RwLock, RwLockWriteGuard};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -11,6 +16,23 @@ struct Pool {
     threads: usize,
     pid: u32,
     pool: Option<Arc<ThreadPool>>,
+    /// Pools for threads that override the count, by size; all built by process `pid`.
+    sized: Vec<(usize, Arc<ThreadPool>)>,
+}
+
+thread_local! {
+    static OVERRIDE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Sets the number of threads the calling thread's evaluations use (`None`: the process's
+/// setting) and returns the previous override.
+pub fn set_thread_override(n: Option<usize>) -> Option<usize> {
+    OVERRIDE.replace(n.map(|n| n.max(1)))
+}
+
+/// The calling thread's override, if any.
+pub fn thread_override() -> Option<usize> {
+    OVERRIDE.get()
 }
 
 static POOL: RwLock<Option<Pool>> = RwLock::new(None);
@@ -58,11 +80,27 @@ fn default_threads() -> usize {
 pub fn set_num_threads(n: usize) {
     guard_against_fork();
     let mut guard = write();
-    *guard = Some(Pool { threads: n.max(1), pid: std::process::id(), pool: None });
+    let sized = forget_if_inherited(guard.take());
+    *guard = Some(Pool { threads: n.max(1), pid: std::process::id(), pool: None, sized });
 }
 
-/// The number of threads evaluation uses.
+/// What of an old pool record is still usable: its sized pools if this process built them.
+/// Pools inherited through `fork()` have no live threads here; they are leaked rather than
+/// dropped, as their destructors would wait on threads that do not exist.
+fn forget_if_inherited(old: Option<Pool>) -> Vec<(usize, Arc<ThreadPool>)> {
+    let Some(old) = old else { return Vec::new() };
+    if old.pid == std::process::id() {
+        return old.sized;
+    }
+    std::mem::forget(old);
+    Vec::new()
+}
+
+/// The number of threads the calling thread's evaluations use.
 pub fn current_num_threads() -> usize {
+    if let Some(n) = thread_override() {
+        return n;
+    }
     guard_against_fork();
     if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
         return p.threads;
@@ -72,34 +110,41 @@ pub fn current_num_threads() -> usize {
 
 fn pool() -> Arc<ThreadPool> {
     let pid = std::process::id();
-    if let Some(Pool { pool: Some(p), pid: owner, .. }) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        if *owner == pid {
-            return p.clone();
+    let wanted = thread_override();
+    if let Some(record) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|p| p.pid == pid) {
+        if let Some(p) = record.find(wanted) {
+            return p;
         }
     }
     let mut guard = write();
-    let threads = guard.as_ref().map_or_else(default_threads, |p| p.threads);
-    if let Some(Pool { pool: Some(p), pid: owner, .. }) = guard.as_ref() {
-        if *owner == pid {
-            return p.clone();
-        }
+    if guard.as_ref().is_some_and(|p| p.pid != pid) {
+        let threads = guard.as_ref().map_or_else(default_threads, |p| p.threads);
+        forget_if_inherited(guard.take());
+        *guard = Some(Pool { threads, pid, pool: None, sized: Vec::new() });
     }
-    let built = ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("chainrule-{i}"))
-        .build()
-        .map(Arc::new)
-        .ok();
+    let record = guard.get_or_insert_with(|| Pool { threads: default_threads(), pid, pool: None, sized: Vec::new() });
+    if let Some(p) = record.find(wanted) {
+        return p;
+    }
+    let n = wanted.unwrap_or(record.threads);
+    let built = ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("chainrule-{i}")).build().map(Arc::new).ok();
     let pool = built.unwrap_or_else(|| Arc::new(ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool")));
-    // The previous pool (from a parent process after fork) has no live threads here; leak it
-    // rather than run its destructor, which would wait on threads that do not exist.
-    if let Some(old) = guard.take().and_then(|p| p.pool) {
-        if guard.as_ref().is_none_or(|p| p.pid != pid) {
-            std::mem::forget(old);
+    if n == record.threads {
+        record.pool = Some(pool.clone());
+    } else {
+        record.sized.push((n, pool.clone()));
+    }
+    pool
+}
+
+impl Pool {
+    /// The built pool for a thread wanting `wanted` threads (`None`: the process's count).
+    fn find(&self, wanted: Option<usize>) -> Option<Arc<ThreadPool>> {
+        match wanted {
+            Some(n) if n != self.threads => self.sized.iter().find(|(k, _)| *k == n).map(|(_, p)| p.clone()),
+            _ => self.pool.clone(),
         }
     }
-    *guard = Some(Pool { threads, pid, pool: Some(pool.clone()) });
-    pool
 }
 
 /// Runs `f` inside chainrule's pool.

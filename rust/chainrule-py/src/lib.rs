@@ -226,6 +226,12 @@ fn get_num_threads() -> usize {
     pool::current_num_threads()
 }
 
+/// Sets the calling thread's own thread count (None: the process's) and returns the previous.
+#[pyfunction]
+fn set_thread_override(n: Option<usize>) -> Option<usize> {
+    pool::set_thread_override(n)
+}
+
 /// A compiled function: the base class of `chainrule.Function`, which adds argument binding,
 /// Dask and pickling in Python. Calls with exactly one Python float per input (the latency
 /// path) are answered here without entering Python code; every other call goes to the
@@ -386,11 +392,13 @@ fn run_interruptibly(py: Python<'_>, f: &compile::Function, call: &compile_call:
     }
     let cancel = AtomicBool::new(false);
     let mut signal: Option<PyErr> = None;
+    let threads = pool::thread_override();
     let result = py.detach(|| {
         std::thread::scope(|scope| {
             let (done_tx, done_rx) = mpsc::channel();
             let cancel = &cancel;
             scope.spawn(move || {
+                pool::set_thread_override(threads);
                 let r = guarded(|| f.run_cancellable(call, data, views, cancel));
                 let _ = done_tx.send(r);
             });
@@ -442,5 +450,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(substitute, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(set_thread_override, m)?)?;
     Ok(())
 }
