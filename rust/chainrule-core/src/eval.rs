@@ -481,6 +481,7 @@ fn results(instr: &Instr) -> [Option<u32>; 2] {
     match instr {
         Instr::Load { dst, .. } | Instr::Unary { dst, .. } | Instr::Binary { dst, .. } | Instr::Fused { dst, .. } => [Some(dst.0), None],
         Instr::SinCos { sin, cos, .. } => [Some(sin.0), Some(cos.0)],
+        Instr::SigmoidSlope { sig, slope, .. } => [Some(sig.0), Some(slope.0)],
         Instr::Accumulate { .. } | Instr::Collect { .. } | Instr::Store { .. } => [None, None],
     }
 }
@@ -523,7 +524,6 @@ impl Plan {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[allow(clippy::too_many_arguments)]
 fn run_chunks(
     code: &[Instr],
@@ -647,6 +647,11 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
                 let (ts, tc) = (target(*sin, 0), target(*cos, 1));
                 kernels::sin_cos(read(view, *a), write(ts), write(tc));
                 (view[sin.0 as usize], view[cos.0 as usize]) = (ts, tc);
+            }
+            Instr::SigmoidSlope { sig, slope, a } => {
+                let (ts, td) = (target(*sig, 0), target(*slope, 1));
+                kernels::sigmoid_slope(read(view, *a), write(ts), write(td));
+                (view[sig.0 as usize], view[slope.0 as usize]) = (ts, td);
             }
             Instr::Fused { dst, inner, a, b, outer, c, swap } => {
                 let t = target(*dst, 0);

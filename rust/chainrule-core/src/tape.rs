@@ -64,6 +64,9 @@ pub enum Instr {
     /// `sin = sin(a)` and `cos = cos(a)` from one shared argument reduction (bit for bit the
     /// values of the two unary instructions it replaces).
     SinCos { sin: Reg, cos: Reg, a: Reg },
+    /// `sig = sigmoid(a)` and `slope = sig * (1 - sig)` in one loop (bit for bit the values of
+    /// the sigmoid and the two arithmetic ops it replaces).
+    SigmoidSlope { sig: Reg, slope: Reg, a: Reg },
     /// Two arithmetic ops in one loop over the chunk, each result rounded as if unfused:
     /// `dst = (a inner b) outer c`, or `c outer (a inner b)` when `swap`, or
     /// `-(a inner b)` when `outer` is `Neg` (then `c` is `None`).
@@ -177,6 +180,7 @@ fn listing(i: &Instr) -> String {
         Instr::Unary { op, dst, a } => format!("{dst:?} = {}({a:?})", op.name()),
         Instr::Binary { op, dst, a, b } => format!("{dst:?} = {} {} {}", arg(a), op.name(), arg(b)),
         Instr::SinCos { sin, cos, a } => format!("{sin:?}, {cos:?} = sin_cos({a:?})"),
+        Instr::SigmoidSlope { sig, slope, a } => format!("{sig:?}, {slope:?} = sigmoid_slope({a:?})"),
         Instr::Fused { dst, inner, a, b, outer, c, swap } => {
             let inner = format!("({} {} {})", arg(a), inner.name(), arg(b));
             match (c, swap) {

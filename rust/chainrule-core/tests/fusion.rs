@@ -39,7 +39,10 @@ fn listings_show_fused_instructions() {
     let t = listing("x * y + 1", &["x", "y"]);
     assert!(t.contains(") + s0"), "{t}");
     let t = listing("sigmoid(x) * (1 - sigmoid(x))", &["x"]);
-    assert!(t.contains("r1 * (s0 - r1)") || t.contains("(s0 - r1) * r1"), "{t}");
+    assert!(t.contains(" = sigmoid_slope(r0)"), "{t}");
+    // A `1 - s` used elsewhere too stays a register of its own.
+    let t = listing("sigmoid(x) * (1 - sigmoid(x)) + (1 - sigmoid(x))", &["x"]);
+    assert!(!t.contains("sigmoid_slope") && t.contains("s0 - r1"), "{t}");
     let t = listing("-(x * y)", &["x", "y"]);
     assert!(t.contains("= -(r"), "{t}");
 }
@@ -113,6 +116,22 @@ fn fused_sin_cos_equals_the_separate_kernels() {
     assert_bitwise(&got[0], &s, "sin");
     assert_bitwise(&got[1], &c, "cos");
     assert_bitwise(&got[2], &prod, "sin * cos");
+}
+
+#[test]
+fn fused_sigmoid_slope_equals_the_kernel_and_arithmetic() {
+    let n = 2500;
+    let mut xs = values(n, 7, -50.0, 50.0);
+    xs[..6].copy_from_slice(&[0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -800.0]);
+    let outputs = [p("sigmoid(x)"), p("sigmoid(x) * (1 - sigmoid(x))"), p("(1 - sigmoid(x)) * sigmoid(x) * x")];
+    let got = fast(&outputs, &[("x", &xs, &[n])]);
+    let mut s = vec![0.0; n];
+    kernels::sigmoid(&xs, &mut s);
+    let slope: Vec<f64> = s.iter().map(|v| v * (1.0 - v)).collect();
+    let scaled: Vec<f64> = s.iter().zip(&xs).map(|(v, x)| ((1.0 - v) * v) * x).collect();
+    assert_bitwise(&got[0], &s, "sigmoid");
+    assert_bitwise(&got[1], &slope, "slope");
+    assert_bitwise(&got[2], &scaled, "slope * x");
 }
 
 /// python/chainrule/compiled.py shows this listing in a doctest (its slot numbers depend on

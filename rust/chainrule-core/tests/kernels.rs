@@ -463,23 +463,60 @@ fn sigmoid_ref(x: f64) -> f64 {
 
 #[test]
 fn sigmoid_accuracy() {
-    let xs = Inputs::new(9)
+    let xs = sigmoid_inputs(9);
+    check_all_levels("sigmoid", levels::sigmoid, sigmoid_ref, &xs);
+}
+
+/// Inputs for the sigmoid checks: the whole range, the tail boundary at -36, the clamp at
+/// 40 and where the result underflows.
+fn sigmoid_inputs(seed: u64) -> Vec<f64> {
+    Inputs::new(seed)
         .uniform(800_000, -750.0, 750.0)
         .uniform(1_000_000, -40.0, 40.0)
         .uniform(200_000, -1e-3, 1e-3)
         .bits(1_000_000)
-        .around(
-            &[
-                -708.396_418_532_264_1,
-                -745.133_219_101_941_1,
-                36.0,
-                -36.0,
-                -40.0,
-            ],
-            20_000,
-        )
-        .xs;
-    check_all_levels("sigmoid", levels::sigmoid, sigmoid_ref, &xs);
+        .around(&[-708.396_418_532_264_1, -745.133_219_101_941_1, 36.0, -36.0, -40.0, 40.0, 37.5], 20_000)
+        .xs
+}
+
+/// The sigmoid half of `sigmoid_slope`, as a one-output kernel for the shared checks.
+fn sigmoid_slope_sigmoid(level: Level, x: &[f64], out: &mut [f64]) {
+    let mut slope = vec![0.0; x.len()];
+    levels::sigmoid_slope(level, x, out, &mut slope);
+}
+
+/// The slope half of `sigmoid_slope`.
+fn sigmoid_slope_slope(level: Level, x: &[f64], out: &mut [f64]) {
+    let mut sig = vec![0.0; x.len()];
+    levels::sigmoid_slope(level, x, &mut sig, out);
+}
+
+#[test]
+fn sigmoid_slope_accuracy() {
+    let xs = sigmoid_inputs(11);
+    check_all_levels("sigmoid_slope.sigmoid", sigmoid_slope_sigmoid, sigmoid_ref, &xs);
+}
+
+/// The evaluator fuses `s = sigmoid(a)` and `s * (1 - s)` into one `sigmoid_slope`: that must
+/// not change a bit of either.
+#[test]
+fn sigmoid_slope_equals_sigmoid_and_arithmetic_bitwise() {
+    let mut xs = sigmoid_inputs(12);
+    xs.extend(SPECIALS);
+    for level in levels::available() {
+        for chunk in xs.chunks(CHUNK) {
+            let (mut s, mut d) = (vec![0.0; chunk.len()], vec![0.0; chunk.len()]);
+            levels::sigmoid_slope(level, chunk, &mut s, &mut d);
+            let mut s1 = vec![0.0; chunk.len()];
+            levels::sigmoid(level, chunk, &mut s1);
+            for i in 0..chunk.len() {
+                let d1 = s1[i] * (1.0 - s1[i]);
+                let x = chunk[i];
+                assert_eq!(s[i].to_bits(), s1[i].to_bits(), "sigmoid [{level:?}] x={x:e}");
+                assert!(d[i].to_bits() == d1.to_bits() || (d[i].is_nan() && d1.is_nan()), "slope [{level:?}] x={x:e}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -575,7 +612,9 @@ fn dispatch_level_is_the_best_available() {
 // ---------------------------------------------------------------------------
 // Results must not depend on where a value sits or how long the slice is.
 
-const ALL: [(&str, LevelKernel); 12] = [
+const ALL: [(&str, LevelKernel); 14] = [
+    ("sigmoid_slope.sigmoid", sigmoid_slope_sigmoid),
+    ("sigmoid_slope.slope", sigmoid_slope_slope),
     ("exp", levels::exp),
     ("sin_cos.sin", sin_cos_sin),
     ("sin_cos.cos", sin_cos_cos),
@@ -721,6 +760,16 @@ fn bench_against_libm() {
             "  {} {pair:5.2} ns (sin + cos {apart:5.2} ns)",
             level.name()
         );
+    }
+    println!("{line}");
+    let x: Vec<f64> = (0..CHUNK).map(|_| rng.uniform(-20.0, 20.0)).collect();
+    let mut line = "sigmoid_slope".to_string();
+    for level in levels::available() {
+        let pair = time(&mut || {
+            levels::sigmoid_slope(level, black_box(&x), &mut s, &mut c);
+            black_box((&mut s, &mut c));
+        });
+        line += &format!("  {} {pair:5.2} ns", level.name());
     }
     println!("{line}");
 }
