@@ -45,6 +45,9 @@ impl Class {
     }
 }
 
+/// Which inputs are uniform and which grouped reductions have one sample per group.
+type SpanningKey = (Vec<bool>, Vec<NodeId>);
+
 /// A compiled function: outputs as a graph, inputs by name, and its cached tapes.
 pub struct Function {
     graph: Graph,
@@ -56,7 +59,7 @@ pub struct Function {
     tapes: Mutex<FxHashMap<Vec<bool>, Arc<Tape>>>,
     /// Tapes for calls where some grouped reductions have one sample per group, by the
     /// uniform inputs and those reductions.
-    spanning_tapes: Mutex<FxHashMap<(Vec<bool>, Vec<NodeId>), Arc<Tape>>>,
+    spanning_tapes: Mutex<FxHashMap<SpanningKey, Arc<Tape>>>,
     scalar_tape: OnceLock<Arc<Tape>>,
 }
 
@@ -219,13 +222,17 @@ impl<'a> Builder<'a> {
         let mut stage = vec![0usize; g.len()];
         for id in g.ids() {
             let i = id.index();
-            let args: Vec<NodeId> = g.args[i].iter().flatten().copied().collect();
+            // The operands as a fixed pair, not a Vec: one allocation per node was measurable.
+            let args = g.args[i];
             (uniform[i], stage[i]) = match g.node(id).kind() {
                 Kind::Const(_) => (true, 0),
                 Kind::Var(_) => (input_uniform[f.input_of[id.index()]], 0),
-                Kind::Apply(_) => (args.iter().all(|a| uniform[a.index()]), args.iter().map(|a| stage[a.index()]).max().unwrap_or(0)),
+                Kind::Apply(_) => (
+                    args.iter().flatten().all(|a| uniform[a.index()]),
+                    args.iter().flatten().map(|a| stage[a.index()]).max().unwrap_or(0),
+                ),
                 Kind::Sum(_) => {
-                    let operand = args[0].index();
+                    let operand = args[0].expect("sum operand").index();
                     let groups_uniform = f.over_of(id).iter().all(|k| input_uniform[*k]);
                     (groups_uniform, stage[operand] + usize::from(!uniform[operand]))
                 }
