@@ -1,5 +1,6 @@
 //! Timing of the public workloads W1 and W2 through the core API (no Python), for tuning the
-//! evaluator: `cargo test --release -p chainrule-core --test engine_timing -- --ignored --nocapture`.
+//! evaluator: `cargo test --release -p chainrule-core --test engine_timing -- --ignored --nocapture`;
+//! and of W5's build cost per phase (`... engine_timing w5 -- --ignored --nocapture`).
 //! Prints medians; asserts nothing about speed (DESIGN.md: speed is shown, never asserted).
 
 mod common;
