@@ -111,6 +111,8 @@ pub fn rebuild(kind: &Kind, args: &[Expr]) -> Expr {
 /// Rebuilds `roots` with every occurrence of each `from` node replaced by its `to` node
 /// (one forward pass over the graph, children first; replaced nodes are not descended into).
 pub fn substitute(roots: &[Expr], replacements: &[(Expr, Expr)]) -> Vec<Expr> {
+    // Expr hashes and compares by identity; a node's atomic parent count is not part of it.
+    #[allow(clippy::mutable_key_type)]
     let map: rustc_hash::FxHashMap<&Expr, &Expr> = replacements.iter().map(|(f, t)| (f, t)).collect();
     let graph = crate::graph::Graph::collect(roots, |e| !map.contains_key(e));
     let mut rebuilt: Vec<Expr> = Vec::with_capacity(graph.len());

@@ -1,5 +1,6 @@
 //! Timing of the public workloads W1 and W2 through the core API (no Python), for tuning the
-//! evaluator: `cargo test --release -p chainrule-core --test engine_timing -- --ignored --nocapture`.
+//! evaluator: `cargo test --release -p chainrule-core --test engine_timing -- --ignored --nocapture`;
+//! and of W5's build cost per phase (`... engine_timing w5 -- --ignored --nocapture`).
 //! Prints medians; asserts nothing about speed (DESIGN.md: speed is shown, never asserted).
 
 mod common;
@@ -119,5 +120,54 @@ fn engine_timing() {
             let cpu = if threads == 1 { format!(", cpu median {:.2} ms", median(c)) } else { String::new() };
             println!("{} threads={threads}: median {:.2} ms, min {:.2} ms{cpu}", w.name, median(t), min);
         }
+    }
+}
+
+/// W5 build cost through the core API: build f, differentiate with respect to all n inputs,
+/// compile, first scalar call; per phase, medians of thread CPU time over `REPS` rounds.
+/// `cargo test --release -p chainrule-core --test engine_timing w5 -- --ignored --nocapture`
+/// (`N` sets n, default 10,000).
+#[test]
+#[ignore]
+fn w5_build_timing() {
+    use chainrule_core::build;
+    let n: usize = std::env::var("N").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let reps: usize = std::env::var("REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(11);
+    let xs: Vec<Expr> = (0..n).map(|i| v(&format!("x{i}"))).collect();
+    let point = values(n, 3, -1.0, 1.0);
+    let phases = ["expr", "grad", "Function::new", "first call", "drop", "total"];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); phases.len()];
+    for _ in 0..reps {
+        let mut lap = Vec::new();
+        let mut t = thread_cpu_ns().unwrap_or(0);
+        let mut mark = |lap: &mut Vec<f64>| {
+            let now = thread_cpu_ns().unwrap_or(0);
+            lap.push((now - t) as f64 * 1e-6);
+            t = now;
+        };
+        let neg_sq = |a: &Expr| build::exp(&build::neg(&build::mul(a, a)));
+        let mut f = neg_sq(&xs[n - 1]);
+        for w in xs.windows(2) {
+            f = build::add(&build::add(&f, &build::sin(&build::mul(&w[0], &w[1]))), &neg_sq(&w[0]));
+        }
+        mark(&mut lap);
+        let mut outputs = vec![f.clone()];
+        outputs.extend(grad(&f, &xs));
+        mark(&mut lap);
+        let fun = Function::new(&outputs, &xs).expect("compiles");
+        mark(&mut lap);
+        let mut out = Vec::new();
+        fun.call_scalars(&point, &mut out).expect("runs");
+        mark(&mut lap);
+        drop((fun, outputs, f));
+        mark(&mut lap);
+        let total: f64 = lap.iter().sum();
+        lap.push(total);
+        for (t, l) in times.iter_mut().zip(lap) {
+            t.push(l);
+        }
+    }
+    for (name, t) in phases.iter().zip(times) {
+        println!("W5 n={n} {name}: median {:.2} ms cpu", median(t));
     }
 }

@@ -36,6 +36,12 @@ simplifies! {
     negation_moves_out: "-x * y" => "-(x * y)";
     negations_cancel: "-x * -y" => "x * y";
     negated_scale_absorbed: "-(2 * x)" => "-2 * x";
+    scale_of_negation: "2 * -(y * x)" => "-2 * (y * x)";
+    scale_of_negative_scale: "3 * (-2 * x)" => "-3 * (2 * x)";
+    one_times_negation: "1 * -x" => "-x";
+    minus_one_times_negation: "-1 * -x" => "x";
+    negative_scale_of_negation: "-2 * -x" => "2 * x";
+    negation_times_constant: "-x * 2" => "-2 * x";
     quotient_negation: "-x / y" => "-(x / y)";
     doubling: "sin(x) + sin(x)" => "2 * sin(x)";
     nested_negative_scale: "y + -2 / x * z" => "y - 2 / x * z";
