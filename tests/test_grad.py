@@ -322,3 +322,22 @@ def test_network_against_jax():
     got = cr.compile(cr.grad(J, [w1, b1, w2, b2]), inputs=[x, y, w1, b1, w2, b2])(xs, ys, *params)
     want = np.asarray(jax.grad(loss)(jnp.array(params), xs, ys))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("text", [
+    "mean((y - sigmoid(w * x + b)) ** 2) + mean(x * mean(x * w))", "x - mean(x * w)",
+    "sum(exp(mean(x) * w) * y)", "sigmoid(w * mean(x * y) + b) * x"])
+def test_derivatives_of_full_reductions_are_never_refused(text):
+    """Derivatives build partial sums, and grad refuses only three nested partial sums that
+    each span several elements of the variable; from expressions whose only reductions are
+    full ones that never arises: every third derivative here is given."""
+    names = cr.vars("x y w b")
+    f = cr.parse(text)
+    third = []
+    for a in names:
+        first = cr.grad(f, a)
+        for b_ in names:
+            third += cr.grad(cr.grad(first, b_), list(names))
+    args = (np.array([0.5, -1.25, 2.0]), np.array([[0.75], [-0.5]]), np.array([[1.0, 2.0, -3.0]]), 0.3)
+    results = cr.compile(third, inputs=list(names))(*args)
+    assert len(results) == 64 and all(np.all(np.isfinite(r)) for r in results)
