@@ -115,16 +115,18 @@ pub fn substitute(roots: &[Expr], replacements: &[(Expr, Expr)]) -> Vec<Expr> {
     #[allow(clippy::mutable_key_type)]
     let map: rustc_hash::FxHashMap<&Expr, &Expr> = replacements.iter().map(|(f, t)| (f, t)).collect();
     let graph = crate::graph::Graph::collect(roots, |e| !map.contains_key(e));
+    rebuild_graph(&graph, |_, node, _| map.get(node).map(|to| (*to).clone()))
+}
+
+/// Rebuilds `graph`'s roots node by node, children first: each node becomes what `replace`
+/// returns for it (given its rebuilt operands), or else the same kind of node on the rebuilt
+/// operands.
+pub(crate) fn rebuild_graph(graph: &crate::graph::Graph, replace: impl Fn(crate::graph::NodeId, &Expr, &[Expr]) -> Option<Expr>) -> Vec<Expr> {
     let mut rebuilt: Vec<Expr> = Vec::with_capacity(graph.len());
     for id in graph.ids() {
         let node = graph.node(id);
-        let new = match map.get(node) {
-            Some(to) => (*to).clone(),
-            None => {
-                let args: Vec<Expr> = graph.args[id.index()].iter().flatten().map(|a| rebuilt[a.index()].clone()).collect();
-                if args.is_empty() { node.clone() } else { rebuild(node.kind(), &args) }
-            }
-        };
+        let args: Vec<Expr> = graph.args[id.index()].iter().flatten().map(|a| rebuilt[a.index()].clone()).collect();
+        let new = replace(id, node, &args).unwrap_or_else(|| if args.is_empty() { node.clone() } else { rebuild(node.kind(), &args) });
         rebuilt.push(new);
     }
     graph.roots.iter().map(|r| rebuilt[r.index()].clone()).collect()

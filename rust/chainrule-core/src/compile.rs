@@ -204,18 +204,7 @@ impl Function {
             return Ok(t.clone());
         }
         let dropped: FxHashSet<NodeId> = spanning.iter().copied().collect();
-        let g = &self.graph;
-        let mut rebuilt: Vec<Expr> = Vec::with_capacity(g.len());
-        for id in g.ids() {
-            let args: Vec<Expr> = g.args[id.index()].iter().flatten().map(|a| rebuilt[a.index()].clone()).collect();
-            let node = g.node(id);
-            rebuilt.push(match args.first() {
-                Some(operand) if dropped.contains(&id) => operand.clone(),
-                Some(_) => crate::build::rebuild(node.kind(), &args),
-                None => node.clone(),
-            });
-        }
-        let outputs: Vec<Expr> = g.roots.iter().map(|r| rebuilt[r.index()].clone()).collect();
+        let outputs = crate::build::rebuild_graph(&self.graph, |id, _, args| dropped.contains(&id).then(|| args[0].clone()));
         let tape = Function::new(&outputs, &self.inputs)?.tape(uniform);
         self.spanning_tapes.lock().unwrap_or_else(|e| e.into_inner()).insert(key, tape.clone());
         Ok(tape)

@@ -240,29 +240,33 @@ fn pow2(n: f64) -> f64 {
 /// to a few thousand so that `n` stays exact in the shifter.
 #[inline(always)]
 fn exp_reduce<const F: bool>(x: f64) -> (f64, f64) {
-    let t = mla::<F>(x, LOG2E, SHIFT);
-    let n = t - SHIFT;
+    let (n, rh, r, h) = exp_split::<F>(x);
     // n * LN2_HI is exact and x - n * LN2_HI cancels exactly, so only the
     // LN2_LO step rounds; its rounding error c is recovered and folded in as
     // expm1(r + c) ~ expm1(r) + c (1 + r). Without it expm1 and tanh lose
     // about an ulp where 2^n p and 2^n - 1 partly cancel.
-    let rh = mla::<F>(-n, LN2_HI, x);
-    let r = mla::<F>(-n, LN2_LO, rh);
     let c = mla::<F>(-n, LN2_LO, rh - r);
-    let h = mla::<F>(r, poly10::<F>(r, &EXP_Q), 0.5);
     let p = r + mla::<F>(r * r, h, mla::<F>(c, r, c));
     (n, p)
+}
+
+/// The shared part of the reductions: `n`, `x - n LN2_HI`, `r = x - n ln2` and the
+/// polynomial `h` with `expm1(r) ~ r + r^2 h`.
+#[inline(always)]
+fn exp_split<const F: bool>(x: f64) -> (f64, f64, f64, f64) {
+    let t = mla::<F>(x, LOG2E, SHIFT);
+    let n = t - SHIFT;
+    let rh = mla::<F>(-n, LN2_HI, x);
+    let r = mla::<F>(-n, LN2_LO, rh);
+    let h = mla::<F>(r, poly10::<F>(r, &EXP_Q), 0.5);
+    (n, rh, r, h)
 }
 
 /// [`exp_reduce`] without the recovered rounding error of `r`: about 2^-55
 /// relative error in `1 + p`, for callers where that is scaled down.
 #[inline(always)]
 fn exp_reduce_coarse<const F: bool>(x: f64) -> (f64, f64) {
-    let t = mla::<F>(x, LOG2E, SHIFT);
-    let n = t - SHIFT;
-    let rh = mla::<F>(-n, LN2_HI, x);
-    let r = mla::<F>(-n, LN2_LO, rh);
-    let h = mla::<F>(r, poly10::<F>(r, &EXP_Q), 0.5);
+    let (n, _, r, h) = exp_split::<F>(x);
     (n, mla::<F>(r * r, h, r))
 }
 
