@@ -28,7 +28,7 @@ use crate::build::{add, apply, constant, div, mul, sum, sum_over, sum_over_set};
 use crate::error::{Error, Result};
 use crate::expr::{Expr, Kind, Over};
 use crate::graph::{Graph, NodeId};
-use crate::ops::Op;
+use crate::ops::{Op, Signed};
 
 /// Derivatives of `output` with respect to each variable in `wrt`. The `wrt` expressions
 /// must be variables; the caller checks.
@@ -197,13 +197,23 @@ fn accumulate(slot: &mut Option<Expr>, contribution: Expr) {
     });
 }
 
+/// [`accumulate`] for adjoints that keep their signs apart.
+fn gather(slot: &mut Option<Signed>, contribution: Signed) {
+    *slot = Some(match slot.take() {
+        Some(sum) => sum.plus_term(contribution),
+        None => contribution,
+    });
+}
+
 /// Reverse sweeps over one graph, with dense per-node scratch reused between sweeps (each
 /// sweep clears only what it touched, so many small sweeps stay linear overall).
 struct Sweeper<'g> {
     graph: &'g Graph,
     active: &'g [bool],
     global: &'g [bool],
-    adjoint: Vec<Option<Expr>>,
+    /// Adjoints with their signs apart (see [`Op::pullback`]); a negation is built only when
+    /// an adjoint is read out as a value.
+    adjoint: Vec<Option<Signed>>,
     in_region: Vec<bool>,
 }
 
@@ -216,7 +226,7 @@ impl<'g> Sweeper<'g> {
     /// per-sample adjoint field of each `wrt` variable (None where structurally zero).
     fn through_sums(&mut self, root: NodeId, wrt: &[Option<NodeId>]) -> Vec<Option<Expr>> {
         let reach = self.reachable(root, true);
-        self.adjoint[root.index()] = Some(constant(1.0));
+        self.adjoint[root.index()] = Some(Signed::plus(constant(1.0)));
         for &id in reach.iter().rev() {
             let Some(adj) = self.adjoint[id.index()].take() else { continue };
             let node = self.graph.node(id);
@@ -234,15 +244,15 @@ impl<'g> Sweeper<'g> {
                     // sum's is a field: each sample gets its group's total.
                     let field = match (over.is_empty(), self.global[operand.index()]) {
                         (true, false) => adj,
-                        (true, true) => mul(&adj, &sum(&constant(1.0))),
-                        (false, _) => sum_over_set(&adj, over.clone()),
+                        (true, true) => Signed { e: mul(&adj.e, &sum(&constant(1.0))), ..adj },
+                        (false, _) => Signed { e: sum_over_set(&adj.e, over.clone()), ..adj },
                     };
                     self.send(id, operand, field);
                 }
                 Kind::Apply(op) => self.pull(id, *op, &adj, true),
             }
         }
-        let fields = wrt.iter().map(|w| w.and_then(|w| self.adjoint[w.index()].take())).collect();
+        let fields = wrt.iter().map(|w| w.and_then(|w| self.adjoint[w.index()].take()).map(Signed::value)).collect();
         for id in reach {
             self.adjoint[id.index()] = None;
             self.in_region[id.index()] = false;
@@ -253,21 +263,22 @@ impl<'g> Sweeper<'g> {
     /// Applies op node `id`'s pullback to `adj`, adding the contributions to its active
     /// operands; `through_sums` selects [`Sweeper::send`]'s rule for global operands (a sweep
     /// that stops at sums keeps per-sample partials instead).
-    fn pull(&mut self, id: NodeId, op: Op, adj: &Expr, through_sums: bool) {
+    fn pull(&mut self, id: NodeId, op: Op, adj: &Signed, through_sums: bool) {
         let node = self.graph.node(id);
         let args = self.graph.args[id.index()];
         let a = node.arg0().expect("ops have an operand");
         let b = node.arg1().unwrap_or(a);
         let need = [0, 1].map(|i| args[i].is_some_and(|x| self.active[x.index()]));
-        for (contribution, arg) in op.pullback(a, b, node, adj, need).into_iter().zip(args) {
+        for (contribution, arg) in op.pullback(a, b, node, &adj.e, need).into_iter().zip(args) {
             if let (Some(c), Some(arg)) = (contribution, arg) {
+                let c = c.times_sign(adj.negated);
                 if !self.active[arg.index()] {
                     continue;
                 }
                 if through_sums {
                     self.send(id, arg, c);
                 } else {
-                    accumulate(&mut self.adjoint[arg.index()], c);
+                    gather(&mut self.adjoint[arg.index()], c);
                 }
             }
         }
@@ -275,29 +286,29 @@ impl<'g> Sweeper<'g> {
 
     /// Adds `c`, the adjoint contribution from `from` to its operand `to`. A global node used
     /// by per-sample work has one value, whose adjoint is the total of the field.
-    fn send(&mut self, from: NodeId, to: NodeId, c: Expr) {
-        let c = if self.global[to.index()] && !self.global[from.index()] { sum(&c) } else { c };
-        accumulate(&mut self.adjoint[to.index()], c);
+    fn send(&mut self, from: NodeId, to: NodeId, c: Signed) {
+        let c = if self.global[to.index()] && !self.global[from.index()] { Signed { e: sum(&c.e), ..c } } else { c };
+        gather(&mut self.adjoint[to.index()], c);
     }
 
     /// Total per-sample derivatives of `root` with respect to each `wrt`: one reverse sweep
     /// over the root's per-sample region, then the frontier reductions' contributions.
     fn totals(&mut self, root: NodeId, wrt: &[Option<NodeId>], reductions: &Derivatives) -> Vec<Option<Expr>> {
         let leaves = self.sweep(root);
-        let mut totals: Vec<Option<Expr>> = wrt.iter().map(|w| w.and_then(|w| self.adjoint[w.index()].clone())).collect();
+        let mut totals: Vec<Option<Signed>> = wrt.iter().map(|w| w.and_then(|w| self.adjoint[w.index()].clone())).collect();
         for &leaf in &leaves {
             let Some(d) = &reductions[leaf.index()] else { continue };
             let adj = self.adjoint[leaf.index()].as_ref().expect("leaves have adjoints");
             for (total, d) in totals.iter_mut().zip(d) {
                 if let Some(d) = d {
-                    accumulate(total, mul(adj, &d.d));
+                    gather(total, Signed { e: mul(&adj.e, &d.d), negated: adj.negated });
                 }
             }
         }
         for leaf in leaves {
             self.adjoint[leaf.index()] = None;
         }
-        totals
+        totals.into_iter().map(|t| t.map(Signed::value)).collect()
     }
 
     /// `D(r, w)` for a partial sum `r = sum(operand, over=V)`: at each sample i, the sum over
@@ -324,14 +335,14 @@ impl<'g> Sweeper<'g> {
         for (k, (w, id)) in wrt.iter().zip(wrt_ids).enumerate() {
             let name = var_name(w);
             let own_element = over.iter().any(|v| &**v == name);
-            let mut own = id.and_then(|id| self.adjoint[id.index()].clone());
+            let mut own = id.and_then(|id| self.adjoint_value(id));
             let mut whole = own.clone();
             let mut across: Vec<(Expr, Expr)> = Vec::new();
             let mut spanning: Option<Expr> = None;
             let mut split_known = true;
             for &leaf in &leaves {
                 let Some(Some(inner)) = reductions[leaf.index()].as_ref().map(|d| &d[k]) else { continue };
-                let adj = self.adjoint[leaf.index()].as_ref().expect("leaves have adjoints");
+                let adj = &self.adjoint_value(leaf).expect("leaves have adjoints");
                 accumulate(&mut whole, mul(adj, &inner.d));
                 let Some(split) = &inner.split else {
                     if own_element {
@@ -377,6 +388,11 @@ impl<'g> Sweeper<'g> {
         Ok(result)
     }
 
+    /// The adjoint of `id` as one expression.
+    fn adjoint_value(&self, id: NodeId) -> Option<Expr> {
+        self.adjoint[id.index()].clone().map(Signed::value)
+    }
+
     fn unsupported(&self, name: &str, over: &Over, leaf: NodeId) -> Error {
         // Three nested groupings that each span several elements of w: the derivative is a
         // contraction over four index sets, which sums over one grouping at a time cannot
@@ -395,7 +411,7 @@ impl<'g> Sweeper<'g> {
     /// `self.adjoint` and returns those leaves in topological order.
     fn sweep(&mut self, root: NodeId) -> Vec<NodeId> {
         let region = self.region(root);
-        self.adjoint[root.index()] = Some(constant(1.0));
+        self.adjoint[root.index()] = Some(Signed::plus(constant(1.0)));
         let mut leaves = Vec::new();
         for &id in region.iter().rev() {
             self.in_region[id.index()] = false;

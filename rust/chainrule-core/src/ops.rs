@@ -121,35 +121,96 @@ impl Op {
     /// flowing into it, the adjoint contribution to each operand whose `need` flag is set.
     /// `None` means structurally zero. Rules reuse `out` where the derivative is a function of
     /// it, which hash-consing makes free.
-    pub fn pullback(self, a: &Expr, b: &Expr, out: &Expr, adj: &Expr, need: [bool; 2]) -> [Option<Expr>; 2] {
+    ///
+    /// A contribution's sign is returned apart from it ([`Signed`]): every rule is linear in
+    /// `adj`, so the differentiator carries signs along and builds a negation only where a
+    /// gradient ends negative. Negating at once built nodes that the next rule or sum took
+    /// apart again (`-(adj * x)` -> `adj * x` -> `2 * (adj * x)`, ...): three dead nodes per
+    /// variable in W5.
+    pub fn pullback(self, a: &Expr, b: &Expr, out: &Expr, adj: &Expr, need: [bool; 2]) -> [Option<Signed>; 2] {
         use build::*;
         let one = || constant(1.0);
-        let unary = |d: Expr| [Some(mul(adj, &d)), None];
+        let plus = |e: Expr| Some(Signed::plus(e));
+        let minus = |e: Expr| Some(Signed::minus(e));
+        let unary = |d: Expr| [plus(mul(adj, &d)), None];
         match self {
-            Op::Add => [Some(adj.clone()), Some(adj.clone())],
-            Op::Sub => [Some(adj.clone()), Some(neg(adj))],
+            Op::Add => [plus(adj.clone()), plus(adj.clone())],
+            Op::Sub => [plus(adj.clone()), minus(adj.clone())],
             // x * x: one contribution 2 * (adj * x) instead of two equal ones.
-            Op::Mul if a == b => [Some(mul(&constant(2.0), &mul(adj, a))), None],
-            Op::Mul => [need[0].then(|| mul(adj, b)), need[1].then(|| mul(adj, a))],
-            Op::Div => [need[0].then(|| div(adj, b)), need[1].then(|| neg(&div(&mul(adj, out), b)))],
+            Op::Mul if a == b => [plus(mul(&constant(2.0), &mul(adj, a))), None],
+            Op::Mul => [need[0].then(|| Signed::plus(mul(adj, b))), need[1].then(|| Signed::plus(mul(adj, a)))],
+            Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&mul(adj, out), b)))],
             Op::Pow => [
-                need[0].then(|| mul(adj, &mul(b, &pow(a, &sub(b, &one()))))),
-                need[1].then(|| mul(adj, &mul(out, &log(a)))),
+                need[0].then(|| Signed::plus(mul(adj, &mul(b, &pow(a, &sub(b, &one())))))),
+                need[1].then(|| Signed::plus(mul(adj, &mul(out, &log(a))))),
             ],
-            Op::Neg => [Some(neg(adj)), None],
+            Op::Neg => [minus(adj.clone()), None],
             Op::Sin => unary(cos(a)),
-            Op::Cos => [Some(neg(&mul(adj, &sin(a)))), None],
+            Op::Cos => [minus(mul(adj, &sin(a))), None],
             Op::Tan => unary(add(&one(), &mul(out, out))),
             Op::Exp => unary(out.clone()),
-            Op::Log => [Some(div(adj, a)), None],
-            Op::Sqrt => [Some(div(adj, &mul(&constant(2.0), out))), None],
+            Op::Log => [plus(div(adj, a)), None],
+            Op::Sqrt => [plus(div(adj, &mul(&constant(2.0), out))), None],
             Op::Tanh => unary(sub(&one(), &mul(out, out))),
             Op::Sigmoid => unary(mul(out, &sub(&one(), out))),
             Op::Relu => unary(step(a)),
             Op::Abs => unary(sign(a)),
             Op::Step => [None, None],
             Op::Sign => [None, None],
-            Op::PerSample => [Some(adj.clone()), None],
+            Op::PerSample => [plus(adj.clone()), None],
+        }
+    }
+}
+
+/// An expression `e`, or its negation when `negated`: an adjoint with its sign kept apart.
+#[derive(Clone, Debug)]
+pub struct Signed {
+    /// The magnitude.
+    pub e: Expr,
+    /// Whether the value is `-e`.
+    pub negated: bool,
+}
+
+impl Signed {
+    /// `sign * e`, with a negation node in `e` moved into the sign.
+    pub fn new(e: Expr, negated: bool) -> Signed {
+        match (e.as_op(), e.arg0()) {
+            (Some(Op::Neg), Some(inner)) => Signed { e: inner.clone(), negated: !negated },
+            _ => Signed { e, negated },
+        }
+    }
+
+    /// `e`.
+    pub fn plus(e: Expr) -> Signed {
+        Signed::new(e, false)
+    }
+
+    /// `-e`.
+    pub fn minus(e: Expr) -> Signed {
+        Signed::new(e, true)
+    }
+
+    /// `self * sign`, where `negate` flips it.
+    pub fn times_sign(self, negate: bool) -> Signed {
+        Signed { negated: self.negated != negate, ..self }
+    }
+
+    /// `self + other`: `a + b` or `-(a + b)` when the signs agree, else the positive term
+    /// minus the negative one (the spelling the simplifier gives `a + -b`).
+    pub fn plus_term(self, other: Signed) -> Signed {
+        match (self.negated, other.negated) {
+            (x, y) if x == y => Signed { e: build::add(&self.e, &other.e), negated: x },
+            (false, _) => Signed::plus(build::sub(&self.e, &other.e)),
+            _ => Signed::plus(build::sub(&other.e, &self.e)),
+        }
+    }
+
+    /// The expression, with its negation built if it has one.
+    pub fn value(self) -> Expr {
+        if self.negated {
+            build::neg(&self.e)
+        } else {
+            self.e
         }
     }
 }
