@@ -256,6 +256,7 @@ struct Builder<'a> {
     acc_of: FxHashMap<NodeId, usize>,
     buf_of: FxHashMap<NodeId, usize>,
     group_of: FxHashMap<NodeId, usize>,
+    overs: Vec<Vec<usize>>,
 }
 
 impl<'a> Builder<'a> {
@@ -290,6 +291,7 @@ impl<'a> Builder<'a> {
             acc_of: FxHashMap::default(),
             buf_of: FxHashMap::default(),
             group_of: FxHashMap::default(),
+            overs: Vec::new(),
         }
     }
 
@@ -330,6 +332,7 @@ impl<'a> Builder<'a> {
             n_accs: self.acc_of.len(),
             n_bufs: self.buf_of.len(),
             n_groups: self.group_of.len(),
+            overs: self.overs,
             outputs,
         }
     }
@@ -349,7 +352,7 @@ impl<'a> Builder<'a> {
                 self.new_slot(id, c);
                 None
             }
-            Shape::Var => Some(ScalarInstr::Input { dst: self.new_slot(id, 0.0), input: self.f.input_of[id.index()] }),
+            Shape::Var => Some(ScalarInstr::Input { dst: self.new_slot(id, 0.0), input: self.f.input_of[id.index()] as u32 }),
             Shape::Apply(op) => {
                 let a = self.slot_of[args[0].expect("operand").index()];
                 let b = args[1].map_or(a, |b| self.slot_of[b.index()]);
@@ -357,7 +360,8 @@ impl<'a> Builder<'a> {
             }
             Shape::Sum => {
                 let operand = args[0].expect("sum operand");
-                let over = self.f.over_of(id).to_vec();
+                self.overs.push(self.f.over_of(id).to_vec());
+                let over = self.overs.len() as u32 - 1;
                 let operand_uniform = self.uniform[operand.index()];
                 if self.uniform[id.index()] {
                     let dst = self.new_slot(id, 0.0);
@@ -366,17 +370,17 @@ impl<'a> Builder<'a> {
                     } else {
                         let acc = self.acc_of.len();
                         self.acc_of.insert(id, acc);
-                        ScalarInstr::Finish { dst, acc }
+                        ScalarInstr::Finish { dst, acc: acc as u32 }
                     })
                 } else {
                     let group = self.group_of.len();
                     self.group_of.insert(id, group);
                     Some(if operand_uniform {
-                        ScalarInstr::ScaleGroups { group, a: self.slot_of[operand.index()], over }
+                        ScalarInstr::ScaleGroups { group: group as u32, a: self.slot_of[operand.index()], over }
                     } else {
                         let buf = self.buf_of.len();
                         self.buf_of.insert(id, buf);
-                        ScalarInstr::ReduceGroups { group, buf, over }
+                        ScalarInstr::ReduceGroups { group: group as u32, buf: buf as u32, over }
                     })
                 }
             }

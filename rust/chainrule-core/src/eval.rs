@@ -168,7 +168,7 @@ impl Function {
         let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
         for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
             if let ScalarInstr::ReduceGroups { group, buf, over } = instr {
-                grouping[*buf] = Some((*group, over));
+                grouping[*buf as usize] = Some((*group as usize, &tape.overs[*over as usize]));
             }
         }
         // Outputs whose shape is not the batch's are stored per sample, then one sample per
@@ -252,7 +252,7 @@ impl Function {
         let mut slots = tape.slots.clone();
         for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
             match instr {
-                ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = values[*input],
+                ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = values[*input as usize],
                 ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
                 // A batch of one sample: a sum is its operand.
                 ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = slots[a.0 as usize],
@@ -321,17 +321,20 @@ fn scalar_op(op: Op, a: f64, b: f64) -> f64 {
 
 fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[&[f64]], slots: &mut [f64], partials: &[f64], n_chunks: usize, groups: &mut [Group]) {
     match instr {
-        ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input][0],
+        ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input as usize][0],
         ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
         ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = times_count(slots[a.0 as usize], call.len()),
-        ScalarInstr::Finish { dst, acc } => slots[dst.0 as usize] = pairwise(&partials[acc * n_chunks..(acc + 1) * n_chunks]),
+        ScalarInstr::Finish { dst, acc } => {
+            let acc = *acc as usize;
+            slots[dst.0 as usize] = pairwise(&partials[acc * n_chunks..(acc + 1) * n_chunks]);
+        }
         // Folded block by block while its operand's pass ran.
         ScalarInstr::ReduceGroups { .. } => {}
         ScalarInstr::ScaleGroups { group, a, over } => {
-            let shape = group_shape(call, over);
+            let shape = group_shape(call, &call.tape.overs[*over as usize]);
             let size: usize = shape.iter().product();
             let per_group = call.len().checked_div(size).unwrap_or(0);
-            groups[*group] = Group { data: vec![times_count(slots[a.0 as usize], per_group); size], shape };
+            groups[*group as usize] = Group { data: vec![times_count(slots[a.0 as usize], per_group); size], shape };
         }
     }
 }
