@@ -13,7 +13,7 @@ from typing import Self
 import numpy as np
 
 from . import _core
-from .expr import Expr, as_expr, parse
+from .expr import Expr, _variable_names, as_expr, parse
 
 __all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads"]
 
@@ -36,18 +36,16 @@ class Function(_core.Function):
     # are answered by the base's __call__ without entering Python, the rest go to _call.
     def __new__(cls, outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Self:
         single = isinstance(outputs, Expr | numbers.Real)
-        outs = [as_expr(outputs)] if single else [as_expr(o) for o in outputs]
+        outs = [as_expr(outputs)] if single else [o if type(o) is Expr else as_expr(o) for o in outputs]
         if isinstance(inputs, Expr):
             inputs = [inputs]
         ins = list(inputs)
-        for v in ins:
-            if not isinstance(v, Expr) or not v.is_var:
-                raise TypeError(f"inputs must be variables, not {v!r}")
+        names = _variable_names(ins, "inputs must be variables")
         self = super().__new__(cls, [o._node for o in outs], [v._node for v in ins], single)
         self._single = single
         self._outputs = tuple(outs)
         self._inputs = tuple(ins)
-        self._names = tuple(v.name for v in ins)
+        self._names = tuple(names)
         return self
 
     @property

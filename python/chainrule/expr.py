@@ -127,6 +127,19 @@ class Expr:
         return [Expr(_core.var(n)) for n in _core.variables([self._node])]
 
 
+def _variable_names(items: list, what: str) -> list[str]:
+    """The names of ``items``, which must all be variables (else a TypeError: ``what, not item``).
+    One core call for the whole list: a property read per item cost ~7 ms of W5's 10,000."""
+    if all(type(v) is Expr for v in items):
+        names = _core.var_names([v._node for v in items])
+    else:
+        names = [v.name if isinstance(v, Expr) else None for v in items]
+    for item, name in zip(items, names, strict=True):
+        if name is None:
+            raise TypeError(f"{what}, not {item!r}")
+    return names
+
+
 def _load(data: bytes) -> Expr:
     nodes = _core.decode(data)
     if len(nodes) != 1:
@@ -217,8 +230,6 @@ def grad(f: Expr | float, wrt: Expr | Sequence[Expr]) -> Expr | list[Expr]:
     targets = [wrt] if single else list(wrt) if isinstance(wrt, Sequence) else None
     if targets is None:
         raise TypeError(f"grad() needs a variable or a list of variables, not {type(wrt).__name__}")
-    for w in targets:
-        if not isinstance(w, Expr) or not w.is_var:
-            raise TypeError(f"can only differentiate with respect to a variable, not {w!r}")
+    _variable_names(targets, "can only differentiate with respect to a variable")
     result = [Expr(n) for n in _core.grad(f._node, [w._node for w in targets])]
     return result[0] if single else result
