@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::kernels;
 use crate::ops::Op;
 use crate::pool;
-use crate::tape::{Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape};
+use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape};
 
 /// Samples per chunk. 1024 f64 (8 KiB) per register keeps a tape's working set of a few
 /// dozen registers inside L2 while amortising per-instruction dispatch. Measured with fused
@@ -651,9 +651,17 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
                 kernels::sin_cos(read(view, *a), write(ts), write(tc));
                 (view[sin.0 as usize], view[cos.0 as usize]) = (ts, tc);
             }
-            Instr::SigmoidSlope { sig, slope, a } => {
+            Instr::SigmoidSlope { sig, slope, a, affine } => {
                 let (ts, td) = (target(*sig, 0), target(*slope, 1));
-                kernels::sigmoid_slope(read(view, *a), write(ts), write(td));
+                match affine {
+                    None => kernels::sigmoid_slope(read(view, *a), write(ts), write(td)),
+                    Some(Affine { w, b, sub }) => {
+                        let (w, b) = (ctx.slots[w.0 as usize], ctx.slots[b.0 as usize]);
+                        // `t - b` is `t + -b` bit for bit (IEEE subtraction adds the negation).
+                        let b = if *sub { -b } else { b };
+                        kernels::sigmoid_slope_affine(read(view, *a), w, b, write(ts), write(td))
+                    }
+                }
                 (view[sig.0 as usize], view[slope.0 as usize]) = (ts, td);
             }
             Instr::Fused { dst, inner, a, b, outer, c, swap } => {

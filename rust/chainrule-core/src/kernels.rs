@@ -621,15 +621,16 @@ fn patch_trig(x: &[f64], out: &mut [f64], slow: fn(f64) -> f64) {
     }
 }
 
-/// Replaces the lanes below [`SIGMOID_TAIL`] by [`sigmoid_tail`] (and their
-/// slopes, if given); as [`patch_trig`], one vectorised any-test per call
-/// when there are none.
+/// Replaces the lanes whose argument `arg(x[i])` is below [`SIGMOID_TAIL`] by
+/// [`sigmoid_tail`] (and their slopes, if given); as [`patch_trig`], one vectorised any-test
+/// per call when there are none.
 #[inline(always)]
-fn patch_sigmoid<const F: bool>(x: &[f64], out: &mut [f64], mut slope: Option<&mut [f64]>) {
-    if x.iter().fold(false, |acc, &v| acc | (v < SIGMOID_TAIL)) {
+fn patch_sigmoid<const F: bool>(x: &[f64], arg: impl Fn(f64) -> f64, out: &mut [f64], mut slope: Option<&mut [f64]>) {
+    if x.iter().fold(false, |acc, &v| acc | (arg(v) < SIGMOID_TAIL)) {
         for (i, &v) in x.iter().enumerate() {
-            if v < SIGMOID_TAIL {
-                out[i] = sigmoid_tail::<F>(v);
+            let t = arg(v);
+            if t < SIGMOID_TAIL {
+                out[i] = sigmoid_tail::<F>(t);
                 if let Some(d) = slope.as_deref_mut() {
                     d[i] = slope_of_sigmoid(out[i]);
                 }
@@ -682,7 +683,7 @@ fn tanh_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 #[inline(always)]
 fn sigmoid_body<const F: bool>(x: &[f64], out: &mut [f64]) {
     map(x, out, sigmoid_lane::<F>);
-    patch_sigmoid::<F>(x, out, None);
+    patch_sigmoid::<F>(x, |v| v, out, None);
 }
 #[inline(always)]
 fn sigmoid_slope_body<const F: bool>(x: &[f64], sig: &mut [f64], slope: &mut [f64]) {
@@ -690,7 +691,19 @@ fn sigmoid_slope_body<const F: bool>(x: &[f64], sig: &mut [f64], slope: &mut [f6
         let s = sigmoid_lane::<F>(v);
         (s, slope_of_sigmoid(s))
     });
-    patch_sigmoid::<F>(x, sig, Some(slope));
+    patch_sigmoid::<F>(x, |v| v, sig, Some(slope));
+}
+/// [`sigmoid_slope_body`] of `w * x + b`, the argument formed in the loop with two roundings
+/// (Rust never contracts `w * v + b` into a fused multiply-add, also where FMA is enabled),
+/// so bit for bit the tape's two arithmetic ops followed by the kernel.
+#[inline(always)]
+fn sigmoid_slope_affine_body<const F: bool>(x: &[f64], w: f64, b: f64, sig: &mut [f64], slope: &mut [f64]) {
+    let arg = |v: f64| w * v + b;
+    map2(x, sig, slope, |v| {
+        let s = sigmoid_lane::<F>(arg(v));
+        (s, slope_of_sigmoid(s))
+    });
+    patch_sigmoid::<F>(x, arg, sig, Some(slope));
 }
 #[inline(always)]
 fn sqrt_body<const F: bool>(x: &[f64], out: &mut [f64]) {
@@ -733,6 +746,26 @@ fn active() -> Level {
 /// `"avx2+fma"`, `"neon"` or `"baseline"`.
 pub fn dispatch_level() -> &'static str {
     active().name()
+}
+
+/// `out0[i] = sigmoid(w * x[i] + b)` and `out1[i] = out0[i] * (1 - out0[i])`, with `w * x[i] + b`
+/// rounded after the product and after the sum: bit for bit [`sigmoid_slope`] of the
+/// separately computed argument, without a pass that writes it and reads it back. Both
+/// outputs must be as long as `x` (panics otherwise).
+pub fn sigmoid_slope_affine(x: &[f64], w: f64, b: f64, out0: &mut [f64], out1: &mut [f64]) {
+    levels::sigmoid_slope_affine(active(), x, w, b, out0, out1)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86_affine {
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn avx2(x: &[f64], w: f64, b: f64, out0: &mut [f64], out1: &mut [f64]) {
+        super::sigmoid_slope_affine_body::<true>(x, w, b, out0, out1)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) fn avx512(x: &[f64], w: f64, b: f64, out0: &mut [f64], out1: &mut [f64]) {
+        super::sigmoid_slope_affine_body::<true>(x, w, b, out0, out1)
+    }
 }
 
 macro_rules! kernels {
@@ -821,6 +854,25 @@ macro_rules! kernels {
                         Level::Avx2Fma => matches!(best, Level::Avx2Fma | Level::Avx512),
                         Level::Avx512 | Level::Neon => best == self,
                     }
+                }
+            }
+
+            /// Runs [`super::sigmoid_slope_affine`] with the given level; panics if the CPU
+            /// does not support it (see [`Level::is_supported`]).
+            pub fn sigmoid_slope_affine(level: Level, x: &[f64], w: f64, b: f64, out0: &mut [f64], out1: &mut [f64]) {
+                assert!(level.is_supported(), "kernel level {level:?} is not supported on this CPU");
+                match level {
+                    Level::Baseline => super::sigmoid_slope_affine_body::<false>(x, w, b, out0, out1),
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `is_supported` confirmed AVX2 and FMA at run time.
+                    Level::Avx2Fma => unsafe { super::x86_affine::avx2(x, w, b, out0, out1) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `is_supported` confirmed AVX-512F, AVX2 and FMA.
+                    Level::Avx512 => unsafe { super::x86_affine::avx512(x, w, b, out0, out1) },
+                    #[cfg(target_arch = "aarch64")]
+                    Level::Neon => super::sigmoid_slope_affine_body::<true>(x, w, b, out0, out1),
+                    #[allow(unreachable_patterns)]
+                    _ => unreachable!("level checked by is_supported"),
                 }
             }
 

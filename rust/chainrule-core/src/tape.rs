@@ -65,8 +65,10 @@ pub enum Instr {
     /// values of the two unary instructions it replaces).
     SinCos { sin: Reg, cos: Reg, a: Reg },
     /// `sig = sigmoid(a)` and `slope = sig * (1 - sig)` in one loop (bit for bit the values of
-    /// the sigmoid and the two arithmetic ops it replaces).
-    SigmoidSlope { sig: Reg, slope: Reg, a: Reg },
+    /// the sigmoid and the two arithmetic ops it replaces); with `affine`, the sigmoid's argument
+    /// is not `a` but `(w * a) + b` (or `- b`), computed in the same loop and rounded as the two
+    /// arithmetic ops it replaces.
+    SigmoidSlope { sig: Reg, slope: Reg, a: Reg, affine: Option<Affine> },
     /// Two arithmetic ops in one loop over the chunk, each result rounded as if unfused:
     /// `dst = (a inner b) outer c`, or `c outer (a inner b)` when `swap`, or
     /// `-(a inner b)` when `outer` is `Neg` (then `c` is `None`).
@@ -77,6 +79,17 @@ pub enum Instr {
     Collect { src: Reg, buf: usize },
     /// Writes the chunk into output `out`.
     Store { src: Reg, out: usize },
+}
+
+/// The affine argument `(w * a) + b`, or `(w * a) - b` when `sub`, of a fused sigmoid.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct Affine {
+    /// The factor.
+    pub w: Slot,
+    /// The term added (or subtracted).
+    pub b: Slot,
+    /// Whether `b` is subtracted.
+    pub sub: bool,
 }
 
 /// An instruction of the scalar code (operand roles are in the variant docs and listings).
@@ -186,7 +199,11 @@ fn listing(i: &Instr) -> String {
         Instr::Unary { op, dst, a } => format!("{dst:?} = {}({a:?})", op.name()),
         Instr::Binary { op, dst, a, b } => format!("{dst:?} = {} {} {}", arg(a), op.name(), arg(b)),
         Instr::SinCos { sin, cos, a } => format!("{sin:?}, {cos:?} = sin_cos({a:?})"),
-        Instr::SigmoidSlope { sig, slope, a } => format!("{sig:?}, {slope:?} = sigmoid_slope({a:?})"),
+        Instr::SigmoidSlope { sig, slope, a, affine: None } => format!("{sig:?}, {slope:?} = sigmoid_slope({a:?})"),
+        Instr::SigmoidSlope { sig, slope, a, affine: Some(Affine { w, b, sub }) } => {
+            let sign = if *sub { "-" } else { "+" };
+            format!("{sig:?}, {slope:?} = sigmoid_slope(({w:?} * {a:?}) {sign} {b:?})")
+        }
         Instr::Fused { dst, inner, a, b, outer, c, swap } => {
             let inner = format!("({} {} {})", arg(a), inner.name(), arg(b));
             match (c, swap) {

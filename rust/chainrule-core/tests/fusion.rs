@@ -134,6 +134,56 @@ fn fused_sigmoid_slope_equals_the_kernel_and_arithmetic() {
     assert_bitwise(&got[2], &scaled, "slope * x");
 }
 
+/// A sigmoid-with-slope of `w * x + b` (uniform `w`, `b`) forms its argument in the kernel's
+/// loop; values and slopes, and the network gradients built from them, are bit for bit those of
+/// the unfused tape (the argument kept in a register because it is also an output).
+#[test]
+fn affine_sigmoid_slope_equals_the_unfused_tape() {
+    let t = listing("sigmoid(w * x + b) * (1 - sigmoid(w * x + b))", &["x", "w", "b"]);
+    assert!(!t.contains("sigmoid_slope(("), "w, b per sample: no affine fusion\n{t}");
+    let vars: Vec<Expr> = ["x", "w", "b"].iter().map(|n| v(n)).collect();
+    let f = Function::new(&[p("sigmoid(w * x + b) * (1 - sigmoid(w * x + b))")], &vars).expect("compiles");
+    let t = f.tape(&[false, true, true]).to_string();
+    assert!(t.contains("= sigmoid_slope((s") && t.contains(" * r0) + s") && !t.contains(" = (s"), "{t}");
+
+    let n = 3000; // several chunks and a ragged tail
+    let mut xs = values(n, 8, -60.0, 60.0);
+    xs[..6].copy_from_slice(&[0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -800.0]);
+    let ys = values(2 * n, 9, 0.0, 1.0);
+    let exprs = ["sigmoid(w * x + b)", "sigmoid(x * w - b)", "sigmoid(b + x * w)", "sigmoid(w * sigmoid(w * x + b) + b)"];
+    for text in exprs {
+        let e = p(text);
+        let slope = chainrule_core::build::mul(&e, &chainrule_core::build::sub(&chainrule_core::build::constant(1.0), &e));
+        let j = p(&format!("mean((y - {text}) ** 2)"));
+        let mut fused = vec![e.clone(), slope.clone(), j.clone()];
+        fused.extend(grad(&j, &[v("w"), v("b")]));
+        // The same outputs plus the argument itself: it then has a second reader and stays
+        // a register, so that tape is the unfused one.
+        let arg = p(&text["sigmoid(".len()..text.len() - 1]);
+        let mut unfused = fused.clone();
+        unfused.push(arg);
+        let uniform_wb = [false, false, true, true];
+        let vars: Vec<Expr> = ["x", "y", "w", "b"].iter().map(|n| v(n)).collect();
+        let t = Function::new(&fused, &vars).expect("compiles").tape(&uniform_wb).to_string();
+        assert!(t.contains("sigmoid_slope((s"), "{text}: fused\n{t}");
+        let t = Function::new(&unfused, &vars).expect("compiles").tape(&uniform_wb).to_string();
+        assert!(t.matches("sigmoid_slope((s").count() < 1 + usize::from(text.contains("sigmoid(w * sigmoid")), "{text}: unfused\n{t}");
+        for (w, b) in [(0.7, -0.2), (-2.0, 1.5)] {
+            for (xshape, xdata) in [(vec![n], &xs[..]), (vec![n / 3, 1], &xs[..n / 3]), (vec![], &xs[7..8])] {
+                let (w, b) = ([w], [b]);
+                let ys2: &[f64] = if xshape.len() == 2 { &ys[..n / 3 * 5] } else { &ys[..n] };
+                let yshape: Vec<usize> = if xshape.len() == 2 { vec![n / 3, 5] } else { vec![ys2.len()] };
+                let inputs: [(&str, &[f64], &[usize]); 4] = [("x", xdata, &xshape), ("y", ys2, &yshape), ("w", &w, &[]), ("b", &b, &[])];
+                let got = fast(&fused, &inputs);
+                let want = fast(&unfused, &inputs);
+                for (o, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_bitwise(g, w, &format!("{text} x{xshape:?} output {o}"));
+                }
+            }
+        }
+    }
+}
+
 /// python/chainrule/compiled.py shows this listing in a doctest (its slot numbers depend on
 /// how the expression was built, so only the chunk code is compared).
 #[test]

@@ -519,6 +519,30 @@ fn sigmoid_slope_equals_sigmoid_and_arithmetic_bitwise() {
     }
 }
 
+/// `sigmoid_slope_affine` forms `w * x + b` in its loop: bit for bit `sigmoid_slope` of the
+/// argument computed beforehand (two roundings), tail lanes below -36 and odd lengths included.
+#[test]
+fn sigmoid_slope_affine_equals_the_composed_kernel_bitwise() {
+    let mut xs = sigmoid_inputs(13);
+    xs.extend(SPECIALS);
+    for level in levels::available() {
+        for (w, b) in [(0.7, -0.2), (-3.5, 40.0), (1e-3, -37.0), (1.0, 0.0), (f64::INFINITY, 1.0)] {
+            for chunk in xs.chunks(CHUNK - 3) {
+                let n = chunk.len();
+                let (mut s, mut d) = (vec![0.0; n], vec![0.0; n]);
+                levels::sigmoid_slope_affine(level, chunk, w, b, &mut s, &mut d);
+                let t: Vec<f64> = chunk.iter().map(|x| w * x + b).collect();
+                let (mut s1, mut d1) = (vec![0.0; n], vec![0.0; n]);
+                levels::sigmoid_slope(level, &t, &mut s1, &mut d1);
+                for i in 0..n {
+                    let same = |p: f64, q: f64| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
+                    assert!(same(s[i], s1[i]) && same(d[i], d1[i]), "[{level:?}] w={w} b={b} x={:e}", chunk[i]);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn sqrt_accuracy() {
     let xs = Inputs::new(10)
