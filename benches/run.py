@@ -688,6 +688,12 @@ def prepare_all(ctx, workload, data, refs, calls=1):
     return cands
 
 
+# Pause before each timed run. Measured, W1 with torch in the rotation (2 cores, quiet
+# machine): chainrule's median 11.2 ms with an IQR of 25% without it, against 6.15 ms (IQR
+# 12%) with torch's OpenMP threads made to sleep at once (OMP_WAIT_POLICY=PASSIVE).
+SETTLE_S = 0.02
+
+
 def time_round_robin(cands, repeat):
     """Interleave every timed callable so that machine noise hits all of them alike."""
     jobs = [(c, label, fn) for c in cands if c.ok for label, fn in c.runs.items()]
@@ -697,6 +703,9 @@ def time_round_robin(cands, repeat):
         gc.collect()
         k = r % len(jobs) if jobs else 0  # rotate so no one always runs first
         for c, label, fn in jobs[k:] + jobs[:k]:
+            # Untimed: thread pools that spin after their work (OpenMP's in torch, for ~10 ms
+            # by default) would otherwise take the cores from whatever is timed next.
+            time.sleep(SETTLE_S)
             f0 = minor_faults()
             t0 = time.perf_counter()
             fn()
