@@ -2,6 +2,8 @@
 training on the built-in sets, shapes, errors and reproducibility."""
 
 import re
+import subprocess
+import sys
 
 import chainrule as cr
 import numpy as np
@@ -234,3 +236,10 @@ def test_accuracy_definitions():
     assert is_binary([0.0, 1.0, 1.0]) and not is_binary([0.0, 0.5])
     assert accuracy([0.4, 0.6, 0.9], [0.0, 1.0, 0.0]) == pytest.approx(2 / 3)
     assert accuracy([0.3, 0.6], [0.35, 0.8]) == 0.5
+
+
+def test_importing_chainrule_leaves_the_progress_bar_unloaded():
+    # tqdm.auto pulls in ~100 modules (asyncio, email, ssl, ...): imported by fit, not by the package.
+    code = "import sys, chainrule; print('tqdm' in sys.modules, 'asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
