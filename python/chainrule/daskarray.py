@@ -35,6 +35,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -471,11 +472,8 @@ class _Task:
     def __call__(self, *blocks):
         args = [_pick(s, blocks) for s in self.spec]
         threads = _task_threads(self.threads)
-        if threads is None:
+        with nullcontext() if threads is None else using_threads(threads):
             results = self.fn(*args)
-        else:
-            with using_threads(threads):
-                results = self.fn(*args)
         return _arrange(results, self.mode, self.layout)
 
     def __reduce__(self):

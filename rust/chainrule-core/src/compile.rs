@@ -117,36 +117,32 @@ impl Function {
         let mut shapes = Vec::with_capacity(graph.len());
         let mut sums = Vec::new();
         for id in graph.ids() {
-            shapes.push(match graph.node(id).kind() {
-                Kind::Const(c) => Shape::Const(*c),
-                Kind::Var(_) => Shape::Var,
-                Kind::Apply(op) => Shape::Apply(*op),
-                Kind::Sum(_) => {
-                    sums.push(id);
-                    Shape::Sum
-                }
-            });
-            let class = match graph.node(id).kind() {
-                Kind::Const(_) => 0,
+            let (shape, class) = match graph.node(id).kind() {
+                Kind::Const(c) => (Shape::Const(*c), 0),
                 Kind::Var(name) => {
                     input_of[id.index()] = *position.get(&**name).ok_or_else(|| unknown(name))?;
-                    1
+                    (Shape::Var, 1)
                 }
                 Kind::Sum(names) => {
+                    sums.push(id);
                     let idx = names.iter().map(|n| position.get(&**n).copied().ok_or_else(|| unknown(n))).collect::<Result<Vec<_>>>()?;
                     over.insert(id, idx.clone());
-                    class_id(Class::Reduced(idx), &mut distinct, &mut reduced)
+                    (Shape::Sum, class_id(Class::Reduced(idx), &mut distinct, &mut reduced))
                 }
-                Kind::Apply(Op::PerSample) => 1,
-                Kind::Apply(_) => graph.args[id.index()].iter().flatten().fold(0, |c, a| match (c, classes[a.index()]) {
-                    (1, _) | (_, 1) => 1,
-                    (0, d) | (d, 0) => d,
-                    (c, d) => {
-                        let joined = distinct[c as usize].join(&distinct[d as usize]);
-                        class_id(joined, &mut distinct, &mut reduced)
-                    }
-                }),
+                Kind::Apply(Op::PerSample) => (Shape::Apply(Op::PerSample), 1),
+                Kind::Apply(op) => {
+                    let class = graph.args[id.index()].iter().flatten().fold(0, |c, a| match (c, classes[a.index()]) {
+                        (1, _) | (_, 1) => 1,
+                        (0, d) | (d, 0) => d,
+                        (c, d) => {
+                            let joined = distinct[c as usize].join(&distinct[d as usize]);
+                            class_id(joined, &mut distinct, &mut reduced)
+                        }
+                    });
+                    (Shape::Apply(*op), class)
+                }
             };
+            shapes.push(shape);
             classes.push(class);
         }
         let classes = graph.roots.iter().map(|r| distinct[classes[r.index()] as usize].clone()).collect();
@@ -299,11 +295,10 @@ impl<'a> Builder<'a> {
         let g = &self.f.graph;
         let n_passes = g.ids().map(|id| self.stage[id.index()]).max().unwrap_or(0) + 1;
         let mut passes: Vec<Pass> = vec![Pass::default(); n_passes];
-        let scalar = |id: NodeId| self.uniform[id.index()] || matches!(self.f.shapes[id.index()], Shape::Sum);
         // Sized up front: growing by doubling copied the whole scalar code and slots of a
         // large all-scalar tape about twice over.
         let mut sizes = vec![0usize; n_passes];
-        for id in g.ids().filter(|id| scalar(*id)) {
+        for id in g.ids().filter(|id| self.is_scalar(*id)) {
             sizes[self.stage[id.index()]] += 1;
         }
         for (pass, size) in passes.iter_mut().zip(&sizes) {
@@ -311,7 +306,7 @@ impl<'a> Builder<'a> {
         }
         self.slots.reserve_exact(sizes.iter().sum());
         for id in g.ids() {
-            if self.uniform[id.index()] || matches!(self.f.shapes[id.index()], Shape::Sum) {
+            if self.is_scalar(id) {
                 let instr = self.scalar_instr(id);
                 passes[self.stage[id.index()]].scalar_code.extend(instr);
             }
@@ -344,6 +339,11 @@ impl<'a> Builder<'a> {
         s
     }
 
+    /// Whether a node has scalar code: a uniform node, or the finishing step of a reduction.
+    fn is_scalar(&self, id: NodeId) -> bool {
+        self.uniform[id.index()] || matches!(self.f.shapes[id.index()], Shape::Sum)
+    }
+
     /// Scalar code for a uniform node, or the finishing step of a reduction.
     fn scalar_instr(&mut self, id: NodeId) -> Option<ScalarInstr> {
         let args = self.f.graph.args[id.index()];
@@ -360,8 +360,6 @@ impl<'a> Builder<'a> {
             }
             Shape::Sum => {
                 let operand = args[0].expect("sum operand");
-                self.overs.push(self.f.over_of(id).to_vec());
-                let over = self.overs.len() as u32 - 1;
                 let operand_uniform = self.uniform[operand.index()];
                 if self.uniform[id.index()] {
                     let dst = self.new_slot(id, 0.0);
@@ -375,6 +373,8 @@ impl<'a> Builder<'a> {
                 } else {
                     let group = self.group_of.len();
                     self.group_of.insert(id, group);
+                    self.overs.push(self.f.over_of(id).to_vec());
+                    let over = self.overs.len() as u32 - 1;
                     Some(if operand_uniform {
                         ScalarInstr::ScaleGroups { group: group as u32, a: self.slot_of[operand.index()], over }
                     } else {
