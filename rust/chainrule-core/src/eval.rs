@@ -299,26 +299,25 @@ fn groups_of(inputs: &[Vec<usize>], over: &[usize], ndim: usize) -> Vec<usize> {
     broadcast(&shapes).map_or_else(|| vec![1; ndim], |s| padded(&s, ndim))
 }
 
-#[allow(clippy::too_many_arguments)]
-/// One op on single values, through the same kernels the chunks use, so a value does not
+/// One op on single values, through the same lane code the chunks use, so a value does not
 /// depend on whether its inputs came as scalars or arrays (the kernels and libm can differ in
-/// the last bit). Costs ~20 ns more per transcendental than libm; the latency path has a few.
+/// the last bit).
 fn scalar_op(op: Op, a: f64, b: f64) -> f64 {
-    let kernel: fn(&[f64], &mut [f64]) = match op {
-        Op::Sin => kernels::sin,
-        Op::Cos => kernels::cos,
-        Op::Tan => kernels::tan,
-        Op::Exp => kernels::exp,
-        Op::Log => kernels::log,
-        Op::Tanh => kernels::tanh,
-        Op::Sigmoid => kernels::sigmoid,
+    use kernels::Unary;
+    let kernel = match op {
+        Op::Sin => Unary::Sin,
+        Op::Cos => Unary::Cos,
+        Op::Tan => Unary::Tan,
+        Op::Exp => Unary::Exp,
+        Op::Log => Unary::Log,
+        Op::Tanh => Unary::Tanh,
+        Op::Sigmoid => Unary::Sigmoid,
         _ => return op.eval(a, b),
     };
-    let mut out = [0.0];
-    kernel(&[a], &mut out);
-    out[0]
+    kernels::one(kernel, a)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[&[f64]], slots: &mut [f64], partials: &[f64], n_chunks: usize, groups: &mut [Group]) {
     match instr {
         ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input as usize][0],

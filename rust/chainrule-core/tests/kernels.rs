@@ -554,7 +554,7 @@ fn sqrt_accuracy() {
 // ---------------------------------------------------------------------------
 // Semantics that a ulp bound alone would not pin down.
 
-fn one(f: Kernel, x: f64) -> f64 {
+fn single(f: Kernel, x: f64) -> f64 {
     let mut o = [0.0];
     f(&[x], &mut o);
     o[0]
@@ -606,13 +606,13 @@ fn special_values_match_numpy() {
         ("tan(1e300)", tan, 1e300, 1e300f64.tan()),
     ];
     for &(what, f, x, want) in cases {
-        let got = one(f, x);
+        let got = single(f, x);
         assert!(same(got, want), "{what}: got {got:e}, want {want:e}");
     }
     let all: [Kernel; 10] = [exp, expm1, log, log1p, sin, cos, tan, tanh, sigmoid, sqrt];
     for f in all {
-        assert!(one(f, f64::NAN).is_nan(), "NaN must propagate");
-        assert!(one(f, -f64::NAN).is_nan(), "NaN must propagate");
+        assert!(single(f, f64::NAN).is_nan(), "NaN must propagate");
+        assert!(single(f, -f64::NAN).is_nan(), "NaN must propagate");
     }
 }
 
@@ -691,6 +691,47 @@ fn results_do_not_depend_on_position_or_length() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The latency path evaluates single values through `kernels::one`: every value must be bit
+/// for bit what the slice kernel gives, special values, tails and huge arguments included.
+#[test]
+fn single_value_entry_points_equal_the_slice_kernels_bitwise() {
+    use kernels::Unary;
+    let pairs: [(Unary, LevelKernel); 10] = [
+        (Unary::Exp, levels::exp),
+        (Unary::Expm1, levels::expm1),
+        (Unary::Log, levels::log),
+        (Unary::Log1p, levels::log1p),
+        (Unary::Sin, levels::sin),
+        (Unary::Cos, levels::cos),
+        (Unary::Tan, levels::tan),
+        (Unary::Tanh, levels::tanh),
+        (Unary::Sigmoid, levels::sigmoid),
+        (Unary::Sqrt, levels::sqrt),
+    ];
+    let mut xs = trig_inputs(11);
+    xs.extend(sigmoid_inputs(12));
+    let mut rng = Rng(13);
+    xs.extend((0..20_000).map(|_| rng.bits()));
+    xs.extend((0..20_000).map(|_| rng.uniform(-800.0, 800.0)));
+    for level in levels::available() {
+        for (kernel, slice) in pairs {
+            let mut want = vec![0.0; xs.len()];
+            for (x, w) in xs.chunks(CHUNK).zip(want.chunks_mut(CHUNK)) {
+                slice(level, x, w);
+            }
+            for (&x, w) in xs.iter().zip(&want) {
+                let got = kernels::one_at(level, kernel, x);
+                assert_eq!(got.to_bits(), w.to_bits(), "{kernel:?} [{level:?}] x={x:e}: {got:e} vs {w:e}");
+            }
+        }
+        for &x in &xs {
+            let (s, c) = kernels::sin_cos_one_at(level, x);
+            assert_eq!(s.to_bits(), kernels::one_at(level, Unary::Sin, x).to_bits(), "sin_cos.sin [{level:?}] x={x:e}");
+            assert_eq!(c.to_bits(), kernels::one_at(level, Unary::Cos, x).to_bits(), "sin_cos.cos [{level:?}] x={x:e}");
         }
     }
 }
