@@ -53,9 +53,10 @@
 //!   numerator and denominator each take one rounding, or `1 - 2e/(1 + e)`
 //!   from `|x| = 0.87` on; the sign is copied from `x`.
 //! * `sigmoid`: `1/(1 + e^-x)` with `1 + e^-x` formed in one rounding, for
-//!   `x >= -36`; below, `e^x - e^2x` (down through the subnormal range),
-//!   patched in after the vector pass like trig's huge arguments, so the
-//!   vector loop carries no second exponential and no selects for the tail.
+//!   `-36 <= x <= 40`; below, `e^x - e^2x` (down through the subnormal
+//!   range), above, 1: patched in after the vector pass like trig's huge
+//!   arguments, so the vector loop carries no second exponential, no clamp
+//!   and no selects for the tails, only an or-ed flag.
 //!   `sigmoid_slope` also gives `s (1 - s)`, the factor every derivative of
 //!   a sigmoid needs, in the same pass.
 //! * `sqrt` is the hardware square root (correctly rounded).
@@ -344,15 +345,35 @@ fn tanh_lane<const F: bool>(x: f64) -> f64 {
 /// Below this, [`sigmoid_lane`] is wrong and the slice driver patches the lane with
 /// [`sigmoid_tail`].
 const SIGMOID_TAIL: f64 = -36.0;
+/// Above this, [`sigmoid_lane`] is wrong (its argument is not clamped) and the slice driver
+/// patches the lane with 1, the correctly rounded sigmoid from 37.5 on.
+const SIGMOID_ONE: f64 = 40.0;
+
+/// Whether [`sigmoid_lane`] cannot take `t`; [`sigmoid_edge`] gives those lanes.
+#[inline(always)]
+#[allow(clippy::manual_range_contains)] // NaN must not count as outside: the lane keeps it NaN
+fn sigmoid_outside(t: f64) -> bool {
+    t < SIGMOID_TAIL || t > SIGMOID_ONE
+}
+
+/// The sigmoid where [`sigmoid_outside`] holds.
+#[inline(always)]
+fn sigmoid_edge<const F: bool>(t: f64) -> f64 {
+    if t < SIGMOID_TAIL {
+        sigmoid_tail::<F>(t)
+    } else {
+        1.0
+    }
+}
 
 #[inline(always)]
 fn sigmoid_lane<const F: bool>(x: f64) -> f64 {
     // 1/(1 + e^-x) is accurate when 1 + e^-x = 1 + 2^n (1 + p) is formed in
     // one rounding from the exact 1 + 2^n (-52 <= n <= 52, or 2^n below half
     // an ulp of 1 so that the sum rounds to 1 either way); the division adds
-    // half an ulp. -x is clamped to [-40, 36]: sigmoid rounds to 1 from
-    // x = 37.5 on, and 2^n stays normal without a clamp on n. Lanes below
-    // -36 get garbage here and are patched (see `patch_sigmoid`).
+    // half an ulp. For x in [-36, 40], 2^n stays normal without a clamp on
+    // n; lanes outside get garbage here and are patched (see
+    // `patch_sigmoid`), so the loop carries no clamp (NaN propagates).
     //
     // The reduction leaves out `exp_reduce`'s correction term: in 1 + e^-x
     // the relative error of e^-x it recovers (at most 2^-55) is scaled by
@@ -364,8 +385,7 @@ fn sigmoid_lane<const F: bool>(x: f64) -> f64 {
     // per element (AVX2+FMA, 1024-element chunks, best of 150), and W1 (two
     // sigmoids per sample) 10.4 -> 8.8 ms (thread CPU time, N = 1e6, one
     // thread, medians of 4 interleaved rounds of 15 calls).
-    let u = clamp_keep_nan(-x, -40.0, 36.0);
-    let (n, p) = exp_reduce_coarse::<F>(u);
+    let (n, p) = exp_reduce_coarse::<F>(-x);
     let s = pow2(n);
     1.0 / mla::<F>(s, p, 1.0 + s)
 }
@@ -580,9 +600,43 @@ fn map<K: Fn(f64) -> f64>(x: &[f64], out: &mut [f64], lane: K) {
     }
 }
 
-/// [`map`] for a lane with two results.
+/// Whether the fast trig reduction cannot take `v` (huge, infinite or NaN): libm does.
 #[inline(always)]
-fn map2<K: Fn(f64) -> (f64, f64)>(x: &[f64], out0: &mut [f64], out1: &mut [f64], lane: K) {
+fn trig_needs_libm(v: f64) -> bool {
+    v.is_nan() || v.abs() > TRIG_MAX
+}
+
+/// [`map`] for a lane that also flags values it cannot take: returns whether any lane did.
+/// The flag is or-ed in the same loop, so a rare-case test costs no second pass over `x`.
+#[inline(always)]
+fn map_flagged<K: Fn(f64) -> (f64, bool)>(x: &[f64], out: &mut [f64], lane: K) -> bool {
+    assert_eq!(x.len(), out.len(), "kernel input and output lengths differ");
+    let body = x.len() - x.len() % W;
+    let (xb, xt) = x.split_at(body);
+    let (ob, ot) = out.split_at_mut(body);
+    let mut any = false;
+    for (o, &v) in ob.iter_mut().zip(xb) {
+        let (y, flag) = lane(v);
+        *o = y;
+        any |= flag;
+    }
+    if !xt.is_empty() {
+        let mut xp = [0.0; W];
+        xp[..xt.len()].copy_from_slice(xt);
+        let mut op = [0.0; W];
+        for (o, &v) in op.iter_mut().zip(&xp) {
+            let (y, flag) = lane(v);
+            *o = y;
+            any |= flag;
+        }
+        ot.copy_from_slice(&op[..xt.len()]);
+    }
+    any
+}
+
+/// [`map_flagged`] for a lane with two results.
+#[inline(always)]
+fn map2_flagged<K: Fn(f64) -> (f64, f64, bool)>(x: &[f64], out0: &mut [f64], out1: &mut [f64], lane: K) -> bool {
     assert!(
         x.len() == out0.len() && x.len() == out1.len(),
         "kernel input and output lengths differ"
@@ -591,54 +645,53 @@ fn map2<K: Fn(f64) -> (f64, f64)>(x: &[f64], out0: &mut [f64], out1: &mut [f64],
     let (xb, xt) = x.split_at(body);
     let (ob0, ot0) = out0.split_at_mut(body);
     let (ob1, ot1) = out1.split_at_mut(body);
+    let mut any = false;
     for ((o0, o1), &v) in ob0.iter_mut().zip(ob1.iter_mut()).zip(xb) {
-        (*o0, *o1) = lane(v);
+        let (a, b, flag) = lane(v);
+        (*o0, *o1) = (a, b);
+        any |= flag;
     }
     if !xt.is_empty() {
         let mut xp = [0.0; W];
         xp[..xt.len()].copy_from_slice(xt);
         let (mut op0, mut op1) = ([0.0; W], [0.0; W]);
         for ((o0, o1), &v) in op0.iter_mut().zip(op1.iter_mut()).zip(&xp) {
-            (*o0, *o1) = lane(v);
+            let (a, b, flag) = lane(v);
+            (*o0, *o1) = (a, b);
+            any |= flag;
         }
         ot0.copy_from_slice(&op0[..xt.len()]);
         ot1.copy_from_slice(&op1[..xt.len()]);
     }
+    any
 }
 
-/// Whether the fast trig reduction cannot take `v` (huge, infinite or NaN): libm does.
-#[inline(always)]
-fn trig_needs_libm(v: f64) -> bool {
-    v.is_nan() || v.abs() > TRIG_MAX
-}
-
-/// Replaces the lanes whose argument the fast path cannot reduce (huge,
-/// infinite or NaN) by libm; the scan is a vectorised any-reduction so the
-/// common case costs one compare per element.
+/// Replaces the lanes whose argument the fast path cannot reduce (huge, infinite or NaN) by
+/// libm. The drivers call it only when their loop flagged such a lane (see
+/// [`patch_sigmoid`] for why the test sits in the loop).
 #[inline(always)]
 fn patch_trig(x: &[f64], out: &mut [f64], slow: fn(f64) -> f64) {
-    if x.iter().fold(false, |acc, &v| acc | trig_needs_libm(v)) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            if trig_needs_libm(v) {
-                *o = slow(v);
-            }
+    for (o, &v) in out.iter_mut().zip(x) {
+        if trig_needs_libm(v) {
+            *o = slow(v);
         }
     }
 }
 
-/// Replaces the lanes whose argument `arg(x[i])` is below [`SIGMOID_TAIL`] by
-/// [`sigmoid_tail`] (and their slopes, if given); as [`patch_trig`], one vectorised any-test
-/// per call when there are none.
+/// Replaces the lanes whose argument `arg(x[i])` is outside [`sigmoid_lane`]'s range by
+/// [`sigmoid_edge`] (and their slopes, if given). The drivers call it only when their loop
+/// flagged such a lane: or-ing the test into the loop, and dropping the clamp on the lane's
+/// argument that kept those lanes finite, took W1 (two fused affine sigmoids per sample, one
+/// thread, process CPU time, medians of 6 interleaved processes of 40 calls) from 8.17 to
+/// 7.71 ms, against a separate any-test pass. Results are bit for bit unchanged.
 #[inline(always)]
 fn patch_sigmoid<const F: bool>(x: &[f64], arg: impl Fn(f64) -> f64, out: &mut [f64], mut slope: Option<&mut [f64]>) {
-    if x.iter().fold(false, |acc, &v| acc | (arg(v) < SIGMOID_TAIL)) {
-        for (i, &v) in x.iter().enumerate() {
-            let t = arg(v);
-            if t < SIGMOID_TAIL {
-                out[i] = sigmoid_tail::<F>(t);
-                if let Some(d) = slope.as_deref_mut() {
-                    d[i] = slope_of_sigmoid(out[i]);
-                }
+    for (i, &v) in x.iter().enumerate() {
+        let t = arg(v);
+        if sigmoid_outside(t) {
+            out[i] = sigmoid_edge::<F>(t);
+            if let Some(d) = slope.as_deref_mut() {
+                d[i] = slope_of_sigmoid(out[i]);
             }
         }
     }
@@ -662,24 +715,32 @@ fn log1p_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 }
 #[inline(always)]
 fn sin_body<const F: bool>(x: &[f64], out: &mut [f64]) {
-    map(x, out, sin_lane::<F>);
-    patch_trig(x, out, f64::sin);
+    if map_flagged(x, out, |v| (sin_lane::<F>(v), trig_needs_libm(v))) {
+        patch_trig(x, out, f64::sin);
+    }
 }
 #[inline(always)]
 fn cos_body<const F: bool>(x: &[f64], out: &mut [f64]) {
-    map(x, out, cos_lane::<F>);
-    patch_trig(x, out, f64::cos);
+    if map_flagged(x, out, |v| (cos_lane::<F>(v), trig_needs_libm(v))) {
+        patch_trig(x, out, f64::cos);
+    }
 }
 #[inline(always)]
 fn sin_cos_body<const F: bool>(x: &[f64], sin: &mut [f64], cos: &mut [f64]) {
-    map2(x, sin, cos, sin_cos_lane::<F>);
-    patch_trig(x, sin, f64::sin);
-    patch_trig(x, cos, f64::cos);
+    let outside = map2_flagged(x, sin, cos, |v| {
+        let (s, c) = sin_cos_lane::<F>(v);
+        (s, c, trig_needs_libm(v))
+    });
+    if outside {
+        patch_trig(x, sin, f64::sin);
+        patch_trig(x, cos, f64::cos);
+    }
 }
 #[inline(always)]
 fn tan_body<const F: bool>(x: &[f64], out: &mut [f64]) {
-    map(x, out, tan_lane::<F>);
-    patch_trig(x, out, f64::tan);
+    if map_flagged(x, out, |v| (tan_lane::<F>(v), trig_needs_libm(v))) {
+        patch_trig(x, out, f64::tan);
+    }
 }
 #[inline(always)]
 fn tanh_body<const F: bool>(x: &[f64], out: &mut [f64]) {
@@ -687,16 +748,19 @@ fn tanh_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 }
 #[inline(always)]
 fn sigmoid_body<const F: bool>(x: &[f64], out: &mut [f64]) {
-    map(x, out, sigmoid_lane::<F>);
-    patch_sigmoid::<F>(x, |v| v, out, None);
+    if map_flagged(x, out, |v| (sigmoid_lane::<F>(v), sigmoid_outside(v))) {
+        patch_sigmoid::<F>(x, |v| v, out, None);
+    }
 }
 #[inline(always)]
 fn sigmoid_slope_body<const F: bool>(x: &[f64], sig: &mut [f64], slope: &mut [f64]) {
-    map2(x, sig, slope, |v| {
+    let outside = map2_flagged(x, sig, slope, |v| {
         let s = sigmoid_lane::<F>(v);
-        (s, slope_of_sigmoid(s))
+        (s, slope_of_sigmoid(s), sigmoid_outside(v))
     });
-    patch_sigmoid::<F>(x, |v| v, sig, Some(slope));
+    if outside {
+        patch_sigmoid::<F>(x, |v| v, sig, Some(slope));
+    }
 }
 /// [`sigmoid_slope_body`] of `w * x + b`, the argument formed in the loop with two roundings
 /// (Rust never contracts `w * v + b` into a fused multiply-add, also where FMA is enabled),
@@ -704,11 +768,14 @@ fn sigmoid_slope_body<const F: bool>(x: &[f64], sig: &mut [f64], slope: &mut [f6
 #[inline(always)]
 fn sigmoid_slope_affine_body<const F: bool>(x: &[f64], w: f64, b: f64, sig: &mut [f64], slope: &mut [f64]) {
     let arg = |v: f64| w * v + b;
-    map2(x, sig, slope, |v| {
-        let s = sigmoid_lane::<F>(arg(v));
-        (s, slope_of_sigmoid(s))
+    let outside = map2_flagged(x, sig, slope, |v| {
+        let t = arg(v);
+        let s = sigmoid_lane::<F>(t);
+        (s, slope_of_sigmoid(s), sigmoid_outside(t))
     });
-    patch_sigmoid::<F>(x, arg, sig, Some(slope));
+    if outside {
+        patch_sigmoid::<F>(x, arg, sig, Some(slope));
+    }
 }
 #[inline(always)]
 fn sqrt_body<const F: bool>(x: &[f64], out: &mut [f64]) {
@@ -751,7 +818,7 @@ fn one_body<const F: bool>(kernel: Unary, x: f64) -> f64 {
         Unary::Tan if trig_needs_libm(x) => x.tan(),
         Unary::Tan => tan_lane::<F>(x),
         Unary::Tanh => tanh_lane::<F>(x),
-        Unary::Sigmoid if x < SIGMOID_TAIL => sigmoid_tail::<F>(x),
+        Unary::Sigmoid if sigmoid_outside(x) => sigmoid_edge::<F>(x),
         Unary::Sigmoid => sigmoid_lane::<F>(x),
         Unary::Sqrt => sqrt_lane(x),
     }
