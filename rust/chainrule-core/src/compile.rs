@@ -403,7 +403,7 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let sink = match self.acc_of.get(&id) {
-                Some(&acc) => Instr::Accumulate { src: Reg(0), acc },
+                Some(&acc) => Instr::Accumulate { src: Reg(0), times: None, neg: false, acc },
                 None => Instr::Collect { src: Reg(0), buf: self.buf_of[&id] },
             };
             sinks.push((operand, sink));
@@ -717,7 +717,7 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
         let src = reg_of[id.index()].expect("sinks are computed");
         code.push(match sink.clone() {
             Instr::Store { out, .. } => Instr::Store { src, out },
-            Instr::Accumulate { acc, .. } => Instr::Accumulate { src, acc },
+            Instr::Accumulate { acc, .. } => Instr::Accumulate { src, times: None, neg: false, acc },
             Instr::Collect { buf, .. } => Instr::Collect { src, buf },
             other => other,
         });
