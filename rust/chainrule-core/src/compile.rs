@@ -464,6 +464,10 @@ enum Step {
     /// Arithmetic node `node` whose operand `inner`, an arithmetic node used nowhere else, is
     /// computed in the same loop instead of in a register of its own.
     Fused { node: NodeId, inner: NodeId },
+    /// Accumulator `acc`'s partial sum of `node`, which that sum alone reads, computed in the
+    /// summation loop: `node` is `a`, or `a * b`, negated when `neg` (`a` per sample, `b` per
+    /// sample or uniform). `node`'s value never goes to a register.
+    Sum { node: NodeId, a: NodeId, b: Option<NodeId>, neg: bool, acc: usize },
 }
 
 /// The parts of a sigmoid's affine argument folded into its kernel: `(w * x) + b`, or `- b`.
@@ -488,6 +492,7 @@ impl Step {
             Step::Node(id) | Step::Fused { node: id, .. } => [Some(id), None],
             Step::SinCos { sin, cos, .. } => [Some(sin), Some(cos)],
             Step::SigmoidSlope { sig, slope, .. } => [Some(sig), Some(slope)],
+            Step::Sum { .. } => [None, None],
         }
     }
 
@@ -498,6 +503,7 @@ impl Step {
             Step::Node(id) => g.args[id.index()].iter().flatten().copied().collect(),
             Step::SigmoidSlope { affine: Some(AffineArg { x, w, b, .. }), .. } => vec![x, w, b],
             Step::SinCos { a, .. } | Step::SigmoidSlope { a, .. } => vec![a],
+            Step::Sum { a, b, .. } => [Some(a), b].into_iter().flatten().collect(),
             Step::Fused { node, inner } => {
                 let outer = g.args[node.index()].iter().flatten().copied().filter(|x| *x != inner);
                 g.args[inner.index()].iter().flatten().copied().chain(outer).collect()
@@ -630,7 +636,30 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
         }
         steps.push(Some(Step::Node(id)));
     }
-    steps.into_iter().flatten().collect()
+    let acc_of: FxHashMap<NodeId, usize> = sinks
+        .iter()
+        .filter_map(|(id, sink)| match sink {
+            Instr::Accumulate { acc, .. } if uses[id.index()] == 1 => Some((*id, *acc)),
+            _ => None,
+        })
+        .collect();
+    // A negation, a product or a negated product that only a sum reads, as that sum's step
+    // (a uniform factor of a product second).
+    let summed = |step: &Step| -> Option<Step> {
+        let (Step::Node(node) | Step::Fused { node, .. }) = *step else { return None };
+        let acc = *acc_of.get(&node)?;
+        let neg = op_of(node) == Some(Op::Neg);
+        let product = match *step {
+            Step::Node(id) if neg => return Some(Step::Sum { node, a: g.args[id.index()][0]?, b: None, neg, acc }),
+            Step::Node(id) if op_of(id) == Some(Op::Mul) => id,
+            Step::Fused { inner, .. } if neg && op_of(inner) == Some(Op::Mul) => inner,
+            _ => return None,
+        };
+        let [Some(a), Some(b)] = g.args[product.index()] else { return None };
+        let (a, b) = if is_slot(a) { (b, a) } else { (a, b) };
+        Some(Step::Sum { node, a, b: Some(b), neg, acc })
+    };
+    steps.into_iter().flatten().map(|step| summed(&step).unwrap_or(step)).collect()
 }
 
 /// Emits instructions for `order` and the sinks, assigning registers by liveness: a register
@@ -702,6 +731,7 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
                 let c = if op_of(node) == Op::Neg { None } else { c.map(arg) };
                 Instr::Fused { dst: reg(node), inner: op_of(inner), a, b, outer: op_of(node), c, swap }
             }
+            Step::Sum { a, b, neg, acc, .. } => Instr::Accumulate { src: reg(a), times: b.map(arg), neg, acc },
         });
         // Free each operand once after its last read (`x * x` reads one register twice).
         let ops = &operands[pos];
@@ -713,7 +743,8 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
             }
         }
     }
-    for (id, sink) in sinks {
+    let summed: FxHashSet<NodeId> = steps.iter().filter_map(|s| if let Step::Sum { node, .. } = s { Some(*node) } else { None }).collect();
+    for (id, sink) in sinks.iter().filter(|(id, _)| !summed.contains(id)) {
         let src = reg_of[id.index()].expect("sinks are computed");
         code.push(match sink.clone() {
             Instr::Store { out, .. } => Instr::Store { src, out },
