@@ -513,8 +513,9 @@ impl Step {
 }
 
 /// Groups `order` into steps: pairs `sin(a)`/`cos(a)` into one `SinCos` (emitted where the
-/// first of the two was), and folds a single-use arithmetic operand of an arithmetic node (or
-/// of a negation) into a `Fused` step, two levels deep at most.
+/// first of the two was), folds a single-use arithmetic operand of an arithmetic node (or
+/// of a negation) into a `Fused` step, two levels deep at most, and a negation or product that
+/// only a sum reads into a `Sum` step.
 ///
 /// Measured (thread CPU time per call, N = 1e6, one thread, medians of interleaved runs, the
 /// other optimisations on): W2's four sin/cos as two `sin_cos`, 31.0 -> 22.7 ms (the kernel
@@ -533,10 +534,20 @@ impl Step {
 /// per call, N = 1e6, one thread, 8 interleaved rounds of 15 calls, median of per-round
 /// ratios): W1 9.88 -> 9.44 ms, ratio 0.951.
 ///
-/// Tried and not kept (same method, 8-10 rounds): summing a sum's single-use arithmetic
-/// operand in the loop that computes it (`acc += sum(-(a * b))`, no register written; all five
-/// of W1's sums). Adding into eight lanes as it computes (LLVM's SLP vectoriser split the lanes
-/// over 128-bit registers and shuffled every block): ratio 1.00 alone, 0.93 with the affine
+/// A negation, a product or a negated product (a uniform factor allowed) that only a sum reads
+/// is formed in the sum's own loop, at the producer's place (`acc1 -= sum(r4 * r0)`), and the
+/// producer and its register go. Bit for bit the unfused sum: the same lanes, order and
+/// product rounding, and subtracting is adding the negation. W1's five sums all fold, 18 -> 13
+/// instructions (still 7 registers: the peak is at `y - yhat`, before any sum). Measured
+/// (process CPU time per call, N = 1e6, one thread, 24 rounds of 21 calls rotating three
+/// builds, median of per-round ratios; the caller's thread CPU time misses a call this large,
+/// which runs on a helper thread): W1 10.0 -> 9.2 ms, ratio 0.90 (0.89 against the same
+/// interpreter without the fold, faster in 20 of 24 rounds); W2 (no sums, same tape) 1.01 over
+/// 40 rounds, noise.
+///
+/// Tried and not kept (same method, 8-10 rounds): that fold with the sum's lane tree inlined
+/// into the interpreter (LLVM's SLP vectoriser split the lanes over 128-bit registers and
+/// shuffled every block; see `eval::combine`): ratio 1.00 alone, 0.93 with the affine
 /// sigmoid against 0.94 without. Computing 128 values into an L1 buffer and adding those up:
 /// ratio 1.06-1.09 against the same tape without it. Software prefetch of the next chunk's
 /// inputs (the first read of W1's `y` is ~20% of the non-kernel time): no gain (within 3%).
