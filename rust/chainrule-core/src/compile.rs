@@ -403,7 +403,7 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let sink = match self.acc_of.get(&id) {
-                Some(&acc) => Instr::Accumulate { src: Reg(0), acc },
+                Some(&acc) => Instr::Accumulate { src: Reg(0), times: None, neg: false, acc },
                 None => Instr::Collect { src: Reg(0), buf: self.buf_of[&id] },
             };
             sinks.push((operand, sink));
@@ -464,6 +464,10 @@ enum Step {
     /// Arithmetic node `node` whose operand `inner`, an arithmetic node used nowhere else, is
     /// computed in the same loop instead of in a register of its own.
     Fused { node: NodeId, inner: NodeId },
+    /// Accumulator `acc`'s partial sum of `node`, which that sum alone reads, computed in the
+    /// summation loop: `node` is `a`, or `a * b`, negated when `neg` (`a` per sample, `b` per
+    /// sample or uniform). `node`'s value never goes to a register.
+    Sum { node: NodeId, a: NodeId, b: Option<NodeId>, neg: bool, acc: usize },
 }
 
 /// The parts of a sigmoid's affine argument folded into its kernel: `(w * x) + b`, or `- b`.
@@ -488,6 +492,7 @@ impl Step {
             Step::Node(id) | Step::Fused { node: id, .. } => [Some(id), None],
             Step::SinCos { sin, cos, .. } => [Some(sin), Some(cos)],
             Step::SigmoidSlope { sig, slope, .. } => [Some(sig), Some(slope)],
+            Step::Sum { .. } => [None, None],
         }
     }
 
@@ -498,6 +503,7 @@ impl Step {
             Step::Node(id) => g.args[id.index()].iter().flatten().copied().collect(),
             Step::SigmoidSlope { affine: Some(AffineArg { x, w, b, .. }), .. } => vec![x, w, b],
             Step::SinCos { a, .. } | Step::SigmoidSlope { a, .. } => vec![a],
+            Step::Sum { a, b, .. } => [Some(a), b].into_iter().flatten().collect(),
             Step::Fused { node, inner } => {
                 let outer = g.args[node.index()].iter().flatten().copied().filter(|x| *x != inner);
                 g.args[inner.index()].iter().flatten().copied().chain(outer).collect()
@@ -507,8 +513,9 @@ impl Step {
 }
 
 /// Groups `order` into steps: pairs `sin(a)`/`cos(a)` into one `SinCos` (emitted where the
-/// first of the two was), and folds a single-use arithmetic operand of an arithmetic node (or
-/// of a negation) into a `Fused` step, two levels deep at most.
+/// first of the two was), folds a single-use arithmetic operand of an arithmetic node (or
+/// of a negation) into a `Fused` step, two levels deep at most, and a negation or product that
+/// only a sum reads into a `Sum` step.
 ///
 /// Measured (thread CPU time per call, N = 1e6, one thread, medians of interleaved runs, the
 /// other optimisations on): W2's four sin/cos as two `sin_cos`, 31.0 -> 22.7 ms (the kernel
@@ -527,10 +534,20 @@ impl Step {
 /// per call, N = 1e6, one thread, 8 interleaved rounds of 15 calls, median of per-round
 /// ratios): W1 9.88 -> 9.44 ms, ratio 0.951.
 ///
-/// Tried and not kept (same method, 8-10 rounds): summing a sum's single-use arithmetic
-/// operand in the loop that computes it (`acc += sum(-(a * b))`, no register written; all five
-/// of W1's sums). Adding into eight lanes as it computes (LLVM's SLP vectoriser split the lanes
-/// over 128-bit registers and shuffled every block): ratio 1.00 alone, 0.93 with the affine
+/// A negation, a product or a negated product (a uniform factor allowed) that only a sum reads
+/// is formed in the sum's own loop, at the producer's place (`acc1 -= sum(r4 * r0)`), and the
+/// producer and its register go. Bit for bit the unfused sum: the same lanes, order and
+/// product rounding, and subtracting is adding the negation. W1's five sums all fold, 18 -> 13
+/// instructions (still 7 registers: the peak is at `y - yhat`, before any sum). Measured
+/// (process CPU time per call, N = 1e6, one thread, 24 rounds of 21 calls rotating three
+/// builds, median of per-round ratios; the caller's thread CPU time misses a call this large,
+/// which runs on a helper thread): W1 10.0 -> 9.2 ms, ratio 0.90 (0.89 against the same
+/// interpreter without the fold, faster in 20 of 24 rounds); W2 (no sums, same tape) 1.01 over
+/// 40 rounds, noise.
+///
+/// Tried and not kept (same method, 8-10 rounds): that fold with the sum's lane tree inlined
+/// into the interpreter (LLVM's SLP vectoriser split the lanes over 128-bit registers and
+/// shuffled every block; see `eval::combine`): ratio 1.00 alone, 0.93 with the affine
 /// sigmoid against 0.94 without. Computing 128 values into an L1 buffer and adding those up:
 /// ratio 1.06-1.09 against the same tape without it. Software prefetch of the next chunk's
 /// inputs (the first read of W1's `y` is ~20% of the non-kernel time): no gain (within 3%).
@@ -630,7 +647,30 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
         }
         steps.push(Some(Step::Node(id)));
     }
-    steps.into_iter().flatten().collect()
+    let acc_of: FxHashMap<NodeId, usize> = sinks
+        .iter()
+        .filter_map(|(id, sink)| match sink {
+            Instr::Accumulate { acc, .. } if uses[id.index()] == 1 => Some((*id, *acc)),
+            _ => None,
+        })
+        .collect();
+    // A negation, a product or a negated product that only a sum reads, as that sum's step
+    // (a uniform factor of a product second).
+    let summed = |step: &Step| -> Option<Step> {
+        let (Step::Node(node) | Step::Fused { node, .. }) = *step else { return None };
+        let acc = *acc_of.get(&node)?;
+        let neg = op_of(node) == Some(Op::Neg);
+        let product = match *step {
+            Step::Node(id) if neg => return Some(Step::Sum { node, a: g.args[id.index()][0]?, b: None, neg, acc }),
+            Step::Node(id) if op_of(id) == Some(Op::Mul) => id,
+            Step::Fused { inner, .. } if neg && op_of(inner) == Some(Op::Mul) => inner,
+            _ => return None,
+        };
+        let [Some(a), Some(b)] = g.args[product.index()] else { return None };
+        let (a, b) = if is_slot(a) { (b, a) } else { (a, b) };
+        Some(Step::Sum { node, a, b: Some(b), neg, acc })
+    };
+    steps.into_iter().flatten().map(|step| summed(&step).unwrap_or(step)).collect()
 }
 
 /// Emits instructions for `order` and the sinks, assigning registers by liveness: a register
@@ -702,6 +742,7 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
                 let c = if op_of(node) == Op::Neg { None } else { c.map(arg) };
                 Instr::Fused { dst: reg(node), inner: op_of(inner), a, b, outer: op_of(node), c, swap }
             }
+            Step::Sum { a, b, neg, acc, .. } => Instr::Accumulate { src: reg(a), times: b.map(arg), neg, acc },
         });
         // Free each operand once after its last read (`x * x` reads one register twice).
         let ops = &operands[pos];
@@ -713,11 +754,12 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
             }
         }
     }
-    for (id, sink) in sinks {
+    let summed: FxHashSet<NodeId> = steps.iter().filter_map(|s| if let Step::Sum { node, .. } = s { Some(*node) } else { None }).collect();
+    for (id, sink) in sinks.iter().filter(|(id, _)| !summed.contains(id)) {
         let src = reg_of[id.index()].expect("sinks are computed");
         code.push(match sink.clone() {
             Instr::Store { out, .. } => Instr::Store { src, out },
-            Instr::Accumulate { acc, .. } => Instr::Accumulate { src, acc },
+            Instr::Accumulate { acc, .. } => Instr::Accumulate { src, times: None, neg: false, acc },
             Instr::Collect { buf, .. } => Instr::Collect { src, buf },
             other => other,
         });

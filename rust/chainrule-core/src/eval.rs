@@ -421,19 +421,52 @@ fn pairwise(values: &[f64]) -> f64 {
     level.first().copied().unwrap_or(0.0)
 }
 
-/// Sum of one chunk in a fixed order: eight interleaved lanes (so it vectorises), combined as
-/// a balanced tree.
-fn chunk_sum(x: &[f64]) -> f64 {
+/// [`Instr::Accumulate`]'s partial sum of one chunk: of `a`, or of the products `a * b`, each
+/// added, or subtracted when `neg`, in [`lane_sum`]'s fixed order.
+///
+/// Subtracting is adding the negation, bit for bit (IEEE defines `l - x` as `l + -x`), so the
+/// partial equals that of a register holding `-a` or `-(a * b)`, signed zeros included.
+/// Negating a plain partial afterwards would not: a chunk whose values cancel sums to +0
+/// either way, and its negation is -0.
+#[inline(always)]
+fn accumulate(a: &[f64], times: Option<Operand>, neg: bool) -> f64 {
+    match (times, neg) {
+        (None, false) => lane_sum(a, 0.0, |l, x, _| l + x),
+        (None, true) => lane_sum(a, 0.0, |l, x, _| l - x),
+        (Some(Operand::Chunk(b)), false) => lane_sum(a, b, |l, x, y| l + x * y),
+        (Some(Operand::Chunk(b)), true) => lane_sum(a, b, |l, x, y| l - x * y),
+        (Some(Operand::Scalar(b)), false) => lane_sum(a, b, |l, x, y| l + x * y),
+        (Some(Operand::Scalar(b)), true) => lane_sum(a, b, |l, x, y| l - x * y),
+    }
+}
+
+/// Sum of one chunk in a fixed order: eight interleaved lanes (so it vectorises), lane `j`
+/// taking `l = f(l, a[i], b[i])` for every `i` that is `j` mod 8, in order, then the lanes
+/// combined as a balanced tree. The order depends only on the chunk's length. Inlined into
+/// the AVX2 interpreter the lanes are two 256-bit registers.
+#[inline(always)]
+fn lane_sum<B: Lane>(a: &[f64], b: B, f: impl Fn(f64, f64, f64) -> f64) -> f64 {
+    let b = b.fit(a.len());
     let mut lanes = [0.0f64; 8];
-    let mut blocks = x.chunks_exact(8);
-    for b in &mut blocks {
-        for (l, v) in lanes.iter_mut().zip(b) {
-            *l += v;
+    let mut blocks = a.chunks_exact(8);
+    let mut i = 0;
+    for x in &mut blocks {
+        for ((l, x), y) in lanes.iter_mut().zip(x).zip(b.block(i)) {
+            *l = f(*l, *x, y);
         }
+        i += 8;
     }
-    for (l, v) in lanes.iter_mut().zip(blocks.remainder()) {
-        *l += v;
+    for (j, (l, x)) in lanes.iter_mut().zip(blocks.remainder()).enumerate() {
+        *l = f(*l, *x, b.at(i + j));
     }
+    combine(&lanes)
+}
+
+/// The lanes of [`lane_sum`] as a balanced tree. Kept out of line: inlined, the one tree
+/// shared by every kind of sum in the interpreter led LLVM's SLP vectoriser to hold the lanes
+/// in 128-bit pairs laid out for the tree, with four shuffles per eight values in every loop.
+#[inline(never)]
+fn combine(lanes: &[f64; 8]) -> f64 {
     ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
 }
 
@@ -669,7 +702,10 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
                 fused(*inner, arg(view, a), arg(view, b), *outer, c, *swap, write(t));
                 view[dst.0 as usize] = t;
             }
-            Instr::Accumulate { src, acc } => unsafe { *sinks.partials.0.add(acc * sinks.n_chunks + chunk) = chunk_sum(read(view, *src)) },
+            Instr::Accumulate { src, times, neg, acc } => {
+                let sum = accumulate(read(view, *src), times.as_ref().map(|b| arg(view, b)), *neg);
+                unsafe { *sinks.partials.0.add(acc * sinks.n_chunks + chunk) = sum }
+            }
             Instr::Collect { src, buf } => unsafe { std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.wrapping_add(start), len).copy_from_slice(read(view, *src)) },
             Instr::Store { .. } if plan.skip[i] => {}
             Instr::Store { src, out } => unsafe { std::slice::from_raw_parts_mut(sinks.outs[*out].0.wrapping_add(start), len).copy_from_slice(read(view, *src)) },
@@ -763,6 +799,8 @@ trait Lane: Copy {
     /// The operand cut to `n` values, so the loop's index needs no bounds check.
     fn fit(self, n: usize) -> Self;
     fn at(self, i: usize) -> f64;
+    /// The eight values from `i` on (one bounds check for the eight).
+    fn block(self, i: usize) -> [f64; 8];
 }
 
 impl Lane for &[f64] {
@@ -774,6 +812,10 @@ impl Lane for &[f64] {
     fn at(self, i: usize) -> f64 {
         self[i]
     }
+    #[inline(always)]
+    fn block(self, i: usize) -> [f64; 8] {
+        self[i..i + 8].try_into().expect("eight values")
+    }
 }
 
 impl Lane for f64 {
@@ -784,6 +826,10 @@ impl Lane for f64 {
     #[inline(always)]
     fn at(self, _: usize) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn block(self, _: usize) -> [f64; 8] {
+        [self; 8]
     }
 }
 

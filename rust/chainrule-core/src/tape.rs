@@ -73,8 +73,12 @@ pub enum Instr {
     /// `dst = (a inner b) outer c`, or `c outer (a inner b)` when `swap`, or
     /// `-(a inner b)` when `outer` is `Neg` (then `c` is `None`).
     Fused { dst: Reg, inner: Op, a: Arg, b: Arg, outer: Op, c: Option<Arg>, swap: bool },
-    /// Adds the chunk's values into this chunk's partial sum of accumulator `acc`.
-    Accumulate { src: Reg, acc: usize },
+    /// Adds the chunk's values `src` into this chunk's partial sum of accumulator `acc`; with
+    /// `times`, the products `src * times` instead (each rounded as the multiply it replaces);
+    /// with `neg`, subtracts them (bit for bit the partial of the negated values). The
+    /// summation order is that of a plain sum, so folding a product or a negation into it
+    /// changes no bit.
+    Accumulate { src: Reg, times: Option<Arg>, neg: bool, acc: usize },
     /// Writes the chunk into full-size buffer `buf` (for reductions over some dimensions only).
     Collect { src: Reg, buf: usize },
     /// Writes the chunk into output `out`.
@@ -212,7 +216,13 @@ fn listing(i: &Instr) -> String {
                 (Some(c), true) => format!("{dst:?} = {} {} {inner}", arg(c), outer.name()),
             }
         }
-        Instr::Accumulate { src, acc } => format!("acc{acc} += sum({src:?})"),
+        Instr::Accumulate { src, times, neg, acc } => {
+            let sign = if *neg { "-" } else { "+" };
+            match times {
+                None => format!("acc{acc} {sign}= sum({src:?})"),
+                Some(b) => format!("acc{acc} {sign}= sum({src:?} * {})", arg(b)),
+            }
+        }
         Instr::Collect { src, buf } => format!("buf{buf} <- {src:?}"),
         Instr::Store { src, out } => format!("out{out} <- {src:?}"),
     }

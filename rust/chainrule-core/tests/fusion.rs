@@ -193,3 +193,160 @@ fn listing_of_the_python_doctest_is_unchanged() {
     let want = format!("pass 0: 2 registers of 1024 samples\n  for each chunk:\n    r0 = load in0\n    r1 = sin(r0)\n    r0 = {s} * r1\n    out0 <- r0\nout0 = stored chunks\n");
     assert!(t.ends_with(&want), "{t}");
 }
+
+/// Runs `outputs` with `threads` threads and returns their bits (nan as one pattern).
+fn bits_with_threads(outputs: &[Expr], inputs: &[(&str, &[f64], &[usize])], threads: usize) -> Vec<Vec<u64>> {
+    let previous = chainrule_core::pool::set_thread_override(Some(threads));
+    let got = fast(outputs, inputs);
+    chainrule_core::pool::set_thread_override(previous);
+    got.iter().map(|o| o.iter().map(|v| if v.is_nan() { f64::NAN.to_bits() } else { v.to_bits() }).collect()).collect()
+}
+
+/// The operands of every sum in `outputs`' graph (a test helper; graphs here are small).
+fn summed_operands(outputs: &[Expr]) -> Vec<Expr> {
+    let (mut seen, mut stack, mut found) = (std::collections::HashSet::new(), outputs.to_vec(), Vec::new());
+    while let Some(e) = stack.pop() {
+        if !seen.insert(e.id()) {
+            continue;
+        }
+        if let chainrule_core::expr::Kind::Sum(_) = e.kind() {
+            found.push(e.arg0().expect("sum operand").clone());
+        }
+        stack.extend(e.args().cloned());
+    }
+    found
+}
+
+/// `outputs` and the same outputs with every summed value also an output: a second reader
+/// keeps each summed value in a register of its own, so the second tape sums registers only.
+fn fused_and_unfused(outputs: &[Expr]) -> (Vec<Expr>, Vec<Expr>) {
+    let mut unfused = outputs.to_vec();
+    unfused.extend(summed_operands(outputs));
+    (outputs.to_vec(), unfused)
+}
+
+/// A listing with register and slot numbers replaced by `#` (`r3` -> `r#`).
+fn numbers_hidden(listing: &str) -> String {
+    let mut out = String::with_capacity(listing.len());
+    let mut chars = listing.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if (c == 'r' || c == 's') && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('#');
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+        }
+    }
+    out
+}
+
+/// A negation, a product or a negated product that only a sum reads is formed in the
+/// summation loop (`acc0 -= sum(r0 * r1)`, no register written), and the sums are bit for bit
+/// those of the unfused tape: over ragged chunk tails, 1 to 16 threads, uniform and broadcast
+/// operands, and chunks whose values cancel (negating a cancelled chunk's +0 partial would
+/// give -0; subtracting in the loop keeps +0).
+#[test]
+fn sums_of_products_and_negations_equal_the_unfused_tape() {
+    // (summed expression, the accumulate the fused tape shows, numbers hidden).
+    let cases = [
+        ("x * y", "acc0 += sum(r# * r#)"),
+        ("-x", "acc0 -= sum(r#)"),
+        ("-(x * y)", "acc0 -= sum(r# * r#)"),
+        ("x * w", "acc0 += sum(r# * s#)"),
+        ("w * x", "acc0 += sum(r# * s#)"),
+        ("-(w * x)", "acc0 -= sum(r# * s#)"),
+        ("x * x", "acc0 += sum(r# * r#)"),
+        ("-(sin(x) * y)", "acc0 -= sum(r# * r#)"),
+        // The negation folded, its operand a fused two-op loop of its own.
+        ("-(x + y) * w", "acc0 -= sum(r#)"),
+        // Not folded: a product of a fused loop and a third operand, a quotient.
+        ("(x * y) * w", "acc0 += sum(r#)"),
+        ("x / y", "acc0 += sum(r#)"),
+    ];
+    let vars: Vec<Expr> = ["x", "y", "w"].iter().map(|n| v(n)).collect();
+    let big = 3 * 8 * 1024 + 13; // enough chunks for the pool, and a ragged tail
+    let xs = values(big, 31, -3.0, 3.0);
+    let ys = values(big, 32, -3.0, 3.0);
+    let mut cancel = vec![0.0; big];
+    for (i, c) in cancel.iter_mut().enumerate() {
+        *c = if i / 8 % 2 == 0 { 1.5 } else { -1.5 }; // every lane of every full chunk sums to +0
+    }
+    let ones = vec![1.0; big];
+    let w = [0.75];
+    for (text, shown) in cases {
+        let (fused, unfused) = fused_and_unfused(&[p(&format!("sum({text})")), p(&format!("mean({text}) * 2"))]);
+        let t = numbers_hidden(&Function::new(&fused, &vars).expect("compiles").tape(&[false, false, true]).to_string());
+        assert!(t.contains(&format!("    {shown}\n")) && t.matches("sum(").count() == 1, "{text}: fused\n{t}");
+        let u = numbers_hidden(&Function::new(&unfused, &vars).expect("compiles").tape(&[false, false, true]).to_string());
+        assert!(u.contains("    acc0 += sum(r#)\n") && u.matches("sum(").count() == 1, "{text}: unfused\n{u}");
+        let broadcast: (&[usize], &[usize]) = (&[97, 1], &[1, 103]);
+        for (n, xshape, yshape) in [(1, vec![1], vec![1]), (7, vec![7], vec![7]), (1031, vec![1031], vec![1031]), (big, vec![big], vec![big]), (97 * 103, broadcast.0.to_vec(), broadcast.1.to_vec())] {
+            let sizes = (xshape.iter().product::<usize>(), yshape.iter().product::<usize>());
+            for (xdata, ydata) in [(&xs, &ys), (&cancel, &ones)] {
+                let inputs: [(&str, &[f64], &[usize]); 3] = [("x", &xdata[..sizes.0], &xshape), ("y", &ydata[..sizes.1], &yshape), ("w", &w, &[])];
+                let want = bits_with_threads(&unfused, &inputs, 1);
+                for threads in [1, 2, 4, 16] {
+                    let got = bits_with_threads(&fused, &inputs, threads);
+                    assert_eq!(got[..], want[..fused.len()], "{text}, n = {n}, {threads} threads");
+                }
+            }
+        }
+        let whole = 3 * 8 * 1024;
+        let inputs: [(&str, &[f64], &[usize]); 3] = [("x", &cancel[..whole], &[whole]), ("y", &ones[..whole], &[whole]), ("w", &[1.0], &[])];
+        if ["x * y", "-x", "-(x * y)", "x * w", "w * x", "-(w * x)"].contains(&text) {
+            let got = bits_with_threads(&fused, &inputs, 2);
+            assert_eq!(got[0][0], 0.0f64.to_bits(), "{text}: sum of cancelling chunks is +0");
+        }
+    }
+}
+
+/// W1, the article's network: its five sums are all folded, and the loss and gradients are
+/// bit for bit those of the unfused tape for any thread count; a summed value that is also
+/// an output stays a register of its own.
+#[test]
+fn network_sums_equal_the_unfused_tape() {
+    let vars: Vec<Expr> = ["x", "y", "w1", "b1", "w2", "b2"].iter().map(|n| v(n)).collect();
+    let j = p("mean((y - sigmoid(w2 * sigmoid(w1 * x + b1) + b2)) ** 2)");
+    let mut outputs = vec![j.clone()];
+    outputs.extend(grad(&j, &vars[2..]));
+    let (fused, unfused) = fused_and_unfused(&outputs);
+    let uniform = [false, false, true, true, true, true];
+    let t = Function::new(&fused, &vars).expect("compiles").tape(&uniform).to_string();
+    assert_eq!(t.matches("-= sum(").count() + t.matches("+= sum(r6 * r6)").count(), 5, "{t}");
+    let u = numbers_hidden(&Function::new(&unfused, &vars).expect("compiles").tape(&uniform).to_string());
+    assert_eq!(u.matches("+= sum(r#)\n").count(), 5, "{u}");
+    let n = 5 * 4096 + 3;
+    let (xs, ys) = (values(n, 33, -3.0, 3.0), values(n, 34, 0.0, 1.0));
+    let params = [[0.7], [-0.3], [1.3], [0.2]];
+    let inputs: [(&str, &[f64], &[usize]); 6] =
+        [("x", &xs, &[n]), ("y", &ys, &[n]), ("w1", &params[0], &[]), ("b1", &params[1], &[]), ("w2", &params[2], &[]), ("b2", &params[3], &[])];
+    let want = bits_with_threads(&unfused, &inputs, 1);
+    for threads in [1, 2, 4, 16] {
+        assert_eq!(bits_with_threads(&fused, &inputs, threads)[..], want[..fused.len()], "{threads} threads");
+    }
+}
+
+/// The text of the folded sums. `x * y` has three readers (a negation, a sum, an addition),
+/// so it stays a register, and the sums of it and of its negation read that register.
+#[test]
+fn listing_of_folded_sums() {
+    let vars: Vec<Expr> = ["x", "y", "w"].iter().map(|n| v(n)).collect();
+    let outputs = [p("sum(-(x * y))"), p("sum(-x)"), p("sum(x * w)"), p("sum(y * y)"), p("sum(x * y) + sum(x * y + 1)"), p("sum(-(x * y) * w)")];
+    let t = Function::new(&outputs, &vars).expect("compiles").tape(&[false, false, true]).to_string();
+    let chunk_code = &t[t.find("  for each chunk:").expect("chunk code")..t.find("pass 1").expect("two passes")];
+    let want = "  for each chunk:
+    r0 = load in1
+    r1 = load in0
+    r2 = r1 * r0
+    acc0 -= sum(r2)
+    acc1 -= sum(r1)
+    acc2 += sum(r1 * s2)
+    acc3 += sum(r0 * r0)
+    r0 = r2 + s5
+    acc6 -= sum(r2 * s2)
+    acc4 += sum(r0)
+    acc5 += sum(r2)
+";
+    assert_eq!(chunk_code, want, "{t}");
+}
