@@ -147,7 +147,8 @@ impl Pool {
     }
 }
 
-/// Runs `f` inside chainrule's pool.
-pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    pool().install(f)
+/// Runs `f` on the calling thread with a scope whose spawned work runs on chainrule's pool;
+/// returns once all of it has finished.
+pub fn in_place_scope<'scope, R>(f: impl FnOnce(&rayon::Scope<'scope>) -> R) -> R {
+    pool().in_place_scope(f)
 }

@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Building and compiling a large graph is allocation-bound in a fresh process: W5
 /// (n = 10,000: grad, compile, first call) touched 8,300 new 4 KiB pages with glibc's malloc
@@ -394,45 +392,28 @@ impl Function {
     }
 }
 
-/// Batches at least this large run on a helper thread while the calling thread watches for
-/// Ctrl-C; smaller ones finish before a person could press it, and skip the thread hand-off.
-const INTERRUPTIBLE_SAMPLES: usize = 1 << 18;
+/// How often a running call checks Python's signal handlers.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
-/// Runs a call with the GIL released. Large calls evaluate on a scoped thread while this one
-/// checks Python's signal handlers every 50 ms, so Ctrl-C cancels between chunks and raises
-/// KeyboardInterrupt promptly instead of after the whole evaluation.
+/// Runs a call with the GIL released. The calling thread evaluates chunks itself (beside the
+/// pool's threads) and between its grabs of chunks, at most every 50 ms, checks Python's signal
+/// handlers, so Ctrl-C cancels between chunks and raises KeyboardInterrupt promptly instead
+/// of after the whole evaluation.
 fn run_interruptibly(py: Python<'_>, f: &compile::Function, call: &compile_call::Call, data: &[&[f64]], views: &mut [&mut [f64]]) -> PyResult<()> {
-    if call.len() < INTERRUPTIBLE_SAMPLES {
-        return py.detach(|| guarded(|| f.run(call, data, views)));
-    }
-    let cancel = AtomicBool::new(false);
     let mut signal: Option<PyErr> = None;
-    let threads = pool::thread_override();
-    let result = py.detach(|| {
-        std::thread::scope(|scope| {
-            let (done_tx, done_rx) = mpsc::channel();
-            let cancel = &cancel;
-            scope.spawn(move || {
-                pool::set_thread_override(threads);
-                let r = guarded(|| f.run_cancellable(call, data, views, cancel));
-                let _ = done_tx.send(r);
-            });
-            loop {
-                match done_rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(r) => return r,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return Err(PyRuntimeError::new_err("evaluation thread ended without a result")),
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if signal.is_none() {
-                            if let Err(e) = Python::attach(|py| py.check_signals()) {
-                                signal = Some(e);
-                                cancel.store(true, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-            }
-        })
-    });
+    let mut checked = Instant::now();
+    let mut stop = || {
+        if checked.elapsed() < SIGNAL_CHECK {
+            return false;
+        }
+        checked = Instant::now();
+        if let Err(e) = Python::attach(|py| py.check_signals()) {
+            signal = Some(e);
+            return true;
+        }
+        false
+    };
+    let result = py.detach(|| guarded(|| f.run_watched(call, data, views, &mut stop)));
     match signal {
         Some(e) => Err(e),
         None => result,
