@@ -7,14 +7,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-/// Building and compiling a large graph is allocation-bound in a fresh process: W5
-/// (n = 10,000: grad, compile, first call) touched 8,300 new 4 KiB pages with glibc's malloc
-/// and ~470 with mimalloc, whose segments take transparent huge pages. Thread CPU time,
-/// medians of 12 and 15 interleaved fresh processes: 127.6 -> 110.4 ms and 135.3 -> 113.0 ms.
-/// Only the extension's own (Rust) allocations go through it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use chainrule_core::{build, compile, error::Error, eval as compile_call, expr::Expr, ops::Op, pool, print, serial};
 use numpy::npyffi::PY_ARRAY_API;
 use numpy::{PyArrayDescr, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
