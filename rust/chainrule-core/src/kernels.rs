@@ -875,7 +875,7 @@ mod x86_one {
 /// `kernel` of one value: bit for bit what the slice kernel gives for it, at any position.
 /// The latency path used to pass single values through the slice kernels as padded
 /// one-element slices, ~45 ns per transcendental (perf). W4 (W2's value and gradient at one
-/// point: seven transcendentals) went from 1.40 to 0.92 µs per call with this entry point
+/// point: seven transcendentals) went from 1.32 to 0.96 µs per call with this entry point
 /// (medians of 10 interleaved processes of 31 x 2,000 calls, on the shared 2-core machine).
 pub fn one(kernel: Unary, x: f64) -> f64 {
     // SAFETY: the active level is supported by definition.
