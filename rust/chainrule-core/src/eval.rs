@@ -9,7 +9,6 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-
 use crate::compile::{Class, Function};
 use crate::error::{Error, Result};
 use crate::kernels;
@@ -574,7 +573,6 @@ struct Watch<'a> {
 /// core), large enough that each grab streams 64 KiB of every input.
 const GRAB_CHUNKS: usize = 8;
 
-#[allow(clippy::too_many_arguments)]
 /// Runs `chunks` of a pass on the calling thread and, for large enough passes, the pool's
 /// threads beside it: each takes the next `GRAB_CHUNKS` chunks from a shared counter until
 /// none are left. Which thread computes a chunk never changes a result (each chunk writes its
@@ -585,6 +583,7 @@ const GRAB_CHUNKS: usize = 8;
 /// for Ctrl-C. W1 (N = 1e6, two threads, a call after a 20 ms pause as in the benchmark's
 /// rotation; medians of 40 calls in each of four interleaved processes): 8.37-8.65 ms per call
 /// before, 5.08-7.38 ms with the caller grabbing chunks beside the pool.
+#[allow(clippy::too_many_arguments)]
 fn run_chunks(
     code: &[Instr],
     n_regs: usize,
