@@ -850,25 +850,12 @@ fn one_body<const F: bool>(kernel: Unary, x: f64) -> f64 {
     }
 }
 
-#[inline(always)]
-fn sin_cos_one_body<const F: bool>(x: f64) -> (f64, f64) {
-    if trig_needs_libm(x) {
-        (x.sin(), x.cos())
-    } else {
-        sin_cos_lane::<F>(x)
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86_one {
     // Scalar code gains nothing from AVX-512, so both x86 levels with FMA run this.
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn one(kernel: super::Unary, x: f64) -> f64 {
         super::one_body::<true>(kernel, x)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn sin_cos(x: f64) -> (f64, f64) {
-        super::sin_cos_one_body::<true>(x)
     }
 }
 
@@ -882,26 +869,12 @@ pub fn one(kernel: Unary, x: f64) -> f64 {
     unsafe { one_unchecked(active(), kernel, x) }
 }
 
-/// `(sin x, cos x)` from one reduction: bit for bit [`one`]'s `Sin` and `Cos`.
-pub fn sin_cos_one(x: f64) -> (f64, f64) {
-    // SAFETY: as in `one`.
-    unsafe { sin_cos_one_unchecked(active(), x) }
-}
-
 /// [`one`] with the given level, for tests; panics if the CPU does not support it.
 #[doc(hidden)]
 pub fn one_at(level: Level, kernel: Unary, x: f64) -> f64 {
     assert!(level.is_supported(), "kernel level {level:?} is not supported on this CPU");
     // SAFETY: checked just above.
     unsafe { one_unchecked(level, kernel, x) }
-}
-
-/// [`sin_cos_one`] with the given level, for tests; panics if the CPU does not support it.
-#[doc(hidden)]
-pub fn sin_cos_one_at(level: Level, x: f64) -> (f64, f64) {
-    assert!(level.is_supported(), "kernel level {level:?} is not supported on this CPU");
-    // SAFETY: checked just above.
-    unsafe { sin_cos_one_unchecked(level, x) }
 }
 
 /// # Safety
@@ -915,20 +888,6 @@ unsafe fn one_unchecked(level: Level, kernel: Unary, x: f64) -> f64 {
         #[cfg(target_arch = "aarch64")]
         Level::Neon => one_body::<true>(kernel, x),
         _ => one_body::<false>(kernel, x),
-    }
-}
-
-/// # Safety
-/// The CPU must support `level`.
-#[inline(always)]
-unsafe fn sin_cos_one_unchecked(level: Level, x: f64) -> (f64, f64) {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `one_unchecked`.
-        Level::Avx2Fma | Level::Avx512 => unsafe { x86_one::sin_cos(x) },
-        #[cfg(target_arch = "aarch64")]
-        Level::Neon => sin_cos_one_body::<true>(x),
-        _ => sin_cos_one_body::<false>(x),
     }
 }
 
