@@ -541,7 +541,7 @@ impl Step {
 /// instructions (still 7 registers: the peak is at `y - yhat`, before any sum). Measured
 /// (process CPU time per call, N = 1e6, one thread, 24 rounds of 21 calls rotating three
 /// builds, median of per-round ratios; the caller's thread CPU time misses a call this large,
-/// which runs on a helper thread): W1 10.0 -> 9.2 ms, ratio 0.90 (0.89 against the same
+/// which then ran on a helper thread): W1 10.0 -> 9.2 ms, ratio 0.90 (0.89 against the same
 /// interpreter without the fold, faster in 20 of 24 rounds); W2 (no sums, same tape) 1.01 over
 /// 40 rounds, noise.
 ///
