@@ -584,26 +584,10 @@ fn sqrt_lane(x: f64) -> f64 {
 // ---------------------------------------------------------------------------
 // Slice drivers.
 
-/// Runs `lane` over the slice; the ragged tail goes through the same lane
-/// code via a padded block, so results never depend on position or length.
+/// Runs `lane` over the slice: [`map_flagged`] with no flag (which compiles away).
 #[inline(always)]
 fn map<K: Fn(f64) -> f64>(x: &[f64], out: &mut [f64], lane: K) {
-    assert_eq!(x.len(), out.len(), "kernel input and output lengths differ");
-    let body = x.len() - x.len() % W;
-    let (xb, xt) = x.split_at(body);
-    let (ob, ot) = out.split_at_mut(body);
-    for (o, &v) in ob.iter_mut().zip(xb) {
-        *o = lane(v);
-    }
-    if !xt.is_empty() {
-        let mut xp = [0.0; W];
-        xp[..xt.len()].copy_from_slice(xt);
-        let mut op = [0.0; W];
-        for (o, &v) in op.iter_mut().zip(&xp) {
-            *o = lane(v);
-        }
-        ot.copy_from_slice(&op[..xt.len()]);
-    }
+    map_flagged(x, out, |v| (lane(v), false));
 }
 
 /// Whether the fast trig reduction cannot take `v` (huge, infinite or NaN): libm does.
@@ -612,8 +596,10 @@ fn trig_needs_libm(v: f64) -> bool {
     v.is_nan() || v.abs() > TRIG_MAX
 }
 
-/// [`map`] for a lane that also flags values it cannot take: returns whether any lane did.
-/// The flag is or-ed in the same loop, so a rare-case test costs no second pass over `x`.
+/// Runs `lane` over the slice, the ragged tail through the same lane code via a padded block
+/// so that results never depend on position or length; the lane also flags values it cannot
+/// take, and this returns whether any did. The flag is or-ed in the same loop, so a rare-case
+/// test costs no second pass over `x`.
 #[inline(always)]
 fn map_flagged<K: Fn(f64) -> (f64, bool)>(x: &[f64], out: &mut [f64], lane: K) -> bool {
     assert_eq!(x.len(), out.len(), "kernel input and output lengths differ");
