@@ -21,6 +21,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use rustc_hash::FxHasher;
 
 use crate::ops::Op;
+use crate::registry;
 
 /// A sorted, duplicate-free set of variable names: the `over=` of a partial reduction.
 pub type Over = Arc<[Arc<str>]>;
@@ -246,6 +247,7 @@ struct Entry {
 }
 
 type Table = HashMap<Key, Entry, BuildHasherDefault<PlaceHasher>>;
+
 type Shard = Mutex<Table>;
 
 static TABLE: LazyLock<Vec<Shard>> = LazyLock::new(|| {
@@ -344,7 +346,11 @@ pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
     }
     let key = if near { near_key } else { far_key.expect("a far key when not near") };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    assert!(id < registry::CAPACITY, "chainrule: every node id has been used ({} nodes created)", registry::CAPACITY);
+    let arg_ids = [0, 1].map(|i| args[i].as_ref().map_or(0, Expr::id));
     let node = Arc::new(Node { kind, args, id, near_parents: AtomicU8::new(0), near });
+    // Before the table entry, through which other threads can find the node.
+    registry::register(id, arg_ids, Arc::as_ptr(&node));
     let stale = table.insert(key, Entry { id, node: Arc::downgrade(&node) });
     drop(table);
     drop(stale);
@@ -354,6 +360,11 @@ pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
 /// How many distinct nodes are alive (for leak tests).
 pub fn live_nodes() -> usize {
     TABLE.iter().map(|s| lock(s).len()).sum()
+}
+
+/// How many pages of the node registry are allocated (for leak tests; see [`crate::registry`]).
+pub fn registry_pages() -> usize {
+    registry::live_pages()
 }
 
 /// Removes a dying node's table entry. Must run while the node still holds its operands:
@@ -384,7 +395,33 @@ impl Drop for Node {
                 // looks itself up again (leaves do, harmlessly: their entry is gone).
             }
         }
+        registry::release(self.id);
     }
+}
+
+/// The operand ids (0 for none) of the live node with id `id`.
+///
+/// # Safety
+/// The node is alive for the duration of the call: the caller holds a node it is reachable from.
+pub(crate) unsafe fn operand_ids(id: u64) -> [u64; 2] {
+    registry::record(id).0
+}
+
+/// `f` of the live node with id `id`, borrowed: its reference count is not touched.
+///
+/// # Safety
+/// As for [`operand_ids`].
+pub(crate) unsafe fn with_node<R>(id: u64, f: impl FnOnce(&Expr) -> R) -> R {
+    f(&borrow_node(id))
+}
+
+/// The live node with id `id`, without a reference count of its own: it must not outlive
+/// the references that keep the node alive.
+///
+/// # Safety
+/// As for [`operand_ids`], for as long as the result is used.
+pub(crate) unsafe fn borrow_node(id: u64) -> std::mem::ManuallyDrop<Expr> {
+    std::mem::ManuallyDrop::new(Expr(Arc::from_raw(registry::record(id).1)))
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub fn grad(output: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
     }
     let totals = if active[root.index()] { sweeper.totals(root, &wrt_ids, &reductions) } else { vec![None; wrt.len()] };
     let results: Vec<Expr> = totals.into_iter().map(|t| t.unwrap_or_else(|| constant(0.0))).collect();
-    let has_sums = graph.nodes.iter().any(|n| matches!(n.kind(), Kind::Sum(_)));
+    let has_sums = graph.nodes().iter().any(|n| matches!(n.kind(), Kind::Sum(_)));
     if !has_sums || !per_sample(&graph)[root.index()] {
         return Ok(results);
     }

@@ -4,10 +4,11 @@
 //! Built with an explicit work list: depth costs heap, not stack.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 
 use rustc_hash::FxHashMap;
 
-use crate::expr::Expr;
+use crate::expr::{self, Expr};
 
 /// Index of a node in a [`Graph`]; prints as `n12`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,8 +29,11 @@ impl NodeId {
 
 /// The nodes reachable from `roots`, children first, with each node's operands as ids.
 pub struct Graph {
-    /// The nodes, in topological order.
-    pub nodes: Vec<Expr>,
+    /// The nodes, in topological order, borrowed: `roots` keeps them alive (see
+    /// [`Graph::collect`]).
+    nodes: Vec<ManuallyDrop<Expr>>,
+    /// References to the roots, which keep every node of the view alive.
+    _owners: Vec<Expr>,
     /// The operands of each node, as ids into `nodes`.
     pub args: Vec<[Option<NodeId>; 2]>,
     /// The roots, as ids.
@@ -111,44 +115,55 @@ impl Graph {
 
     /// Like [`Graph::new`], but does not descend into nodes for which `descend` is false
     /// (they are included as leaves of the view).
+    ///
+    /// The walk reads operand ids from the node registry, not from the nodes (see
+    /// [`crate::registry`]); the nodes themselves are read once each at the end, in one pass
+    /// whose reads do not wait on one another.
     pub fn collect(roots: &[Expr], descend: impl Fn(&Expr) -> bool) -> Graph {
-        let mut g = Graph { nodes: Vec::new(), args: Vec::new(), roots: Vec::new(), index: IdMap::new(roots.iter().map(Expr::id).max().unwrap_or(0)) };
-        // Borrowed, not cloned: the roots keep every node below them alive, and a clone is an
-        // atomic increment and decrement on the node per visit.
-        let mut stack: Vec<(&Expr, bool)> = Vec::new();
+        let mut index = IdMap::new(roots.iter().map(Expr::id).max().unwrap_or(0));
+        let mut order: Vec<(u64, bool)> = Vec::new();
+        let mut stack: Vec<(u64, bool)> = Vec::new();
         for root in roots {
-            stack.push((root, false));
-            while let Some((e, expanded)) = stack.pop() {
-                if g.index.contains(e.id()) {
+            stack.push((root.id(), false));
+            while let Some((id, expanded)) = stack.pop() {
+                if index.contains(id) {
                     continue;
                 }
-                if expanded || !descend(e) {
-                    g.push(e, &descend);
+                // SAFETY (here and below): every id walked is reachable from `roots`, which
+                // the caller holds for the duration of this call.
+                let inner = unsafe { expr::with_node(id, &descend) };
+                if expanded || !inner {
+                    index.insert(id, NodeId(order.len() as u32));
+                    order.push((id, inner));
                 } else {
-                    stack.push((e, true));
-                    stack.extend(e.args().filter(|c| !g.index.contains(c.id())).map(|c| (c, false)));
+                    stack.push((id, true));
+                    let operands = unsafe { expr::operand_ids(id) };
+                    stack.extend(operands.into_iter().filter(|&c| c != 0 && !index.contains(c)).map(|c| (c, false)));
                 }
             }
-            let id = g.index.get(root.id()).expect("just collected");
-            g.roots.push(id);
         }
-        g
+        let args = order
+            .iter()
+            .map(|&(id, inner)| match inner {
+                true => unsafe { expr::operand_ids(id) }.map(|c| index.get(c)),
+                false => [None, None],
+            })
+            .collect();
+        // Held without reference counts: an increment is a locked instruction, which waits
+        // for the node's memory before the next one starts (~5 ms of 19 for W5's compile
+        // graph in a fresh process), and the decrements cost as much again when the view
+        // drops. The owned roots keep every node alive as long as the view.
+        let nodes = order.iter().map(|&(id, _)| unsafe { expr::borrow_node(id) }).collect();
+        let _owners = roots.to_vec();
+        let roots = roots.iter().map(|r| index.get(r.id()).expect("just collected")).collect();
+        Graph { nodes, _owners, args, roots, index }
     }
 
-    fn push(&mut self, e: &Expr, descend: &impl Fn(&Expr) -> bool) {
-        let id = NodeId(self.nodes.len() as u32);
-        let args = if descend(e) {
-            let mut ids = [None, None];
-            for (slot, c) in ids.iter_mut().zip(e.args()) {
-                *slot = self.index.get(c.id());
-            }
-            ids
-        } else {
-            [None, None]
-        };
-        self.index.insert(e.id(), id);
-        self.nodes.push(e.clone());
-        self.args.push(args);
+    /// The nodes, in topological order.
+    pub fn nodes(&self) -> &[Expr] {
+        // SAFETY: `ManuallyDrop<Expr>` has the layout of `Expr` (it is `repr(transparent)`),
+        // and a shared `&Expr` cannot drop or forget the node, only clone it properly.
+        unsafe { std::slice::from_raw_parts(self.nodes.as_ptr().cast::<Expr>(), self.nodes.len()) }
     }
 
     /// Number of nodes.
@@ -168,7 +183,7 @@ impl Graph {
 
     /// The node behind an id.
     pub fn node(&self, id: NodeId) -> &Expr {
-        &self.nodes[id.index()]
+        &self.nodes()[id.index()]
     }
 
     /// All ids, children first.

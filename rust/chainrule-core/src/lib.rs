@@ -20,6 +20,7 @@ pub mod parse;
 pub mod pool;
 pub mod print;
 pub mod reference;
+mod registry;
 pub mod serial;
 pub mod simplify;
 pub mod tape;

@@ -65,7 +65,7 @@ fn choose_names(graph: &Graph) -> Vec<Option<String>> {
     for r in &graph.roots {
         uses[r.index()] += 1;
     }
-    let taken: FxHashSet<&str> = graph.nodes.iter().filter_map(Expr::as_var).collect();
+    let taken: FxHashSet<&str> = graph.nodes().iter().filter_map(Expr::as_var).collect();
     let mut counter = 0;
     let mut fresh = || loop {
         counter += 1;

@@ -46,3 +46,57 @@ fn gradients_build_at_most_one_node_per_result_they_do_not_keep() {
     assert!(created as usize <= kept + xs.len(), "grad created {created} nodes and kept {kept}");
     drop(gradient);
 }
+
+/// Registry pages in use, once whatever the builders keep for good (shared constants) exists.
+fn registry_pages_after_warm_up() -> usize {
+    let x = v("registry_warm_up");
+    drop(build::mul(&build::add(&build::sin(&x), &build::constant(0.5)), &x));
+    chainrule_core::expr::registry_pages()
+}
+
+/// The node registry (operand ids by node id, for graph walks) frees a page of records once
+/// every node in it has died, so memory follows the live nodes there too.
+#[test]
+fn dropped_graphs_free_their_registry_pages() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let before = registry_pages_after_warm_up();
+    let x = v("registry_probe_x");
+    let chain = (0..50_000).fold(x.clone(), |e, k| build::add(&build::sin(&e), &build::constant(k as f64 + 0.25)));
+    let grown = chainrule_core::expr::registry_pages();
+    assert!(grown >= before + 140, "{before} -> {grown} pages for 150,000 nodes");
+    drop(chain);
+    let after = chainrule_core::expr::registry_pages();
+    // The page that new ids are still being handed out from stays.
+    assert!(after <= before + 1, "{before} -> {grown} -> {after} pages");
+}
+
+/// Threads that build, walk and drop graphs at once: every walk sees its own graph whole, and
+/// afterwards the registry holds no page of the dead nodes.
+#[test]
+fn concurrent_builds_walks_and_drops_keep_the_registry_whole() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let before = registry_pages_after_warm_up();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                for round in 0..20 {
+                    let x = v(&format!("registry_thread_{t}"));
+                    let terms = 500 + 37 * round;
+                    let e = (0..terms).fold(x.clone(), |e, k| build::mul(&build::add(&e, &build::constant((t * 100_000 + k) as f64 + 0.5)), &x));
+                    let graph = chainrule_core::graph::Graph::new(std::slice::from_ref(&e));
+                    // x, and per term a constant, a sum and a product.
+                    assert_eq!(graph.len(), 1 + 3 * terms);
+                    let mut seen = std::collections::HashSet::new();
+                    for id in graph.ids() {
+                        for a in graph.args[id.index()].iter().flatten() {
+                            assert!(a < &id && seen.contains(a), "operands come first");
+                        }
+                        seen.insert(id);
+                    }
+                }
+            });
+        }
+    });
+    let after = chainrule_core::expr::registry_pages();
+    assert!(after <= before + 1, "{before} -> {after} pages");
+}

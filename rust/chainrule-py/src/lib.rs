@@ -204,7 +204,7 @@ fn substitute(py: Python<'_>, roots: Vec<PyRef<'_, Node>>, replacements: Vec<(Py
 #[pyfunction]
 fn variables(roots: Vec<PyRef<'_, Node>>) -> Vec<String> {
     let graph = chainrule_core::graph::Graph::new(&nodes(roots));
-    let mut names: Vec<String> = graph.nodes.iter().filter_map(|n| n.as_var().map(str::to_string)).collect();
+    let mut names: Vec<String> = graph.nodes().iter().filter_map(|n| n.as_var().map(str::to_string)).collect();
     names.sort();
     names
 }

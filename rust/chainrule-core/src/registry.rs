@@ -1,0 +1,150 @@
+//! Every live node's operand ids and address, in a table indexed by node id.
+//!
+//! A walk over a graph (see [`crate::graph::Graph::collect`]) needs only each node's operand
+//! ids. Read from the nodes themselves, that is a memory round trip per node, one after the
+//! other, since the next node to read is known only once the current one has arrived. Here
+//! the same facts sit in 24-byte records in id order, and nodes built together have nearby
+//! ids, so a walk reads a few compact pages instead of scattered ~100-byte nodes. Walking
+//! W5's compile graph (150,000 nodes, n = 10,000; release build, wall time, 5 rounds):
+//! 20-32 ms through the nodes, 12-19 ms through the records, 9-16 ms once the view also
+//! stopped counting references (see `Graph::collect`).
+//!
+//! Ids are never reused, so a record is written once, when its node is created, and read only
+//! while its node is alive (a reader holds a reference to a root the node is reachable from).
+//! A page of records is freed once every id in it has died, and a directory page once all
+//! its pages have: memory follows the live nodes, as the nodes' own memory does.
+
+use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::expr::Node;
+
+const PAGE_BITS: u32 = 10;
+const MID_BITS: u32 = 14;
+const TOP_BITS: u32 = 20;
+const PAGE: usize = 1 << PAGE_BITS;
+const MID: usize = 1 << MID_BITS;
+
+/// The number of ids the table can hold: 2^44, months of creating nodes without pause.
+pub const CAPACITY: u64 = 1 << (PAGE_BITS + MID_BITS + TOP_BITS);
+
+struct Record {
+    args: [AtomicU64; 2],
+    node: AtomicPtr<Node>,
+}
+
+struct Page {
+    records: [Record; PAGE],
+    /// How many of the page's ids have died; at `PAGE` the page is freed.
+    deaths: AtomicU32,
+}
+
+struct Mid {
+    pages: [AtomicPtr<Page>; MID],
+    /// How many of its pages were freed; at `MID` the directory page is freed too.
+    freed: AtomicU32,
+}
+
+/// Pages of records allocated and not yet freed (for leak tests).
+static LIVE_PAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many pages of records are allocated (each holds the records of 1024 consecutive ids).
+pub(crate) fn live_pages() -> usize {
+    LIVE_PAGES.load(Ordering::Relaxed)
+}
+
+// Zero pages of virtual memory until touched: 8 MiB of address space, no resident memory.
+static TOP: [AtomicPtr<Mid>; 1 << TOP_BITS] = [const { AtomicPtr::new(null_mut()) }; 1 << TOP_BITS];
+
+/// A zeroed heap value: all-zero atomics and null pointers are these types' empty state.
+fn zeroed<T>() -> *mut T {
+    let layout = Layout::new::<T>();
+    // SAFETY: the layout is of a sized, non-zero-sized type.
+    let p = unsafe { alloc_zeroed(layout) }.cast::<T>();
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    p
+}
+
+/// Frees what [`zeroed`] allocated.
+///
+/// # Safety
+/// `p` came from `zeroed::<T>()` and nothing reads it any more.
+unsafe fn free<T>(p: *mut T) {
+    dealloc(p.cast(), Layout::new::<T>());
+}
+
+/// The entry at `slot`, allocated zeroed if it is still empty; `created` counts allocations.
+fn get_or_create<T>(slot: &AtomicPtr<T>, created: Option<&AtomicUsize>) -> *mut T {
+    let current = slot.load(Ordering::Acquire);
+    if !current.is_null() {
+        return current;
+    }
+    let fresh = zeroed::<T>();
+    match slot.compare_exchange(null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            created.map(|c| c.fetch_add(1, Ordering::Relaxed));
+            fresh
+        }
+        Err(other) => {
+            // SAFETY: `fresh` was never published.
+            unsafe { free(fresh) };
+            other
+        }
+    }
+}
+
+fn split(id: u64) -> (usize, usize, usize) {
+    let top = (id >> (PAGE_BITS + MID_BITS)) as usize;
+    let mid = ((id >> PAGE_BITS) as usize) & (MID - 1);
+    (top, mid, (id as usize) & (PAGE - 1))
+}
+
+/// Records a node created with `id`. Ids at or beyond [`CAPACITY`] are refused by the caller.
+pub(crate) fn register(id: u64, args: [u64; 2], node: *const Node) {
+    let (top, mid, slot) = split(id);
+    let directory = get_or_create(&TOP[top], None);
+    // SAFETY: a directory page is freed only once every id under it has died, and `id` is
+    // alive (being created); the same holds for its page of records.
+    let page = get_or_create(unsafe { &(*directory).pages[mid] }, Some(&LIVE_PAGES));
+    let record = unsafe { &(*page).records[slot] };
+    record.args[0].store(args[0], Ordering::Relaxed);
+    record.args[1].store(args[1], Ordering::Relaxed);
+    record.node.store(node.cast_mut(), Ordering::Relaxed);
+}
+
+/// The operand ids (0 for none) and the address of the live node `id`.
+///
+/// # Safety
+/// The node with this id is alive for the duration of the call, and the record was written
+/// before the caller obtained a reference to it (as handing the node over implies).
+pub(crate) unsafe fn record(id: u64) -> ([u64; 2], *const Node) {
+    let (top, mid, slot) = split(id);
+    let directory = TOP[top].load(Ordering::Acquire);
+    let page = (*directory).pages[mid].load(Ordering::Acquire);
+    let record = &(*page).records[slot];
+    ([record.args[0].load(Ordering::Relaxed), record.args[1].load(Ordering::Relaxed)], record.node.load(Ordering::Relaxed))
+}
+
+/// Notes that the node with this id died; frees its page once the whole page has.
+pub(crate) fn release(id: u64) {
+    let (top, mid_slot, _) = split(id);
+    let mid = TOP[top].load(Ordering::Acquire);
+    // SAFETY: `id` was registered and has not been released, so its pages exist.
+    let page_slot = unsafe { &(*mid).pages[mid_slot] };
+    let page = page_slot.load(Ordering::Acquire);
+    if unsafe { &(*page).deaths }.fetch_add(1, Ordering::AcqRel) + 1 < PAGE as u32 {
+        return;
+    }
+    // Every id of the page has died, so every one was registered before: nothing writes or
+    // reads the page any more.
+    page_slot.store(null_mut(), Ordering::Release);
+    unsafe { free(page) };
+    LIVE_PAGES.fetch_sub(1, Ordering::Relaxed);
+    if unsafe { &(*mid).freed }.fetch_add(1, Ordering::AcqRel) + 1 == MID as u32 {
+        TOP[top].store(null_mut(), Ordering::Release);
+        unsafe { free(mid) };
+    }
+}
