@@ -96,7 +96,8 @@ class Point:
 
     ``scale`` bounds the value's rounding error (error <= ~eps * scale: the running error
     analysis |v| + sum |d op/d child| * scale(child)); ``dscale`` does the same for the
-    derivative; ``near_kink`` marks samples where a kinked op's argument is within rounding of 0.
+    derivative; ``near_kink`` marks samples where a kinked op's argument is within rounding of 0,
+    or where an intermediate value or derivative is subnormal (unusable for relative checks).
     ``cls`` is "const" (no variables), "sample" (a per-sample output) or "reduced" (a number).
     """
 
@@ -135,6 +136,24 @@ def _reduce(head, a: Point, batch) -> Point:
     return Point(value, deriv, scale, dscale, np.any(a.near_kink), "reduced")
 
 
+# |d partial / d value| of the unary ops whose partial is computed from their rounded value
+# v, as every implementation does (tanh' = 1 - v^2, as in JAX and PyTorch): the partial then
+# carries v's rounding error, which for tanh and sigmoid near 1 is most of the partial itself
+# (tanh(exp(1.875)) leaves 1 - v^2 = 8.7e-6 with a relative error of ~1e-11).
+PARTIAL_SENSITIVITY = {
+    "tan": lambda v: 2.0 * np.abs(v),
+    "tanh": lambda v: 2.0 * np.abs(v),
+    "sigmoid": lambda v: np.abs(1.0 - 2.0 * v),
+    "exp": lambda v: 1.0,
+    "sqrt": lambda v: 0.5 / (v * v),
+}
+
+
+def _subnormal(v):
+    with np.errstate(invalid="ignore"):
+        return (v != 0) & (np.abs(v) < np.finfo(np.float64).tiny)
+
+
 def _apply(head, args: list[Point]) -> Point:
     values = [a.value for a in args]
     value = NP[head](*values)
@@ -142,17 +161,24 @@ def _apply(head, args: list[Point]) -> Point:
     deriv, scale, dscale = None, np.abs(value), 0.0
     for a, p in zip(args, partials):
         scale = scale + np.abs(p) * a.scale
+    for a, p in zip(args, partials):
         dscale = dscale + np.abs(p) * a.dscale
         if a.deriv is not None:
             deriv = p * a.deriv if deriv is None else deriv + p * a.deriv
             dscale = dscale + np.abs(p * a.deriv)
+            if head in PARTIAL_SENSITIVITY:
+                dscale = dscale + np.abs(a.deriv) * PARTIAL_SENSITIVITY[head](value) * scale
     near = np.zeros(np.shape(value), bool)
     for a in args:
         near = near | a.near_kink
     if head in KINKED:
         near = near | (np.abs(values[0]) <= 1e3 * EPS * args[0].scale)
-    return Point(value, deriv, scale, np.asarray(dscale), near,
-                 _combine_class([a.cls for a in args]))
+    # A subnormal result is rounded to an absolute step, not a relative one, so the relative
+    # error bounds above do not hold downstream of it ((y / x) ** 0.5 with y = -2.2e-313).
+    near = near | _subnormal(value) | (deriv is not None and _subnormal(deriv))
+    # per_sample keeps a batch's shape whatever its operand is (see grad's per-sample results).
+    cls = "sample" if head == "persample" else _combine_class([a.cls for a in args])
+    return Point(value, deriv, scale, np.asarray(dscale), near, cls)
 
 
 def dual_eval(tree, env: dict, wrt: str | None = None, seed=1.0) -> Point:
