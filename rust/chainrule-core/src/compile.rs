@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{Error, Result};
-use crate::expr::{Expr, Kind};
+use crate::expr::{Expr, Kind, Tag};
 use crate::graph::{Graph, NodeId};
 use crate::ops::Op;
 use crate::tape::{Affine, Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape};
@@ -117,7 +117,13 @@ impl Function {
         let mut shapes = Vec::with_capacity(graph.len());
         let mut sums = Vec::new();
         for id in graph.ids() {
-            let (shape, class) = match graph.node(id).kind() {
+            // Ops, most of the nodes, are known from the graph's tags; only leaves and sums
+            // are read for their payload.
+            let kind = match graph.tag(id) {
+                Tag::Apply(op) => &Kind::Apply(op),
+                _ => graph.node(id).kind(),
+            };
+            let (shape, class) = match kind {
                 Kind::Const(c) => (Shape::Const(*c), 0),
                 Kind::Var(name) => {
                     input_of[id.index()] = *position.get(&**name).ok_or_else(|| unknown(name))?;

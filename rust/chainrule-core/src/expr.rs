@@ -1,10 +1,10 @@
 //! Expression nodes and their weak intern table.
 //!
 //! An [`Expr`] is a reference-counted node. Structurally equal nodes are one node: every node is
-//! created through [`intern`], which looks the node's key (kind, payload, children's ids) up in
-//! a sharded table of *weak* references, placed by the newest operand's id so that nodes built
-//! together are looked up together. A node no longer referenced from anywhere is freed and
-//! leaves the table, so memory follows references and nothing is interned forever.
+//! created through [`intern`], which looks the node up (kind, payload, children's ids) among
+//! the parents listed in its newest operand's registry record, or for leaves in a sharded table
+//! of *weak* references. A node no longer referenced from anywhere is freed and leaves both,
+//! so memory follows references and nothing is interned forever.
 //!
 //! Invariants: children are created before parents, so a node's id is larger than its
 //! children's; ids are never reused, so a key naming child ids can never be confused with a
@@ -45,10 +45,10 @@ pub struct Node {
     kind: Kind,
     args: [Option<Expr>; 2],
     id: u64,
-    /// How many parents whose newest operand is this node were ever placed next to it in
-    /// the table (saturates at [`NEAR_LIMIT`]; see [`Key::place`]).
+    /// How many parents whose newest operand is this node were ever listed in its registry
+    /// record (at most [`NEAR_LIMIT`]; later ones go to the table, see [`intern`]).
     near_parents: AtomicU8,
-    /// Whether this node's own entry is placed next to its newest operand.
+    /// Whether this node is listed in its newest operand's record rather than in the table.
     near: bool,
 }
 
@@ -133,40 +133,31 @@ impl fmt::Debug for Expr {
     }
 }
 
-/// The identity of a node for hash-consing: kind, payload and children's ids, and for an
-/// operator node whether its entry is placed near its newest operand (see [`Key::place`]).
+/// The identity of a node for hash-consing in the table: kind, payload and children's ids.
 #[derive(Clone, PartialEq, Eq)]
 enum Key {
     Const(u64),
     Var(Arc<str>),
-    Apply(Op, u64, u64, bool),
-    Sum(Over, u64, bool),
+    Apply(Op, u64, u64),
+    Sum(Over, u64),
 }
 
-/// Operator nodes built one after the other have operands with nearby ids, so a table that
-/// places an entry by its newest operand's id turns a build's lookups into a nearly
-/// sequential walk over the table instead of one cache miss each. Ids come in blocks of
-/// `2^BLOCK_BITS`; a block is scattered (to a shard and a page of the shard's table) by a
-/// strong mix, so that distant id ranges never line up, and within it entry `id` sits at
-/// slot `2 * (id % block) + (0 or 1)`. Measured against a plain hash (thread CPU time,
-/// medians of 7 interleaved rounds on the shared 2-core machine): a lookup hit ~200 -> ~60-100
-/// ns; the W5 build (n = 10,000) expression 28.4 -> 14.8 ms, grad 74.8 -> 64.8 ms, dropping
-/// it all 68.3 -> 42.1 ms. Blocks of 2^6 ids were slower than 2^10 (a page per 64 lookups).
-///
-/// A node with many parents would pile them all onto one slot (and hashbrown's probing
-/// would then walk the pile: quadratic). So only the first [`NEAR_LIMIT`] parents of a node
-/// are placed near it; later ones are placed by a plain hash, and lookups try both.
+/// A node's parents are found through its registry record (see [`intern`]), under the lock
+/// of the shard its id falls in: ids come in blocks of `2^BLOCK_BITS`, each scattered to a
+/// shard by a strong mix, so nodes built together take one lock, and threads building apart
+/// take different ones. The table itself holds leaves and the parents beyond the first
+/// [`NEAR_LIMIT`] of a node, placed by a plain hash.
 const BLOCK_BITS: u32 = 10;
 
-/// At most this many parents are placed next to the node they share (see [`BLOCK_BITS`]).
-const NEAR_LIMIT: u8 = 8;
+/// At most this many parents of a node are listed in its registry record (see [`intern`]).
+const NEAR_LIMIT: u8 = registry::NEAR as u8;
 
 impl Key {
     /// The newest operand's id, for operator nodes.
     fn newest(&self) -> Option<u64> {
         match self {
-            Key::Apply(_, a, b, _) => Some((*a).max(*b)),
-            Key::Sum(_, a, _) => Some(*a),
+            Key::Apply(_, a, b) => Some((*a).max(*b)),
+            Key::Sum(_, a) => Some(*a),
             Key::Const(_) | Key::Var(_) => None,
         }
     }
@@ -176,31 +167,16 @@ impl Key {
         match self {
             Key::Const(c) => (0u8, c).hash(&mut h),
             Key::Var(name) => (1u8, name).hash(&mut h),
-            Key::Apply(op, a, b, _) => (2u8, op, a, b).hash(&mut h),
-            Key::Sum(over, a, _) => (3u8, over, a).hash(&mut h),
+            Key::Apply(op, a, b) => (2u8, op, a, b).hash(&mut h),
+            Key::Sum(over, a) => (3u8, over, a).hash(&mut h),
         }
         mix(h.finish())
     }
 
-    /// The table hash: hashbrown takes the slot from the low bits and a 7-bit tag from the
-    /// top ones, which always come from the scattered hash.
-    fn place(&self) -> u64 {
-        const TAG: u64 = !0 << 57;
-        let scattered = self.scattered();
-        match (self.newest(), self) {
-            (Some(m), Key::Apply(.., true) | Key::Sum(.., true)) => {
-                let page = mix(m >> BLOCK_BITS) << (BLOCK_BITS + 1);
-                let slot = ((m & ((1 << BLOCK_BITS) - 1)) << 1) | (scattered & 1);
-                (scattered & TAG) | ((page | slot) & !TAG)
-            }
-            _ => scattered,
-        }
-    }
-
     fn shard(&self) -> &'static Shard {
         let h = match self.newest() {
-            // Every entry with the same newest operand, near or not, in one shard: one lock
-            // covers both lookups and the parent count.
+            // Every node with the same newest operand in one shard: one lock covers its
+            // parent list, its parent count and the table's entries of its later parents.
             Some(m) => mix(m >> BLOCK_BITS),
             None => self.scattered(),
         };
@@ -217,11 +193,11 @@ fn mix(mut z: u64) -> u64 {
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.place());
+        state.write_u64(self.scattered());
     }
 }
 
-/// Passes [`Key::place`] through unchanged.
+/// Passes [`Key::scattered`] through unchanged.
 #[derive(Default)]
 struct PlaceHasher(u64);
 
@@ -282,21 +258,13 @@ fn guard_against_fork() {
 fn guard_against_fork() {}
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-fn key_of(kind: &Kind, args: &[Option<Expr>; 2], near: bool) -> Key {
+fn key_of(kind: &Kind, args: &[Option<Expr>; 2]) -> Key {
     let id = |i: usize| args[i].as_ref().map_or(0, Expr::id);
     match kind {
         Kind::Const(c) => Key::Const(c.to_bits()),
         Kind::Var(name) => Key::Var(name.clone()),
-        Kind::Apply(op) => Key::Apply(*op, id(0), id(1), near),
-        Kind::Sum(over) => Key::Sum(over.clone(), id(0), near),
-    }
-}
-
-fn with_near(key: &Key, near: bool) -> Key {
-    match key {
-        Key::Apply(op, a, b, _) => Key::Apply(*op, *a, *b, near),
-        Key::Sum(over, a, _) => Key::Sum(over.clone(), *a, near),
-        leaf => leaf.clone(),
+        Kind::Apply(op) => Key::Apply(*op, id(0), id(1)),
+        Kind::Sum(over) => Key::Sum(over.clone(), id(0)),
     }
 }
 
@@ -315,51 +283,123 @@ fn newest(args: &[Option<Expr>; 2]) -> Option<&Expr> {
     }
 }
 
+/// A node's kind without its payload, as the registry keeps it: what a hash-consing lookup
+/// compares besides the operand ids (a sum's set of names is compared on the node itself),
+/// and what [`Tag`] decodes.
+fn code_of(kind: &Kind) -> u64 {
+    match kind {
+        Kind::Apply(op) => 1 | (*op as u64) << 8,
+        Kind::Sum(_) => 2,
+        Kind::Const(_) => 3,
+        Kind::Var(_) => 4,
+    }
+}
+
+/// A node's kind without its payload: read from the registry, so a pass that needs only this
+/// does not read the nodes (see [`crate::graph::Graph::tag`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tag {
+    /// A constant.
+    Const,
+    /// A variable.
+    Var,
+    /// A reduction.
+    Sum,
+    /// A pointwise op.
+    Apply(Op),
+}
+
+impl Tag {
+    fn of_code(code: u64) -> Tag {
+        match code & 0xff {
+            1 => Tag::Apply(Op::ALL[(code >> 8) as usize]),
+            2 => Tag::Sum,
+            3 => Tag::Const,
+            _ => Tag::Var,
+        }
+    }
+}
+
 /// Returns the unique node with this kind and these operands, creating it if needed.
 /// This is the only constructor; simplification happens before it, in [`crate::build`].
+///
+/// An operator node is found through its newest operand, whose registry record lists up to
+/// [`NEAR_LIMIT`] parents: a lookup reads a few records written at about the same time,
+/// where the table spent a cache miss on a slot of a table that, for W5's 160,000 nodes,
+/// had to grow into 9 MiB of fresh memory along the way. Leaves, and parents beyond the
+/// first [`NEAR_LIMIT`] of a node, go through the table. W5 (n = 10,000) in fresh processes,
+/// paired medians of 30 interleaved runs against the build before the registry (every entry
+/// in the table, walks through the nodes): grad 0.78x, compile 0.76x, in all 0.80x.
 pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
     let kind = match kind {
         Kind::Const(c) if c.is_nan() => Kind::Const(f64::NAN),
         k => k,
     };
-    // Leaves have no operand to be placed near; their key says `near: false`.
+    // Leaves have no operand to be listed with.
     let parent_of = newest(&args).filter(|_| matches!(kind, Kind::Apply(_) | Kind::Sum(_)));
-    let near_key = key_of(&kind, &args, true);
-    let shard = near_key.shard();
+    let key = key_of(&kind, &args);
+    let shard = key.shard();
     let mut table = lock(shard);
+    let code = code_of(&kind);
+    let arg_ids = [0, 1].map(|i| args[i].as_ref().map_or(0, Expr::id));
     // Under the shard lock, which every parent of `parent_of` is entered under too.
     let placed = parent_of.map_or(0, |p| p.0.near_parents.load(Ordering::Relaxed));
-    let far_key = (parent_of.is_none() || placed >= NEAR_LIMIT).then(|| with_near(&near_key, false));
-    let found = [(placed > 0).then_some(&near_key), far_key.as_ref()]
-        .into_iter()
-        .flatten()
-        .find_map(|key| table.get(key).and_then(|e| e.node.upgrade()));
+    // Candidates that match but turn out to be other sums: dropped after the lock is
+    // released, since dropping a last reference takes shard locks.
+    let mut rejected: [Option<Arc<Node>>; registry::NEAR] = Default::default();
+    let mut near_found = None;
+    if let Some(m) = parent_of.filter(|_| placed > 0) {
+        // SAFETY: `m` is alive (`args` holds it), and a parent listed under this lock has not
+        // been uninterned, which comes before its record is released.
+        let candidates = unsafe { registry::parents(m.id()) };
+        for (p, spare) in candidates.into_iter().zip(rejected.iter_mut()) {
+            if p == 0 || !unsafe { registry::matches(p, code, arg_ids) } {
+                continue;
+            }
+            let Some(candidate) = (unsafe { registry::upgrade(p) }) else { continue };
+            match (&candidate.kind, &kind) {
+                (Kind::Sum(a), Kind::Sum(b)) if a != b => *spare = Some(candidate),
+                _ => {
+                    near_found = Some(candidate);
+                    break;
+                }
+            }
+        }
+    }
+    let in_table = parent_of.is_none() || placed >= NEAR_LIMIT;
+    let found = near_found.or_else(|| in_table.then(|| table.get(&key).and_then(|e| e.node.upgrade())).flatten());
     if let Some(found) = found {
         drop(table);
+        drop(rejected);
         // `args` may hold the last references to other nodes: they drop here, after the
         // lock is released, because their own Drop takes shard locks.
         return Expr(found);
     }
     let near = parent_of.is_some() && placed < NEAR_LIMIT;
-    if near {
-        parent_of.expect("an operand").0.near_parents.store(placed + 1, Ordering::Relaxed);
-    }
-    let key = if near { near_key } else { far_key.expect("a far key when not near") };
+    let near_operand = parent_of.filter(|_| near).map(|m| {
+        m.0.near_parents.store(placed + 1, Ordering::Relaxed);
+        m.id()
+    });
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     assert!(id < registry::CAPACITY, "chainrule: every node id has been used ({} nodes created)", registry::CAPACITY);
-    let arg_ids = [0, 1].map(|i| args[i].as_ref().map_or(0, Expr::id));
     let node = Arc::new(Node { kind, args, id, near_parents: AtomicU8::new(0), near });
-    // Before the table entry, through which other threads can find the node.
-    registry::register(id, arg_ids, Arc::as_ptr(&node));
-    let stale = table.insert(key, Entry { id, node: Arc::downgrade(&node) });
+    // Before the node is listed anywhere other threads can find it.
+    registry::register(id, arg_ids, code, Arc::downgrade(&node));
+    let stale = if let Some(m) = near_operand {
+        // SAFETY: the operand is alive (the new node holds it), under its parents' lock.
+        unsafe { registry::set_parent(m, placed as usize, id) };
+        None
+    } else {
+        table.insert(key, Entry { id, node: Arc::downgrade(&node) })
+    };
     drop(table);
-    drop(stale);
+    drop((stale, rejected));
     Expr(node)
 }
 
 /// How many distinct nodes are alive (for leak tests).
 pub fn live_nodes() -> usize {
-    TABLE.iter().map(|s| lock(s).len()).sum()
+    registry::live_nodes()
 }
 
 /// How many pages of the node registry are allocated (for leak tests; see [`crate::registry`]).
@@ -367,14 +407,18 @@ pub fn registry_pages() -> usize {
     registry::live_pages()
 }
 
-/// Removes a dying node's table entry. Must run while the node still holds its operands:
-/// the key names their ids.
+/// Removes a dying node from where lookups find it. Must run while the node still holds its
+/// operands: its key names their ids, and a near node is listed in its newest operand's record.
 fn unintern(node: &Node) {
-    let key = key_of(&node.kind, &node.args, node.near);
+    let key = key_of(&node.kind, &node.args);
     let mut table = lock(key.shard());
-    // Between the strong count reaching zero and now, another thread may have re-created
-    // this key; only remove the entry if it is still this node's.
-    if table.get(&key).is_some_and(|e| e.id == node.id) {
+    if node.near {
+        let m = newest(&node.args).expect("near nodes have operands");
+        // SAFETY: `m` is alive (the dying node still holds it), under its parents' lock.
+        unsafe { registry::clear_parent(m.id(), node.id) };
+    } else if table.get(&key).is_some_and(|e| e.id == node.id) {
+        // Between the strong count reaching zero and now, another thread may have re-created
+        // this key; only remove the entry if it is still this node's.
         table.remove(&key);
     }
 }
@@ -407,6 +451,15 @@ pub(crate) unsafe fn operand_ids(id: u64) -> [u64; 2] {
     registry::record(id).0
 }
 
+/// The operand ids (0 for none) and the tag of the live node with id `id`.
+///
+/// # Safety
+/// As for [`operand_ids`].
+pub(crate) unsafe fn operands_and_tag(id: u64) -> ([u64; 2], Tag) {
+    let (args, code, _) = registry::record(id);
+    (args, Tag::of_code(code))
+}
+
 /// `f` of the live node with id `id`, borrowed: its reference count is not touched.
 ///
 /// # Safety
@@ -421,12 +474,60 @@ pub(crate) unsafe fn with_node<R>(id: u64, f: impl FnOnce(&Expr) -> R) -> R {
 /// # Safety
 /// As for [`operand_ids`], for as long as the result is used.
 pub(crate) unsafe fn borrow_node(id: u64) -> std::mem::ManuallyDrop<Expr> {
-    std::mem::ManuallyDrop::new(Expr(Arc::from_raw(registry::record(id).1)))
+    std::mem::ManuallyDrop::new(Expr(Arc::from_raw(registry::record(id).2)))
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::build::{add, constant, mul, sin, var};
+    use crate::build::{add, constant, mul, sin, sum, sum_over, var};
+
+    /// The registry's code of every kind decodes to its tag.
+    #[test]
+    fn every_kind_code_decodes_to_its_tag() {
+        use super::{code_of, Kind, Tag};
+        for &op in crate::ops::Op::ALL {
+            assert_eq!(Tag::of_code(code_of(&Kind::Apply(op))), Tag::Apply(op));
+        }
+        assert_eq!(Tag::of_code(code_of(&Kind::Const(2.0))), Tag::Const);
+        assert_eq!(Tag::of_code(code_of(&Kind::Var("tag_x".into()))), Tag::Var);
+        assert_eq!(Tag::of_code(code_of(&Kind::Sum(Vec::new().into()))), Tag::Sum);
+    }
+
+    /// Sums of one operand over different sets are found through the same operand and told
+    /// apart by their sets.
+    #[test]
+    fn sums_of_one_operand_over_different_sets_stay_apart() {
+        let x = var("sums_apart_x").expect("valid name");
+        let over_a = sum_over(&x, &["sums_apart_a"]);
+        let over_b = sum_over(&x, &["sums_apart_b"]);
+        let whole = sum(&x);
+        assert!(over_a != over_b && over_a != whole && over_b != whole);
+        assert_eq!(sum_over(&x, &["sums_apart_b"]), over_b);
+        assert_eq!(sum_over(&x, &["sums_apart_a"]), over_a);
+        assert_eq!(sum(&x), whole);
+    }
+
+    /// Threads that build, compare and drop the same nodes at once: whoever builds a node
+    /// while another thread drops its last reference gets the live node or a new one, and
+    /// every thread sees one node per structure.
+    #[test]
+    fn threads_building_and_dropping_the_same_nodes_agree() {
+        let x = var("same_nodes_x").expect("valid name");
+        let chain = |n: usize| (0..n).fold(x.clone(), |e, k| add(&sin(&e), &mul(&x, &constant(k as f64 + 0.5))));
+        let kept = chain(100);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for round in 0..40 {
+                        let longer = chain(100 + round * 7);
+                        assert_eq!(chain(100), kept);
+                        assert_eq!(chain(100 + round * 7), longer);
+                    }
+                });
+            }
+        });
+        assert_eq!(chain(100), kept);
+    }
 
     /// A node with more parents than are placed next to it: the later ones are placed by hash,
     /// and every one is still found again, before and after some of them die.

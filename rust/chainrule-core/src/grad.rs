@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::build::{add, apply, constant, div, mul, sum, sum_over, sum_over_set};
 use crate::error::{Error, Result};
-use crate::expr::{Expr, Kind, Over};
+use crate::expr::{Expr, Kind, Over, Tag};
 use crate::graph::{Graph, NodeId};
 use crate::ops::{Op, Signed};
 
@@ -48,11 +48,9 @@ pub fn grad(output: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
     }
     // D(r, w) per reduction node r, per variable; reductions come children first.
     let mut reductions: Vec<Option<Vec<Option<Reduced>>>> = vec![None; graph.len()];
-    for id in graph.ids() {
-        let Kind::Sum(over) = graph.node(id).kind() else { continue };
-        if !active[id.index()] {
-            continue;
-        }
+    // Tags first: reading every node for its kind was a cache miss per node.
+    for id in graph.ids().filter(|&id| graph.tag(id) == Tag::Sum && active[id.index()]) {
+        let Kind::Sum(over) = graph.node(id).kind() else { unreachable!("tagged a sum") };
         let d: Vec<Option<Reduced>> = if global[id.index()] {
             let fields = sweeper.through_sums(id, &wrt_ids);
             fields.into_iter().zip(wrt).map(|(f, w)| f.map(|f| Reduced::full(sum_over(&f, &[var_name(w)])))).collect()
@@ -64,7 +62,7 @@ pub fn grad(output: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
     }
     let totals = if active[root.index()] { sweeper.totals(root, &wrt_ids, &reductions) } else { vec![None; wrt.len()] };
     let results: Vec<Expr> = totals.into_iter().map(|t| t.unwrap_or_else(|| constant(0.0))).collect();
-    let has_sums = graph.nodes().iter().any(|n| matches!(n.kind(), Kind::Sum(_)));
+    let has_sums = graph.ids().any(|id| graph.tag(id) == Tag::Sum);
     if !has_sums || !per_sample(&graph)[root.index()] {
         return Ok(results);
     }
@@ -119,11 +117,11 @@ fn var_name(w: &Expr) -> &str {
 fn global_nodes(graph: &Graph) -> Vec<bool> {
     let mut global = vec![false; graph.len()];
     for id in graph.ids() {
-        global[id.index()] = match graph.node(id).kind() {
-            Kind::Const(_) => true,
-            Kind::Var(_) | Kind::Apply(Op::PerSample) => false,
-            Kind::Sum(over) => over.is_empty(),
-            Kind::Apply(_) => graph.args[id.index()].iter().flatten().all(|a| global[a.index()]),
+        global[id.index()] = match graph.tag(id) {
+            Tag::Const => true,
+            Tag::Var | Tag::Apply(Op::PerSample) => false,
+            Tag::Sum => matches!(graph.node(id).kind(), Kind::Sum(over) if over.is_empty()),
+            Tag::Apply(_) => graph.args[id.index()].iter().flatten().all(|a| global[a.index()]),
         };
     }
     global
@@ -133,11 +131,10 @@ fn global_nodes(graph: &Graph) -> Vec<bool> {
 fn per_sample(graph: &Graph) -> Vec<bool> {
     let mut flags = vec![false; graph.len()];
     for id in graph.ids() {
-        flags[id.index()] = match graph.node(id).kind() {
-            Kind::Var(_) => true,
-            Kind::Apply(Op::PerSample) => true,
-            Kind::Const(_) | Kind::Sum(_) => false,
-            Kind::Apply(_) => graph.args[id.index()].iter().flatten().any(|a| flags[a.index()]),
+        flags[id.index()] = match graph.tag(id) {
+            Tag::Var | Tag::Apply(Op::PerSample) => true,
+            Tag::Const | Tag::Sum => false,
+            Tag::Apply(_) => graph.args[id.index()].iter().flatten().any(|a| flags[a.index()]),
         };
     }
     flags
@@ -266,8 +263,9 @@ impl<'g> Sweeper<'g> {
     fn pull(&mut self, id: NodeId, op: Op, adj: &Signed, through_sums: bool) {
         let node = self.graph.node(id);
         let args = self.graph.args[id.index()];
-        let a = node.arg0().expect("ops have an operand");
-        let b = node.arg1().unwrap_or(a);
+        // The operands from the view rather than from the node: no wait on the node's memory.
+        let a = self.graph.node(args[0].expect("ops have an operand"));
+        let b = args[1].map_or(a, |b| self.graph.node(b));
         let need = [0, 1].map(|i| args[i].is_some_and(|x| self.active[x.index()]));
         for (contribution, arg) in op.pullback(a, b, node, &adj.e, need).into_iter().zip(args) {
             if let (Some(c), Some(arg)) = (contribution, arg) {
@@ -415,9 +413,8 @@ impl<'g> Sweeper<'g> {
         let mut leaves = Vec::new();
         for &id in region.iter().rev() {
             self.in_region[id.index()] = false;
-            let node = self.graph.node(id);
-            let op = match node.kind() {
-                Kind::Apply(op) => *op,
+            let op = match self.graph.tag(id) {
+                Tag::Apply(op) => op,
                 _ => {
                     if self.adjoint[id.index()].is_some() {
                         leaves.push(id);
@@ -448,7 +445,7 @@ impl<'g> Sweeper<'g> {
             }
             self.in_region[id.index()] = true;
             found.push(id);
-            if through_sums || !matches!(self.graph.node(id).kind(), Kind::Sum(_)) {
+            if through_sums || self.graph.tag(id) != Tag::Sum {
                 stack.extend(self.graph.args[id.index()].iter().flatten());
             }
         }
