@@ -84,7 +84,7 @@ impl Function {
     /// Compiles `outputs` as a function of the variables `inputs`, in that order.
     pub fn new(outputs: &[Expr], inputs: &[Expr]) -> Result<Function> {
         let graph = Graph::new(outputs);
-        let mut position: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut position: FxHashMap<&str, usize> = FxHashMap::with_capacity_and_hasher(inputs.len(), Default::default());
         for (i, v) in inputs.iter().enumerate() {
             let name = v.as_var().ok_or_else(|| Error::InvalidName(format!("{v:?}")))?;
             if position.insert(name, i).is_some() {

@@ -399,7 +399,7 @@ pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
 
 /// How many distinct nodes are alive (for leak tests).
 pub fn live_nodes() -> usize {
-    registry::live_nodes()
+    registry::live_nodes(NEXT_ID.load(Ordering::Acquire)) as usize
 }
 
 /// How many pages of the node registry are allocated (for leak tests; see [`crate::registry`]).
@@ -443,38 +443,16 @@ impl Drop for Node {
     }
 }
 
-/// The operand ids (0 for none) of the live node with id `id`.
+/// The operand ids (0 for none), the tag and the node of the live node with id `id`, the node
+/// borrowed: its reference count is not touched, so it must not outlive the references that
+/// keep it alive.
 ///
 /// # Safety
-/// The node is alive for the duration of the call: the caller holds a node it is reachable from.
-pub(crate) unsafe fn operand_ids(id: u64) -> [u64; 2] {
-    registry::record(id).0
-}
-
-/// The operand ids (0 for none) and the tag of the live node with id `id`.
-///
-/// # Safety
-/// As for [`operand_ids`].
-pub(crate) unsafe fn operands_and_tag(id: u64) -> ([u64; 2], Tag) {
-    let (args, code, _) = registry::record(id);
-    (args, Tag::of_code(code))
-}
-
-/// `f` of the live node with id `id`, borrowed: its reference count is not touched.
-///
-/// # Safety
-/// As for [`operand_ids`].
-pub(crate) unsafe fn with_node<R>(id: u64, f: impl FnOnce(&Expr) -> R) -> R {
-    f(&borrow_node(id))
-}
-
-/// The live node with id `id`, without a reference count of its own: it must not outlive
-/// the references that keep the node alive.
-///
-/// # Safety
-/// As for [`operand_ids`], for as long as the result is used.
-pub(crate) unsafe fn borrow_node(id: u64) -> std::mem::ManuallyDrop<Expr> {
-    std::mem::ManuallyDrop::new(Expr(Arc::from_raw(registry::record(id).2)))
+/// The node is alive for as long as the result is used: the caller holds a node it is
+/// reachable from.
+pub(crate) unsafe fn visit(id: u64) -> ([u64; 2], Tag, std::mem::ManuallyDrop<Expr>) {
+    let (args, code, node) = registry::record(id);
+    (args, Tag::of_code(code), std::mem::ManuallyDrop::new(Expr(Arc::from_raw(node))))
 }
 
 #[cfg(test)]

@@ -118,44 +118,45 @@ impl Graph {
     /// Like [`Graph::new`], but does not descend into nodes for which `descend` is false
     /// (they are included as leaves of the view).
     ///
-    /// The walk reads operand ids from the node registry, not from the nodes (see
-    /// [`crate::registry`]); the nodes themselves are read once each at the end, in one pass
-    /// whose reads do not wait on one another.
+    /// The walk reads each node's record in the registry once (operands, tag and address),
+    /// and never the node itself unless `descend` does (see [`crate::registry`]).
     pub fn collect(roots: &[Expr], descend: impl Fn(&Expr) -> bool) -> Graph {
+        /// A node to visit, or one whose operands are all collected, with what its record said.
+        enum Visit {
+            Enter(u64),
+            Leave { id: u64, operands: [u64; 2], tag: Tag, node: ManuallyDrop<Expr> },
+        }
         let mut index = IdMap::new(roots.iter().map(Expr::id).max().unwrap_or(0));
-        let mut order: Vec<(u64, bool)> = Vec::new();
-        let mut stack: Vec<(u64, bool)> = Vec::new();
+        let (mut nodes, mut args, mut tags) = (Vec::new(), Vec::new(), Vec::new());
+        let mut stack: Vec<Visit> = Vec::new();
         for root in roots {
-            stack.push((root.id(), false));
-            while let Some((id, expanded)) = stack.pop() {
-                if index.contains(id) {
-                    continue;
-                }
-                // SAFETY (here and below): every id walked is reachable from `roots`, which
-                // the caller holds for the duration of this call.
-                let inner = unsafe { expr::with_node(id, &descend) };
-                if expanded || !inner {
-                    index.insert(id, NodeId(order.len() as u32));
-                    order.push((id, inner));
-                } else {
-                    stack.push((id, true));
-                    let operands = unsafe { expr::operand_ids(id) };
-                    stack.extend(operands.into_iter().filter(|&c| c != 0 && !index.contains(c)).map(|c| (c, false)));
+            stack.push(Visit::Enter(root.id()));
+            while let Some(visit) = stack.pop() {
+                match visit {
+                    Visit::Enter(id) if !index.contains(id) => {
+                        // SAFETY: every id walked is reachable from `roots`, which the caller
+                        // holds for the duration of this call and the view keeps after it.
+                        // One read of the record per node: the walk is bound by these reads.
+                        let (operands, tag, node) = unsafe { expr::visit(id) };
+                        let operands = if descend(&node) { operands } else { [0, 0] };
+                        stack.push(Visit::Leave { id, operands, tag, node });
+                        stack.extend(operands.into_iter().filter(|&c| c != 0 && !index.contains(c)).map(Visit::Enter));
+                    }
+                    Visit::Leave { id, operands, tag, node } if !index.contains(id) => {
+                        index.insert(id, NodeId(nodes.len() as u32));
+                        // Operands come first in post-order, so they are numbered.
+                        args.push(operands.map(|c| if c == 0 { None } else { index.get(c) }));
+                        tags.push(tag);
+                        nodes.push(node);
+                    }
+                    _ => {}
                 }
             }
         }
-        let (args, tags) = order
-            .iter()
-            .map(|&(id, inner)| {
-                let (operands, tag) = unsafe { expr::operands_and_tag(id) };
-                (if inner { operands.map(|c| index.get(c)) } else { [None, None] }, tag)
-            })
-            .unzip();
-        // Held without reference counts: an increment is a locked instruction, which waits
-        // for the node's memory before the next one starts (~5 ms of 19 for W5's compile
-        // graph in a fresh process), and the decrements cost as much again when the view
-        // drops. The owned roots keep every node alive as long as the view.
-        let nodes = order.iter().map(|&(id, _)| unsafe { expr::borrow_node(id) }).collect();
+        // The nodes are held without reference counts: an increment is a locked instruction,
+        // which waits for the node's memory before the next one starts (~5 ms of 19 for W5's
+        // compile graph in a fresh process), and the decrements cost as much again when the
+        // view drops. The owned roots keep every node alive as long as the view.
         let _owners = roots.to_vec();
         let roots = roots.iter().map(|r| index.get(r.id()).expect("just collected")).collect();
         Graph { nodes, tags, _owners, args, roots, index }
