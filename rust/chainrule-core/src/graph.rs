@@ -29,7 +29,7 @@ impl NodeId {
 
 /// The nodes reachable from `roots`, children first, with each node's operands as ids.
 pub struct Graph {
-    /// The nodes, in topological order, borrowed: `roots` keeps them alive (see
+    /// The nodes, in topological order, borrowed: `_owners` keeps them alive (see
     /// [`Graph::collect`]).
     nodes: Vec<ManuallyDrop<Expr>>,
     /// Each node's kind without its payload, read with the operands from the registry.

@@ -3,14 +3,14 @@
 //! A walk over a graph (see [`crate::graph::Graph::collect`]) needs only each node's operand
 //! ids. Read from the nodes themselves, that is a memory round trip per node, one after the
 //! other, since the next node to read is known only once the current one has arrived. Here
-//! the same facts sit in 24-byte records in id order, and nodes built together have nearby
-//! ids, so a walk reads a few compact pages instead of scattered ~100-byte nodes. Walking
+//! the same facts sit in 32-byte records in id order, and nodes built together have nearby
+//! ids, so a walk reads a few compact pages instead of scattered ~80-byte nodes. Walking
 //! W5's compile graph (150,000 nodes, n = 10,000; release build, wall time, 5 rounds):
 //! 20-32 ms through the nodes, 12-19 ms through the records, 9-16 ms once the view also
 //! stopped counting references (see `Graph::collect`).
 //!
-//! Beside each record, the node's links for hash-consing: its kind code and the parents
-//! listed with it (see [`crate::expr::intern`]), kept apart so that walks read 24 bytes a node.
+//! Beside each record, the node's links for hash-consing: the parents listed with it (see
+//! [`crate::expr::intern`]), kept apart so that walks read 32 bytes a node.
 //!
 //! Ids are never reused, so a record is written once, when its node is created, and read only
 //! while its node is alive (a reader holds a reference to a root the node is reachable from).
@@ -38,8 +38,8 @@ pub const CAPACITY: u64 = 1 << (PAGE_BITS + MID_BITS + TOP_BITS);
 /// [`crate::expr::intern`]).
 pub(crate) const NEAR: usize = 4;
 
-/// What graph walks read, apart from what only hash-consing reads (see [`Links`]): walks
-/// went 0.70x -> 1.0x of the original's time with all of it in one 64-byte record.
+/// What graph walks read, apart from what only hash-consing reads (see [`Links`]): with both
+/// in one 64-byte record, W5's compile went from 0.70x to 1.0x of its time before the registry.
 struct Record {
     args: [AtomicU64; 2],
     /// The node, as a weak reference the record owns (released in [`release`]).
@@ -108,7 +108,9 @@ fn get_or_create<T>(slot: &AtomicPtr<T>, created: Option<&AtomicUsize>) -> *mut 
     let fresh = zeroed::<T>();
     match slot.compare_exchange(null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
-            created.map(|c| c.fetch_add(1, Ordering::Relaxed));
+            if let Some(count) = created {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
             fresh
         }
         Err(other) => {
