@@ -100,3 +100,21 @@ fn concurrent_builds_walks_and_drops_keep_the_registry_whole() {
     let after = chainrule_core::expr::registry_pages();
     assert!(after <= before + 1, "{before} -> {after} pages");
 }
+
+/// A graph view keeps its nodes alive by itself: after the caller drops the roots it was built
+/// from, every node stays until the view goes.
+#[test]
+fn a_graph_view_outlives_the_roots_it_was_built_from() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let before = chainrule_core::expr::live_nodes();
+    let x = v("view_owner_x");
+    let e = build::exp(&build::add(&build::sin(&x), &build::constant(0.75)));
+    let graph = chainrule_core::graph::Graph::new(std::slice::from_ref(&e));
+    let built = chainrule_core::expr::live_nodes();
+    drop((x, e));
+    assert_eq!(chainrule_core::expr::live_nodes(), built, "the view's nodes died with the roots");
+    let names: Vec<String> = graph.nodes().iter().map(|n| format!("{n:?}")).collect();
+    assert_eq!(names.last().map(String::as_str), Some("exp(sin(view_owner_x) + 0.75)"));
+    drop(graph);
+    assert!(chainrule_core::expr::live_nodes() <= before, "{before} -> {} live nodes", chainrule_core::expr::live_nodes());
+}
