@@ -3,8 +3,8 @@
 //! An [`Expr`] is a reference-counted node. Structurally equal nodes are one node: every node is
 //! created through [`intern`], which looks the node up (kind, payload, children's ids) among
 //! the parents listed in its newest operand's registry record, or for leaves in a sharded table
-//! of *weak* references. A node no longer referenced from anywhere is freed and leaves both,
-//! so memory follows references and nothing is interned forever.
+//! of ids; the registry holds only *weak* references. A node no longer referenced from anywhere
+//! is freed and leaves both, so memory follows references and nothing is interned forever.
 //!
 //! Invariants: children are created before parents, so a node's id is larger than its
 //! children's; ids are never reused, so a key naming child ids can never be confused with a
@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use rustc_hash::FxHasher;
 
@@ -217,12 +217,9 @@ impl Hasher for PlaceHasher {
 
 const SHARDS: usize = 64;
 
-struct Entry {
-    id: u64,
-    node: Weak<Node>,
-}
-
-type Table = HashMap<Key, Entry, BuildHasherDefault<PlaceHasher>>;
+/// Node ids by key; the node itself is reached through its registry record, whose weak
+/// reference keeps its memory readable until the node is uninterned and released.
+type Table = HashMap<Key, u64, BuildHasherDefault<PlaceHasher>>;
 
 type Shard = Mutex<Table>;
 
@@ -367,7 +364,8 @@ pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
         }
     }
     let in_table = parent_of.is_none() || placed >= NEAR_LIMIT;
-    let found = near_found.or_else(|| in_table.then(|| table.get(&key).and_then(|e| e.node.upgrade())).flatten());
+    // SAFETY: an id in the table under this lock has not been uninterned, so not released.
+    let found = near_found.or_else(|| in_table.then(|| table.get(&key).and_then(|&id| unsafe { registry::upgrade(id) })).flatten());
     if let Some(found) = found {
         drop(table);
         drop(rejected);
@@ -385,15 +383,15 @@ pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
     let node = Arc::new(Node { kind, args, id, near_parents: AtomicU8::new(0), near });
     // Before the node is listed anywhere other threads can find it.
     registry::register(id, arg_ids, code, Arc::downgrade(&node));
-    let stale = if let Some(m) = near_operand {
+    if let Some(m) = near_operand {
         // SAFETY: the operand is alive (the new node holds it), under its parents' lock.
         unsafe { registry::set_parent(m, placed as usize, id) };
-        None
     } else {
-        table.insert(key, Entry { id, node: Arc::downgrade(&node) })
-    };
+        // A dying node's entry for the same key is replaced; its unintern then leaves this one.
+        table.insert(key, id);
+    }
     drop(table);
-    drop((stale, rejected));
+    drop(rejected);
     Expr(node)
 }
 
@@ -416,7 +414,7 @@ fn unintern(node: &Node) {
         let m = newest(&node.args).expect("near nodes have operands");
         // SAFETY: `m` is alive (the dying node still holds it), under its parents' lock.
         unsafe { registry::clear_parent(m.id(), node.id) };
-    } else if table.get(&key).is_some_and(|e| e.id == node.id) {
+    } else if table.get(&key) == Some(&node.id) {
         // Between the strong count reaching zero and now, another thread may have re-created
         // this key; only remove the entry if it is still this node's.
         table.remove(&key);
