@@ -125,7 +125,7 @@ pub(crate) fn rebuild_graph(graph: &crate::graph::Graph, replace: impl Fn(crate:
     let mut rebuilt: Vec<Expr> = Vec::with_capacity(graph.len());
     for id in graph.ids() {
         let node = graph.node(id);
-        let args: Vec<Expr> = graph.args[id.index()].iter().flatten().map(|a| rebuilt[a.index()].clone()).collect();
+        let args: Vec<Expr> = graph.args(id).iter().flatten().map(|a| rebuilt[a.index()].clone()).collect();
         let new = replace(id, node, &args).unwrap_or_else(|| if args.is_empty() { node.clone() } else { rebuild(node.kind(), &args) });
         rebuilt.push(new);
     }

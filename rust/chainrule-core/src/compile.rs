@@ -48,28 +48,15 @@ impl Class {
 /// Which inputs are uniform and which grouped reductions have one sample per group.
 type SpanningKey = (Vec<bool>, Vec<NodeId>);
 
-/// A node's kind without its payload's heap parts, dense per node: the tape builder reads it
-/// for every node several times, and the node itself is a pointer (a likely cache miss) away.
-/// Reading this instead of the nodes, and sizing the scalar code up front, took W5's first call
-/// (n = 10,000: building the 150k-node scalar tape, then running it) from 31.5 to 17.1 ms
-/// (thread CPU, medians of 5 interleaved rounds).
-#[derive(Clone, Copy)]
-enum Shape {
-    Const(f64),
-    Var,
-    Apply(Op),
-    Sum,
-}
-
 /// A compiled function: outputs as a graph, inputs by name, and its cached tapes.
 pub struct Function {
     graph: Graph,
-    shapes: Vec<Shape>,
     /// The reduction nodes, in graph order.
     sums: Vec<NodeId>,
     inputs: Vec<Expr>,
-    /// Per node: its input position if it is a variable (dense, for the per-node hot paths).
-    input_of: Vec<usize>,
+    /// Per node: its input position if it is a variable (dense, for the per-node hot paths;
+    /// `u32`, as every per-node array is fresh memory on each compile).
+    input_of: Vec<u32>,
     over: FxHashMap<NodeId, Vec<usize>>,
     /// Per output.
     classes: Vec<Class>,
@@ -95,7 +82,7 @@ impl Function {
             name: name.to_string(),
             inputs: inputs.iter().filter_map(Expr::as_var).collect::<Vec<_>>().join(", "),
         };
-        let mut input_of = vec![usize::MAX; graph.len()];
+        let mut input_of = vec![u32::MAX; graph.len()];
         let mut over = FxHashMap::default();
         // Per node, an index into `distinct` (0 Neutral, 1 PerSample): a graph has few distinct
         // classes, and a `Class` per node (32 bytes, 4.8 MB for W5's 150k nodes) was fresh
@@ -114,7 +101,6 @@ impl Function {
             }
         }
         let mut classes: Vec<u32> = Vec::with_capacity(graph.len());
-        let mut shapes = Vec::with_capacity(graph.len());
         let mut sums = Vec::new();
         for id in graph.ids() {
             // Ops, most of the nodes, are known from the graph's tags; only leaves and sums
@@ -123,21 +109,21 @@ impl Function {
                 Tag::Apply(op) => &Kind::Apply(op),
                 _ => graph.node(id).kind(),
             };
-            let (shape, class) = match kind {
-                Kind::Const(c) => (Shape::Const(*c), 0),
+            let class = match kind {
+                Kind::Const(_) => 0,
                 Kind::Var(name) => {
-                    input_of[id.index()] = *position.get(&**name).ok_or_else(|| unknown(name))?;
-                    (Shape::Var, 1)
+                    input_of[id.index()] = *position.get(&**name).ok_or_else(|| unknown(name))? as u32;
+                    1
                 }
                 Kind::Sum(names) => {
                     sums.push(id);
                     let idx = names.iter().map(|n| position.get(&**n).copied().ok_or_else(|| unknown(n))).collect::<Result<Vec<_>>>()?;
                     over.insert(id, idx.clone());
-                    (Shape::Sum, class_id(Class::Reduced(idx), &mut distinct, &mut reduced))
+                    class_id(Class::Reduced(idx), &mut distinct, &mut reduced)
                 }
-                Kind::Apply(Op::PerSample) => (Shape::Apply(Op::PerSample), 1),
-                Kind::Apply(op) => {
-                    let class = graph.args[id.index()].iter().flatten().fold(0, |c, a| match (c, classes[a.index()]) {
+                Kind::Apply(Op::PerSample) => 1,
+                Kind::Apply(_) => {
+                    let class = graph.args(id).iter().flatten().fold(0, |c, a| match (c, classes[a.index()]) {
                         (1, _) | (_, 1) => 1,
                         (0, d) | (d, 0) => d,
                         (c, d) => {
@@ -145,16 +131,14 @@ impl Function {
                             class_id(joined, &mut distinct, &mut reduced)
                         }
                     });
-                    (Shape::Apply(*op), class)
+                    class
                 }
             };
-            shapes.push(shape);
             classes.push(class);
         }
         let classes = graph.roots.iter().map(|r| distinct[classes[r.index()] as usize].clone()).collect();
         Ok(Function {
             graph,
-            shapes,
             sums,
             inputs: inputs.to_vec(),
             input_of,
@@ -230,7 +214,7 @@ impl Function {
     pub(crate) fn value_over_empty_groups(&self, o: usize) -> f64 {
         let mut values = vec![f64::NAN; self.graph.len()];
         for id in self.graph.ids() {
-            let args = self.graph.args[id.index()];
+            let args = self.graph.args(id);
             let arg = |i: usize| args[i].map_or(0.0, |a| values[a.index()]);
             values[id.index()] = match self.graph.node(id).kind() {
                 Kind::Const(c) => *c,
@@ -252,7 +236,8 @@ impl Function {
 struct Builder<'a> {
     f: &'a Function,
     uniform: Vec<bool>,
-    stage: Vec<usize>,
+    /// Per node (u32: at most one pass per nested reduction, and this is fresh memory).
+    stage: Vec<u32>,
     slot_of: Vec<Slot>,
     slots: Vec<f64>,
     acc_of: FxHashMap<NodeId, usize>,
@@ -265,22 +250,25 @@ impl<'a> Builder<'a> {
     fn new(f: &'a Function, input_uniform: &[bool]) -> Builder<'a> {
         let g = &f.graph;
         let mut uniform = vec![false; g.len()];
-        let mut stage = vec![0usize; g.len()];
+        let mut stage = vec![0u32; g.len()];
         for id in g.ids() {
             let i = id.index();
             // The operands as a fixed pair, not a Vec: one allocation per node was measurable.
-            let args = g.args[i];
-            (uniform[i], stage[i]) = match f.shapes[i] {
-                Shape::Const(_) => (true, 0),
-                Shape::Var => (input_uniform[f.input_of[id.index()]], 0),
-                Shape::Apply(_) => (
+            let args = g.args(id);
+            // The graph's tags (dense, a byte per node), not the nodes: each node is a likely
+            // cache miss, and reading a dense kind array instead took W5's first call from 31.5
+            // to 17.1 ms when the builder kept its own (16 bytes per node, now gone).
+            (uniform[i], stage[i]) = match g.tag(id) {
+                Tag::Const => (true, 0),
+                Tag::Var => (input_uniform[f.input_of[i] as usize], 0),
+                Tag::Apply(_) => (
                     args.iter().flatten().all(|a| uniform[a.index()]),
                     args.iter().flatten().map(|a| stage[a.index()]).max().unwrap_or(0),
                 ),
-                Shape::Sum => {
+                Tag::Sum => {
                     let operand = args[0].expect("sum operand").index();
                     let groups_uniform = f.over_of(id).iter().all(|k| input_uniform[*k]);
-                    (groups_uniform, stage[operand] + usize::from(!uniform[operand]))
+                    (groups_uniform, stage[operand] + u32::from(!uniform[operand]))
                 }
             };
         }
@@ -299,13 +287,13 @@ impl<'a> Builder<'a> {
 
     fn build(mut self) -> Tape {
         let g = &self.f.graph;
-        let n_passes = g.ids().map(|id| self.stage[id.index()]).max().unwrap_or(0) + 1;
+        let n_passes = g.ids().map(|id| self.stage[id.index()] as usize).max().unwrap_or(0) + 1;
         let mut passes: Vec<Pass> = vec![Pass::default(); n_passes];
         // Sized up front: growing by doubling copied the whole scalar code and slots of a
         // large all-scalar tape about twice over.
         let mut sizes = vec![0usize; n_passes];
         for id in g.ids().filter(|id| self.is_scalar(*id)) {
-            sizes[self.stage[id.index()]] += 1;
+            sizes[self.stage[id.index()] as usize] += 1;
         }
         for (pass, size) in passes.iter_mut().zip(&sizes) {
             pass.scalar_code.reserve_exact(*size);
@@ -314,7 +302,7 @@ impl<'a> Builder<'a> {
         for id in g.ids() {
             if self.is_scalar(id) {
                 let instr = self.scalar_instr(id);
-                passes[self.stage[id.index()]].scalar_code.extend(instr);
+                passes[self.stage[id.index()] as usize].scalar_code.extend(instr);
             }
         }
         let outputs = g
@@ -347,24 +335,25 @@ impl<'a> Builder<'a> {
 
     /// Whether a node has scalar code: a uniform node, or the finishing step of a reduction.
     fn is_scalar(&self, id: NodeId) -> bool {
-        self.uniform[id.index()] || matches!(self.f.shapes[id.index()], Shape::Sum)
+        self.uniform[id.index()] || self.f.graph.tag(id) == Tag::Sum
     }
 
     /// Scalar code for a uniform node, or the finishing step of a reduction.
     fn scalar_instr(&mut self, id: NodeId) -> Option<ScalarInstr> {
-        let args = self.f.graph.args[id.index()];
-        match self.f.shapes[id.index()] {
-            Shape::Const(c) => {
+        let args = self.f.graph.args(id);
+        match self.f.graph.tag(id) {
+            Tag::Const => {
+                let c = self.f.graph.node(id).as_const().expect("tagged a constant");
                 self.new_slot(id, c);
                 None
             }
-            Shape::Var => Some(ScalarInstr::Input { dst: self.new_slot(id, 0.0), input: self.f.input_of[id.index()] as u32 }),
-            Shape::Apply(op) => {
+            Tag::Var => Some(ScalarInstr::Input { dst: self.new_slot(id, 0.0), input: self.f.input_of[id.index()] }),
+            Tag::Apply(op) => {
                 let a = self.slot_of[args[0].expect("operand").index()];
                 let b = args[1].map_or(a, |b| self.slot_of[b.index()]);
                 Some(ScalarInstr::Apply { op, dst: self.new_slot(id, 0.0), a, b })
             }
-            Shape::Sum => {
+            Tag::Sum => {
                 let operand = args[0].expect("sum operand");
                 let operand_uniform = self.uniform[operand.index()];
                 if self.uniform[id.index()] {
@@ -399,13 +388,13 @@ impl<'a> Builder<'a> {
         // Roots: what this pass must deliver, and how.
         let mut sinks: Vec<(NodeId, Instr)> = Vec::new();
         for (out, r) in g.roots.iter().enumerate() {
-            if !self.uniform[r.index()] && self.stage[r.index()] == p {
+            if !self.uniform[r.index()] && self.stage[r.index()] as usize == p {
                 sinks.push((*r, Instr::Store { src: Reg(0), out }));
             }
         }
         for &id in &self.f.sums {
-            let operand = g.args[id.index()][0].expect("sum operand");
-            if self.uniform[operand.index()] || self.stage[operand.index()] != p {
+            let operand = g.args(id)[0].expect("sum operand");
+            if self.uniform[operand.index()] || self.stage[operand.index()] as usize != p {
                 continue;
             }
             let sink = match self.acc_of.get(&id) {
@@ -430,8 +419,8 @@ impl<'a> Builder<'a> {
             if self.uniform[id.index()] || !seen.insert(id) {
                 continue;
             }
-            if let Shape::Apply(_) = self.f.shapes[id.index()] {
-                stack.extend(g.args[id.index()].iter().flatten());
+            if let Tag::Apply(_) = g.tag(id) {
+                stack.extend(g.args(id).iter().flatten());
             }
         }
         let mut order: Vec<NodeId> = seen.into_iter().collect();
@@ -443,9 +432,9 @@ impl<'a> Builder<'a> {
         if self.uniform[id.index()] {
             return Operand::Slot(self.slot_of[id.index()]);
         }
-        match self.f.shapes[id.index()] {
-            Shape::Var => Operand::Load(Source::Input(self.f.input_of[id.index()])),
-            Shape::Sum => Operand::Load(Source::Group(self.group_of[&id])),
+        match self.f.graph.tag(id) {
+            Tag::Var => Operand::Load(Source::Input(self.f.input_of[id.index()] as usize)),
+            Tag::Sum => Operand::Load(Source::Group(self.group_of[&id])),
             _ => Operand::Computed,
         }
     }
@@ -506,13 +495,13 @@ impl Step {
     fn operands(&self, g: &Graph, is_load: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
         match *self {
             Step::Node(id) if is_load(id) => Vec::new(),
-            Step::Node(id) => g.args[id.index()].iter().flatten().copied().collect(),
+            Step::Node(id) => g.args(id).iter().flatten().copied().collect(),
             Step::SigmoidSlope { affine: Some(AffineArg { x, w, b, .. }), .. } => vec![x, w, b],
             Step::SinCos { a, .. } | Step::SigmoidSlope { a, .. } => vec![a],
             Step::Sum { a, b, .. } => [Some(a), b].into_iter().flatten().collect(),
             Step::Fused { node, inner } => {
-                let outer = g.args[node.index()].iter().flatten().copied().filter(|x| *x != inner);
-                g.args[inner.index()].iter().flatten().copied().chain(outer).collect()
+                let outer = g.args(node).into_iter().flatten().filter(|x| *x != inner);
+                g.args(inner).iter().flatten().copied().chain(outer).collect()
             }
         }
     }
@@ -564,7 +553,7 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
     };
     let mut uses = vec![0u32; g.len()];
     for id in order {
-        for a in g.args[id.index()].iter().flatten() {
+        for a in g.args(*id).into_iter().flatten() {
             uses[a.index()] += 1;
         }
     }
@@ -575,7 +564,7 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
     let mut trig: FxHashMap<NodeId, [Option<NodeId>; 2]> = FxHashMap::default();
     for &id in order {
         if let Some(op @ (Op::Sin | Op::Cos)) = op_of(id) {
-            let a = g.args[id.index()][0].expect("operand");
+            let a = g.args(id)[0].expect("operand");
             trig.entry(a).or_default()[usize::from(op == Op::Cos)] = Some(id);
         }
     }
@@ -583,9 +572,9 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
     let mut slope_of: FxHashMap<NodeId, (NodeId, NodeId)> = FxHashMap::default();
     let is_one = |id: NodeId| matches!(g.node(id).kind(), Kind::Const(c) if *c == 1.0);
     for &id in order {
-        let (Some(Op::Mul), [Some(x), Some(y)]) = (op_of(id), g.args[id.index()]) else { continue };
+        let (Some(Op::Mul), [Some(x), Some(y)]) = (op_of(id), g.args(id)) else { continue };
         for (s, t) in [(x, y), (y, x)] {
-            let [Some(one), Some(of)] = g.args[t.index()] else { continue };
+            let [Some(one), Some(of)] = g.args(t) else { continue };
             let fits = op_of(s) == Some(Op::Sigmoid) && op_of(t) == Some(Op::Sub) && of == s && is_one(one) && uses[t.index()] == 1;
             if fits && !slope_of.contains_key(&s) {
                 slope_of.insert(s, (id, t));
@@ -602,20 +591,20 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
     // `(w * x) + b`, `b + (x * w)`, ... or `(w * x) - b` with uniform `w`, `b` and `x * w` fused
     // into `a`, as an affine argument.
     let affine_of = |a: NodeId, inner: NodeId| -> Option<AffineArg> {
-        let [Some(p), Some(q)] = g.args[a.index()] else { return None };
+        let [Some(p), Some(q)] = g.args(a) else { return None };
         let (b, sub) = match op_of(a)? {
             Op::Add if p == inner => (q, false),
             Op::Add => (p, false),
             Op::Sub if p == inner => (q, true),
             _ => return None,
         };
-        let [Some(u), Some(v)] = g.args[inner.index()] else { return None };
+        let [Some(u), Some(v)] = g.args(inner) else { return None };
         let (w, x) = if is_slot(u) { (u, v) } else { (v, u) };
         (op_of(inner)? == Op::Mul && is_slot(w) && !is_slot(x) && is_slot(b)).then_some(AffineArg { x, w, b, sub })
     };
     for &id in order {
         if let Some(&(slope, _)) = slope_of.get(&id) {
-            let a = g.args[id.index()][0].expect("operand");
+            let a = g.args(id)[0].expect("operand");
             let affine = match fused_at.get(&a).map(|k| (*k, &steps[*k])) {
                 Some((k, Some(Step::Fused { inner, .. }))) if uses[a.index()] == 1 => affine_of(a, *inner).map(|f| (k, f)),
                 _ => None,
@@ -631,7 +620,7 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
         }
         let op = op_of(id);
         if let Some(Op::Sin | Op::Cos) = op {
-            let a = g.args[id.index()][0].expect("operand");
+            let a = g.args(id)[0].expect("operand");
             if let Some([Some(sin), Some(cos)]) = trig.get(&a).copied() {
                 if id == sin.min(cos) {
                     steps.push(Some(Step::SinCos { sin, cos, a }));
@@ -640,7 +629,7 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
             }
         }
         if let Some(op) = op.filter(|op| is_arith(*op) || *op == Op::Neg) {
-            let inner = g.args[id.index()].iter().flatten().copied().find(|m| uses[m.index()] == 1 && absorbable.contains_key(m));
+            let inner = g.args(id).iter().flatten().copied().find(|m| uses[m.index()] == 1 && absorbable.contains_key(m));
             if let Some(inner) = inner {
                 steps[absorbable.remove(&inner).expect("absorbable")] = None;
                 fused_at.insert(id, steps.len());
@@ -667,12 +656,12 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
         let acc = *acc_of.get(&node)?;
         let neg = op_of(node) == Some(Op::Neg);
         let product = match *step {
-            Step::Node(id) if neg => return Some(Step::Sum { node, a: g.args[id.index()][0]?, b: None, neg, acc }),
+            Step::Node(id) if neg => return Some(Step::Sum { node, a: g.args(id)[0]?, b: None, neg, acc }),
             Step::Node(id) if op_of(id) == Some(Op::Mul) => id,
             Step::Fused { inner, .. } if neg && op_of(inner) == Some(Op::Mul) => inner,
             _ => return None,
         };
-        let [Some(a), Some(b)] = g.args[product.index()] else { return None };
+        let [Some(a), Some(b)] = g.args(product) else { return None };
         let (a, b) = if is_slot(a) { (b, a) } else { (a, b) };
         Some(Step::Sum { node, a, b: Some(b), neg, acc })
     };
@@ -720,7 +709,7 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
             Step::Node(id) => match (kind(id), g.node(id).kind()) {
                 (Operand::Load(src), _) => Instr::Load { dst: reg(id), src },
                 (_, Kind::Apply(op)) => {
-                    let [a, b] = g.args[id.index()];
+                    let [a, b] = g.args(id);
                     match (arg(a.expect("operand")), b.map(arg)) {
                         (Arg::Reg(a), None) => Instr::Unary { op: *op, dst: reg(id), a },
                         (a, Some(b)) => Instr::Binary { op: *op, dst: reg(id), a, b },
@@ -740,10 +729,10 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
                 Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(x), affine }
             }
             Step::Fused { node, inner } => {
-                let [x, y] = g.args[node.index()];
+                let [x, y] = g.args(node);
                 let swap = x != Some(inner);
                 let c = if swap { x } else { y };
-                let [a, b] = g.args[inner.index()];
+                let [a, b] = g.args(inner);
                 let (a, b) = (arg(a.expect("operand")), arg(b.expect("operand")));
                 let c = if op_of(node) == Op::Neg { None } else { c.map(arg) };
                 Instr::Fused { dst: reg(node), inner: op_of(inner), a, b, outer: op_of(node), c, swap }

@@ -24,6 +24,8 @@
 
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use crate::build::{add, apply, constant, div, mul, sum, sum_over, sum_over_set};
 use crate::error::{Error, Result};
 use crate::expr::{Expr, Kind, Over, Tag};
@@ -46,8 +48,9 @@ pub fn grad(output: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
         let fields = sweeper.through_sums(root, &wrt_ids);
         return Ok(fields.into_iter().zip(wrt).map(|(f, w)| sum_over(&f.unwrap_or_else(|| constant(0.0)), &[var_name(w)])).collect());
     }
-    // D(r, w) per reduction node r, per variable; reductions come children first.
-    let mut reductions: Vec<Option<Vec<Option<Reduced>>>> = vec![None; graph.len()];
+    // D(r, w) per reduction node r, per variable; reductions come children first. A map:
+    // reductions are few, and a dense array was 24 bytes per node of fresh memory.
+    let mut reductions: Derivatives = FxHashMap::default();
     // Tags first: reading every node for its kind was a cache miss per node.
     for id in graph.ids().filter(|&id| graph.tag(id) == Tag::Sum && active[id.index()]) {
         let Kind::Sum(over) = graph.node(id).kind() else { unreachable!("tagged a sum") };
@@ -55,10 +58,10 @@ pub fn grad(output: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
             let fields = sweeper.through_sums(id, &wrt_ids);
             fields.into_iter().zip(wrt).map(|(f, w)| f.map(|f| Reduced::full(sum_over(&f, &[var_name(w)])))).collect()
         } else {
-            let operand = graph.args[id.index()][0].expect("sum has an operand");
+            let operand = graph.args(id)[0].expect("sum has an operand");
             sweeper.partial(operand, over, wrt, &wrt_ids, &reductions)?
         };
-        reductions[id.index()] = Some(d);
+        reductions.insert(id, d);
     }
     let totals = if active[root.index()] { sweeper.totals(root, &wrt_ids, &reductions) } else { vec![None; wrt.len()] };
     let results: Vec<Expr> = totals.into_iter().map(|t| t.unwrap_or_else(|| constant(0.0))).collect();
@@ -106,7 +109,7 @@ impl Reduced {
     }
 }
 
-type Derivatives = [Option<Vec<Option<Reduced>>>];
+type Derivatives = FxHashMap<NodeId, Vec<Option<Reduced>>>;
 
 fn var_name(w: &Expr) -> &str {
     w.as_var().expect("wrt holds variables")
@@ -121,7 +124,7 @@ fn global_nodes(graph: &Graph) -> Vec<bool> {
             Tag::Const => true,
             Tag::Var | Tag::Apply(Op::PerSample) => false,
             Tag::Sum => matches!(graph.node(id).kind(), Kind::Sum(over) if over.is_empty()),
-            Tag::Apply(_) => graph.args[id.index()].iter().flatten().all(|a| global[a.index()]),
+            Tag::Apply(_) => graph.args(id).iter().flatten().all(|a| global[a.index()]),
         };
     }
     global
@@ -134,7 +137,7 @@ fn per_sample(graph: &Graph) -> Vec<bool> {
         flags[id.index()] = match graph.tag(id) {
             Tag::Var | Tag::Apply(Op::PerSample) => true,
             Tag::Const | Tag::Sum => false,
-            Tag::Apply(_) => graph.args[id.index()].iter().flatten().any(|a| flags[a.index()]),
+            Tag::Apply(_) => graph.args(id).iter().flatten().any(|a| flags[a.index()]),
         };
     }
     flags
@@ -147,7 +150,7 @@ fn active_nodes(graph: &Graph, wrt: &[Option<NodeId>]) -> Vec<bool> {
         active[w.index()] = true;
     }
     for id in graph.ids() {
-        if graph.args[id.index()].iter().flatten().any(|a| active[a.index()]) {
+        if graph.args(id).iter().flatten().any(|a| active[a.index()]) {
             active[id.index()] = true;
         }
     }
@@ -227,7 +230,7 @@ impl<'g> Sweeper<'g> {
         for &id in reach.iter().rev() {
             let Some(adj) = self.adjoint[id.index()].take() else { continue };
             let node = self.graph.node(id);
-            let args = self.graph.args[id.index()];
+            let args = self.graph.args(id);
             match node.kind() {
                 Kind::Var(_) => self.adjoint[id.index()] = Some(adj),
                 Kind::Const(_) => {}
@@ -262,7 +265,7 @@ impl<'g> Sweeper<'g> {
     /// that stops at sums keeps per-sample partials instead).
     fn pull(&mut self, id: NodeId, op: Op, adj: &Signed, through_sums: bool) {
         let node = self.graph.node(id);
-        let args = self.graph.args[id.index()];
+        let args = self.graph.args(id);
         // The operands from the view rather than from the node: no wait on the node's memory.
         let a = self.graph.node(args[0].expect("ops have an operand"));
         let b = args[1].map_or(a, |b| self.graph.node(b));
@@ -295,7 +298,7 @@ impl<'g> Sweeper<'g> {
         let leaves = self.sweep(root);
         let mut totals: Vec<Option<Signed>> = wrt.iter().map(|w| w.and_then(|w| self.adjoint[w.index()].clone())).collect();
         for &leaf in &leaves {
-            let Some(d) = &reductions[leaf.index()] else { continue };
+            let Some(d) = reductions.get(&leaf) else { continue };
             let adj = self.adjoint[leaf.index()].as_ref().expect("leaves have adjoints");
             for (total, d) in totals.iter_mut().zip(d) {
                 if let Some(d) = d {
@@ -339,7 +342,7 @@ impl<'g> Sweeper<'g> {
             let mut spanning: Option<Expr> = None;
             let mut split_known = true;
             for &leaf in &leaves {
-                let Some(Some(inner)) = reductions[leaf.index()].as_ref().map(|d| &d[k]) else { continue };
+                let Some(Some(inner)) = reductions.get(&leaf).map(|d| &d[k]) else { continue };
                 let adj = &self.adjoint_value(leaf).expect("leaves have adjoints");
                 accumulate(&mut whole, mul(adj, &inner.d));
                 let Some(split) = &inner.split else {
@@ -446,7 +449,7 @@ impl<'g> Sweeper<'g> {
             self.in_region[id.index()] = true;
             found.push(id);
             if through_sums || self.graph.tag(id) != Tag::Sum {
-                stack.extend(self.graph.args[id.index()].iter().flatten());
+                stack.extend(self.graph.args(id).iter().flatten());
             }
         }
         // Everything below the root, in order, is a scan of the marks when the region is a good

@@ -36,8 +36,9 @@ pub struct Graph {
     tags: Vec<Tag>,
     /// References to the roots, which keep every node of the view alive.
     _owners: Vec<Expr>,
-    /// The operands of each node, as ids into `nodes`.
-    pub args: Vec<[Option<NodeId>; 2]>,
+    /// The operands of each node, as indices into `nodes` ([`ABSENT`] where it has fewer):
+    /// half the size of a pair of `Option<NodeId>`, and every view is fresh memory.
+    args: Vec<[u32; 2]>,
     /// The roots, as ids.
     pub roots: Vec<NodeId>,
     index: IdMap,
@@ -145,7 +146,7 @@ impl Graph {
                     Visit::Leave { id, operands, tag, node } if !index.contains(id) => {
                         index.insert(id, NodeId(nodes.len() as u32));
                         // Operands come first in post-order, so they are numbered.
-                        args.push(operands.map(|c| if c == 0 { None } else { index.get(c) }));
+                        args.push(operands.map(|c| if c == 0 { ABSENT } else { index.get(c).map_or(ABSENT, |a| a.0) }));
                         tags.push(tag);
                         nodes.push(node);
                     }
@@ -190,6 +191,11 @@ impl Graph {
         self.index.get(e.id())
     }
 
+    /// A node's operands, as ids (`None` where it has fewer).
+    pub fn args(&self, id: NodeId) -> [Option<NodeId>; 2] {
+        self.args[id.index()].map(|a| (a != ABSENT).then_some(NodeId(a)))
+    }
+
     /// The node behind an id.
     pub fn node(&self, id: NodeId) -> &Expr {
         &self.nodes()[id.index()]
@@ -203,8 +209,8 @@ impl Graph {
     /// How many times each node is used as an operand within the view (roots not counted).
     pub fn use_counts(&self) -> Vec<u32> {
         let mut uses = vec![0u32; self.len()];
-        for a in self.args.iter().flatten().flatten() {
-            uses[a.index()] += 1;
+        for &a in self.args.iter().flatten().filter(|&&a| a != ABSENT) {
+            uses[a as usize] += 1;
         }
         uses
     }

@@ -77,7 +77,7 @@ fn choose_names(graph: &Graph) -> Vec<Option<String>> {
     let mut names: Vec<Option<String>> = Vec::with_capacity(graph.len());
     let mut len: Vec<usize> = Vec::with_capacity(graph.len());
     for id in graph.ids() {
-        let arg_len = |i: usize| graph.args[id.index()][i].map_or(0, |a| names[a.index()].as_ref().map_or(len[a.index()], String::len));
+        let arg_len = |i: usize| graph.args(id)[i].map_or(0, |a| names[a.index()].as_ref().map_or(len[a.index()], String::len));
         let own = match graph.node(id).kind() {
             Kind::Const(c) => number(*c).len(),
             Kind::Var(name) => name.len(),
@@ -112,10 +112,10 @@ fn mean_operand(graph: &Graph, names: &[Option<String>], id: NodeId) -> Option<N
     if e.as_op() != Some(Op::Div) {
         return None;
     }
-    let [Some(num), Some(den)] = graph.args[id.index()] else { return None };
+    let [Some(num), Some(den)] = graph.args(id) else { return None };
     let full_sum = |n: NodeId| matches!(graph.node(n).kind(), Kind::Sum(over) if over.is_empty()) && names[n.index()].is_none();
-    let den_operand = graph.args[den.index()][0]?;
-    (full_sum(num) && full_sum(den) && graph.node(den_operand).is_const(1.0)).then(|| graph.args[num.index()][0]).flatten()
+    let den_operand = graph.args(den)[0]?;
+    (full_sum(num) && full_sum(den) && graph.node(den_operand).is_const(1.0)).then(|| graph.args(num)[0]).flatten()
 }
 
 fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) {
@@ -145,7 +145,7 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
             out.push('(');
             stack.push(Task::Text(")"));
         }
-        let [a, b] = graph.args[id.index()];
+        let [a, b] = graph.args(id);
         if let Some(m) = mean {
             out.push_str("mean(");
             stack.push(Task::Text(")"));

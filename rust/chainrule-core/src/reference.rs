@@ -40,7 +40,7 @@ pub fn evaluate(outputs: &[Expr], inputs: &[(&str, &[f64], &[usize])]) -> Result
     let graph = Graph::new(outputs);
     let mut values: Vec<Vec<f64>> = Vec::with_capacity(graph.len());
     for id in graph.ids() {
-        let args = graph.args[id.index()];
+        let args = graph.args(id);
         let value = match graph.node(id).kind() {
             Kind::Const(c) => vec![*c; n],
             Kind::Var(name) => {

@@ -38,7 +38,7 @@ pub fn encode(roots: &[Expr]) -> Vec<u8> {
     out.push(VERSION);
     put_varint(&mut out, graph.len() as u64);
     for id in graph.ids() {
-        let args = graph.args[id.index()];
+        let args = graph.args(id);
         match graph.node(id).kind() {
             Kind::Const(c) => {
                 out.push(0);

@@ -88,7 +88,7 @@ fn concurrent_builds_walks_and_drops_keep_the_registry_whole() {
                     assert_eq!(graph.len(), 1 + 3 * terms);
                     let mut seen = std::collections::HashSet::new();
                     for id in graph.ids() {
-                        for a in graph.args[id.index()].iter().flatten() {
+                        for a in graph.args(id).iter().flatten() {
                             assert!(a < &id && seen.contains(a), "operands come first");
                         }
                         seen.insert(id);
