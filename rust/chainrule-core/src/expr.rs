@@ -283,9 +283,9 @@ fn newest(args: &[Option<Expr>; 2]) -> Option<&Expr> {
 /// A node's kind without its payload, as the registry keeps it: what a hash-consing lookup
 /// compares besides the operand ids (a sum's set of names is compared on the node itself),
 /// and what [`Tag`] decodes.
-fn code_of(kind: &Kind) -> u64 {
+fn code_of(kind: &Kind) -> u32 {
     match kind {
-        Kind::Apply(op) => 1 | (*op as u64) << 8,
+        Kind::Apply(op) => 1 | (*op as u32) << 8,
         Kind::Sum(_) => 2,
         Kind::Const(_) => 3,
         Kind::Var(_) => 4,
@@ -307,7 +307,7 @@ pub enum Tag {
 }
 
 impl Tag {
-    fn of_code(code: u64) -> Tag {
+    fn of_code(code: u32) -> Tag {
         match code & 0xff {
             1 => Tag::Apply(Op::ALL[(code >> 8) as usize]),
             2 => Tag::Sum,
@@ -373,13 +373,18 @@ pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
         // lock is released, because their own Drop takes shard locks.
         return Expr(found);
     }
-    let near = parent_of.is_some() && placed < NEAR_LIMIT;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    assert!(id < registry::CAPACITY, "chainrule: every node id has been used ({} nodes created)", registry::CAPACITY);
+    let near = parent_of.is_some_and(|m| placed < NEAR_LIMIT && registry::listable(m.id(), id));
     let near_operand = parent_of.filter(|_| near).map(|m| {
         m.0.near_parents.store(placed + 1, Ordering::Relaxed);
         m.id()
     });
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    assert!(id < registry::CAPACITY, "chainrule: every node id has been used ({} nodes created)", registry::CAPACITY);
+    if let Some(m) = parent_of.filter(|_| !near && placed < NEAR_LIMIT) {
+        // Too far above its operand to be listed: from now on its parents are looked up in
+        // the table too.
+        m.0.near_parents.store(NEAR_LIMIT, Ordering::Relaxed);
+    }
     let node = Arc::new(Node { kind, args, id, near_parents: AtomicU8::new(0), near });
     // Before the node is listed anywhere other threads can find it.
     registry::register(id, arg_ids, code, Arc::downgrade(&node));
@@ -441,6 +446,11 @@ impl Drop for Node {
     }
 }
 
+/// The id of a node's operand `i` (0 for none).
+pub(crate) fn operand_id(node: &Node, i: usize) -> u64 {
+    node.args[i].as_ref().map_or(0, Expr::id)
+}
+
 /// The operand ids (0 for none), the tag and the node of the live node with id `id`, the node
 /// borrowed: its reference count is not touched, so it must not outlive the references that
 /// keep it alive.
@@ -467,6 +477,40 @@ mod tests {
         assert_eq!(Tag::of_code(code_of(&Kind::Const(2.0))), Tag::Const);
         assert_eq!(Tag::of_code(code_of(&Kind::Var("tag_x".into()))), Tag::Var);
         assert_eq!(Tag::of_code(code_of(&Kind::Sum(Vec::new().into()))), Tag::Sum);
+    }
+
+    /// A tag is one byte: graph views keep one per node.
+    #[test]
+    fn a_tag_is_one_byte() {
+        assert_eq!(std::mem::size_of::<super::Tag>(), 1);
+    }
+
+    /// Operands more than 2^32 ids below their node do not fit a registry record's gaps: a walk
+    /// reads them from the node, hash-consing still finds the node, and its parents (too far
+    /// above the operands to be listed with them) are found through the table.
+    #[test]
+    fn nodes_far_above_their_operands_are_walked_and_hash_consed() {
+        use std::sync::atomic::Ordering;
+        let x = var("far_below_x").expect("valid name");
+        let y = var("far_below_y").expect("valid name");
+        let near = mul(&x, &constant(3.5));
+        super::NEXT_ID.fetch_add(1 << 33, Ordering::Relaxed);
+        let far = mul(&x, &y);
+        let far_constant = mul(&x, &constant(4.5));
+        assert_eq!(mul(&x, &y), far);
+        assert_eq!(mul(&x, &constant(4.5)), far_constant);
+        assert_eq!(mul(&x, &constant(3.5)), near);
+        let top = add(&sin(&far), &far_constant);
+        assert_eq!(add(&sin(&mul(&x, &y)), &mul(&x, &constant(4.5))), top);
+        let graph = crate::graph::Graph::new(std::slice::from_ref(&top));
+        let far_id = graph.id_of(&far).expect("in the view");
+        let operands: Vec<u64> = graph.args(far_id).into_iter().flatten().map(|a| graph.node(a).id()).collect();
+        let mut want = vec![x.id(), y.id()];
+        let mut got = operands.clone();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        assert_eq!(graph.len(), 7, "x, y, 4.5, x * y, sin, x * 4.5, and the sum");
     }
 
     /// Sums of one operand over different sets are found through the same operand and told

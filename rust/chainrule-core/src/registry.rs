@@ -3,15 +3,20 @@
 //! A walk over a graph (see [`crate::graph::Graph::collect`]) needs only each node's operand
 //! ids. Read from the nodes themselves, that is a memory round trip per node, one after the
 //! other, since the next node to read is known only once the current one has arrived. Here
-//! the same facts sit in 32-byte records in id order, and nodes built together have nearby
+//! the same facts sit in 24-byte records in id order, and nodes built together have nearby
 //! ids, so a walk reads a few compact pages instead of scattered ~80-byte nodes. Walking
 //! W5's compile graph (150,000 nodes, n = 10,000; release build, wall time, 5 rounds):
 //! 20-32 ms through the nodes, 12-19 ms through the records, 9-16 ms once the view also
 //! stopped counting references (see `Graph::collect`).
 //!
 //! Beside each record, the node's links for hash-consing: the parents listed with it (see
-//! [`crate::expr::intern`]), kept apart so that walks read 32 bytes a node.
+//! [`crate::expr::intern`]), kept apart so that walks read 24 bytes a node.
 //!
+//! Both hold ids as distances (an operand is older than its node, a parent newer), in 32 bits:
+//! a node's record and links take 40 bytes, where whole ids took 64. Every node created is a
+//! record of fresh memory, so this is most of what a build touches besides the nodes: W5's
+//! grad (n = 10,000) faulted 3800 pages with 64 bytes, 3378 with 40. An operand further than
+//! 2^32 ids away is marked [`FAR`] and read from the node; such a parent is never listed.//!
 //! Ids are never reused, so a record is written once, when its node is created, and read only
 //! while its node is alive (a reader holds a reference to a root the node is reachable from).
 //! A page of records is freed once every id in it has died, and a directory page once all
@@ -23,7 +28,7 @@ use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use crate::expr::Node;
+use crate::expr::{self, Node};
 
 const PAGE_BITS: u32 = 10;
 const MID_BITS: u32 = 14;
@@ -41,19 +46,39 @@ pub(crate) const NEAR: usize = 4;
 /// What graph walks read, apart from what only hash-consing reads (see [`Links`]): with both
 /// in one 64-byte record, W5's compile went from 0.70x to 1.0x of its time before the registry.
 struct Record {
-    args: [AtomicU64; 2],
     /// The node, as a weak reference the record owns (released in [`release`]).
     node: AtomicPtr<Node>,
+    /// How far below the node's id each operand's is (0 for none, [`FAR`]: read the node).
+    gaps: [AtomicU32; 2],
     /// The node's kind without its payload (see `expr::code_of`): what hash-consing compares
     /// besides the operands, and what a pass over a graph that only needs ops reads.
-    code: AtomicU64,
+    code: AtomicU32,
 }
+
+// The sizes the memory figures above are for.
+const _: () = assert!(std::mem::size_of::<Record>() == 24 && std::mem::size_of::<Links>() == 16);
+
+/// An operand gap too large for a record: the operand's id is read from the node.
+const FAR: u32 = u32::MAX;
 
 /// What only hash-consing reads of a node.
 struct Links {
-    /// Ids of the parents whose newest operand this node is, in the order they were placed
-    /// (0 where none, or where one has died).
-    parents: [AtomicU64; NEAR],
+    /// How far above the node's id are the parents whose newest operand this node is, in the
+    /// order they were placed (0 where none, or where one has died).
+    parents: [AtomicU32; NEAR],
+}
+
+/// The gap from `id` down to operand `arg` (0 for none).
+fn gap(id: u64, arg: u64) -> u32 {
+    match arg {
+        0 => 0,
+        _ => u32::try_from(id - arg).ok().filter(|&g| g != FAR).unwrap_or(FAR),
+    }
+}
+
+/// Whether `parent` can be listed with its operand `id`.
+pub(crate) fn listable(id: u64, parent: u64) -> bool {
+    parent - id < u64::from(FAR)
 }
 
 struct Page {
@@ -140,15 +165,15 @@ unsafe fn at(id: u64) -> (&'static Record, &'static Links) {
 
 /// Records a node created with `id`, taking over one weak reference to it. Ids at or beyond
 /// [`CAPACITY`] are refused by the caller.
-pub(crate) fn register(id: u64, args: [u64; 2], code: u64, node: Weak<Node>) {
+pub(crate) fn register(id: u64, args: [u64; 2], code: u32, node: Weak<Node>) {
     let (top, mid, slot) = split(id);
     let directory = get_or_create(&TOP[top], None);
     // SAFETY: a directory page is freed only once every id under it has died, and `id` is
     // alive (being created); the same holds for its page of records.
     let page = get_or_create(unsafe { &(*directory).pages[mid] }, Some(&LIVE_PAGES));
     let record = unsafe { &(*page).records[slot] };
-    record.args[0].store(args[0], Ordering::Relaxed);
-    record.args[1].store(args[1], Ordering::Relaxed);
+    record.gaps[0].store(gap(id, args[0]), Ordering::Relaxed);
+    record.gaps[1].store(gap(id, args[1]), Ordering::Relaxed);
     record.code.store(code, Ordering::Relaxed);
     record.node.store(Weak::into_raw(node).cast_mut(), Ordering::Relaxed);
 }
@@ -158,21 +183,32 @@ pub(crate) fn register(id: u64, args: [u64; 2], code: u64, node: Weak<Node>) {
 /// # Safety
 /// The node with this id is alive for the duration of the call, and the record was written
 /// before the caller obtained a reference to it (as handing the node over implies).
-pub(crate) unsafe fn record(id: u64) -> ([u64; 2], u64, *const Node) {
+pub(crate) unsafe fn record(id: u64) -> ([u64; 2], u32, *const Node) {
     let record = at(id).0;
-    let args = [record.args[0].load(Ordering::Relaxed), record.args[1].load(Ordering::Relaxed)];
-    (args, record.code.load(Ordering::Relaxed), record.node.load(Ordering::Relaxed))
+    let node = record.node.load(Ordering::Relaxed);
+    (operands(id, record, node), record.code.load(Ordering::Relaxed), node)
+}
+
+/// The operand ids of node `id` (0 for none), from its record and, for a far one, its node.
+///
+/// # Safety
+/// The node is alive, or listed as a parent under the lock its parents are placed under (so
+/// it still holds its operands).
+unsafe fn operands(id: u64, record: &Record, node: *const Node) -> [u64; 2] {
+    std::array::from_fn(|i| match record.gaps[i].load(Ordering::Relaxed) {
+        0 => 0,
+        FAR => expr::operand_id(&*node, i),
+        g => id - u64::from(g),
+    })
 }
 
 /// Whether node `id` has this code and these operand ids.
 ///
 /// # Safety
 /// `id` is listed as a parent of a live node, under the lock its parents are placed under.
-pub(crate) unsafe fn matches(id: u64, code: u64, args: [u64; 2]) -> bool {
+pub(crate) unsafe fn matches(id: u64, code: u32, args: [u64; 2]) -> bool {
     let record = at(id).0;
-    record.code.load(Ordering::Relaxed) == code
-        && record.args[0].load(Ordering::Relaxed) == args[0]
-        && record.args[1].load(Ordering::Relaxed) == args[1]
+    record.code.load(Ordering::Relaxed) == code && operands(id, record, record.node.load(Ordering::Relaxed)) == args
 }
 
 /// A strong reference to node `id`, unless it is dying.
@@ -190,15 +226,18 @@ pub(crate) unsafe fn upgrade(id: u64) -> Option<Arc<Node>> {
 /// The node is alive, and the caller holds the lock its parents are placed under.
 pub(crate) unsafe fn parents(id: u64) -> [u64; NEAR] {
     let links = at(id).1;
-    std::array::from_fn(|i| links.parents[i].load(Ordering::Relaxed))
+    std::array::from_fn(|i| match links.parents[i].load(Ordering::Relaxed) {
+        0 => 0,
+        g => id + u64::from(g),
+    })
 }
 
-/// Lists `parent` at place `place` of the live node `id`.
+/// Lists `parent` at place `place` of the live node `id`; the parent is [`listable`].
 ///
 /// # Safety
 /// As for [`parents`].
 pub(crate) unsafe fn set_parent(id: u64, place: usize, parent: u64) {
-    at(id).1.parents[place].store(parent, Ordering::Relaxed);
+    at(id).1.parents[place].store((parent - id) as u32, Ordering::Relaxed);
 }
 
 /// Removes `parent` from the parents of the live node `id`.
@@ -206,7 +245,8 @@ pub(crate) unsafe fn set_parent(id: u64, place: usize, parent: u64) {
 /// # Safety
 /// As for [`parents`].
 pub(crate) unsafe fn clear_parent(id: u64, parent: u64) {
-    if let Some(place) = at(id).1.parents.iter().find(|p| p.load(Ordering::Relaxed) == parent) {
+    let listed = (parent - id) as u32;
+    if let Some(place) = at(id).1.parents.iter().find(|p| p.load(Ordering::Relaxed) == listed) {
         place.store(0, Ordering::Relaxed);
     }
 }
