@@ -336,17 +336,17 @@ fn listing_of_folded_sums() {
     let t = Function::new(&outputs, &vars).expect("compiles").tape(&[false, false, true]).to_string();
     let chunk_code = &t[t.find("  for each chunk:").expect("chunk code")..t.find("pass 1").expect("two passes")];
     let want = "  for each chunk:
-    r0 = load in1
-    r1 = load in0
-    r2 = r1 * r0
+    r0 = load in0
+    r1 = load in1
+    r2 = r0 * r1
     acc0 -= sum(r2)
-    acc1 -= sum(r1)
-    acc2 += sum(r1 * s2)
-    acc3 += sum(r0 * r0)
-    r0 = r2 + s5
-    acc6 -= sum(r2 * s2)
-    acc4 += sum(r0)
-    acc5 += sum(r2)
+    acc1 -= sum(r0)
+    acc2 += sum(r0 * s0)
+    acc3 += sum(r1 * r1)
+    r1 = r2 + s6
+    acc6 -= sum(r2 * s0)
+    acc4 += sum(r2)
+    acc5 += sum(r1)
 ";
     assert_eq!(chunk_code, want, "{t}");
 }
