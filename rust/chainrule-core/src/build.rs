@@ -19,7 +19,7 @@ pub fn var(name: &str) -> Result<Expr> {
     if !is_valid_name(name) {
         return Err(Error::InvalidName(name.to_string()));
     }
-    Ok(intern(Kind::Var(Arc::from(name)), [None, None]))
+    Ok(intern(Kind::Var(Arc::new(name.to_string())), [None, None]))
 }
 
 /// Words the parser gives a meaning of its own, so they cannot name variables.

@@ -112,7 +112,7 @@ impl Function {
             let class = match kind {
                 Kind::Const(_) => 0,
                 Kind::Var(name) => {
-                    input_of[id.index()] = *position.get(&**name).ok_or_else(|| unknown(name))? as u32;
+                    input_of[id.index()] = *position.get(name.as_str()).ok_or_else(|| unknown(name))? as u32;
                     1
                 }
                 Kind::Sum(names) => {

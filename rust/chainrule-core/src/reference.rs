@@ -44,7 +44,7 @@ pub fn evaluate(outputs: &[Expr], inputs: &[(&str, &[f64], &[usize])]) -> Result
         let value = match graph.node(id).kind() {
             Kind::Const(c) => vec![*c; n],
             Kind::Var(name) => {
-                let k = *by_name.get(&**name).ok_or_else(|| Error::UnknownVariable { name: name.to_string(), inputs: String::new() })?;
+                let k = *by_name.get(name.as_str()).ok_or_else(|| Error::UnknownVariable { name: name.to_string(), inputs: String::new() })?;
                 spread(inputs[k].1, inputs[k].2)
             }
             Kind::Apply(op) => {
