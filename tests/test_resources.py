@@ -61,8 +61,8 @@ def run_script(body: str, timeout: float = 180) -> dict:
 def test_compile_and_call_cycles_keep_memory_flat():
     """20,000 cycles of build, differentiate, compile, call, with a failing call (bad shapes,
     argument count, dtype), compile (unknown variable) or parse in every fourth: RSS after the
-    last cycle is within 16 MB of RSS after the first 2,000 (both after malloc_trim), and no
-    node survives."""
+    last cycle is within 16 MB of RSS after the first 2,000 (both after the allocators have
+    returned what they keep for reuse), and no node survives."""
     result = run_script("""
         x, y, w = cr.vars("x y w")
         xs, ys = np.linspace(-1, 1, 500), np.linspace(2, 3, 500)
@@ -88,7 +88,9 @@ def test_compile_and_call_cycles_keep_memory_flat():
                 pass
 
         import ctypes
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
+        def trim(pad):
+            ctypes.CDLL("libc.so.6").malloc_trim(pad)
+            _core.release_memory()
         gc.collect()
         base_nodes = _core.live_nodes()
         for i in range(2_000):
@@ -109,12 +111,14 @@ def test_compile_and_call_cycles_keep_memory_flat():
 def test_ten_million_distinct_nodes_built_and_dropped():
     """Twenty rounds of half a million distinct nodes each (parsed, so the cost is the core's),
     each dropped before the next: the intern table is empty after every round, and RSS (after
-    malloc_trim, so freed memory glibc keeps does not count) grows by less than 48 MB from the
-    second round to the last. A leak of 8 bytes per node would be 80 MB; the table itself may
+    malloc_trim and release_memory, so freed memory the allocators keep does not count) grows
+    by less than 48 MB from the second round to the last. A leak of 8 bytes per node would be 80 MB; the table itself may
     settle at up to twice its peak size (about 25 MB here) before it stops growing."""
     result = run_script("""
         import ctypes
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
+        def trim(pad):
+            ctypes.CDLL("libc.so.6").malloc_trim(pad)
+            _core.release_memory()
         x, y = cr.vars("x y")
         gc.collect()
         base = _core.live_nodes()
