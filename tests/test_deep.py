@@ -177,7 +177,7 @@ def test_dropped_graphs_are_freed():
             fn(np.ones(4))
             del e, fn
             gc.collect()
-            # What the allocator keeps for reuse is not growth (it returns it on a timer).
+            # What the allocator keeps for reuse is not growth (it returns it after a delay).
             cr._core.release_memory()
 
         start = rss()
