@@ -357,10 +357,10 @@ impl Tag {
 /// This is the only constructor; simplification happens before it, in [`crate::build`].
 ///
 /// An operator node is found through its newest operand, whose registry record lists up to
-/// [`NEAR_LIMIT`] parents: a lookup reads a few records written at about the same time. In
+/// `NEAR_LIMIT` parents: a lookup reads a few records written at about the same time. In
 /// the table, each lookup was a cache miss on a slot, and for W5's 160,000 nodes the table
 /// grew through 9 MiB of fresh memory, rehashing as it went. Leaves, and parents beyond the
-/// first [`NEAR_LIMIT`] of a node, still go through the table. When this replaced the table
+/// first `NEAR_LIMIT` of a node, still go through the table. When this replaced the table
 /// (W5, n = 10,000, fresh processes, paired medians of 30 interleaved runs against the build
 /// before the registry): grad 0.78x, compile 0.76x, in all 0.80x.
 pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
@@ -442,7 +442,7 @@ pub fn live_nodes() -> usize {
     registry::live_nodes(NEXT_ID.load(Ordering::Acquire)) as usize
 }
 
-/// How many pages of the node registry are allocated (for leak tests; see [`crate::registry`]).
+/// How many pages of the node registry are allocated (for leak tests; see `crate::registry`).
 pub fn registry_pages() -> usize {
     registry::live_pages()
 }

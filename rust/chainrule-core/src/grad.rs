@@ -19,7 +19,7 @@
 //! frontier, and the total is `adj[w] + sum over r of adj[r] * D(r, w)` with `D(r, w)` the
 //! derivative of the reduction itself: for a full sum, the global gradient above; for a
 //! partial sum (they come from gradients of gradients), its group's total derivative, see
-//! [`Sweeper::partial`]. Every sweep is linear in what it visits: one sweep per reduction
+//! `Sweeper::partial`. Every sweep is linear in what it visits: one sweep per reduction
 //! boundary.
 
 use std::sync::Arc;

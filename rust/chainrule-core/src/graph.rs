@@ -106,7 +106,7 @@ const SCAN_BASE: usize = 1024;
 const SCAN_SLACK: usize = 32;
 
 impl Graph {
-    /// Collects everything reachable from `roots` (iterative post-order DFS).
+    /// Collects everything reachable from `roots` (see [`Graph::collect`]).
     pub fn new(roots: &[Expr]) -> Graph {
         Self::collect(roots, |_| true)
     }
@@ -118,13 +118,13 @@ impl Graph {
     /// in the view names it as an operand, and ids are a topological order, so every id is
     /// settled by the time the pass reaches it. It reads each node's record in the registry
     /// (operands, tag and address), never the node itself unless `descend` does (see
-    /// [`crate::registry`]), and reads the records in id order, which memory prefetches, where
+    /// `crate::registry`), and reads the records in id order, which memory prefetches, where
     /// the depth-first walk it replaced waited for each record in turn. W5 (n = 10,000, fresh
     /// processes, paired medians of 8 interleaved runs against the walk): compile 0.76x, grad
     /// 0.93x.
     ///
     /// The pass also reads a mark for every id it passes, in the view or not, so its window
-    /// grows by at most [`SCAN_SLACK`] ids per node found: an operand further down (a variable
+    /// grows by at most `SCAN_SLACK` ids per node found: an operand further down (a variable
     /// created long before the rest, say) is set aside, and once the window is done the ids
     /// set aside are taken newest first from a heap.
     pub fn collect(roots: &[Expr], descend: impl Fn(&Expr) -> bool) -> Graph {

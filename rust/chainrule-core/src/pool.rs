@@ -2,7 +2,7 @@
 //! Its size comes from `set_num_threads`, else `CHAINRULE_NUM_THREADS`, else the number of
 //! cores. The pool remembers the process that built it: after `fork()` the child's copy has no
 //! worker threads, so it is rebuilt on first use instead of deadlocking. The lock around it is
-//! held across `fork()` (see [`guard_against_fork`]) so the child never inherits it half-taken.
+//! held across `fork()` (see `guard_against_fork`) so the child never inherits it half-taken.
 //!
 //! A thread can also choose its own count ([`set_thread_override`]): its evaluations then run
 //! on a pool of that size (built once per size), and other threads keep the process's setting.

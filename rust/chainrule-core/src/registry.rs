@@ -4,7 +4,7 @@
 //! ids. Read from the nodes themselves, that is a memory round trip per node, one after the
 //! other, since the next node to read is known only once the current one has arrived. Here
 //! the same facts sit in 24-byte records in id order, and nodes built together have nearby
-//! ids, so a walk reads a few compact pages instead of scattered ~80-byte nodes. Walking
+//! ids, so a walk reads a few compact pages instead of scattered 64-byte nodes. Walking
 //! W5's compile graph (150,000 nodes, n = 10,000; release build, wall time, 5 rounds):
 //! 20-32 ms through the nodes, 12-19 ms through the records, 9-16 ms once the view also
 //! stopped counting references (see `Graph::collect`).
@@ -16,7 +16,8 @@
 //! a node's record and links take 40 bytes, where whole ids took 64. Every node created is a
 //! record of fresh memory, so this is most of what a build touches besides the nodes: W5's
 //! grad (n = 10,000) faulted 3800 pages with 64 bytes, 3378 with 40. An operand further than
-//! 2^32 ids away is marked [`FAR`] and read from the node; such a parent is never listed.//!
+//! 2^32 ids away is marked [`FAR`] and read from the node; such a parent is never listed.
+//!
 //! Ids are never reused, so a record is written once, when its node is created, and read only
 //! while its node is alive (a reader holds a reference to a root the node is reachable from).
 //! A page of records is freed once every id in it has died, and a directory page once all
