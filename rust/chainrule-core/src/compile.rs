@@ -105,34 +105,29 @@ impl Function {
         for id in graph.ids() {
             // Ops, most of the nodes, are known from the graph's tags; only leaves and sums
             // are read for their payload.
-            let kind = match graph.tag(id) {
-                Tag::Apply(op) => &Kind::Apply(op),
-                _ => graph.node(id).kind(),
-            };
-            let class = match kind {
-                Kind::Const(_) => 0,
-                Kind::Var(name) => {
-                    input_of[id.index()] = *position.get(name.as_str()).ok_or_else(|| unknown(name))? as u32;
+            let class = match graph.tag(id) {
+                Tag::Const => 0,
+                Tag::Var => {
+                    let name = graph.node(id).as_var().expect("tagged a variable");
+                    input_of[id.index()] = *position.get(name).ok_or_else(|| unknown(name))? as u32;
                     1
                 }
-                Kind::Sum(names) => {
+                Tag::Sum => {
+                    let Kind::Sum(names) = graph.node(id).kind() else { unreachable!("tagged a sum") };
                     sums.push(id);
                     let idx = names.iter().map(|n| position.get(&**n).copied().ok_or_else(|| unknown(n))).collect::<Result<Vec<_>>>()?;
                     over.insert(id, idx.clone());
                     class_id(Class::Reduced(idx), &mut distinct, &mut reduced)
                 }
-                Kind::Apply(Op::PerSample) => 1,
-                Kind::Apply(_) => {
-                    let class = graph.args(id).iter().flatten().fold(0, |c, a| match (c, classes[a.index()]) {
-                        (1, _) | (_, 1) => 1,
-                        (0, d) | (d, 0) => d,
-                        (c, d) => {
-                            let joined = distinct[c as usize].join(&distinct[d as usize]);
-                            class_id(joined, &mut distinct, &mut reduced)
-                        }
-                    });
-                    class
-                }
+                Tag::Apply(Op::PerSample) => 1,
+                Tag::Apply(_) => graph.args(id).iter().flatten().fold(0, |c, a| match (c, classes[a.index()]) {
+                    (1, _) | (_, 1) => 1,
+                    (0, d) | (d, 0) => d,
+                    (c, d) => {
+                        let joined = distinct[c as usize].join(&distinct[d as usize]);
+                        class_id(joined, &mut distinct, &mut reduced)
+                    }
+                }),
             };
             classes.push(class);
         }

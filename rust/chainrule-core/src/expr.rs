@@ -291,13 +291,18 @@ fn guard_against_fork() {
 fn guard_against_fork() {}
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The ids of a node's operands (0 for none), as keys and the registry hold them.
+fn operand_ids(args: &[Option<Expr>; 2]) -> [u64; 2] {
+    args.each_ref().map(|a| a.as_ref().map_or(0, Expr::id))
+}
+
 fn key_of(kind: &Kind, args: &[Option<Expr>; 2]) -> Key {
-    let id = |i: usize| args[i].as_ref().map_or(0, Expr::id);
+    let [a, b] = operand_ids(args);
     match kind {
         Kind::Const(c) => Key::Const(c.to_bits()),
         Kind::Var(name) => Key::Var(name.clone()),
-        Kind::Apply(op) => Key::Apply(*op, id(0), id(1)),
-        Kind::Sum(over) => Key::Sum(over.clone(), id(0)),
+        Kind::Apply(op) => Key::Apply(*op, a, b),
+        Kind::Sum(over) => Key::Sum(over.clone(), a),
     }
 }
 
@@ -374,7 +379,7 @@ pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
     let shard = key.shard();
     let mut table = lock(shard);
     let code = code_of(&kind);
-    let arg_ids = [0, 1].map(|i| args[i].as_ref().map_or(0, Expr::id));
+    let arg_ids = operand_ids(&args);
     // Under the shard lock, which every parent of `parent_of` is entered under too.
     let placed = parent_of.map_or(0, |p| p.0.placed());
     // Candidates that match but turn out to be other sums: dropped after the lock is
@@ -411,17 +416,20 @@ pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     assert!(id < registry::CAPACITY, "chainrule: every node id has been used ({} nodes created)", registry::CAPACITY);
-    let near = parent_of.is_some_and(|m| placed < NEAR_LIMIT && registry::listable(m.id(), id));
-    let near_operand = parent_of.filter(|_| near).map(|m| {
-        m.0.set_placed(placed + 1);
-        m.id()
-    });
-    if let Some(m) = parent_of.filter(|_| !near && placed < NEAR_LIMIT) {
-        // Too far above its operand to be listed: from now on its parents are looked up in
-        // the table too.
-        m.0.set_placed(NEAR_LIMIT);
-    }
-    let state = id | if near { NEAR_BIT } else { 0 };
+    let near_operand = match parent_of {
+        Some(m) if placed < NEAR_LIMIT && registry::listable(m.id(), id) => {
+            m.0.set_placed(placed + 1);
+            Some(m.id())
+        }
+        Some(m) if placed < NEAR_LIMIT => {
+            // Too far above its operand to be listed: from now on its parents are looked up
+            // in the table too.
+            m.0.set_placed(NEAR_LIMIT);
+            None
+        }
+        _ => None,
+    };
+    let state = id | if near_operand.is_some() { NEAR_BIT } else { 0 };
     let node = Arc::new(Node { kind, args, state: AtomicU64::new(state) });
     // Before the node is listed anywhere other threads can find it.
     registry::register(id, arg_ids, code, Arc::downgrade(&node));
@@ -485,7 +493,7 @@ impl Drop for Node {
 
 /// The id of a node's operand `i` (0 for none).
 pub(crate) fn operand_id(node: &Node, i: usize) -> u64 {
-    node.args[i].as_ref().map_or(0, Expr::id)
+    operand_ids(&node.args)[i]
 }
 
 /// The operand ids (0 for none), the tag and the node of the live node with id `id`, the node
