@@ -42,7 +42,7 @@ def apply_op(kind: str, *args: cr.Expr) -> cr.Expr:
     """Applies an op by kind: the public builder where there is one, else the core's."""
     if kind in BUILD:
         return BUILD[kind](*args)
-    return cr.Expr(_core.apply(kind, *(a._node for a in args)))
+    return _core.apply(kind, *args)
 
 
 def _sigmoid(a):

@@ -90,21 +90,21 @@ def items_of(roots: list[cr.Expr]) -> tuple[list, list[int]]:
     position: dict[int, int] = {}
     seen: set[int] = set()
     items: list = []
-    stack = [(r._node, None) for r in roots]
+    stack = [(r, None) for r in roots]
     while stack:
         node, args = stack.pop()
         if args is not None:
-            kind = node.kind
-            payload = {"const": node.const_value, "var": node.var_name,
-                       "sum": tuple(node.over)}.get(kind)
-            position[node.id] = len(items)
-            items.append((kind, tuple(position[a.id] for a in args), payload))
-        elif node.id not in seen:
-            seen.add(node.id)
-            args = node.args
+            kind = node._kind
+            payload = {"const": node.value, "var": node.name,
+                       "sum": tuple(node._over)}.get(kind)
+            position[node._id] = len(items)
+            items.append((kind, tuple(position[a._id] for a in args), payload))
+        elif node._id not in seen:
+            seen.add(node._id)
+            args = node._args
             stack.append((node, args))
             stack.extend((a, None) for a in args)
-    return items, [position[r._node.id] for r in roots]
+    return items, [position[r._id] for r in roots]
 
 
 def classes(items) -> list:
@@ -420,7 +420,7 @@ def build(items) -> list[cr.Expr]:
         elif hasattr(cr, kind):
             e = getattr(cr, kind)(*a)
         else:
-            e = cr.Expr(_core.apply(kind, *(x._node for x in a)))
+            e = _core.apply(kind, *a)
         exprs.append(e)
     return exprs
 

@@ -93,6 +93,21 @@ def test_dropped_expressions_are_freed():
     assert _core.live_nodes() - base <= 10
 
 
+def test_expressions_stay_out_of_the_cycle_collector():
+    """An expression holds no Python objects, so it can be in no reference cycle: every way of
+    making one hands Python an object its cycle collector does not walk."""
+    import pickle
+
+    made = [x, x * 2, 2 - x, -x, abs(x), cr.sin(x), cr.sum(x), cr.mean(x), cr.parse("x + 1"),
+            *cr.grad(x * y, [x, y]), *(x * y).variables, *(x + 1)._args, pickle.loads(pickle.dumps(x * 3))]
+    assert [e for e in made if gc.is_tracked(e)] == []
+
+
+def test_three_argument_pow_is_a_type_error():
+    with pytest.raises(TypeError):
+        pow(x, 2, 3)
+
+
 # -- number promotion ---------------------------------------------------------------------------
 
 NUMBERS = [

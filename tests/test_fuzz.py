@@ -201,7 +201,7 @@ CHILD = textwrap.dedent("""
     seeds = [cr.sin(x) * y + cr.mean(x), cr.sum(x ** y, over=y), cr.grad(cr.tanh(x * y), x)]
     for i in range({n}):
         text = "".join(rng.choice(tokens) for _ in range(rng.randrange(30)))
-        data = bytearray(_core.encode([seeds[i % 3]._node]))
+        data = bytearray(_core.encode([seeds[i % 3]]))
         for _ in range(rng.randrange(1, 4)):
             data[rng.randrange(len(data))] = rng.randrange(256)
         junk = bytes(rng.randrange(256) for _ in range(rng.randrange(40)))

@@ -285,7 +285,7 @@ class Load:
 
 
 def _payload(e: cr.Expr) -> bytes:
-    return _core.encode([e._node])
+    return _core.encode([e])
 
 
 @pytest.mark.parametrize("version", [0, 2, 3, 127, 255])

@@ -494,7 +494,7 @@ class _Walk:
     def _d(self, e: cr.Expr, label: str) -> tuple[cr.Expr, str]:
         """The derivative of a piece and the line that states it (with where it comes from)."""
         de = cr.grad(e, self.x)
-        kind = e._node.kind
+        kind = e._kind
         if self._is_constant(e):
             note = f"(constant in {self.x.name})"
         elif e == self.x:
@@ -506,7 +506,7 @@ class _Walk:
         return de, f"{label} = {_one_line(de)}" + (f"   {note}" if note else "")
 
     def _explain(self, e: cr.Expr) -> list[str]:
-        kind = e._node.kind
+        kind = e._kind
         if kind in _UNARY:
             lines = self._chain(e)
         elif kind == "neg":
@@ -526,7 +526,7 @@ class _Walk:
         return lines + [f"simplified: {_one_line(cr.grad(e, self.x))}"]
 
     def _chain(self, e: cr.Expr) -> list[str]:
-        kind, (inner,) = e._node.kind, _args(e)
+        kind, (inner,) = e._kind, _args(e)
         u = cr.var(self.u)
         outer = _UNARY[kind](u)
         d_outer = cr.grad(outer, u)
@@ -577,7 +577,7 @@ class _Walk:
 
     def _quotient(self, e: cr.Expr) -> list[str]:
         u, v = _args(e)
-        if u._node.kind == "sum" and _is_count(v):
+        if u._kind == "sum" and _is_count(v):
             (w,) = _args(u)
             dw, line = self._d(w, "u'")
             return ["mean rule: mean(u)' = mean(u')   (for a variable bound to one number)",
@@ -625,22 +625,22 @@ class _Walk:
 
 
 def _args(e: cr.Expr) -> list[cr.Expr]:
-    return [cr.Expr(a) for a in e._node.args]
+    return e._args
 
 
 def _is_count(e: cr.Expr) -> bool:
     """Whether ``e`` is sum(1), the batch size that mean divides by."""
-    node = e._node
-    return node.kind == "sum" and node.args[0].kind == "const" and node.args[0].const_value == 1
+    node = e
+    return node._kind == "sum" and node._args[0]._kind == "const" and node._args[0].value == 1
 
 
 # Filled-in formulas are text, not expressions: building them as expressions would let the core
 # simplify them (a * -b prints as -(a * b)), hiding the rule's shape.
 def _piece(e: cr.Expr) -> tuple[str, int]:
-    node = e._node
-    if node.kind == "const":
-        return _one_line(e), 3 if node.const_value < 0 else _ATOM
-    return _one_line(e), _PREC.get(node.kind, _ATOM)
+    node = e
+    if node._kind == "const":
+        return _one_line(e), 3 if node.value < 0 else _ATOM
+    return _one_line(e), _PREC.get(node._kind, _ATOM)
 
 
 def _binary(op: str, a: tuple[str, int], b: tuple[str, int], prec: int) -> tuple[str, int]:
@@ -664,28 +664,28 @@ def _neg(a: tuple[str, int]) -> tuple[str, int]:
 def _substitute(e: cr.Expr, name: str, replacement: cr.Expr) -> cr.Expr:
     """``e`` with variable ``name`` replaced, rebuilt bottom-up with an explicit stack."""
     done: dict[int, cr.Expr] = {}
-    stack = [(e._node, False)]
+    stack = [(e, False)]
     while stack:
         node, ready = stack.pop()
-        if node.id in done:
+        if node._id in done:
             continue
         if not ready:
             stack.append((node, True))
-            stack.extend((a, False) for a in node.args)
+            stack.extend((a, False) for a in node._args)
             continue
-        args = [done[a.id] for a in node.args]
-        done[node.id] = _rebuild(node, args, name, replacement)
-    return done[e._node.id]
+        args = [done[a._id] for a in node._args]
+        done[node._id] = _rebuild(node, args, name, replacement)
+    return done[e._id]
 
 
 def _rebuild(node, args: list[cr.Expr], name: str, replacement: cr.Expr) -> cr.Expr:
-    kind = node.kind
+    kind = node._kind
     if kind == "var":
-        return replacement if node.var_name == name else cr.var(node.var_name)
+        return replacement if node.name == name else cr.var(node.name)
     if kind == "const":
-        return as_expr(node.const_value)
+        return as_expr(node.value)
     if kind == "sum":
-        return cr.sum(args[0], over=list(node.over) or None)
+        return cr.sum(args[0], over=list(node._over) or None)
     if kind == "neg":
         return -args[0]
     if kind in _UNARY:

@@ -41,7 +41,7 @@ class Function(_core.Function):
             inputs = [inputs]
         ins = list(inputs)
         names = _variable_names(ins, "inputs must be variables")
-        self = super().__new__(cls, [o._node for o in outs], [v._node for v in ins], single)
+        self = super().__new__(cls, outs, ins, single)
         self._single = single
         self._outputs = tuple(outs)
         self._inputs = tuple(ins)
@@ -113,7 +113,7 @@ class Function(_core.Function):
         return f"<chainrule.Function ({', '.join(self._names)}) -> [{outs}]>"
 
     def __reduce__(self):
-        nodes = [o._node for o in self._outputs] + [v._node for v in self._inputs]
+        nodes = [*self._outputs, *self._inputs]
         return (_load_function, (_core.encode(nodes), len(self._outputs), self._single))
 
 
@@ -142,7 +142,7 @@ def _check_shapes(names: tuple, values: list) -> None:
 
 
 def _load_function(data: bytes, n_outputs: int, single: bool) -> Function:
-    nodes = [Expr(n) for n in _core.decode(data)]
+    nodes = _core.decode(data)
     if not isinstance(n_outputs, int) or not 1 <= n_outputs <= len(nodes) or (single and n_outputs != 1):
         raise _core.ChainruleError(
             f"cannot load chainrule data: {len(nodes)} nodes cannot hold {n_outputs} output(s)")
@@ -210,7 +210,7 @@ def evaluate(expr: str | Expr, **arguments: object):
         missing = [v.name for v in e.variables if v.name not in names]
         if missing:
             raise _core.ChainruleError(f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
-        fn = Function(e, [Expr(_core.var(n)) for n in arguments])
+        fn = Function(e, [_core.var(n) for n in arguments])
         _CACHE[key] = fn
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)

@@ -108,8 +108,8 @@ class _Plan:
         fn = self.finish_cache.get(index)
         if fn is None:
             outs = [self.finals[i] for i in index]
-            used = _core.variables([o._node for o in outs])
-            fn = self.finish_cache[index] = Function(outs, [Expr(_core.var(n)) for n in used])
+            used = _core.variables(outs)
+            fn = self.finish_cache[index] = Function(outs, [_core.var(n) for n in used])
         return fn
 
 
@@ -126,10 +126,10 @@ def _plan_for(fn: Function, scalar: tuple[bool, ...]) -> _Plan:
 
 
 def _make_plan(fn: Function, scalar: set[str]) -> _Plan:
-    roots = [o._node for o in fn.outputs]
+    roots = list(fn.outputs)
     fresh = _fresh_names(set(_core.variables(roots)) | set(fn._names))
     count = _core.var(next(fresh))
-    inputs = [*fn.inputs, Expr(count)]
+    inputs = [*fn.inputs, count]
     real, scaled = _sums_by_depth(roots, scalar)
     pairs: list = []
     stages = []
@@ -138,23 +138,23 @@ def _make_plan(fn: Function, scalar: set[str]) -> _Plan:
         if level:
             rebuilt = _core.substitute(level, pairs) if pairs else level
             names = [next(fresh) for _ in level]
-            stages.append(_Stage(Function([Expr(n) for n in rebuilt], inputs), names,
-                                 [list(n.over) for n in level]))
+            stages.append(_Stage(Function(rebuilt, inputs), names,
+                                 [list(n._over) for n in level]))
             new_vars = [_core.var(n) for n in names]
             pairs += list(zip(level, new_vars))
-            inputs = inputs + [Expr(v) for v in new_vars]
+            inputs = inputs + new_vars
         for node in scaled.get(depth, []):
             # A sum of one value over the whole batch is that value times the global count:
             # no pass over the data (mean's sum(1), or the 1/sum(1) inside mean's gradient).
-            (operand,) = _core.substitute(node.args, pairs) if pairs else node.args
+            (operand,) = _core.substitute(node._args, pairs) if pairs else node._args
             pairs.append((node, _core.apply("mul", operand, count)))
     outs = _core.substitute(roots, pairs) if pairs else roots
     reduced = fn._reduced([[] for _ in fn._names])
     sample_index = [i for i, r in enumerate(reduced) if not r]
-    samples = Function([Expr(outs[i]) for i in sample_index], inputs) if sample_index else None
-    finals = {i: Expr(outs[i]) for i, r in enumerate(reduced) if r}
-    final_vars = {i: _core.variables([e._node]) for i, e in finals.items()}
-    return _Plan(stages, count.var_name, samples, sample_index, finals, final_vars)
+    samples = Function([outs[i] for i in sample_index], inputs) if sample_index else None
+    finals = {i: outs[i] for i, r in enumerate(reduced) if r}
+    final_vars = {i: _core.variables([e]) for i, e in finals.items()}
+    return _Plan(stages, count.name, samples, sample_index, finals, final_vars)
 
 
 def _fresh_names(taken: set[str]) -> Iterator[str]:
@@ -182,28 +182,28 @@ def _sums_by_depth(roots: list, scalar: set[str]) -> tuple[dict[int, list], dict
     stack = [(r, False) for r in reversed(roots)]
     while stack:
         node, ready = stack.pop()
-        if node.id in depth:
+        if node._id in depth:
             continue
-        args = node.args
+        args = node._args
         if not ready:
             stack.append((node, True))
-            stack.extend((a, False) for a in reversed(args) if a.id not in depth)
+            stack.extend((a, False) for a in reversed(args) if a._id not in depth)
             continue
-        d = max((depth[a.id] for a in args), default=0)
-        kind = node.kind
+        d = max((depth[a._id] for a in args), default=0)
+        kind = node._kind
         if kind == "sum":
-            whole = all(n in scalar for n in node.over)
-            if whole and uniform[args[0].id]:
+            whole = all(n in scalar for n in node._over)
+            if whole and uniform[args[0]._id]:
                 scaled.setdefault(d, []).append(node)
             else:
                 d += 1
                 real.setdefault(d, []).append(node)
-            uniform[node.id] = whole
+            uniform[node._id] = whole
         elif kind == "var":
-            uniform[node.id] = node.var_name in scalar
+            uniform[node._id] = node.name in scalar
         else:
-            uniform[node.id] = all(uniform[a.id] for a in args)
-        depth[node.id] = d
+            uniform[node._id] = all(uniform[a._id] for a in args)
+        depth[node._id] = d
     return real, scaled
 
 

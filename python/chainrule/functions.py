@@ -14,7 +14,7 @@ __all__ = [
 
 
 def _unary(op: str, x: object) -> Expr:
-    return Expr(_core.apply(op, as_expr(x)._node))
+    return _core.apply(op, as_expr(x))
 
 
 def sin(x: object) -> Expr:
@@ -151,7 +151,7 @@ def sum(x: object, over: Expr | str | Iterable[Expr | str] | None = None) -> Exp
     >>> print(sum(var("x") * 2))
     sum(2 * x)
     """
-    return Expr(_core.sum(as_expr(x)._node, _over_names(over)))
+    return _core.sum(as_expr(x), _over_names(over))
 
 
 def mean(x: object) -> Expr:
@@ -161,4 +161,4 @@ def mean(x: object) -> Expr:
     >>> print(mean((var("y") - var("x")) ** 2))
     mean((y - x) * (y - x))
     """
-    return Expr(_core.mean(as_expr(x)._node))
+    return _core.mean(as_expr(x))

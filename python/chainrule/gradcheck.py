@@ -151,14 +151,14 @@ def _check_values(exprs: list[cr.Expr], names: list[str],
 
 def _has_reduction(f: cr.Expr) -> bool:
     """Whether a sum/mean occurs anywhere (an explicit stack: graphs may be deep)."""
-    stack, seen = [f._node], set()
+    stack, seen = [f], set()
     while stack:
         node = stack.pop()
-        if node.kind == "sum":
+        if node._kind == "sum":
             return True
-        if node.id not in seen:
-            seen.add(node.id)
-            stack.extend(node.args)
+        if node._id not in seen:
+            seen.add(node._id)
+            stack.extend(node._args)
     return False
 
 
