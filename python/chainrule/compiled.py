@@ -13,7 +13,7 @@ from typing import Self
 import numpy as np
 
 from . import _core
-from .expr import Expr, _variable_names, as_expr, parse
+from .expr import Expr, as_expr, parse
 
 __all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads"]
 
@@ -30,23 +30,16 @@ class Function(_core.Function):
     (array([1., 4.]), array([2., 4.]))
     """
 
-    __slots__ = ("_outputs", "_inputs", "_names", "_single", "__weakref__")
+    __slots__ = ("__weakref__",)
 
-    # Built in __new__, as the compiled base class is; calls with one Python float per input
-    # are answered by the base's __call__ without entering Python, the rest go to _call.
+    # Built in __new__, as the compiled base class is, which reads the outputs and inputs
+    # (``_outputs``, ``_inputs``, ``_names``, ``_single``). Calls with one Python float per
+    # input are answered by the base's __call__ without entering Python, the rest go to _call.
     def __new__(cls, outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Self:
         single = isinstance(outputs, Expr | numbers.Real)
-        outs = [as_expr(outputs)] if single else [o if type(o) is Expr else as_expr(o) for o in outputs]
         if isinstance(inputs, Expr):
             inputs = [inputs]
-        ins = list(inputs)
-        names = _variable_names(ins, "inputs must be variables")
-        self = super().__new__(cls, outs, ins, single)
-        self._single = single
-        self._outputs = tuple(outs)
-        self._inputs = tuple(ins)
-        self._names = tuple(names)
-        return self
+        return super().__new__(cls, [outputs] if single else outputs, inputs, single)
 
     @property
     def inputs(self) -> tuple[Expr, ...]:

@@ -121,22 +121,45 @@ fn expr_helper<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name:
     cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import("chainrule.expr")?.getattr(name)?.unbind())).map(|f| f.bind(py))
 }
 
-/// `value` as an operand: an expression, or a number promoted to a constant; None for what
-/// cannot be one (the operator then returns NotImplemented, and Python raises its TypeError).
+/// `value` as an expression: itself, or a number promoted to a constant. Python floats are
+/// read here; anything else goes to `chainrule.expr.as_expr`, which raises the TypeError for
+/// what cannot be one.
+fn as_expr<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyExpr>> {
+    if let Ok(e) = value.cast::<PyExpr>() {
+        return Ok(e.clone());
+    }
+    let py = value.py();
+    if let Ok(f) = value.cast_exact::<PyFloat>() {
+        return NewExpr(build::constant(f.value())).into_pyobject(py);
+    }
+    static AS_EXPR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    Ok(expr_helper(py, &AS_EXPR, "as_expr")?.call1((value,))?.cast_into::<PyExpr>()?)
+}
+
+/// `value` as an operand (see [`as_expr`]); None for what cannot be one, so that the operator
+/// returns NotImplemented and Python raises its own TypeError.
 fn operand(value: &Bound<'_, PyAny>) -> PyResult<Option<Expr>> {
     if let Ok(e) = value.cast::<PyExpr>() {
         return Ok(Some(e.get().0.clone()));
     }
-    if let Ok(f) = value.cast_exact::<PyFloat>() {
-        return Ok(Some(build::constant(f.value())));
-    }
-    static AS_EXPR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let py = value.py();
-    match expr_helper(py, &AS_EXPR, "as_expr")?.call1((value,)) {
-        Ok(e) => Ok(Some(e.cast::<PyExpr>()?.get().0.clone())),
-        Err(e) if e.is_instance_of::<PyTypeError>(py) => Ok(None),
+    match as_expr(value) {
+        Ok(e) => Ok(Some(e.get().0.clone())),
+        Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The expressions of `items`, which must all be variables; else a TypeError naming the first
+/// that is not: "`what`, not `repr(item)`".
+fn variables_of(items: &[Bound<'_, PyAny>], what: &str) -> PyResult<Vec<Expr>> {
+    let mut found = Vec::with_capacity(items.len());
+    for item in items {
+        match item.cast::<PyExpr>() {
+            Ok(e) if e.get().0.as_var().is_some() => found.push(e.get().0.clone()),
+            _ => return Err(PyTypeError::new_err(format!("{what}, not {}", item.repr()?))),
+        }
+    }
+    Ok(found)
 }
 
 fn binary(py: Python<'_>, op: Op, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -358,12 +381,9 @@ fn parse(py: Python<'_>, source: &str) -> PyResult<Vec<NewExpr>> {
 }
 
 #[pyfunction]
-fn grad(py: Python<'_>, output: PyRef<'_, PyExpr>, wrt: Vec<PyRef<'_, PyExpr>>) -> PyResult<Vec<NewExpr>> {
+fn grad(py: Python<'_>, output: PyRef<'_, PyExpr>, wrt: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<NewExpr>> {
     let output = output.0.clone();
-    let wrt = exprs(wrt);
-    if let Some(bad) = wrt.iter().find(|w| w.as_var().is_none()) {
-        return Err(PyTypeError::new_err(format!("can only differentiate with respect to a variable, not {bad:?}")));
-    }
+    let wrt = variables_of(&wrt, "can only differentiate with respect to a variable")?;
     py.detach(|| guarded(|| chainrule_core::grad::grad(&output, &wrt))).map(wrap)
 }
 
@@ -392,13 +412,6 @@ fn variables(roots: Vec<PyRef<'_, PyExpr>>) -> Vec<String> {
     let mut names: Vec<String> = graph.nodes().iter().filter_map(|n| n.as_var().map(str::to_string)).collect();
     names.sort();
     names
-}
-
-/// Each item's variable name, or None where it is not a variable (or not an expression): one
-/// call for a whole list (W5 compiles 10,000 inputs; a property read per item was ~7 ms).
-#[pyfunction]
-fn var_names(items: Vec<Bound<'_, PyAny>>) -> Vec<Option<String>> {
-    items.iter().map(|v| v.cast::<PyExpr>().ok().and_then(|e| e.get().0.as_var().map(str::to_string))).collect()
 }
 
 /// Returns the memory the allocator keeps for reuse to the OS (for tests that measure RSS).
@@ -438,6 +451,11 @@ struct Function {
     core: compile::Function,
     /// Whether the function has one output (a result, not a tuple of them).
     single: bool,
+    outputs: Py<PyTuple>,
+    inputs: Py<PyTuple>,
+    /// The inputs' names, made when first needed (keywords, messages): W5's 10,000 strings
+    /// cost ~0.8 ms, and calls with one float per input never need them.
+    names: PyOnceLock<Py<PyTuple>>,
 }
 
 /// One argument, as the core reads it.
@@ -457,10 +475,51 @@ impl Argument<'_> {
 
 #[pymethods]
 impl Function {
+    /// Compiles `outputs` (expressions or numbers) as functions of `inputs` (variables).
+    /// Arguments are read here, not in Python: a Python step per item was ~2.5 ms of W5's
+    /// 10,000 outputs and inputs.
     #[new]
-    fn new(py: Python<'_>, outputs: Vec<PyRef<'_, PyExpr>>, inputs: Vec<PyRef<'_, PyExpr>>, single: bool) -> PyResult<Self> {
-        let (outputs, inputs) = (exprs(outputs), exprs(inputs));
-        py.detach(|| guarded(|| compile::Function::new(&outputs, &inputs))).map(|core| Function { core, single })
+    fn new(py: Python<'_>, outputs: &Bound<'_, PyAny>, inputs: &Bound<'_, PyAny>, single: bool) -> PyResult<Self> {
+        let inputs: Vec<Bound<'_, PyAny>> = inputs.try_iter()?.collect::<PyResult<_>>()?;
+        let input_exprs = variables_of(&inputs, "inputs must be variables")?;
+        let outputs: Vec<Bound<'_, PyExpr>> = outputs.try_iter()?.map(|o| as_expr(&o?)).collect::<PyResult<_>>()?;
+        let output_exprs: Vec<Expr> = outputs.iter().map(|o| o.get().0.clone()).collect();
+        let core = py.detach(|| guarded(|| compile::Function::new(&output_exprs, &input_exprs)))?;
+        Ok(Function {
+            core,
+            single,
+            outputs: PyTuple::new(py, outputs)?.unbind(),
+            inputs: PyTuple::new(py, inputs)?.unbind(),
+            names: PyOnceLock::new(),
+        })
+    }
+
+    /// The output expressions.
+    #[getter]
+    fn _outputs(&self, py: Python<'_>) -> Py<PyTuple> {
+        self.outputs.clone_ref(py)
+    }
+
+    /// The input variables, in call order.
+    #[getter]
+    fn _inputs(&self, py: Python<'_>) -> Py<PyTuple> {
+        self.inputs.clone_ref(py)
+    }
+
+    /// The input variables' names, in call order.
+    #[getter]
+    fn _names(&self, py: Python<'_>) -> PyResult<Py<PyTuple>> {
+        let names = self.names.get_or_try_init(py, || {
+            let names = self.core.inputs().iter().map(|v| v.as_var().expect("inputs are variables"));
+            PyTuple::new(py, names).map(Bound::unbind)
+        })?;
+        Ok(names.clone_ref(py))
+    }
+
+    /// Whether the function has one output (a result, not a tuple of them).
+    #[getter]
+    fn _single(&self) -> bool {
+        self.single
     }
 
     /// Measured (timeit medians, W4: three outputs at one point): a Python `__call__` that
@@ -628,7 +687,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(live_nodes, m)?)?;
     m.add_function(wrap_pyfunction!(release_memory, m)?)?;
     m.add_function(wrap_pyfunction!(variables, m)?)?;
-    m.add_function(wrap_pyfunction!(var_names, m)?)?;
     m.add_function(wrap_pyfunction!(substitute, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
