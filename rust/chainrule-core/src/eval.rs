@@ -250,6 +250,9 @@ impl Function {
             let inputs = self.inputs().iter().filter_map(|v| v.as_var()).collect::<Vec<_>>().join(", ");
             return Err(Error::InputCount { expected: self.inputs().len(), given: values.len(), inputs });
         }
+        if self.call_graph(values, out) {
+            return Ok(());
+        }
         let tape = self.scalar_tape();
         let mut slots = tape.slots.clone();
         for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
@@ -304,7 +307,7 @@ fn groups_of(inputs: &[Vec<usize>], over: &[usize], ndim: usize) -> Vec<usize> {
 /// One op on single values, through the same lane code the chunks use, so a value does not
 /// depend on whether its inputs came as scalars or arrays (the kernels and libm can differ in
 /// the last bit).
-fn scalar_op(op: Op, a: f64, b: f64) -> f64 {
+pub(crate) fn scalar_op(op: Op, a: f64, b: f64) -> f64 {
     use kernels::Unary;
     let kernel = match op {
         Op::Sin => Unary::Sin,
