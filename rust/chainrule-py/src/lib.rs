@@ -169,6 +169,15 @@ fn binary(py: Python<'_>, op: Op, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) ->
     }
 }
 
+/// `a ** b`. Three-argument `pow` has no meaning for expressions: NotImplemented, so Python
+/// raises its TypeError.
+fn power(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>, modulo: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    if modulo.is_some_and(|m| !m.is_none()) {
+        return Ok(a.py().NotImplemented());
+    }
+    binary(a.py(), Op::Pow, a, b)
+}
+
 #[pymethods]
 impl PyExpr {
     fn __add__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -203,19 +212,12 @@ impl PyExpr {
         binary(slf.py(), Op::Div, other, slf)
     }
 
-    /// `x ** y`; three-argument `pow` has no meaning here (TypeError).
     fn __pow__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, modulo: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        if modulo.is_some_and(|m| !m.is_none()) {
-            return Ok(slf.py().NotImplemented());
-        }
-        binary(slf.py(), Op::Pow, slf, other)
+        power(slf, other, modulo)
     }
 
     fn __rpow__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, modulo: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        if modulo.is_some_and(|m| !m.is_none()) {
-            return Ok(slf.py().NotImplemented());
-        }
-        binary(slf.py(), Op::Pow, other, slf)
+        power(other, slf, modulo)
     }
 
     fn __neg__(&self) -> NewExpr {
