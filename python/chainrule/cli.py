@@ -499,7 +499,7 @@ class _Walk:
             note = f"(constant in {self.x.name})"
         elif e == self.x:
             note = ""
-        elif kind in _UNARY and _args(e)[0] == self.x:
+        elif kind in _UNARY and e._args[0] == self.x:
             note = f"(basic derivative of {kind})"
         else:
             note = f"(step {self._number(e)})"
@@ -526,7 +526,7 @@ class _Walk:
         return lines + [f"simplified: {_one_line(cr.grad(e, self.x))}"]
 
     def _chain(self, e: cr.Expr) -> list[str]:
-        kind, (inner,) = e._kind, _args(e)
+        kind, (inner,) = e._kind, e._args
         u = cr.var(self.u)
         outer = _UNARY[kind](u)
         d_outer = cr.grad(outer, u)
@@ -543,13 +543,13 @@ class _Walk:
                 f"product: {product[0]}"]
 
     def _negation(self, e: cr.Expr) -> list[str]:
-        (u,) = _args(e)
+        (u,) = e._args
         du, line = self._d(u, "u'")
         return ["negation: (-u)' = -u'", f"u = {_one_line(u)}", line,
                 f"-u' = {_neg(_piece(du))[0]}"]
 
     def _sum(self, e: cr.Expr, kind: str) -> list[str]:
-        u, v = _args(e)
+        u, v = e._args
         (du, line_u), (dv, line_v) = self._d(u, "u'"), self._d(v, "v'")
         sign = "+" if kind == "add" else "-"
         name = "sum rule" if kind == "add" else "difference rule"
@@ -558,7 +558,7 @@ class _Walk:
                 f"v = {_one_line(v)}", line_u, line_v, f"u' {sign} v' = {filled[0]}"]
 
     def _product(self, e: cr.Expr) -> list[str]:
-        u, v = _args(e)
+        u, v = e._args
         if u == v:
             du, line = self._d(u, "u'")
             filled = _mul(_mul(("2", _ATOM), _piece(u)), _piece(du))
@@ -576,9 +576,9 @@ class _Walk:
                 f"v = {_one_line(v)}", line_u, line_v, f"u' * v + u * v' = {filled[0]}"]
 
     def _quotient(self, e: cr.Expr) -> list[str]:
-        u, v = _args(e)
+        u, v = e._args
         if u._kind == "sum" and _is_count(v):
-            (w,) = _args(u)
+            (w,) = u._args
             dw, line = self._d(w, "u'")
             return ["mean rule: mean(u)' = mean(u')   (for a variable bound to one number)",
                     f"u = {_one_line(w)}", line, f"mean(u') = mean({_one_line(dw)})"]
@@ -595,7 +595,7 @@ class _Walk:
                 f"(u' * v - u * v') / v**2 = {filled[0]}"]
 
     def _power(self, e: cr.Expr) -> list[str]:
-        u, v = _args(e)
+        u, v = e._args
         if self._is_constant(v):
             du, line = self._d(u, "u'")
             c1 = _piece(v - 1)
@@ -618,29 +618,23 @@ class _Walk:
                 f"u**v * (v' * log(u) + v * u' / u) = {filled[0]}"]
 
     def _reduction(self, e: cr.Expr) -> list[str]:
-        (u,) = _args(e)
+        (u,) = e._args
         du, line = self._d(u, "u'")
         return ["sum rule over the batch: sum(u)' = sum(u')   (for a variable bound to one number)",
                 f"u = {_one_line(u)}", line, f"sum(u') = sum({_one_line(du)})"]
 
 
-def _args(e: cr.Expr) -> list[cr.Expr]:
-    return e._args
-
-
 def _is_count(e: cr.Expr) -> bool:
     """Whether ``e`` is sum(1), the batch size that mean divides by."""
-    node = e
-    return node._kind == "sum" and node._args[0]._kind == "const" and node._args[0].value == 1
+    return e._kind == "sum" and e._args[0]._kind == "const" and e._args[0].value == 1
 
 
 # Filled-in formulas are text, not expressions: building them as expressions would let the core
 # simplify them (a * -b prints as -(a * b)), hiding the rule's shape.
 def _piece(e: cr.Expr) -> tuple[str, int]:
-    node = e
-    if node._kind == "const":
-        return _one_line(e), 3 if node.value < 0 else _ATOM
-    return _one_line(e), _PREC.get(node._kind, _ATOM)
+    if e._kind == "const":
+        return _one_line(e), 3 if e.value < 0 else _ATOM
+    return _one_line(e), _PREC.get(e._kind, _ATOM)
 
 
 def _binary(op: str, a: tuple[str, int], b: tuple[str, int], prec: int) -> tuple[str, int]:
