@@ -103,6 +103,14 @@ def test_expressions_stay_out_of_the_cycle_collector():
     assert [e for e in made if gc.is_tracked(e)] == []
 
 
+@pytest.mark.parametrize("n", [7, -3, 2**53 + 1, 2**62 + 1, -(2**63), 2**63 + 5, 10**30])
+def test_integers_promote_as_float_rounds_them(n):
+    """Integers that fit 64 bits are read in the extension, larger ones by as_expr: both give
+    float(n), rounded to nearest."""
+    assert (n * cr.sin(x))._args[0].value == float(n)
+    assert (cr.sin(x) * n)._args[0].value == float(n)
+
+
 def test_three_argument_pow_is_a_type_error():
     with pytest.raises(TypeError):
         pow(x, 2, 3)

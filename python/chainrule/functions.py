@@ -14,7 +14,7 @@ __all__ = [
 
 
 def _unary(op: str, x: object) -> Expr:
-    return _core.apply(op, as_expr(x))
+    return _core.apply(op, x)  # promotes numbers as as_expr does
 
 
 def sin(x: object) -> Expr:

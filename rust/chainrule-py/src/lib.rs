@@ -14,7 +14,7 @@ use pyo3::{create_exception, intern, IntoPyObjectExt};
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 /// mimalloc rather than the system allocator, for the memory that building graphs touches
 /// for the first time. Every node, registry record and per-node array of a new graph is fresh
@@ -131,6 +131,10 @@ fn as_expr<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyExpr>> {
     let py = value.py();
     if let Ok(f) = value.cast_exact::<PyFloat>() {
         return NewExpr(build::constant(f.value())).into_pyobject(py);
+    }
+    // `x ** 2`, `2 * x`: Rust's i64 -> f64 rounds to nearest, ties to even, as float() does.
+    if let Some(i) = value.cast_exact::<PyInt>().ok().and_then(|i| i.extract::<i64>().ok()) {
+        return NewExpr(build::constant(i as f64)).into_pyobject(py);
     }
     static AS_EXPR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     Ok(expr_helper(py, &AS_EXPR, "as_expr")?.call1((value,))?.cast_into::<PyExpr>()?)
@@ -347,14 +351,17 @@ fn op_named(name: &str) -> PyResult<Op> {
     OPS_BY_KIND.get(name).copied().ok_or_else(|| PyValueError::new_err(format!("unknown op '{name}'")))
 }
 
+/// `op` of its operands, expressions or numbers (promoted as by [`as_expr`]).
 #[pyfunction]
 #[pyo3(signature = (op, a, b=None))]
-fn apply(op: &str, a: PyRef<'_, PyExpr>, b: Option<PyRef<'_, PyExpr>>) -> PyResult<NewExpr> {
+fn apply(op: &str, a: &Bound<'_, PyAny>, b: Option<&Bound<'_, PyAny>>) -> PyResult<NewExpr> {
     let op = op_named(op)?;
     if (op.arity() == 2) != b.is_some() {
         return Err(PyTypeError::new_err(format!("{op:?} takes {} operands", op.arity())));
     }
-    Ok(NewExpr(build::apply(op, &a.0, b.as_ref().map(|b| &b.0))))
+    let a = as_expr(a)?;
+    let b = b.map(as_expr).transpose()?;
+    Ok(NewExpr(build::apply(op, &a.get().0, b.as_ref().map(|b| &b.get().0))))
 }
 
 #[pyfunction]
