@@ -169,43 +169,9 @@ impl Function {
         if let Some(t) = cache.get(uniform) {
             return t.clone();
         }
-        let all_scalar = self.sums.is_empty() && uniform.iter().all(|&u| u);
-        let tape = Arc::new(if all_scalar { self.all_scalar_tape() } else { Builder::new(self, uniform).build() });
+        let tape = Arc::new(Builder::new(self, uniform).build());
         cache.insert(uniform.to_vec(), tape.clone());
         tape
-    }
-
-    /// The tape when every input is a single value and nothing is reduced: one pass of scalar
-    /// code, node i in slot i. [`Builder`] gives the same tape through per-node arrays (which
-    /// nodes are uniform, in which pass, in which slot): 9 bytes a node of fresh memory and
-    /// four passes over the graph, for what here is one.
-    fn all_scalar_tape(&self) -> Tape {
-        let g = &self.graph;
-        let mut slots = vec![0.0; g.len()];
-        let mut code = Vec::with_capacity(g.len());
-        for id in g.ids() {
-            let dst = Slot(id.0);
-            match g.tag(id) {
-                Tag::Const => slots[id.index()] = g.node(id).as_const().expect("tagged a constant"),
-                Tag::Var => code.push(ScalarInstr::Input { dst, input: self.input_of[id.index()] }),
-                Tag::Apply(op) => {
-                    let [a, b] = g.args(id).map(|a| a.map(|a| Slot(a.0)));
-                    let a = a.expect("ops have an operand");
-                    code.push(ScalarInstr::Apply { op, dst, a, b: b.unwrap_or(a) });
-                }
-                Tag::Sum => unreachable!("a graph without sums"),
-            }
-        }
-        Tape {
-            chunk: crate::eval::chunk_len(0),
-            passes: vec![Pass { scalar_code: code, chunk_code: Vec::new(), n_regs: 0 }],
-            slots,
-            n_accs: 0,
-            n_bufs: 0,
-            n_groups: 0,
-            overs: Vec::new(),
-            outputs: g.roots.iter().map(|r| OutputSource::Slot(Slot(r.0))).collect(),
-        }
     }
 
     /// The tape for calls whose inputs are single values where `uniform` is true and whose
@@ -236,10 +202,10 @@ impl Function {
     }
 
     /// Evaluates at single values (`values`, one per input) when nothing is reduced, straight
-    /// from the graph: node i in slot i, as in [`Function::all_scalar_tape`], whose
-    /// instructions are the graph's tags and operands written out again. Returns false, and
-    /// does nothing, for a function with reductions. W5's first call (n = 10,000) no longer
-    /// writes 110,000 instructions (1.7 MB of fresh memory) before running them.
+    /// from the graph, node i in slot i: the scalar tape of such a function would be the
+    /// graph's tags and operands written out again. Returns false, and does nothing, for a
+    /// function with reductions. W5's first call (n = 10,000) no longer writes 110,000
+    /// instructions (1.7 MB of fresh memory) before running them.
     pub(crate) fn call_graph(&self, values: &[f64], out: &mut Vec<f64>) -> bool {
         if !self.sums.is_empty() {
             return false;
@@ -829,22 +795,6 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
 mod tests {
     use super::*;
     use crate::parse::parse_one;
-
-    /// With every input a single value and no reductions, the direct tape is the general
-    /// builder's, instruction for instruction.
-    #[test]
-    fn all_scalar_tape_is_the_builders() {
-        let vars: Vec<Expr> = ["x", "y", "w"].iter().map(|n| crate::build::var(n).expect("valid name")).collect();
-        for text in ["sin(cos(x)) * exp(-y ** 2) + log(1 + x ** 2) * sigmoid(x * y)", "x", "2.5", "w * (x - 3) / (y + 0.5) + -x", "tanh(x) ** w"] {
-            let e = parse_one(text).expect("parses");
-            let mut outputs = vec![e.clone(), crate::build::constant(1.5)];
-            outputs.extend(crate::grad::grad(&e, &vars).expect("differentiates"));
-            let f = Function::new(&outputs, &vars).expect("compiles");
-            let general = Builder::new(&f, &[true; 3]).build().to_string();
-            assert_eq!(f.all_scalar_tape().to_string(), general, "{text}");
-            assert_eq!(f.scalar_tape().to_string(), general, "{text}");
-        }
-    }
 
     /// Evaluating straight from the graph gives, bit for bit, what the tape gives on
     /// one-sample arrays.

@@ -121,33 +121,39 @@ fn expr_helper<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name:
     cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import("chainrule.expr")?.getattr(name)?.unbind())).map(|f| f.bind(py))
 }
 
-/// `value` as an expression: itself, or a number promoted to a constant. Python floats are
-/// read here; anything else goes to `chainrule.expr.as_expr`, which raises the TypeError for
-/// what cannot be one.
-fn as_expr<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyExpr>> {
+/// `value` as an expression: itself, or a number promoted to a constant. Python floats and
+/// integers that fit 64 bits are read here, with no Python object made for the constant (the
+/// operators' hot path: `2 * x`, `x ** 2`); anything else goes to `chainrule.expr.as_expr`,
+/// which raises the TypeError for what cannot be one.
+fn expr_of(value: &Bound<'_, PyAny>) -> PyResult<Expr> {
     if let Ok(e) = value.cast::<PyExpr>() {
-        return Ok(e.clone());
+        return Ok(e.get().0.clone());
     }
-    let py = value.py();
     if let Ok(f) = value.cast_exact::<PyFloat>() {
-        return NewExpr(build::constant(f.value())).into_pyobject(py);
+        return Ok(build::constant(f.value()));
     }
-    // `x ** 2`, `2 * x`: Rust's i64 -> f64 rounds to nearest, ties to even, as float() does.
+    // Rust's i64 -> f64 rounds to nearest, ties to even, as float() does.
     if let Some(i) = value.cast_exact::<PyInt>().ok().and_then(|i| i.extract::<i64>().ok()) {
-        return NewExpr(build::constant(i as f64)).into_pyobject(py);
+        return Ok(build::constant(i as f64));
     }
     static AS_EXPR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    Ok(expr_helper(py, &AS_EXPR, "as_expr")?.call1((value,))?.cast_into::<PyExpr>()?)
+    let e = expr_helper(value.py(), &AS_EXPR, "as_expr")?.call1((value,))?;
+    Ok(e.cast::<PyExpr>()?.get().0.clone())
 }
 
-/// `value` as an operand (see [`as_expr`]); None for what cannot be one, so that the operator
+/// [`expr_of`] as a Python object: `value` itself when it is an expression.
+fn as_expr<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyExpr>> {
+    match value.cast::<PyExpr>() {
+        Ok(e) => Ok(e.clone()),
+        Err(_) => NewExpr(expr_of(value)?).into_pyobject(value.py()),
+    }
+}
+
+/// `value` as an operand (see [`expr_of`]); None for what cannot be one, so that the operator
 /// returns NotImplemented and Python raises its own TypeError.
 fn operand(value: &Bound<'_, PyAny>) -> PyResult<Option<Expr>> {
-    if let Ok(e) = value.cast::<PyExpr>() {
-        return Ok(Some(e.get().0.clone()));
-    }
-    match as_expr(value) {
-        Ok(e) => Ok(Some(e.get().0.clone())),
+    match expr_of(value) {
+        Ok(e) => Ok(Some(e)),
         Err(e) if e.is_instance_of::<PyTypeError>(value.py()) => Ok(None),
         Err(e) => Err(e),
     }
@@ -291,10 +297,7 @@ impl PyExpr {
     /// The variables the expression uses, sorted by name.
     #[getter]
     fn variables(&self) -> Vec<NewExpr> {
-        let graph = chainrule_core::graph::Graph::new(std::slice::from_ref(&self.0));
-        let mut found: Vec<Expr> = graph.nodes().iter().filter(|n| n.as_var().is_some()).cloned().collect();
-        found.sort_by(|a, b| a.as_var().cmp(&b.as_var()));
-        wrap(found)
+        wrap(variables_in(std::slice::from_ref(&self.0)))
     }
 
     /// Unique id of the node; equal expressions are the same node.
@@ -351,7 +354,7 @@ fn op_named(name: &str) -> PyResult<Op> {
     OPS_BY_KIND.get(name).copied().ok_or_else(|| PyValueError::new_err(format!("unknown op '{name}'")))
 }
 
-/// `op` of its operands, expressions or numbers (promoted as by [`as_expr`]).
+/// `op` of its operands, expressions or numbers (promoted as by [`expr_of`]).
 #[pyfunction]
 #[pyo3(signature = (op, a, b=None))]
 fn apply(op: &str, a: &Bound<'_, PyAny>, b: Option<&Bound<'_, PyAny>>) -> PyResult<NewExpr> {
@@ -359,9 +362,9 @@ fn apply(op: &str, a: &Bound<'_, PyAny>, b: Option<&Bound<'_, PyAny>>) -> PyResu
     if (op.arity() == 2) != b.is_some() {
         return Err(PyTypeError::new_err(format!("{op:?} takes {} operands", op.arity())));
     }
-    let a = as_expr(a)?;
-    let b = b.map(as_expr).transpose()?;
-    Ok(NewExpr(build::apply(op, &a.get().0, b.as_ref().map(|b| &b.get().0))))
+    let a = expr_of(a)?;
+    let b = b.map(expr_of).transpose()?;
+    Ok(NewExpr(build::apply(op, &a, b.as_ref())))
 }
 
 #[pyfunction]
@@ -417,10 +420,15 @@ fn substitute(py: Python<'_>, roots: Vec<PyRef<'_, PyExpr>>, replacements: Vec<(
 
 #[pyfunction]
 fn variables(roots: Vec<PyRef<'_, PyExpr>>) -> Vec<String> {
-    let graph = chainrule_core::graph::Graph::new(&exprs(roots));
-    let mut names: Vec<String> = graph.nodes().iter().filter_map(|n| n.as_var().map(str::to_string)).collect();
-    names.sort();
-    names
+    variables_in(&exprs(roots)).iter().filter_map(|v| v.as_var().map(str::to_string)).collect()
+}
+
+/// The variables `roots` use, sorted by name.
+fn variables_in(roots: &[Expr]) -> Vec<Expr> {
+    let graph = chainrule_core::graph::Graph::new(roots);
+    let mut found: Vec<Expr> = graph.nodes().iter().filter(|n| n.as_var().is_some()).cloned().collect();
+    found.sort_by(|a, b| a.as_var().cmp(&b.as_var()));
+    found
 }
 
 /// Returns the memory the allocator keeps for reuse to the OS (for tests that measure RSS).
