@@ -3,6 +3,8 @@ leaves the expression or function usable afterwards."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -90,9 +92,16 @@ def test_non_numeric_arguments(bad):
         FN(x=1.0, y=bad)
 
 
-def test_too_large_integer():
-    with pytest.raises((ValueError, OverflowError)):
-        FN(10**400, 1.0)
+@pytest.mark.parametrize("value,shown", [(10**400, "1000…000 (401 digits)"),
+                                         (-(10**5000) - 7, "-1000…007 (5001 digits)")],
+                         ids=["401 digits", "5001 digits"])
+def test_too_large_integer(value, shown):
+    # The message shows the ends and the digit count: all 401 digits were unreadable, and past
+    # 4,300 digits str() itself raised instead of the message.
+    with pytest.raises(ValueError, match=f"^argument 'x': integer {re.escape(shown)} is too large for float64$"):
+        FN(value, 1.0)
+    with pytest.raises(ValueError, match=f"^the number {re.escape(shown)} is too large for float64$"):
+        x + value
 
 
 def test_function_still_works_after_errors():

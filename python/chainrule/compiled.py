@@ -13,7 +13,7 @@ from typing import Self
 import numpy as np
 
 from . import _core
-from .expr import Expr, as_expr, parse
+from .expr import Expr, as_expr, parse, short_int
 
 __all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads"]
 
@@ -151,7 +151,7 @@ def _convert(name: str, value: object):
         try:
             return float(value)
         except OverflowError:
-            raise ValueError(f"argument {name!r}: integer {value} is too large for float64") from None
+            raise ValueError(f"argument {name!r}: integer {short_int(int(value))} is too large for float64") from None
     if isinstance(value, numbers.Real) and not isinstance(value, np.ndarray):
         return float(value)
     if isinstance(value, Expr):

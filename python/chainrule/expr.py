@@ -39,12 +39,30 @@ def as_expr(value: object) -> Expr:
         try:
             return _core.constant(float(value))
         except OverflowError:
-            raise ValueError(f"the number {value!r} is too large for float64") from None
+            shown = short_int(value) if isinstance(value, int) else repr(value)
+            raise ValueError(f"the number {shown} is too large for float64") from None
     if isinstance(value, numbers.Complex):
         raise TypeError(f"complex constants are not supported: {value!r}")
     if getattr(value, "shape", None) == ():  # a 0-d NumPy array
         return as_expr(value[()])
     raise TypeError(f"cannot use {type(value).__name__} {value!r} in an expression; use numbers or chainrule expressions")
+
+
+def short_int(value: int) -> str:
+    """An integer as a message shows it: all its digits if few, else the ends and the count.
+
+    An int too large for float64 has over 300 digits (and str() refuses those past 4,300).
+
+    >>> short_int(-10**400 - 7)
+    '-1000…007 (401 digits)'
+    """
+    sign, value = ("-", -value) if value < 0 else ("", value)
+    digits = max(1, int(value.bit_length() * 0.30102999566398120))
+    while 10**digits <= value:
+        digits += 1
+    if digits <= 20:
+        return f"{sign}{value}"
+    return f"{sign}{value // 10 ** (digits - 4)}…{value % 1000:03d} ({digits} digits)"
 
 
 def var(name: str) -> Expr:
