@@ -129,7 +129,7 @@ def test_python_block(block, restore_threads, tmp_path, monkeypatch):
     stdout = io.StringIO()
     code = compile(block.text, f"README.md:{block.line}", "exec")
     with contextlib.redirect_stdout(stdout):
-        exec(code, {"__name__": "__readme__"})
+        exec(code, {"__name__": "__readme__"})  # noqa: S102 - running the README's code is the test
     expected = block.output or ""
     _check(f"README.md:{block.line} (```python)", expected, stdout.getvalue())
 
@@ -160,19 +160,22 @@ def test_console_block(block, tmp_path):
     assert commands, f"README.md:{block.line}: a ```console block without commands"
     for command, expected in commands:
         argv = shlex.split(command)
-        assert argv[0] == "chainrule", f"README.md:{block.line}: only chainrule commands run: {command}"
+        assert argv[0] == "chainrule", f"README.md:{block.line}: not a chainrule command: {command}"
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
-        done = subprocess.run([sys.executable, "-m", "chainrule", *argv[1:]], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+        done = subprocess.run([sys.executable, "-m", "chainrule", *argv[1:]], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=600, check=False)
         actual = _as_terminal_shows(done.stdout.decode("utf-8"))
-        _check(f"README.md:{block.line} (`$ {command}`, exit code {done.returncode})", expected, actual)
+        where = f"README.md:{block.line} (`$ {command}`, exit code {done.returncode})"
+        _check(where, expected, actual)
 
 
 def test_other_blocks_hide_no_examples():
     for block in BLOCKS:
         if block.lang in ("python", "console"):
             continue
-        assert block.lang in ("", "sh"), f"README.md:{block.line}: unknown block language {block.lang!r}"
+        assert block.lang in ("", "sh"), (
+            f"README.md:{block.line}: unknown block language {block.lang!r}")
         assert "import chainrule" not in block.text and "$ chainrule" not in block.text, (
             f"README.md:{block.line}: an example in an untagged block is never checked; "
             "tag it ```python or ```console")
@@ -213,14 +216,14 @@ def test_error_table_row(number, cells, restore_threads):
     if "<br>" in message:
         messages = ["\n".join(_CODE.findall(message))]
     else:
-        messages = [m for m in _CODE.findall(message)]
+        messages = _CODE.findall(message)
     assert len(messages) == len(calls), f"README.md:{number}: one message per example call"
     exception = getattr(cr, name.strip("`"), None) or getattr(builtins, name.strip("`"))
     for call, expected in zip(calls, messages):
         namespace: dict = {}
-        exec(ERRORS_NAMESPACE, namespace)
+        exec(ERRORS_NAMESPACE, namespace)  # noqa: S102 - the namespace the README states
         with pytest.raises(BaseException) as caught:
-            exec(compile(call, f"README.md:{number}", "exec"), namespace)
+            exec(compile(call, f"README.md:{number}", "exec"), namespace)  # noqa: S102
         assert type(caught.value) is exception, (
             f"README.md:{number}: {call} raised {type(caught.value).__name__}: {caught.value}, "
             f"not {exception.__name__}")

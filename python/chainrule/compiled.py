@@ -151,7 +151,8 @@ def _convert(name: str, value: object):
         try:
             return float(value)
         except OverflowError:
-            raise ValueError(f"argument {name!r}: integer {short_int(int(value))} is too large for float64") from None
+            shown = short_int(int(value))
+            raise ValueError(f"argument {name!r}: integer {shown} is too large for float64") from None
     if isinstance(value, numbers.Real) and not isinstance(value, np.ndarray):
         return float(value)
     if isinstance(value, Expr):
