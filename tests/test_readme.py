@@ -237,3 +237,12 @@ def test_few_error_rows_are_unrun():
     unrun = [number for number, cells in ERROR_ROWS if not _only_code(cells[2])]
     assert len(ERROR_ROWS) >= 20, "the README's error table was not found"
     assert len(unrun) <= MAX_UNRUN_ROWS, f"error table rows not run: README.md lines {unrun}"
+
+
+def test_the_conventions_themselves():
+    # A progress bar rewritten with carriage returns shows its last state, as on a terminal.
+    assert _as_terminal_shows("a\n\rbar 0%\rbar 100%\nb\n") == "a\nbar 100%\nb\n"
+    assert _matches("bar [...<00:00, ...epoch/s, loss=0.5]\n", "bar [00:01<00:00, 9.5epoch/s, loss=0.5]\n")
+    assert not _matches("loss=0.5\n", "loss=0.6\n")
+    block = Block("console", 1, "$ chainrule diff x --wrt x\nd/dx = 1\n$ chainrule diff 2\n", None)
+    assert _commands(block) == [("chainrule diff x --wrt x", "d/dx = 1\n"), ("chainrule diff 2", "")]
