@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
-from .compiled import Function, _convert, _load_function, using_threads
+from .arguments import convert
+from .compiled import Function, load_function, using_threads
 from .expr import Expr
 
 __all__ = ["CONFIG_KEY", "call", "threads_per_task"]
@@ -260,7 +261,7 @@ def _bind(fn: Function, values: list) -> _Env:
 
 def _plain_argument(name: str, value: object):
     """A float, or a float64 NumPy array of at least one dim (0-d arrays are floats)."""
-    value = _convert(name, value)
+    value = convert(name, value)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         return float(value)
     return value
@@ -530,7 +531,7 @@ def _rebuild_task(data: bytes, n_outputs: int, spec, mode, layout, threads) -> _
     # A worker gets the same functions every epoch of a training loop: compile each once.
     fn = _REBUILT.get(data)
     if fn is None:
-        fn = _REBUILT[data] = _load_function(data, n_outputs, False)
+        fn = _REBUILT[data] = load_function(data, n_outputs, False)
         if len(_REBUILT) > _REBUILT_SIZE:
             _REBUILT.popitem(last=False)
     else:

@@ -1,0 +1,66 @@
+"""Arguments of compiled functions as the core takes them: checked, and converted to Python
+floats or C-contiguous float64 arrays. Used by in-memory calls and by the Dask path alike.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _core
+from .expr import Expr
+
+__all__ = ["check_shapes", "convert"]
+
+_FLOAT64 = np.dtype(np.float64)
+
+
+def _known_shape(value: object) -> tuple | None:
+    """The value's shape if it is a tuple of known sizes (a lazy array's may not be yet)."""
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
+        return shape
+    return None
+
+
+def check_shapes(names: tuple, values: list) -> None:
+    """Shapes are checked before any argument is copied, so a huge broadcast view that does
+    not fit gives a ShapeError rather than an attempt to allocate its full size."""
+    shapes = [_known_shape(v) for v in values]
+    if all(s is None or s == () for s in shapes):
+        return
+    try:
+        np.broadcast_shapes(*[s for s in shapes if s is not None])
+    except ValueError:
+        described = ", ".join(f"{n}: {s}" for n, s in zip(names, shapes) if s is not None)
+        raise _core.ShapeError(f"argument shapes do not broadcast together ({described})") from None
+
+
+def convert(name: str, value: object):
+    """One argument as the core takes it: a Python float, or a C-contiguous float64 array."""
+    if type(value) is float:
+        return value
+    if isinstance(value, bool | numbers.Integral):
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"argument {name!r}: integer {value} is too large for float64") from None
+    if isinstance(value, numbers.Real) and not isinstance(value, np.ndarray):
+        return float(value)
+    if isinstance(value, Expr):
+        raise TypeError(f"argument {name!r} is an expression; pass numbers or arrays to evaluate")
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way
+        raise TypeError(f"argument {name!r} cannot be read as a numeric array: {exc}") from None
+    kind = array.dtype.kind
+    if kind == "c":
+        raise TypeError(f"argument {name!r} is complex ({array.dtype}); chainrule evaluates real float64 values")
+    if kind not in "biuf":
+        raise TypeError(f"argument {name!r} has dtype {array.dtype}; pass a numeric (bool, int or float) array")
+    flags = array.flags
+    if array.dtype == _FLOAT64 and flags.c_contiguous and flags.aligned and array.dtype.isnative:
+        return array
+    # ascontiguousarray keeps a misaligned buffer as it is; require() copies it.
+    return np.require(array, np.float64, ["C", "A"])
