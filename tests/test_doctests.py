@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["chainrule", "chainrule.expr", "chainrule.functions", "chainrule.compiled"]
+MODULES = ["chainrule", "chainrule.expr", "chainrule.functions", "chainrule.compiled",
+           "chainrule.arguments"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -26,7 +26,14 @@ def _known_shape(value: object) -> tuple | None:
 
 def check_shapes(names: tuple, values: list) -> None:
     """Shapes are checked before any argument is copied, so a huge broadcast view that does
-    not fit gives a ShapeError rather than an attempt to allocate its full size."""
+    not fit gives a ShapeError rather than an attempt to allocate its full size.
+
+    >>> check_shapes(("x", "y"), [np.zeros(3), np.zeros((2, 1))])
+    >>> check_shapes(("x", "y"), [np.zeros(3), np.zeros(2)])
+    Traceback (most recent call last):
+    ...
+    chainrule.ShapeError: argument shapes do not broadcast together (x: (3,), y: (2,))
+    """
     shapes = [_known_shape(v) for v in values]
     if all(s is None or s == () for s in shapes):
         return
@@ -38,7 +45,13 @@ def check_shapes(names: tuple, values: list) -> None:
 
 
 def convert(name: str, value: object):
-    """One argument as the core takes it: a Python float, or a C-contiguous float64 array."""
+    """One argument as the core takes it: a Python float, or a C-contiguous float64 array.
+
+    >>> convert("x", 2)
+    2.0
+    >>> convert("x", np.arange(3, dtype=np.int32))
+    array([0., 1., 2.])
+    """
     if type(value) is float:
         return value
     if isinstance(value, bool | numbers.Integral):
