@@ -29,7 +29,7 @@ import chainrule as cr
 
 from . import data
 from .expr import as_expr
-from .gradcheck import _has_reduction
+from .gradcheck import has_reduction
 
 __all__ = ["explain", "main"]
 
@@ -349,7 +349,7 @@ def _check(args: argparse.Namespace, f: cr.Expr, names: list[str]) -> int:
         candidate = cr.parse(args.check)
     except cr.ParseError as exc:
         return _fail(f"cannot parse the candidate:\n{exc}", 2)
-    if _has_reduction(f) or _has_reduction(candidate):
+    if has_reduction(f) or has_reduction(candidate):
         return _fail("--check compares per-sample expressions; leave out sum() and mean()", 2)
     name = names[0]
     truth = cr.grad(f, cr.var(name))
