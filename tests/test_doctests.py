@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["chainrule", "chainrule.expr", "chainrule.functions", "chainrule.compiled",
-           "chainrule.arguments"]
+           "chainrule.arguments",
+           "chainrule.explain", "chainrule.cli"]
 
 
 @pytest.mark.parametrize("name", MODULES)
