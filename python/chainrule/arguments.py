@@ -40,7 +40,8 @@ def check_shapes(names: tuple, values: list) -> None:
     try:
         np.broadcast_shapes(*[s for s in shapes if s is not None])
     except ValueError:
-        described = ", ".join(f"{n}: {s}" for n, s in zip(names, shapes) if s is not None)
+        described = ", ".join(
+            f"{n}: {s}" for n, s in zip(names, shapes, strict=True) if s is not None)
         raise _core.ShapeError(f"argument shapes do not broadcast together ({described})") from None
 
 
@@ -58,7 +59,8 @@ def convert(name: str, value: object):
         try:
             return float(value)
         except OverflowError:
-            raise ValueError(f"argument {name!r}: integer {value} is too large for float64") from None
+            raise ValueError(
+                f"argument {name!r}: integer {value} is too large for float64") from None
     if isinstance(value, numbers.Real) and not isinstance(value, np.ndarray):
         return float(value)
     if isinstance(value, Expr):
@@ -69,9 +71,11 @@ def convert(name: str, value: object):
         raise TypeError(f"argument {name!r} cannot be read as a numeric array: {exc}") from None
     kind = array.dtype.kind
     if kind == "c":
-        raise TypeError(f"argument {name!r} is complex ({array.dtype}); chainrule evaluates real float64 values")
+        raise TypeError(f"argument {name!r} is complex ({array.dtype}); chainrule evaluates "
+                        f"real float64 values")
     if kind not in "biuf":
-        raise TypeError(f"argument {name!r} has dtype {array.dtype}; pass a numeric (bool, int or float) array")
+        raise TypeError(f"argument {name!r} has dtype {array.dtype}; pass a numeric (bool, int "
+                        f"or float) array")
     flags = array.flags
     if array.dtype == _FLOAT64 and flags.c_contiguous and flags.aligned and array.dtype.isnative:
         return array

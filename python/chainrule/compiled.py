@@ -57,12 +57,14 @@ class Function(_core.Function):
             from . import daskarray
 
             return daskarray.call(self, values)
-        return self._finish(self._evaluate([convert(n, a) for n, a in zip(self._names, values)]))
+        converted = [convert(n, a) for n, a in zip(self._names, values, strict=True)]
+        return self._finish(self._evaluate(converted))
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         names = self._names
         if len(args) > len(names):
-            raise TypeError(f"function takes {len(names)} arguments ({', '.join(names)}) but {len(args)} were given")
+            raise TypeError(f"function takes {len(names)} arguments ({', '.join(names)}) but "
+                            f"{len(args)} were given")
         values = list(args) + [_MISSING] * (len(names) - len(args))
         for key, value in kwargs.items():
             if key not in names:
@@ -71,9 +73,10 @@ class Function(_core.Function):
             if values[i] is not _MISSING:
                 raise TypeError(f"argument {key!r} given twice")
             values[i] = value
-        missing = [n for n, v in zip(names, values) if v is _MISSING]
+        missing = [n for n, v in zip(names, values, strict=True) if v is _MISSING]
         if missing:
-            raise TypeError(f"missing argument(s) {', '.join(missing)}; the inputs are ({', '.join(names)})")
+            raise TypeError(f"missing argument(s) {', '.join(missing)}; the inputs are "
+                            f"({', '.join(names)})")
         return values
 
     def _finish(self, results: list):
@@ -122,7 +125,8 @@ def load_function(data: bytes, n_outputs: int, single: bool) -> Function:
     np.float64(6.0)
     """
     nodes = _core.decode(data)
-    if not isinstance(n_outputs, int) or not 1 <= n_outputs <= len(nodes) or (single and n_outputs != 1):
+    fits = isinstance(n_outputs, int) and 1 <= n_outputs <= len(nodes)
+    if not fits or (single and n_outputs != 1):
         raise _core.ChainruleError(
             f"cannot load chainrule data: {len(nodes)} nodes cannot hold {n_outputs} output(s)")
     outputs, inputs = nodes[:n_outputs], nodes[n_outputs:]
@@ -159,7 +163,8 @@ def evaluate(expr: str | Expr, **arguments: object):
         names = set(arguments)
         missing = [v.name for v in e.variables if v.name not in names]
         if missing:
-            raise _core.ChainruleError(f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
+            raise _core.ChainruleError(
+                f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
         fn = Function(e, [_core.var(n) for n in arguments])
         _CACHE[key] = fn
         if len(_CACHE) > _CACHE_SIZE:

@@ -105,7 +105,7 @@ def check_grad(expr: cr.Expr | str, wrt: cr.Expr | str | Sequence[cr.Expr | str]
     f_only = cr.compile(f, inputs=inputs)
     reduced = has_reduction(f)
     worst, checked, skipped = (-1.0, None), 0, 0
-    for name, g in zip(names, symbolic):
+    for name, g in zip(names, symbolic, strict=True):
         g = np.asarray(g, dtype=float)
         numeric, done = _finite_difference(f_only, values, name, g.shape, step, reduced)
         err, where, n_checked, n_skipped = _compare(g, numeric, done, name, values)
