@@ -169,9 +169,9 @@ def _apply(head, args: list[Point]) -> Point:
     value = NP[head](*values)
     partials = PARTIALS[head](*values, value)
     deriv, scale, dscale = None, np.abs(value), 0.0
-    for a, p in zip(args, partials):
+    for a, p in zip(args, partials, strict=True):
         scale = scale + np.abs(p) * a.scale
-    for a, p in zip(args, partials):
+    for a, p in zip(args, partials, strict=True):
         dscale = dscale + np.abs(p) * a.dscale
         if a.deriv is not None:
             deriv = p * a.deriv if deriv is None else deriv + p * a.deriv
@@ -216,7 +216,8 @@ def dual_eval(tree, env: dict, wrt: str | None = None, seed=1.0) -> Point:
             else:
                 args = [done[id(c)] for c in node[1:]]
                 reduce = node[0] in ("sum", "mean")
-                done[id(node)] = _reduce(node[0], args[0], batch) if reduce else _apply(node[0], args)
+                done[id(node)] = (_reduce(node[0], args[0], batch) if reduce
+                                  else _apply(node[0], args))
         root = done[id(tree)]
         deriv = np.zeros_like(root.value) if root.deriv is None else root.deriv
         fields = (root.value, deriv, root.scale, root.dscale, root.near_kink)

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-import chainrule as cr
 import pytest
+
 from chainrule import cli
 
 

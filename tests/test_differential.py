@@ -161,7 +161,7 @@ def output(batch: Batch, value, cls):
     padded = batch.pad(shape)
     value = np.asarray(value)
     first = tuple(slice(0, 1) if p == 1 and n != 1 else slice(None)
-                  for p, n in zip(padded, value.shape))
+                  for p, n in zip(padded, value.shape, strict=True))
     return np.broadcast_to(value[first], padded).reshape(shape)
 
 
@@ -173,7 +173,7 @@ def reference_runs(items, roots, batch: Batch, seed: int, flip_zeros=False) -> l
         rng = np.random.default_rng([seed, k]) if k else None
         values = evaluate(items, batch, rng, coherent=k % 2 == 1, flip_zeros=flip_zeros)
         runs.append([output(batch, values[r], cls[r]) for r in roots])
-    return [list(per_root) for per_root in zip(*runs)]
+    return [list(per_root) for per_root in zip(*runs, strict=True)]
 
 
 # -- judging a result against the runs ------------------------------------------------------------
@@ -256,7 +256,7 @@ def dual(items, root: int, batch: Batch, wrt: str, rng=None, coherent=False):
                 v = np.asarray(NP[kind](*a), dtype=float)
                 if rng is not None:  # before the partials: rules that reuse v inherit its error
                     v = _perturb(rng, v, coherent, False)
-                for i, p in zip(args, PARTIALS[kind](*a, v)):
+                for i, p in zip(args, PARTIALS[kind](*a, v), strict=True):
                     p = np.asarray(p, float)
                     if tan[i] is not None:
                         ok = ok & np.isfinite(p) & (np.abs(p) < TAME)
@@ -311,7 +311,7 @@ def environments(draw):
         except ValueError:
             continue
     env = {}
-    for name, shape in zip(NAMES, shapes):
+    for name, shape in zip(NAMES, shapes, strict=True):
         size = int(np.prod(shape))
         data = np.array(draw(st.lists(ELEMENTS, min_size=size, max_size=size)), float)
         value = data.reshape(shape)
@@ -381,8 +381,10 @@ def assert_values(outputs: list[cr.Expr], env: dict, seed: int) -> list:
     cls = classes(graph)
     want = reference_runs(graph, roots, batch, seed)
     got = cr.compile(outputs, inputs=list(VARS))(*env.values())
-    for k, (g, w) in enumerate(zip(got, want)):
-        what = lambda k=k: f"output {k} of\n{describe(outputs, env)}"
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        def what(k=k):
+            return f"output {k} of\n{describe(outputs, env)}"
+
         check_type(g, batch, cls[roots[k]], what)
         check(g, w, what)
     return want
@@ -395,16 +397,18 @@ def assert_gradients(f: cr.Expr, env: dict, seed: int, second: str | None = None
     over the first derivative's graph."""
     batch = Batch(env)
     grads = cr.grad(f, list(VARS))
-    cases = [(f, name, d) for name, d in zip(NAMES, grads)]
-    cases += [(f, name, cr.grad(f, v)) for name, v in zip(NAMES, VARS)]
+    cases = [(f, name, d) for name, d in zip(NAMES, grads, strict=True)]
+    cases += [(f, name, cr.grad(f, v)) for name, v in zip(NAMES, VARS, strict=True)]
     if second is not None:
         cases.append((grads[0], second, cr.grad(grads[0], VARS[NAMES.index(second)])))
     got = cr.compile([d for _, _, d in cases], inputs=list(VARS))(*env.values())
-    for (of, name, d), g in zip(cases, got):
+    for (of, name, d), g in zip(cases, got, strict=True):
         graph, (root,) = items_of([of])
         of_cls = classes(graph)[root]
         out_cls = grad_class(of_cls, name)
-        what = lambda of=of, name=name, d=d: f"d/d{name} = {d}\nof {describe([of], env)}"
+        def what(of=of, name=name, d=d):
+            return f"d/d{name} = {d}\nof {describe([of], env)}"
+
         if d.value is not None:
             pass  # constant gradients' shapes are test_grad's business
         elif isinstance(of_cls, frozenset) and of_cls:
@@ -466,7 +470,8 @@ NESTED = ["sum(sum(x))", "mean(mean(x) * 2)", "sum(x * sum(x))", "sum(x) * sum(x
           "sum(sin(sum(x * y, over=y)) * w)", "x - mean(x)", "mean((x - mean(x)) ** 2)",
           "sum(x * mean(w * y), over=w)", "exp(mean(x * y)) * y", "w * mean(x)",
           "sum(x, over=y) * z", "mean(sum(x, over=w) * w) + mean(y)", "sum(sum(x), over=z)",
-          "sum(mean(x) * x, over=z)", "sum(x * mean(x * y), over=y)", "sum(exp(mean(w * x)) * y + x, over=x)",
+          "sum(mean(x) * x, over=z)", "sum(x * mean(x * y), over=y)",
+          "sum(exp(mean(w * x)) * y + x, over=x)",
           "sum(sum(x * w, over=w) * y, over=y)", "sum(x * sum(y * mean(x)), over=(y, z))"]
 
 
@@ -493,14 +498,20 @@ def test_reductions_inside_reductions(text):
 
 
 PARTIAL_TEXTS = ["sum(sum(x * y, over=y) * x, over=z)", "sum(sum(x * w, over=w) * y, over=y)",
-                 "sum(x * sum(y * mean(x)), over=(y, z))", "sum(sin(sum(x * y, over=w)) * w, over=y)",
-                 "sum(sum(x * mean(x * w), over=y) * y, over=w)", "sum(sum(w * y, over=x) * sum(x * z, over=y), over=z)"]
+                 "sum(x * sum(y * mean(x)), over=(y, z))",
+                 "sum(sin(sum(x * y, over=w)) * w, over=y)",
+                 "sum(sum(x * mean(x * w), over=y) * y, over=w)",
+                 "sum(sum(w * y, over=x) * sum(x * z, over=y), over=z)"]
+PARTIAL_ENVS = [
+    ENV,
+    {**ENV, "z": np.array([[[0.5]], [[2.0]]]), "y": np.array([[0.75], [-0.5]])},
+    {"x": np.array([0.5, -1.25, 2.0]), "y": np.array([[0.75, 1.5, -1.0], [-0.5, 0.25, 1.0]]),
+     "z": np.array([[1.5], [-2.0]]), "w": 0.5},
+]
 
 
 @pytest.mark.parametrize("text", PARTIAL_TEXTS)
-@pytest.mark.parametrize("env", [ENV, {**ENV, "z": np.array([[[0.5]], [[2.0]]]), "y": np.array([[0.75], [-0.5]])},
-                                 {"x": np.array([0.5, -1.25, 2.0]), "y": np.array([[0.75, 1.5, -1.0], [-0.5, 0.25, 1.0]]),
-                                  "z": np.array([[1.5], [-2.0]]), "w": 0.5}], ids=["env", "z2x1x1", "grid"])
+@pytest.mark.parametrize("env", PARTIAL_ENVS, ids=["env", "z2x1x1", "grid"])
 def test_partial_sums_of_partial_sums(text, env):
     """Partial sums whose groups span several elements of the variable, over partial sums
     grouped another way, also holding full reductions: values and first and second
@@ -538,8 +549,8 @@ def test_large_broadcast_batches(steps, case, seed):
     partial arguments: values and gradients equal the reference, for 1 and 2 threads bitwise."""
     _, shapes = case
     rng = np.random.default_rng(seed)
-    env = {n: rng.uniform(-3, 3, size=s) for n, s in zip(NAMES, shapes)}
-    shapes = dict(zip(NAMES, shapes))
+    env = {n: rng.uniform(-3, 3, size=s) for n, s in zip(NAMES, shapes, strict=True)}
+    shapes = dict(zip(NAMES, shapes, strict=True))
     items = program(steps)
     exprs = build(items)
     f = exprs[[i for i, item in enumerate(items) if item[0] in ARITY or i == len(items) - 1][-1]]
@@ -556,8 +567,10 @@ def test_large_broadcast_batches(steps, case, seed):
         two = fn(*env.values())
     finally:
         cr.set_num_threads(before)
-    for k, (a, b, w) in enumerate(zip(one, two, want)):
-        what = lambda k=k: f"output {k} of {describe(outputs, shapes)}"
+    for k, (a, b, w) in enumerate(zip(one, two, want, strict=True)):
+        def what(k=k):
+            return f"output {k} of {describe(outputs, shapes)}"
+
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), f"threads differ: {what()}"
         check(a, w, what)
 
@@ -579,7 +592,7 @@ def test_every_op_at_special_values(kind):
     with np.errstate(all="ignore"):
         want = NP[kind](*(a, b)[: ARITY[kind]])
     got = fn(a, b)
-    scalar = np.array([fn(float(p), float(q)) for p, q in zip(a, b)])
+    scalar = np.array([fn(float(p), float(q)) for p, q in zip(a, b, strict=True)])
     for name, values in (("array", got), ("scalar", scalar)):
         with np.errstate(all="ignore"):
             err = np.abs(values - want) / np.spacing(np.abs(want))

@@ -3,10 +3,10 @@
 
 import numpy as np
 import pytest
-from conftest import UNARY
 
 import chainrule as cr
 from chainrule.explain import explain
+from conftest import UNARY
 
 x = cr.var("x")
 FUNCTIONS = [kind for kind in UNARY if kind in cr.__all__]

@@ -14,13 +14,13 @@ import sys
 import textwrap
 
 import pytest
-from conftest import to_expr, trees
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.compiled import load_function
 from chainrule.expr import _load
+from conftest import to_expr, trees
 
 SETTINGS = settings(derandomize=True, database=None, deadline=2000, max_examples=200,
                     suppress_health_check=list(HealthCheck))
