@@ -11,7 +11,7 @@ import numpy as np
 from . import _core
 from .expr import Expr
 
-__all__ = ["check_shapes", "convert"]
+__all__ = ["check_dtype", "check_shapes", "convert"]
 
 _FLOAT64 = np.dtype(np.float64)
 
@@ -69,15 +69,27 @@ def convert(name: str, value: object):
         array = np.asarray(value)
     except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way
         raise TypeError(f"argument {name!r} cannot be read as a numeric array: {exc}") from None
-    kind = array.dtype.kind
-    if kind == "c":
-        raise TypeError(f"argument {name!r} is complex ({array.dtype}); chainrule evaluates "
-                        f"real float64 values")
-    if kind not in "biuf":
-        raise TypeError(f"argument {name!r} has dtype {array.dtype}; pass a numeric (bool, int "
-                        f"or float) array")
+    check_dtype(name, array.dtype)
     flags = array.flags
     if array.dtype == _FLOAT64 and flags.c_contiguous and flags.aligned and array.dtype.isnative:
         return array
     # ascontiguousarray keeps a misaligned buffer as it is; require() copies it.
     return np.require(array, np.float64, ["C", "A"])
+
+
+def check_dtype(name: str, dtype: np.dtype) -> None:
+    """Refuses an argument's dtype unless it reads as float64: bool, integer or float.
+
+    >>> check_dtype("x", np.dtype(np.int8))
+    >>> check_dtype("x", np.dtype(np.complex128))
+    Traceback (most recent call last):
+    ...
+    TypeError: argument 'x' is complex (complex128); chainrule evaluates real float64 values
+    """
+    kind = dtype.kind
+    if kind == "c":
+        raise TypeError(f"argument {name!r} is complex ({dtype}); chainrule evaluates real "
+                        f"float64 values")
+    if kind not in "biuf":
+        raise TypeError(f"argument {name!r} has dtype {dtype}; pass a numeric (bool, int or "
+                        f"float) array")

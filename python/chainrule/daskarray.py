@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
-from .arguments import convert
+from .arguments import check_dtype, convert
 from .compiled import Function, load_function, using_threads
 from .expr import Expr
 
@@ -277,13 +277,7 @@ def _dask_argument(name: str, value: object):
     if any(math.isnan(n) for n in value.shape):
         raise ValueError(f"argument {name!r} has unknown chunk sizes {value.chunks}; call "
                          f".compute_chunk_sizes() on it first")
-    kind = value.dtype.kind
-    if kind == "c":
-        raise TypeError(f"argument {name!r} is complex ({value.dtype}); chainrule evaluates "
-                        f"real float64 values")
-    if kind not in "biuf":
-        raise TypeError(f"argument {name!r} has dtype {value.dtype}; pass a numeric (bool, int "
-                        f"or float) array")
+    check_dtype(name, value.dtype)
     return value if value.dtype == _F64 else value.astype(_F64)
 
 
