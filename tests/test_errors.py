@@ -19,7 +19,7 @@ def test_exception_hierarchy():
     assert issubclass(cr.ShapeError, cr.ChainruleError)
 
 
-# -- compile and call -------------------------------------------------------------------------------
+# -- compile and call ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_outputs_must_be_expressions(bad):
         cr.compile(bad, inputs=[x])
 
 
-# -- grad -----------------------------------------------------------------------------------------
+# -- grad ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_grad_of_non_expression(bad):
         cr.grad(bad, x)
 
 
-# -- variables, reductions, threads ------------------------------------------------------------------
+# -- variables, reductions, threads ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["", "1x", "a b", "x+y", "sin", "sum", "mean"])
@@ -185,7 +185,7 @@ def test_bad_thread_counts(n, restore_threads):
     assert cr.get_num_threads() == before
 
 
-# -- parse and evaluate ------------------------------------------------------------------------------
+# -- parse and evaluate ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("text", ["sin(x +* 2)", "x +", "(x", "x)", "cosh(x)", "x $ y", ""])

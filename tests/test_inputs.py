@@ -47,7 +47,7 @@ def expected(xv, yv):
 def assert_like_numpy(xv, yv=2.0):
     """FN(xv, yv) equals NumPy's results: types, shapes and values (nan where NumPy has nan)."""
     got = FN(xv, yv)
-    for k, (g, (w, atol)) in enumerate(zip(got, expected(xv, yv))):
+    for k, (g, (w, atol)) in enumerate(zip(got, expected(xv, yv), strict=True)):
         what = f"output {k} for x={xv!r}"
         if np.ndim(w) == 0:
             assert type(g) is np.float64, f"{what}: {g!r} should be a numpy.float64"
@@ -133,7 +133,7 @@ def test_argument_works_like_numpy_as_y_and_by_keyword(name):
     value = WORKS[name]()
     want = FN(x=np.float64(0.25), y=np.array(value, dtype=np.float64))
     got = FN(y=value, x=0.25)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert np.shape(g) == np.shape(w) and type(g) is type(w)
         np.testing.assert_array_equal(g, w)
 

@@ -219,7 +219,7 @@ def test_error_table_row(number, cells, restore_threads):
         messages = _CODE.findall(message)
     assert len(messages) == len(calls), f"README.md:{number}: one message per example call"
     exception = getattr(cr, name.strip("`"), None) or getattr(builtins, name.strip("`"))
-    for call, expected in zip(calls, messages):
+    for call, expected in zip(calls, messages, strict=True):
         namespace: dict = {}
         exec(ERRORS_NAMESPACE, namespace)  # noqa: S102 - the namespace the README states
         with pytest.raises(BaseException) as caught:
@@ -242,7 +242,9 @@ def test_few_error_rows_are_unrun():
 def test_the_conventions_themselves():
     # A progress bar rewritten with carriage returns shows its last state, as on a terminal.
     assert _as_terminal_shows("a\n\rbar 0%\rbar 100%\nb\n") == "a\nbar 100%\nb\n"
-    assert _matches("bar [...<00:00, ...epoch/s, loss=0.5]\n", "bar [00:01<00:00, 9.5epoch/s, loss=0.5]\n")
+    assert _matches("bar [...<00:00, ...epoch/s, loss=0.5]\n",
+                    "bar [00:01<00:00, 9.5epoch/s, loss=0.5]\n")
     assert not _matches("loss=0.5\n", "loss=0.6\n")
     block = Block("console", 1, "$ chainrule diff x --wrt x\nd/dx = 1\n$ chainrule diff 2\n", None)
-    assert _commands(block) == [("chainrule diff x --wrt x", "d/dx = 1\n"), ("chainrule diff 2", "")]
+    assert _commands(block) == [
+        ("chainrule diff x --wrt x", "d/dx = 1\n"), ("chainrule diff 2", "")]

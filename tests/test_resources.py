@@ -112,8 +112,9 @@ def test_ten_million_distinct_nodes_built_and_dropped():
     """Twenty rounds of half a million distinct nodes each (parsed, so the cost is the core's),
     each dropped before the next: the intern table is empty after every round, and RSS (after
     malloc_trim and release_memory, so freed memory the allocators keep does not count) grows
-    by less than 48 MB from the second round to the last. A leak of 8 bytes per node would be 80 MB; the table itself may
-    settle at up to twice its peak size (about 25 MB here) before it stops growing."""
+    by less than 48 MB from the second round to the last. A leak of 8 bytes per node would be
+    80 MB; the table itself may settle at up to twice its peak size (about 25 MB here) before it
+    stops growing."""
     result = run_script("""
         import ctypes
         def trim(pad):

@@ -10,14 +10,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Self
 
-import numpy as np
-
 from . import _core
-from .expr import Expr, as_expr, parse, short_int
+from .arguments import check_shapes, convert
+from .expr import Expr, as_expr, parse
 
-__all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads"]
-
-_FLOAT64 = np.dtype(np.float64)
+__all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads",
+           "load_function"]
 
 
 class Function(_core.Function):
@@ -53,18 +51,20 @@ class Function(_core.Function):
 
     def _call(self, *args: object, **kwargs: object):
         values = self._bind(args, kwargs)
-        _check_shapes(self._names, values)
+        check_shapes(self._names, values)
         if any(hasattr(v, "__dask_graph__") for v in values):
             # Imported only when Dask arrays are passed, so Dask stays an optional extra.
             from . import daskarray
 
             return daskarray.call(self, values)
-        return self._finish(self._evaluate([_convert(n, a) for n, a in zip(self._names, values)]))
+        converted = [convert(n, a) for n, a in zip(self._names, values, strict=True)]
+        return self._finish(self._evaluate(converted))
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         names = self._names
         if len(args) > len(names):
-            raise TypeError(f"function takes {len(names)} arguments ({', '.join(names)}) but {len(args)} were given")
+            raise TypeError(f"function takes {len(names)} arguments ({', '.join(names)}) but "
+                            f"{len(args)} were given")
         values = list(args) + [_MISSING] * (len(names) - len(args))
         for key, value in kwargs.items():
             if key not in names:
@@ -73,9 +73,10 @@ class Function(_core.Function):
             if values[i] is not _MISSING:
                 raise TypeError(f"argument {key!r} given twice")
             values[i] = value
-        missing = [n for n, v in zip(names, values) if v is _MISSING]
+        missing = [n for n, v in zip(names, values, strict=True) if v is _MISSING]
         if missing:
-            raise TypeError(f"missing argument(s) {', '.join(missing)}; the inputs are ({', '.join(names)})")
+            raise TypeError(f"missing argument(s) {', '.join(missing)}; the inputs are "
+                            f"({', '.join(names)})")
         return values
 
     def _finish(self, results: list):
@@ -107,70 +108,29 @@ class Function(_core.Function):
 
     def __reduce__(self):
         nodes = [*self._outputs, *self._inputs]
-        return (_load_function, (_core.encode(nodes), len(self._outputs), self._single))
+        return (load_function, (_core.encode(nodes), len(self._outputs), self._single))
 
 
 _MISSING = object()
 
 
-def _known_shape(value: object) -> tuple | None:
-    """The value's shape if it is a tuple of known sizes (a lazy array's may not be yet)."""
-    shape = getattr(value, "shape", None)
-    if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
-        return shape
-    return None
+def load_function(data: bytes, n_outputs: int, single: bool) -> Function:
+    """A function from its pickled graph (``Function.__reduce__``): ``n_outputs`` outputs, then
+    the inputs; ``single`` if it was compiled from one expression.
 
-
-def _check_shapes(names: tuple, values: list) -> None:
-    """Shapes are checked before any argument is copied, so a huge broadcast view that does
-    not fit gives a ShapeError rather than an attempt to allocate its full size."""
-    shapes = [_known_shape(v) for v in values]
-    if all(s is None or s == () for s in shapes):
-        return
-    try:
-        np.broadcast_shapes(*[s for s in shapes if s is not None])
-    except ValueError:
-        described = ", ".join(f"{n}: {s}" for n, s in zip(names, shapes) if s is not None)
-        raise _core.ShapeError(f"argument shapes do not broadcast together ({described})") from None
-
-
-def _load_function(data: bytes, n_outputs: int, single: bool) -> Function:
+    >>> import chainrule as cr
+    >>> from chainrule import _core
+    >>> x = cr.var("x")
+    >>> load_function(_core.encode([x * 2, x]), 1, True)(3.0)
+    np.float64(6.0)
+    """
     nodes = _core.decode(data)
-    if not isinstance(n_outputs, int) or not 1 <= n_outputs <= len(nodes) or (single and n_outputs != 1):
+    fits = isinstance(n_outputs, int) and 1 <= n_outputs <= len(nodes)
+    if not fits or (single and n_outputs != 1):
         raise _core.ChainruleError(
             f"cannot load chainrule data: {len(nodes)} nodes cannot hold {n_outputs} output(s)")
     outputs, inputs = nodes[:n_outputs], nodes[n_outputs:]
     return Function(outputs[0] if single else outputs, inputs)
-
-
-def _convert(name: str, value: object):
-    """One argument as the core takes it: a Python float, or a C-contiguous float64 array."""
-    if type(value) is float:
-        return value
-    if isinstance(value, bool | numbers.Integral):
-        try:
-            return float(value)
-        except OverflowError:
-            shown = short_int(int(value))
-            raise ValueError(f"argument {name!r}: integer {shown} is too large for float64") from None
-    if isinstance(value, numbers.Real) and not isinstance(value, np.ndarray):
-        return float(value)
-    if isinstance(value, Expr):
-        raise TypeError(f"argument {name!r} is an expression; pass numbers or arrays to evaluate")
-    try:
-        array = np.asarray(value)
-    except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way
-        raise TypeError(f"argument {name!r} cannot be read as a numeric array: {exc}") from None
-    kind = array.dtype.kind
-    if kind == "c":
-        raise TypeError(f"argument {name!r} is complex ({array.dtype}); chainrule evaluates real float64 values")
-    if kind not in "biuf":
-        raise TypeError(f"argument {name!r} has dtype {array.dtype}; pass a numeric (bool, int or float) array")
-    flags = array.flags
-    if array.dtype == _FLOAT64 and flags.c_contiguous and flags.aligned and array.dtype.isnative:
-        return array
-    # ascontiguousarray keeps a misaligned buffer as it is; require() copies it.
-    return np.require(array, np.float64, ["C", "A"])
 
 
 def compile(outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:  # noqa: A001
@@ -203,7 +163,8 @@ def evaluate(expr: str | Expr, **arguments: object):
         names = set(arguments)
         missing = [v.name for v in e.variables if v.name not in names]
         if missing:
-            raise _core.ChainruleError(f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
+            raise _core.ChainruleError(
+                f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
         fn = Function(e, [_core.var(n) for n in arguments])
         _CACHE[key] = fn
         if len(_CACHE) > _CACHE_SIZE:

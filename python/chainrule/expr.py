@@ -23,7 +23,8 @@ Expr = _core.Expr
 def _load(data: bytes) -> Expr:
     nodes = _core.decode(data)
     if len(nodes) != 1:
-        raise _core.ChainruleError(f"cannot load chainrule data: an expression has one root, found {len(nodes)}")
+        raise _core.ChainruleError(
+            f"cannot load chainrule data: an expression has one root, found {len(nodes)}")
     return nodes[0]
 
 
@@ -45,7 +46,8 @@ def as_expr(value: object) -> Expr:
         raise TypeError(f"complex constants are not supported: {value!r}")
     if getattr(value, "shape", None) == ():  # a 0-d NumPy array
         return as_expr(value[()])
-    raise TypeError(f"cannot use {type(value).__name__} {value!r} in an expression; use numbers or chainrule expressions")
+    raise TypeError(f"cannot use {type(value).__name__} {value!r} in an expression; use numbers "
+                    f"or chainrule expressions")
 
 
 def short_int(value: int) -> str:
@@ -99,7 +101,8 @@ def parse(text: str) -> Expr:
     try:
         nodes = _core.parse(text)
     except UnicodeEncodeError as exc:  # a lone surrogate cannot cross into Rust
-        raise _core.ParseError(f"invalid character at position {exc.start}: {text[exc.start]!r}") from None
+        raise _core.ParseError(
+            f"invalid character at position {exc.start}: {text[exc.start]!r}") from None
     if len(nodes) != 1:
         raise _core.ParseError(f"expected exactly one expression, found {len(nodes)} result lines")
     return nodes[0]
