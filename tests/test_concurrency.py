@@ -220,8 +220,16 @@ FORK_CHILD = """
         v = cr.compile(e, inputs=[x, y])(np.linspace(0, 1, 100_000), 2.0)
         return ok and v.shape == (100_000,) and bool(np.isfinite(v).all())
 
-    def fork_and_check(timeout=10):
-        import time
+    import time
+    CHILD_TIME = []
+
+    def fork_and_check():
+        # A hang is told from slowness by the child's own work timed here first, in the parent.
+        if not CHILD_TIME:
+            start = time.monotonic()
+            assert in_child()
+            CHILD_TIME.append(time.monotonic() - start)
+        timeout = max(10.0, 30 * CHILD_TIME[0])
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -238,7 +246,8 @@ FORK_CHILD = """
             time.sleep(0.02)
         os.kill(pid, 9)
         os.waitpid(pid, 0)
-        raise AssertionError("the forked child hung (a lock or the pool inherited from the parent)")
+        raise AssertionError(f"the forked child hung (a lock or the pool inherited from the parent): "
+                             f"no exit in {timeout:.1f} s, 30 times its work in the parent")
 """
 
 
