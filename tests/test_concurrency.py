@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -323,3 +324,62 @@ def test_multiprocessing_runs_pickled_functions(method, tmp_path):
         pytest.fail(f"multiprocessing with {method!r} hung")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (
         f"exit code {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+
+
+def test_evaluate_from_many_threads_keeps_its_cache_sound_and_bounded():
+    """The issue's scenario: 8 threads, 400 distinct expressions (more than the cache holds, so
+    entries are evicted all the time), a thread switch every microsecond: every call answers
+    right, and the cache ends at its size."""
+    run_script("""
+    from chainrule import compiled
+    sys.setswitchinterval(1e-6)
+    texts = [f"x * {k}.5 + 1" for k in range(400)]
+
+    def calls(i):
+        for r in range(6_000):
+            k = (r * 7 + i * 53) % 400
+            assert cr.evaluate(texts[k], x=2.0) == 2.0 * (k + 0.5) + 1
+
+    run_threads(calls, 8, timeout=TIMEOUT)
+    assert len(compiled._CACHE) == compiled._CACHE_SIZE, len(compiled._CACHE)
+    """.replace("TIMEOUT", str(TIMEOUT)), timeout=3 * TIMEOUT)
+
+
+def test_evaluate_survives_an_eviction_between_lookup_and_reuse(monkeypatch):
+    """Where the race struck, made certain: right after evaluate's lookup finds an entry,
+    another thread evaluates enough other expressions to evict it. Before the cache had a
+    lock, the lookup's follow-up (moving the entry to the end) raised KeyError."""
+    from collections import OrderedDict
+
+    import chainrule as cr
+    from chainrule import compiled
+
+    class Interleaved(OrderedDict):
+        armed = False
+
+        def get(self, key, default=None):
+            value = super().get(key, default)
+            if Interleaved.armed and value is not None:
+                Interleaved.armed = False
+                # With the lock the other thread waits for this call; the bounded join lets
+                # this one go on, and the other finishes after.
+                other = threading.Thread(target=evict)
+                other.start()
+                other.join(timeout=1.0)
+                threads.append(other)
+            return value
+
+    def evict():
+        for k in range(compiled._CACHE_SIZE + 1):
+            cr.evaluate(f"x + {k}", x=1.0)
+
+    threads: list[threading.Thread] = []
+    monkeypatch.setattr(compiled, "_CACHE", Interleaved())
+    monkeypatch.setattr(compiled, "_CACHE_SIZE", 4)
+    assert cr.evaluate("x * 3", x=2.0) == 6.0
+    Interleaved.armed = True
+    assert cr.evaluate("x * 3", x=2.0) == 6.0
+    assert not Interleaved.armed, "the lookup was not interleaved"
+    for t in threads:
+        t.join(TIMEOUT)
+    assert len(compiled._CACHE) <= 4

@@ -5,6 +5,7 @@ evaluates it over NumPy batches (broadcast like NumPy, fused in chunks, on sever
 from __future__ import annotations
 
 import numbers
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -186,17 +187,25 @@ def compile(outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:
 
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 256
+# Guards every step on _CACHE: a lookup and its move to the end, or an insertion and its
+# evictions, are one step each, so another thread's eviction cannot fall between them.
+# Parsing and compiling run outside it, so one slow compile does not hold up cached calls.
+_CACHE_LOCK = threading.Lock()
 
 
 def evaluate(expr: str | Expr, **arguments: object):
     """Evaluates an expression (or its text) once, like ``numexpr.evaluate``; the compiled
-    form is cached, so repeated calls skip parsing and compiling.
+    form is cached (the 256 most recently used), so repeated calls skip parsing and compiling.
+    Any number of threads may call it at once.
 
     >>> evaluate("x * 2 + y", x=[1.0, 2.0], y=1.0)
     array([3., 5.])
     """
     key = (expr, tuple(arguments))
-    fn = _CACHE.get(key)
+    with _CACHE_LOCK:
+        fn = _CACHE.get(key)
+        if fn is not None:
+            _CACHE.move_to_end(key)
     if fn is None:
         e = parse(expr) if isinstance(expr, str) else as_expr(expr)
         names = set(arguments)
@@ -204,11 +213,11 @@ def evaluate(expr: str | Expr, **arguments: object):
         if missing:
             raise _core.ChainruleError(f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
         fn = Function(e, [_core.var(n) for n in arguments])
-        _CACHE[key] = fn
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
+        with _CACHE_LOCK:
+            _CACHE[key] = fn
+            _CACHE.move_to_end(key)
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
     return fn(**arguments)
 
 
