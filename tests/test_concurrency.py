@@ -383,3 +383,50 @@ def test_evaluate_survives_an_eviction_between_lookup_and_reuse(monkeypatch):
     for t in threads:
         t.join(TIMEOUT)
     assert len(compiled._CACHE) <= 4
+
+
+def test_thread_counts_keep_a_bounded_number_of_pools():
+    """The issue's loop, `using_threads(k)` for k = 1..100, left a pool per count: 5,051 OS
+    threads. Now the process's pool and two others are kept, so at most its count plus the two
+    largest counts' threads remain; every count gives the same bits; and the count one thread
+    chooses never exceeds what set_num_threads accepts."""
+    run_script("""
+    import time
+
+    def os_threads():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+    fn = cr.compile([F, LOSS, cr.grad(LOSS, w)], inputs=[x, y, w])
+    cr.set_num_threads(2)
+    want = fn(*BIG)
+    before = os_threads()
+    for k in range(1, 101):
+        with cr.using_threads(k):
+            assert same(fn(*BIG), want), f"{k} threads changed the result"
+    bound = before + 99 + 100 + 4  # the pools of 99 and 100 threads, and some slack
+    # Dropped pools' threads exit in their own time: wait for them, up to a minute.
+    waited = time.monotonic()
+    while os_threads() > bound and time.monotonic() - waited < 60:
+        time.sleep(0.05)
+    assert os_threads() <= bound, f"{os_threads()} OS threads after 100 counts ({before} before)"
+    for k in (3, 1, 2):  # rebuilt after their eviction, and still right
+        with cr.using_threads(k):
+            assert same(fn(*BIG), want), f"{k} threads changed the result"
+    """)
+
+
+def test_thread_count_from_the_environment_is_capped():
+    """CHAINRULE_NUM_THREADS=100000 would spawn 100,000 threads on the first large call; it is
+    capped to the documented maximum (the API refuses such counts with a ValueError)."""
+    import os
+
+    script = PRELUDE + textwrap.dedent("""
+        assert cr.get_num_threads() == _core.max_threads() >= 256, cr.get_num_threads()
+        assert same(FN(*BIG), FN(*BIG))
+        print("ok")
+    """)
+    env = {**os.environ, "CHAINRULE_NUM_THREADS": "100000"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=env, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

@@ -241,6 +241,8 @@ def evaluate(expr: str | Expr, **arguments: object):
 
 def set_num_threads(n: int) -> None:
     """Sets how many threads evaluation uses (default: ``CHAINRULE_NUM_THREADS`` or all cores).
+    At most 256, or the number of cores where that is more (``ValueError`` above it; the
+    environment variable is capped to it). Results are the same bit for bit for any count.
 
     >>> set_num_threads(2); get_num_threads()
     2
@@ -252,6 +254,9 @@ def set_num_threads(n: int) -> None:
 def _check_thread_count(n: object) -> None:
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
         raise ValueError(f"the number of threads must be a positive integer, not {n!r}")
+    if n > _core.max_threads():
+        raise ValueError(f"the number of threads must be at most {_core.max_threads()} "
+                         f"(256, or the number of cores if more), not {n!r}")
 
 
 def get_num_threads() -> int:
@@ -265,9 +270,10 @@ def get_num_threads() -> int:
 
 @contextmanager
 def using_threads(n: int) -> Iterator[None]:
-    """Within the block, evaluations called from this thread use ``n`` threads; other threads
-    keep the process's setting (:func:`set_num_threads`). Blocks nest, and the previous count
-    comes back on exit, also on an exception.
+    """Within the block, evaluations called from this thread use ``n`` threads (at most as
+    many as :func:`set_num_threads` takes); other threads keep the process's setting. Blocks
+    nest, and the previous count comes back on exit, also on an exception. Besides the
+    process's own, pools of two other sizes are kept; a third size replaces the oldest.
 
     >>> with using_threads(1):
     ...     get_num_threads()
