@@ -175,3 +175,21 @@ impl Pool {
 pub fn in_place_scope<'scope, R>(f: impl FnOnce(&rayon::Scope<'scope>) -> R) -> R {
     pool().in_place_scope(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_capped_and_few_pools_are_kept() {
+        assert_eq!(set_thread_override(Some(1 << 40)), None);
+        assert_eq!(thread_override(), Some(max_threads()));
+        for k in 3..12 {
+            set_thread_override(Some(k));
+            in_place_scope(|_| ());
+        }
+        set_thread_override(None);
+        let kept: Vec<usize> = POOL.read().unwrap().as_ref().unwrap().sized.iter().map(|(k, _)| *k).collect();
+        assert!(kept.len() <= SIZED_POOLS, "{kept:?}");
+    }
+}
