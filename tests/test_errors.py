@@ -177,12 +177,25 @@ def test_sum_over_needs_variables(over):
         cr.sum(x, over=over)
 
 
-@pytest.mark.parametrize("n", [0, -1, 1.5, "2", None, True])
+@pytest.mark.parametrize("n", [0, -1, 1.5, "2", None, True, 100_000, 2**64, 10**30])
 def test_bad_thread_counts(n, restore_threads):
     before = cr.get_num_threads()
     with pytest.raises((ValueError, TypeError)):
         cr.set_num_threads(n)
     assert cr.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n", [100_000, 2**64])
+def test_absurd_thread_counts_are_refused_naming_the_limit(n, restore_threads):
+    """A count of 100,000 was accepted, and the next large call spawned threads for minutes."""
+    limit = cr._core.max_threads()
+    for attempt in (lambda: cr.set_num_threads(n), lambda: cr.using_threads(n).__enter__()):
+        with pytest.raises(ValueError, match=f"at most {limit}.*not {n}"):
+            attempt()
+    cr.set_num_threads(limit)  # the limit itself is a count like any other
+    assert cr.get_num_threads() == limit
+    with cr.using_threads(limit):
+        assert cr.get_num_threads() == limit
 
 
 # -- parse and evaluate ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from chainrule.compiled import load_function
 from chainrule.expr import _load
 from conftest import to_expr, trees
 
-SETTINGS = settings(derandomize=True, database=None, deadline=2000, max_examples=200,
+SETTINGS = settings(derandomize=True, database=None, deadline=None, max_examples=200,
                     suppress_health_check=list(HealthCheck))
 
 TOKENS = ["x", "y", "z", "_a", "t1", "t2", "sin", "cos", "log", "per_sample", "sum", "mean",

@@ -37,12 +37,29 @@ def check_shapes(names: tuple, values: list) -> None:
     shapes = [_known_shape(v) for v in values]
     if all(s is None or s == () for s in shapes):
         return
-    try:
-        np.broadcast_shapes(*[s for s in shapes if s is not None])
-    except ValueError:
+    if broadcast_shapes(*[s for s in shapes if s is not None]) is None:
         described = ", ".join(
             f"{n}: {s}" for n, s in zip(names, shapes, strict=True) if s is not None)
-        raise _core.ShapeError(f"argument shapes do not broadcast together ({described})") from None
+        raise _core.ShapeError(f"argument shapes do not broadcast together ({described})")
+
+
+def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy's broadcast of ``shapes``, or None where they do not broadcast. Written out
+    because ``np.broadcast_shapes`` stops at 32 dimensions (RuntimeError) and arrays have up
+    to 64.
+
+    >>> broadcast_shapes((3, 1), (4,)), broadcast_shapes((3,), (4,))
+    ((3, 4), None)
+    """
+    ndim = max(map(len, shapes), default=0)
+    out = [1] * ndim
+    for shape in shapes:
+        for i, n in enumerate(shape, ndim - len(shape)):
+            if n != 1:
+                if out[i] not in (1, n):
+                    return None
+                out[i] = n
+    return tuple(out)
 
 
 def convert(name: str, value: object):
@@ -66,6 +83,11 @@ def convert(name: str, value: object):
         return float(value)
     if isinstance(value, Expr):
         raise TypeError(f"argument {name!r} is an expression; pass numbers or arrays to evaluate")
+    if isinstance(value, np.ma.MaskedArray):
+        # np.asarray would drop the mask and evaluate the values under it as if they were data.
+        raise TypeError(f"argument {name!r} is a masked array, and chainrule does not apply masks; "
+                        f"pass {name}.filled(value) to choose what masked entries become, or "
+                        f"{name}.data to use the values under the mask")
     try:
         array = np.asarray(value)
     except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way

@@ -5,6 +5,7 @@ evaluates it over NumPy batches (broadcast like NumPy, fused in chunks, on sever
 from __future__ import annotations
 
 import numbers
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -147,17 +148,25 @@ def compile(outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:
 
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 256
+# Guards every step on _CACHE: a lookup and its move to the end, or an insertion and its
+# evictions, are one step each, so another thread's eviction cannot fall between them.
+# Parsing and compiling run outside it, so one slow compile does not hold up cached calls.
+_CACHE_LOCK = threading.Lock()
 
 
 def evaluate(expr: str | Expr, **arguments: object):
     """Evaluates an expression (or its text) once, like ``numexpr.evaluate``; the compiled
-    form is cached, so repeated calls skip parsing and compiling.
+    form is cached (the 256 most recently used), so repeated calls skip parsing and compiling.
+    Any number of threads may call it at once.
 
     >>> evaluate("x * 2 + y", x=[1.0, 2.0], y=1.0)
     array([3., 5.])
     """
     key = (expr, tuple(arguments))
-    fn = _CACHE.get(key)
+    with _CACHE_LOCK:
+        fn = _CACHE.get(key)
+        if fn is not None:
+            _CACHE.move_to_end(key)
     if fn is None:
         e = parse(expr) if isinstance(expr, str) else as_expr(expr)
         names = set(arguments)
@@ -166,16 +175,18 @@ def evaluate(expr: str | Expr, **arguments: object):
             raise _core.ChainruleError(
                 f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
         fn = Function(e, [_core.var(n) for n in arguments])
-        _CACHE[key] = fn
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
+        with _CACHE_LOCK:
+            _CACHE[key] = fn
+            _CACHE.move_to_end(key)
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
     return fn(**arguments)
 
 
 def set_num_threads(n: int) -> None:
     """Sets how many threads evaluation uses (default: ``CHAINRULE_NUM_THREADS`` or all cores).
+    At most 256, or the number of cores where that is more (``ValueError`` above it; the
+    environment variable is capped to it). Results are the same bit for bit for any count.
 
     >>> set_num_threads(2); get_num_threads()
     2
@@ -187,6 +198,9 @@ def set_num_threads(n: int) -> None:
 def _check_thread_count(n: object) -> None:
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
         raise ValueError(f"the number of threads must be a positive integer, not {n!r}")
+    if n > _core.max_threads():
+        raise ValueError(f"the number of threads must be at most {_core.max_threads()} "
+                         f"(256, or the number of cores if more), not {n!r}")
 
 
 def get_num_threads() -> int:
@@ -200,9 +214,10 @@ def get_num_threads() -> int:
 
 @contextmanager
 def using_threads(n: int) -> Iterator[None]:
-    """Within the block, evaluations called from this thread use ``n`` threads; other threads
-    keep the process's setting (:func:`set_num_threads`). Blocks nest, and the previous count
-    comes back on exit, also on an exception.
+    """Within the block, evaluations called from this thread use ``n`` threads (at most as
+    many as :func:`set_num_threads` takes); other threads keep the process's setting. Blocks
+    nest, and the previous count comes back on exit, also on an exception. Besides the
+    process's own, pools of two other sizes are kept; a third size replaces the oldest.
 
     >>> with using_threads(1):
     ...     get_num_threads()

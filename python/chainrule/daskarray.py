@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
-from .arguments import check_dtype, convert
+from .arguments import broadcast_shapes, check_dtype, convert
 from .compiled import Function, load_function, using_threads
 from .expr import Expr
 
@@ -254,7 +254,7 @@ def _bind(fn: Function, values: list) -> _Env:
             for n, v in zip(fn._names, values, strict=True)]
     shapes = [() if isinstance(a, float) else tuple(a.shape) for a in args]
     fn._reduced([list(s) for s in shapes])  # raises the in-memory call's ShapeError
-    batch = tuple(np.broadcast_shapes(*shapes))
+    batch = broadcast_shapes(*shapes)
     chunks = _batch_chunks(batch, [a for a in args if isinstance(a, da.Array)])
     sources = {n: _aligned(a, batch, chunks) for n, a in zip(fn._names, args, strict=True)}
     return _Env(batch, chunks, sources, _configured_threads())
@@ -278,6 +278,8 @@ def _dask_argument(name: str, value: object):
         raise ValueError(f"argument {name!r} has unknown chunk sizes {value.chunks}; call "
                          f".compute_chunk_sizes() on it first")
     check_dtype(name, value.dtype)
+    if isinstance(getattr(value, "_meta", None), np.ma.MaskedArray):
+        convert(name, value._meta)  # the in-memory call's TypeError, before any task runs
     return value if value.dtype == _F64 else value.astype(_F64)
 
 
@@ -324,7 +326,15 @@ def _aligned(arg, batch: tuple[int, ...], chunks: tuple[tuple[int, ...], ...]):
     if isinstance(arg, np.ndarray):
         # name=False: no hashing of a possibly large in-memory array for a token.
         return da.from_array(arg, chunks=target, name=False)
-    return arg if arg.chunks == target else arg.rechunk(target)
+    if arg.chunks == target:
+        return arg
+    if arg.ndim > 32:
+        # Dask's rechunk stops there with a RuntimeError from NumPy; say what to change instead.
+        raise _core.ShapeError(
+            f"a Dask array of shape {arg.shape} ({arg.ndim} dimensions) would need rechunking to "
+            f"chunks {target}, and Dask cannot rechunk arrays of more than 32 dimensions; chunk "
+            f"the arguments alike, or drop unit dimensions")
+    return arg.rechunk(target)
 
 
 # -- building the Dask graph ----------------------------------------------------------------
@@ -379,7 +389,7 @@ def _group_shape(env: _Env, over: list[str]) -> tuple[int, ...]:
     for name in over:
         src = env.sources[name]
         shapes.append(() if isinstance(src, float | _Whole) else tuple(src.shape))
-    return tuple(np.broadcast_shapes(*shapes)) if shapes else ()
+    return broadcast_shapes(*shapes)
 
 
 def _reduce_stage(stage: _Stage, env: _Env) -> None:
