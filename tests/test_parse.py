@@ -3,11 +3,13 @@ minimal parentheses, and parse errors that point at the position with a caret.""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 
 import chainrule as cr
+from chainrule import _core
 
 x, y, w = cr.vars("x y w")
 
@@ -74,6 +76,9 @@ ROUND_TRIPS = [
     (x - y) ** (w - 1),
     -(x * -1.0),
     -cr.sin(x) ** 2,
+    cr.pi * x + cr.e,
+    -cr.pi * x - cr.e ** x,
+    x ** -cr.e,
 ]
 
 
@@ -85,6 +90,43 @@ def test_round_trip(e):
 def test_constants_round_trip_bit_exactly():
     for c in [0.1, 1 / 3, 2.0**-1074, 1.7976931348623157e308, 123456789.123456789, -0.0]:
         assert cr.parse(str(x * c)) == x * c, c
+
+
+# -- constants -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, value", [("pi", math.pi), ("e", math.e), ("-pi", -math.pi),
+                                         ("2 * pi", 2 * math.pi), ("e ** 2", math.e**2)])
+def test_pi_and_e_parse_as_constants(text, value):
+    c = cr.parse(text)
+    assert not c.is_var and c.value == value
+
+
+def test_pi_and_e_print_by_name_and_other_constants_by_value():
+    assert str(cr.pi) == "pi" and str(cr.e) == "e" and str(-cr.pi) == "-pi"
+    assert str(cr.pi * x + cr.e) == "pi * x + e"
+    assert cr.pi.value == math.pi and cr.e.value == math.e
+    # Only the float64 values of pi and e themselves: a neighbour prints as its digits.
+    near = math.nextafter(math.pi, 4.0)
+    assert str(x * near) == f"{near!r} * x"
+    assert str(cr.parse("x * 3.141592653589793")) == "pi * x"
+
+
+@pytest.mark.parametrize("name", ["pi", "e"])
+def test_pi_and_e_are_not_variable_names(name):
+    with pytest.raises(ValueError, match=f"'{name}'.*reserve"):
+        cr.var(name)
+    with pytest.raises(ValueError):
+        _core.var(name)
+    with pytest.raises(cr.ParseError, match="reserved"):
+        cr.parse(f"{name} = x\n{name} + 1")
+    with pytest.raises(ValueError):
+        cr.sum(x, over=[name])
+
+
+def test_names_that_contain_pi_and_e_are_still_variables():
+    for name in ["pie", "e1", "ex", "_e", "pi_"]:
+        assert cr.parse(f"{name} + 1") == cr.var(name) + 1
 
 
 # -- named lines ------------------------------------------------------------------------------
@@ -187,6 +229,31 @@ def test_parse_error_points_at_position(text, pos):
     caret = lines[i + 1]
     assert caret.rstrip().endswith("^") and caret.index("^") == column, str(info.value)
     assert str(pos) in lines[0] or str(pos - line_start) in lines[0]
+
+
+CALL_NAMES = sorted({name for _, name, _, _ in _core.OPS if name.isidentifier()} |
+                    {"sum", "mean"})
+
+
+@pytest.mark.parametrize("name", CALL_NAMES)
+def test_unknown_function_suggests_the_near_names(name):
+    """A one-letter slip in any known function's name gets that name suggested, derived from
+    the op table, so new functions are suggested as they arrive."""
+    with pytest.raises(cr.ParseError, match=r"did you mean ([a-z_0-9]+, )*([a-z_0-9]+ or )?"
+                       + name + r"\b") as info:
+        cr.parse(f"{name}q(x)")
+    assert f"unknown function '{name}q'" in str(info.value)
+
+
+def test_unknown_function_far_from_every_name_suggests_nothing():
+    with pytest.raises(cr.ParseError, match="unknown function 'frobnicate'") as info:
+        cr.parse("frobnicate(x)")
+    assert "did you mean" not in str(info.value)
+
+
+def test_unknown_function_suggests_the_closest_first():
+    with pytest.raises(cr.ParseError, match=r"unknown function 'tanhh'; did you mean tanh or tan\?"):
+        cr.parse("tanhh(x)")
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\n", "t1 = x", "x\ny"])

@@ -23,7 +23,7 @@ pub fn var(name: &str) -> Result<Expr> {
 }
 
 /// Words the parser gives a meaning of its own, so they cannot name variables.
-pub const RESERVED: &[&str] = &["inf", "nan", "sum", "mean", "over"];
+pub const RESERVED: &[&str] = &["inf", "nan", "pi", "e", "sum", "mean", "over"];
 
 /// Whether `name` can be a variable: an ASCII identifier that is neither reserved nor a
 /// function name.

@@ -2,7 +2,8 @@
 //! `;`) are either definitions `name = expr`, which later lines may use, or results. The
 //! expression grammar is Python's for the operators it has: `+ -` < `* /` < unary `-` < `**`
 //! (right-associative, and `-x ** 2` is `-(x ** 2)`), calls `f(e)`, `sum(e)`,
-//! `sum(e, over=w)`, `sum(e, over=(v, w))`, `mean(e)`, numbers with exponents, `inf`, `nan`.
+//! `sum(e, over=w)`, `sum(e, over=(v, w))`, `mean(e)`, numbers with exponents, `inf`, `nan`,
+//! and the constants `pi` and `e`.
 //! An operator-precedence (shunting-yard) parser with explicit stacks: nesting depth costs
 //! heap, never stack.
 
@@ -231,7 +232,7 @@ impl Parser<'_> {
             Tok::Name(name) if self.peek()? == &Tok::Sym("(") => {
                 self.next()?;
                 if !matches!(name.as_str(), "sum" | "mean") && Op::from_call_name(&name).is_none() {
-                    return Err(self.error(pos, format!("unknown function '{name}'")));
+                    return Err(self.error(pos, unknown_function(&name)));
                 }
                 ops.push(Pending::Call { name, pos, args: 0, over: None });
                 return Ok(true);
@@ -249,6 +250,8 @@ impl Parser<'_> {
         match name {
             "inf" => Ok(build::constant(f64::INFINITY)),
             "nan" => Ok(build::constant(f64::NAN)),
+            "pi" => Ok(build::constant(std::f64::consts::PI)),
+            "e" => Ok(build::constant(std::f64::consts::E)),
             _ => build::var(name).map_err(|_| self.error(pos, format!("'{name}' cannot be used as a variable name"))),
         }
     }
@@ -361,6 +364,39 @@ fn reduce(values: &mut Vec<Expr>, op: Pending) {
     }
 }
 
+/// "unknown function 'arctan3'; did you mean arctan2?", naming the known functions closest
+/// in spelling (those within a third of the name's length in edits), so that a typo or
+/// another library's spelling points at ours.
+fn unknown_function(name: &str) -> String {
+    let known = Op::ALL.iter().filter(|op| op.infix().is_none()).map(|op| op.name()).chain(["sum", "mean"]);
+    let limit = name.chars().count().div_ceil(3).max(1);
+    let mut near: Vec<(usize, &str)> = known.map(|k| (edit_distance(name, k), k)).filter(|&(d, _)| d <= limit).collect();
+    near.sort();
+    near.dedup();
+    let near: Vec<&str> = near.iter().take(3).map(|&(_, k)| k).collect();
+    match near.as_slice() {
+        [] => format!("unknown function '{name}'"),
+        [one] => format!("unknown function '{name}'; did you mean {one}?"),
+        [init @ .., last] => format!("unknown function '{name}'; did you mean {} or {last}?", init.join(", ")),
+    }
+}
+
+/// Levenshtein distance between two short names (one row of the table at a time).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 fn describe(tok: &Tok) -> String {
     match tok {
         Tok::Num(v) => format!("number {v}"),
@@ -368,5 +404,26 @@ fn describe(tok: &Tok) -> String {
         Tok::Sym("\n") => "end of line".into(),
         Tok::Sym(s) => format!("'{s}'"),
         Tok::End => "end of input".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pi_and_e_read_as_constants_and_print_back() {
+        let e = parse_one("pi * x + e").expect("parses");
+        assert_eq!(crate::print::to_text(&[e.clone()]), "pi * x + e");
+        assert_eq!(parse_one("pi").expect("parses"), build::constant(std::f64::consts::PI));
+        assert!(build::var("e").is_err() && build::var("pi").is_err());
+    }
+
+    #[test]
+    fn unknown_function_names_the_nearest() {
+        assert_eq!(edit_distance("arctan3", "arctan2"), 1);
+        assert_eq!(edit_distance("", "exp"), 3);
+        assert_eq!(unknown_function("tanhh"), "unknown function 'tanhh'; did you mean tanh or tan?");
+        assert_eq!(unknown_function("frobnicate"), "unknown function 'frobnicate'");
     }
 }

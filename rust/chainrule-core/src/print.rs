@@ -41,9 +41,13 @@ pub fn to_text(roots: &[Expr]) -> String {
     out
 }
 
-/// Formats a number so that it parses back to the same bits.
+/// Formats a number so that it parses back to the same bits; the float64 values of pi and e
+/// print by name, as the text format reads them.
 pub fn number(c: f64) -> String {
-    if c.is_nan() {
+    if c.abs() == std::f64::consts::PI || c.abs() == std::f64::consts::E {
+        let name = if c.abs() == std::f64::consts::PI { "pi" } else { "e" };
+        if c < 0.0 { format!("-{name}") } else { name.into() }
+    } else if c.is_nan() {
         "nan".into()
     } else if c.is_infinite() {
         if c > 0.0 { "inf".into() } else { "-inf".into() }
