@@ -1,6 +1,6 @@
 """Type stubs for chainrule._core, the Rust extension (see rust/chainrule-py)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 import numpy as np
@@ -31,6 +31,8 @@ class Expr:
     def __hash__(self) -> int: ...
     def __bool__(self) -> bool: ...
     def __reduce__(self) -> tuple[Any, tuple[bytes]]: ...
+    # Defined in chainrule/expr.py (see there), on this class.
+    def subs(self, mapping: Mapping[Expr | str, Expr | float]) -> Expr: ...
     @property
     def name(self) -> str | None: ...
     @property

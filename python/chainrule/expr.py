@@ -7,17 +7,28 @@ NumPy numbers promote to constants in arithmetic.
 
 from __future__ import annotations
 
+import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import overload
 
 from . import _core
 
-__all__ = ["Expr", "var", "vars", "parse", "grad", "as_expr"]
+__all__ = ["Expr", "var", "vars", "parse", "grad", "as_expr", "pi", "e", "jacobian", "hessian",
+           "substitute"]
 
 
 # The class is defined in the extension (see rust/chainrule-py): creating and unwrapping a
 # Python wrapper per node cost more than the core's work on large graphs.
 Expr = _core.Expr
+
+#: The constant pi (float64); it prints as ``pi``, and ``pi`` in text reads as it.
+pi: Expr = _core.constant(math.pi)
+#: The constant e (float64); it prints as ``e``, and ``e`` in text reads as it.
+e: Expr = _core.constant(math.e)
+
+# Names the text format reads as constants, so a variable of that name could not parse back.
+_CONSTANT_NAMES = {"pi": "cr.pi", "e": "cr.e", "inf": "float('inf')", "nan": "float('nan')"}
 
 
 def _load(data: bytes) -> Expr:
@@ -75,6 +86,10 @@ def var(name: str) -> Expr:
     """
     if not isinstance(name, str):
         raise TypeError(f"a variable name must be a str, not {type(name).__name__}")
+    if name in _CONSTANT_NAMES:
+        raise _core.ChainruleError(
+            f"{name!r} cannot name a variable: the text format reserves it for a constant "
+            f"(use {_CONSTANT_NAMES[name]}); choose another name")
     return _core.var(name)
 
 
@@ -108,20 +123,152 @@ def parse(text: str) -> Expr:
     return nodes[0]
 
 
-def grad(f: Expr | float, wrt: Expr | Sequence[Expr]) -> Expr | list[Expr]:
-    """Symbolic derivative(s) of ``f``: an expression for a variable, a list for a list.
+@overload
+def grad(f: Expr | float, wrt: Expr) -> Expr: ...
+@overload
+def grad(f: Expr | float, wrt: list[Expr]) -> list[Expr]: ...
+@overload
+def grad(f: Expr | float, wrt: tuple[Expr, ...]) -> tuple[Expr, ...]: ...
+
+
+def grad(f: Expr | float, wrt: Expr | list[Expr] | tuple[Expr, ...]
+         ) -> Expr | list[Expr] | tuple[Expr, ...]:
+    """Symbolic derivative(s) of ``f``: an expression for a variable, a list for a list, a
+    tuple for a tuple (as JAX's ``argnums``). Grad of grad works (higher order).
 
     Per-sample expressions have per-sample derivatives; the derivative of a reduction has the
     shape of the variable's argument (see the README's conventions).
 
-    >>> x = var("x")
+    >>> x, y = vars("x y")
     >>> print(grad(x**3, x))
     3 * (x * x)
+    >>> dfdx, dfdy = grad(x * y, [x, y])
+    >>> print(dfdx, dfdy)
+    y x
     """
-    f = as_expr(f)
-    single = isinstance(wrt, Expr)
-    targets = [wrt] if single else list(wrt) if isinstance(wrt, Sequence) else None
-    if targets is None:
-        raise TypeError(f"grad() needs a variable or a list of variables, not {type(wrt).__name__}")
-    result = _core.grad(f, targets)
-    return result[0] if single else result
+    f = _output(f, "grad")
+    return _like(wrt, _core.grad(f, _variables(wrt, "grad")))
+
+
+def _like(given: object, results: list[Expr]) -> Expr | list[Expr] | tuple[Expr, ...]:
+    """``results`` in the form ``given`` came in: one expression, a tuple or a list."""
+    if isinstance(given, Expr):
+        return results[0]
+    return tuple(results) if isinstance(given, tuple) else results
+
+
+def _output(f: object, caller: str) -> Expr:
+    """``f`` as the one expression ``caller`` differentiates; a TypeError names the fix."""
+    if isinstance(f, list | tuple):
+        raise TypeError(f"{caller}() differentiates one expression, not a {type(f).__name__}; "
+                        f"for several outputs use cr.jacobian(outputs, wrt)")
+    try:
+        return as_expr(f)
+    except TypeError:
+        raise TypeError(f"{caller}() differentiates an expression, not {type(f).__name__} "
+                        f"{f!r}") from None
+
+
+def _variables(wrt: object, caller: str) -> list[Expr]:
+    """The variables of ``wrt`` (one variable, or a list or tuple of them), or a TypeError
+    that names the fix for what users of other libraries pass."""
+    items = [wrt] if isinstance(wrt, Expr | str) else wrt
+    if not isinstance(items, list | tuple):
+        kind = type(wrt).__name__
+        fix = ("pass a list of its variables, e.g. list(d.values())" if isinstance(wrt, Mapping)
+               else "pass a variable or a list or tuple of variables, e.g. [x, y]")
+        raise TypeError(f"{caller}() differentiates with respect to variables, not a {kind}; {fix}")
+    for item in items:
+        if isinstance(item, str):
+            raise TypeError(f"{caller}() differentiates with respect to variables, not the name "
+                            f"{item!r}; pass cr.var({item!r})")
+        if not isinstance(item, Expr) or not item.is_var:
+            what = f"the expression {item}" if isinstance(item, Expr) else repr(item)
+            raise TypeError(f"{caller}() differentiates with respect to variables, not {what}; "
+                            f"pass variables made by cr.var (substitute first to differentiate "
+                            f"by an expression)")
+    return list(items)
+
+
+def jacobian(outputs: Expr | float | Sequence[Expr | float],
+             wrt: Expr | Sequence[Expr]) -> list[list[Expr]]:
+    """The Jacobian as a list of rows: ``J[i][j]`` is d outputs[i] / d wrt[j]. A single output
+    or variable counts as a list of one. Rows come from one reverse sweep each and share nodes
+    with each other and with the outputs.
+
+    >>> x, y = vars("x y")
+    >>> [[str(d) for d in row] for row in jacobian([x * y, x + y], [x, y])]
+    [['y', 'x'], ['1', '1']]
+    """
+    rows = [outputs] if isinstance(outputs, Expr | numbers.Real) else outputs
+    if not isinstance(rows, list | tuple):
+        raise TypeError(f"jacobian() takes an expression or a list of them, not "
+                        f"{type(outputs).__name__}")
+    targets = _variables(wrt, "jacobian")
+    return [_core.grad(_output(f, "jacobian"), targets) for f in rows]
+
+
+def hessian(f: Expr | float, wrt: Expr | Sequence[Expr]) -> list[list[Expr]]:
+    """The matrix of second derivatives as a list of rows: the Jacobian of the gradient, so
+    the rows share the gradient's nodes (one reverse sweep per row).
+
+    >>> x, y = vars("x y")
+    >>> [[str(d) for d in row] for row in hessian(x * x * y, [x, y])]
+    [['2 * y', '2 * x'], ['2 * x', '0']]
+    """
+    targets = _variables(wrt, "hessian")
+    return jacobian(_core.grad(_output(f, "hessian"), targets), targets)
+
+
+@overload
+def substitute(expr: Expr, mapping: Mapping[Expr | str, Expr | float]) -> Expr: ...
+@overload
+def substitute(expr: list[Expr], mapping: Mapping[Expr | str, Expr | float]) -> list[Expr]: ...
+@overload
+def substitute(expr: tuple[Expr, ...], mapping: Mapping[Expr | str, Expr | float]
+               ) -> tuple[Expr, ...]: ...
+
+
+def substitute(expr: Expr | list[Expr] | tuple[Expr, ...],
+               mapping: Mapping[Expr | str, Expr | float]) -> Expr | list[Expr] | tuple[Expr, ...]:
+    """Replaces variables (given as expressions or by name) by expressions or numbers, all at
+    once: ``{x: y, y: x}`` swaps them. One expression in, one out; a list or tuple gives the
+    same kind back.
+
+    >>> x, y = vars("x y")
+    >>> print(substitute(x - y, {x: y, "y": x}))
+    y - x
+    >>> [str(d) for d in substitute([x, x * y], {y: 2})]
+    ['x', '2 * x']
+    """
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"substitute() takes a dict of variable -> expression or number, not "
+                        f"{type(mapping).__name__}")
+    pairs = []
+    for key, value in mapping.items():
+        target = var(key) if isinstance(key, str) else key
+        if not isinstance(target, Expr) or not target.is_var:
+            shown = f"the expression {target}" if isinstance(target, Expr) else repr(key)
+            raise TypeError(f"substitute() replaces variables, not {shown}; use variables made "
+                            f"by cr.var (or their names) as keys")
+        pairs.append((target, as_expr(value)))
+    roots = [expr] if isinstance(expr, Expr) else expr
+    if not isinstance(roots, list | tuple):
+        raise TypeError(f"substitute() takes an expression or a list of them, not "
+                        f"{type(expr).__name__}")
+    return _like(expr, _core.substitute([as_expr(r) for r in roots], pairs))
+
+
+def _subs(self: Expr, mapping: Mapping[Expr | str, Expr | float]) -> Expr:
+    """This expression with variables replaced, all at once (see :func:`substitute`).
+
+    >>> x, y = vars("x y")
+    >>> print((x + y).subs({y: 2 * x}))
+    x + 2 * x
+    """
+    return substitute(self, mapping)
+
+
+# Expr is the extension's class; a method that only rearranges Python arguments is written
+# here, where the rest of the Python API is, rather than crossing into Rust and back.
+Expr.subs = _subs  # type: ignore[method-assign]
