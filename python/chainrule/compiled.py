@@ -5,11 +5,14 @@ evaluates it over NumPy batches (broadcast like NumPy, fused in chunks, on sever
 from __future__ import annotations
 
 import numbers
+import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Self
+
+import numpy as np
 
 from . import _core
 from .arguments import check_shapes, convert
@@ -154,33 +157,105 @@ _CACHE_SIZE = 256
 _CACHE_LOCK = threading.Lock()
 
 
-def evaluate(expr: str | Expr, **arguments: object):
+# numexpr.evaluate's keywords that have no meaning here (computation is always float64, in
+# chunks, with no casting rules to choose): refused by name rather than read as variables.
+_NUMEXPR_KEYWORDS = frozenset({"order", "casting", "optimization", "truediv", "sanitize",
+                               "_frame_depth"})
+# The variable names each expression uses, so that lookups in local_dict, global_dict or the
+# caller's frame need not parse again (kept like _CACHE, under the same lock).
+_NAMES: OrderedDict = OrderedDict()
+
+
+def evaluate(ex: str | Expr, local_dict: Mapping[str, object] | None = None,
+             global_dict: Mapping[str, object] | None = None, out: np.ndarray | None = None,
+             **arguments: object):
     """Evaluates an expression (or its text) once, like ``numexpr.evaluate``; the compiled
     form is cached (the 256 most recently used), so repeated calls skip parsing and compiling.
     Any number of threads may call it at once.
 
+    Variables come from the keywords, then ``local_dict``, then ``global_dict``; as in numexpr,
+    a dict not given is the caller's local (or global) namespace. ``out``, a float64 array of
+    the result's shape, receives the result and is returned.
+
     >>> evaluate("x * 2 + y", x=[1.0, 2.0], y=1.0)
     array([3., 5.])
+    >>> a = np.arange(3.0)
+    >>> evaluate("a ** 2")
+    array([0., 1., 4.])
     """
-    key = (expr, tuple(arguments))
-    with _CACHE_LOCK:
-        fn = _CACHE.get(key)
-        if fn is not None:
-            _CACHE.move_to_end(key)
+    refused = sorted(_NUMEXPR_KEYWORDS & arguments.keys())
+    if refused:
+        raise TypeError(f"evaluate() does not take numexpr's {refused[0]!r} keyword (chainrule "
+                        f"always computes in float64); for a variable of that name, pass "
+                        f"local_dict={{{refused[0]!r}: ...}}")
+    missing = [n for n in _variable_names(ex) if n not in arguments]
+    if missing:
+        arguments = {**arguments, **_look_up(missing, local_dict, global_dict, sys._getframe(1))}
+    key = (ex, tuple(arguments))
+    fn = _cached(_CACHE, key)
     if fn is None:
-        e = parse(expr) if isinstance(expr, str) else as_expr(expr)
-        names = set(arguments)
-        missing = [v.name for v in e.variables if v.name not in names]
-        if missing:
+        e = parse(ex) if isinstance(ex, str) else as_expr(ex)
+        fn = _store(_CACHE, key, Function(e, [_core.var(n) for n in arguments]))
+    result = fn(**arguments)
+    return result if out is None else _write(result, out)
+
+
+def _variable_names(ex: str | Expr) -> tuple[str, ...]:
+    names = _cached(_NAMES, ex)
+    if names is None:
+        e = parse(ex) if isinstance(ex, str) else as_expr(ex)
+        names = _store(_NAMES, ex, tuple(v.name for v in e.variables))
+    return names
+
+
+def _cached(cache: OrderedDict, key: object):
+    with _CACHE_LOCK:
+        value = cache.get(key)
+        if value is not None:
+            cache.move_to_end(key)
+    return value
+
+
+def _store(cache: OrderedDict, key: object, value):
+    with _CACHE_LOCK:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    return value
+
+
+def _look_up(names: list[str], local_dict: Mapping[str, object] | None,
+             global_dict: Mapping[str, object] | None, frame) -> dict[str, object]:
+    """The values of ``names`` from local_dict then global_dict, each defaulting (as numexpr's
+    do) to the namespace of ``frame``, the caller of evaluate()."""
+    scopes = (frame.f_locals if local_dict is None else local_dict,
+              frame.f_globals if global_dict is None else global_dict)
+    found = {}
+    for name in names:
+        scope = next((s for s in scopes if name in s), None)
+        if scope is None:
+            given = local_dict is not None or global_dict is not None
+            where = "local_dict or global_dict" if given else "the caller's variables"
             raise _core.ChainruleError(
-                f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
-        fn = Function(e, [_core.var(n) for n in arguments])
-        with _CACHE_LOCK:
-            _CACHE[key] = fn
-            _CACHE.move_to_end(key)
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
-    return fn(**arguments)
+                f"variable {name!r} is used but not given; pass {name}=... (it is not in {where})")
+        found[name] = scope[name]
+    return found
+
+
+def _write(result, out: object) -> np.ndarray:
+    """Copies ``result`` into ``out`` (numexpr's ``out=``) after checking that it fits."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, not {type(out).__name__}")
+    if out.dtype != np.float64:
+        raise TypeError(f"out must be a float64 array (results are float64), not {out.dtype}")
+    shape = np.shape(result)
+    if out.shape != shape:
+        raise _core.ShapeError(f"out has shape {out.shape} but the result has shape {shape}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    out[...] = result
+    return out
 
 
 def set_num_threads(n: int) -> None:
