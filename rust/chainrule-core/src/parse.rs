@@ -414,7 +414,7 @@ mod tests {
     #[test]
     fn pi_and_e_read_as_constants_and_print_back() {
         let e = parse_one("pi * x + e").expect("parses");
-        assert_eq!(crate::print::to_text(&[e.clone()]), "pi * x + e");
+        assert_eq!(crate::print::to_text(std::slice::from_ref(&e)), "pi * x + e");
         assert_eq!(parse_one("pi").expect("parses"), build::constant(std::f64::consts::PI));
         assert!(build::var("e").is_err() && build::var("pi").is_err());
     }
