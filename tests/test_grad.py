@@ -341,3 +341,39 @@ def test_derivatives_of_full_reductions_are_never_refused(text):
     args = (np.array([0.5, -1.25, 2.0]), np.array([[0.75], [-0.5]]), np.array([[1.0, 2.0, -3.0]]), 0.3)
     results = cr.compile(third, inputs=list(names))(*args)
     assert len(results) == 64 and all(np.all(np.isfinite(r)) for r in results)
+
+
+# -- sigmoid' and tanh' in the tails (issue 15, item 5) -------------------------------------------
+
+TAILS = [0.0, 0.5, -3.0, 19.0, -19.5, 30.0, -30.0, 37.43, -37.43, 40.0, -40.0, 100.0, -100.0, 700.0, -700.0]
+
+
+def _exact_slopes(t):
+    import mpmath
+
+    with mpmath.workprec(200):
+        e = mpmath.exp(-abs(mpmath.mpf(t)))
+        return float(e / (1 + e) ** 2), float(1 / mpmath.cosh(mpmath.mpf(t)) ** 2)
+
+
+@pytest.mark.parametrize("array", [False, True], ids=["float", "array"])
+def test_sigmoid_and_tanh_slopes_keep_relative_accuracy_in_the_tails(array):
+    fn = cr.compile([cr.grad(cr.sigmoid(x), x), cr.grad(cr.tanh(x), x)], inputs=[x])
+    for t in TAILS:
+        ds, dt = fn(np.array([t, -t, 0.25]) if array else t)
+        ds, dt = (float(ds[0]), float(dt[0])) if array else (ds, dt)
+        want_s, want_t = _exact_slopes(t)
+        assert ds == pytest.approx(want_s, rel=8e-16, abs=0), f"sigmoid'({t})"
+        assert dt == pytest.approx(want_t, rel=1.2e-15, abs=0), f"tanh'({t})"
+    assert fn(37.43)[0] == pytest.approx(5.55e-17, rel=1e-3)
+    assert fn(40.0)[0] == pytest.approx(4.25e-18, rel=1e-3)
+
+
+def test_tail_slopes_agree_between_the_float_and_the_chunk_paths():
+    ts = np.array(TAILS + [-t for t in TAILS] + list(np.linspace(-60, 60, 2001)))
+    e = cr.grad(cr.sigmoid(w * x + y), [x]) + cr.grad(cr.tanh(x * y), [x])
+    fn = cr.compile(e, inputs=[x, y, w])
+    got = fn(ts, 0.3, 1.7)
+    for k in range(0, len(ts), 97):
+        one = fn(float(ts[k]), 0.3, 1.7)
+        assert [g[k] for g in got] == list(one), ts[k]

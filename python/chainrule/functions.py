@@ -81,7 +81,7 @@ def tanh(x: object) -> Expr:
 
 
 def sigmoid(x: object) -> Expr:
-    """The logistic function 1 / (1 + exp(-x)); its derivative is s * (1 - s).
+    """The logistic function 1 / (1 + exp(-x)); its derivative is s(x) * s(-x) = s * (1 - s).
 
     >>> print(sigmoid(0))
     0.5

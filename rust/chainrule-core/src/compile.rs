@@ -481,7 +481,7 @@ enum Step {
     Node(NodeId),
     /// `sin(a)` and `cos(a)` of the same operand, from one argument reduction.
     SinCos { sin: NodeId, cos: NodeId, a: NodeId },
-    /// `sigmoid(a)` and its slope `sig * (1 - sig)` in one kernel pass; with `affine`, `a` is
+    /// `sigmoid(a)` and its slope `sig * sigmoid(-a)` in one kernel pass; with `affine`, `a` is
     /// `(w * x) + b` or `(w * x) - b` (uniform `w` and `b`, in either operand order),
     /// computed in the kernel's loop.
     SigmoidSlope { sig: NodeId, slope: NodeId, a: NodeId, affine: Option<AffineArg> },
@@ -501,6 +501,27 @@ struct AffineArg {
     w: NodeId,
     b: NodeId,
     sub: bool,
+}
+
+/// Whether `b` is `-a` exactly, as the builders spell it: `-a` for `a` (or the reverse), or
+/// `-c * y` for `c * y`.
+fn is_negation(g: &Graph, a: NodeId, b: NodeId) -> bool {
+    let op = |id: NodeId| match g.node(id).kind() {
+        Kind::Apply(op) => Some(*op),
+        _ => None,
+    };
+    let constant = |id: Option<NodeId>| match id.map(|id| g.node(id).kind()) {
+        Some(Kind::Const(c)) => Some(*c),
+        _ => None,
+    };
+    let [a0, a1] = g.args(a);
+    let [b0, b1] = g.args(b);
+    match (op(a), op(b)) {
+        (_, Some(Op::Neg)) if b0 == Some(a) => true,
+        (Some(Op::Neg), _) if a0 == Some(b) => true,
+        (Some(Op::Mul), Some(Op::Mul)) => a1 == b1 && matches!((constant(a0), constant(b0)), (Some(x), Some(y)) if x.to_bits() == (-y).to_bits()),
+        _ => false,
+    }
 }
 
 /// Ops a [`Step::Fused`] may combine (plus `Neg` as the outer op): exact IEEE operations, so
@@ -546,8 +567,9 @@ impl Step {
 /// alone: 3.3 ns per element against 5.5 for sin and cos apart); `Fused` steps (W2 32 -> 20
 /// instructions, W1 24 -> 17), W1 14.6 -> 10.6 ms, W2 27.4 -> 22.7 ms.
 ///
-/// A sigmoid `s` and the `s * (1 - s)` that each derivative of it builds (its `1 - s` used
-/// nowhere else) become one `SigmoidSlope` step at the sigmoid's place: the kernel writes the
+/// A sigmoid `s = sigmoid(a)` and the `s * sigmoid(-a)` that each derivative of it builds
+/// (its `sigmoid(-a)`, and `-a` if computed here, used nowhere else; `-a` spelt `-a`, or
+/// `-c * y` for `a = c * y`) become one `SigmoidSlope` step at the sigmoid's place: the kernel writes the
 /// slope as it goes, saving a pass that reads `s` back. Measured (thread CPU time per call,
 /// N = 1e6, one thread, 6 interleaved rounds of 21 calls): W1 (two sigmoids, 17 -> 15
 /// instructions) 11.3 -> 10.1 ms, median ratio 0.90.
@@ -597,21 +619,27 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
             trig.entry(a).or_default()[usize::from(op == Op::Cos)] = Some(id);
         }
     }
-    // Per sigmoid node in this pass: its slope node and the `1 - s` folded into it.
-    let mut slope_of: FxHashMap<NodeId, (NodeId, NodeId)> = FxHashMap::default();
-    let is_one = |id: NodeId| matches!(g.node(id).kind(), Kind::Const(c) if *c == 1.0);
+    // Per sigmoid node in this pass: its slope node, and the `sigmoid(-a)` (and `-a`) folded
+    // into it.
+    let mut slope_of: FxHashMap<NodeId, (NodeId, NodeId, Option<NodeId>)> = FxHashMap::default();
     for &id in order {
         let (Some(Op::Mul), [Some(x), Some(y)]) = (op_of(id), g.args(id)) else { continue };
         for (s, t) in [(x, y), (y, x)] {
-            let [Some(one), Some(of)] = g.args(t) else { continue };
-            let fits = op_of(s) == Some(Op::Sigmoid) && op_of(t) == Some(Op::Sub) && of == s && is_one(one) && uses[t.index()] == 1;
-            if fits && !slope_of.contains_key(&s) {
-                slope_of.insert(s, (id, t));
+            let fits = op_of(s) == Some(Op::Sigmoid) && op_of(t) == Some(Op::Sigmoid) && uses[t.index()] == 1;
+            let (Some(a), Some(b)) = (g.args(s)[0], g.args(t)[0]) else { continue };
+            if fits && is_negation(g, a, b) && !slope_of.contains_key(&s) {
+                // `-a` goes too when only `sigmoid(-a)` reads it; then `a` loses that reader,
+                // so an affine `a` can still go into the kernel.
+                let neg = (op_of(b).is_some() && uses[b.index()] == 1).then_some(b);
+                for arg in neg.iter().flat_map(|b| g.args(*b)).flatten() {
+                    uses[arg.index()] -= 1;
+                }
+                slope_of.insert(s, (id, t, neg));
                 break;
             }
         }
     }
-    let folded: FxHashSet<NodeId> = slope_of.values().flat_map(|(d, t)| [*d, *t]).collect();
+    let folded: FxHashSet<NodeId> = slope_of.values().flat_map(|(d, t, neg)| [Some(*d), Some(*t), *neg]).flatten().collect();
     let mut steps: Vec<Option<Step>> = Vec::with_capacity(order.len());
     // Plain arithmetic steps that a later step may still absorb, by node.
     let mut absorbable: FxHashMap<NodeId, usize> = FxHashMap::default();
@@ -632,7 +660,7 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
         (op_of(inner)? == Op::Mul && is_slot(w) && !is_slot(x) && is_slot(b)).then_some(AffineArg { x, w, b, sub })
     };
     for &id in order {
-        if let Some(&(slope, _)) = slope_of.get(&id) {
+        if let Some(&(slope, ..)) = slope_of.get(&id) {
             let a = g.args(id)[0].expect("operand");
             let affine = match fused_at.get(&a).map(|k| (*k, &steps[*k])) {
                 Some((k, Some(Step::Fused { inner, .. }))) if uses[a.index()] == 1 => affine_of(a, *inner).map(|f| (k, f)),

@@ -52,13 +52,16 @@
 //! * `tanh`: with `e = exp(-2|x|) = 2^n (1 + p)`, `(1 - e)/(1 + e)`, whose
 //!   numerator and denominator each take one rounding, or `1 - 2e/(1 + e)`
 //!   from `|x| = 0.87` on; the sign is copied from `x`.
-//! * `sigmoid`: `1/(1 + e^-x)` with `1 + e^-x` formed in one rounding, for
-//!   `-36 <= x <= 40`; below, `e^x - e^2x` (down through the subnormal
-//!   range), above, 1: patched in after the vector pass like trig's huge
-//!   arguments, so the vector loop carries no second exponential, no clamp
-//!   and no selects for the tails, only an or-ed flag.
-//!   `sigmoid_slope` also gives `s (1 - s)`, the factor every derivative of
-//!   a sigmoid needs, in the same pass.
+//! * `sigmoid`: with `e = e^-|x|` and `r = 1/(1 + e)` (`1 + e` formed in one
+//!   rounding), `r` for `x >= 0` and `e r` below, for `|x| <= 700`; below
+//!   -700, `e^x - e^2x` (down through the subnormal range), above, 1:
+//!   patched in after the vector pass like trig's huge arguments, so the
+//!   vector loop carries no second exponential, no clamp and no selects for
+//!   the tails, only an or-ed flag. The lane is symmetric: `sigmoid(-x)` is
+//!   the other of `r` and `e r`, bit for bit.
+//!   `sigmoid_slope` also gives `sigmoid(x) sigmoid(-x) = r (e r)`, the
+//!   factor every derivative of a sigmoid needs, in the same pass: it does
+//!   not cancel in the tails as `s (1 - s)` does.
 //! * `sqrt` is the hardware square root (correctly rounded).
 //!
 //! Measured on the development machine: AMD EPYC VM at 2.45 GHz (shared
@@ -342,24 +345,22 @@ fn tanh_lane<const F: bool>(x: f64) -> f64 {
     }
 }
 
-/// Below this, [`sigmoid_lane`] is wrong and the slice driver patches the lane with
-/// [`sigmoid_tail`].
-const SIGMOID_TAIL: f64 = -36.0;
-/// Above this, [`sigmoid_lane`] is wrong (its argument is not clamped) and the slice driver
-/// patches the lane with 1, the correctly rounded sigmoid from 37.5 on.
-const SIGMOID_ONE: f64 = 40.0;
+/// Beyond this `|x|`, [`sigmoid_lane`] is wrong (`2^n` of `e^-|x|` leaves the normal range;
+/// the argument is not clamped) and the slice driver patches the lane: with
+/// [`sigmoid_tail`] below, with 1 (the correctly rounded sigmoid from 37.5 on) above.
+const SIGMOID_EDGE: f64 = 700.0;
 
 /// Whether [`sigmoid_lane`] cannot take `t`; [`sigmoid_edge`] gives those lanes.
 #[inline(always)]
 #[allow(clippy::manual_range_contains)] // NaN must not count as outside: the lane keeps it NaN
 fn sigmoid_outside(t: f64) -> bool {
-    t < SIGMOID_TAIL || t > SIGMOID_ONE
+    t < -SIGMOID_EDGE || t > SIGMOID_EDGE
 }
 
 /// The sigmoid where [`sigmoid_outside`] holds.
 #[inline(always)]
 fn sigmoid_edge<const F: bool>(t: f64) -> f64 {
-    if t < SIGMOID_TAIL {
+    if t < -SIGMOID_EDGE {
         sigmoid_tail::<F>(t)
     } else {
         1.0
@@ -368,35 +369,48 @@ fn sigmoid_edge<const F: bool>(t: f64) -> f64 {
 
 #[inline(always)]
 fn sigmoid_lane<const F: bool>(x: f64) -> f64 {
-    // 1/(1 + e^-x) is accurate when 1 + e^-x = 1 + 2^n (1 + p) is formed in
-    // one rounding from the exact 1 + 2^n (-52 <= n <= 52, or 2^n below half
-    // an ulp of 1 so that the sum rounds to 1 either way); the division adds
-    // half an ulp. For x in [-36, 40], 2^n stays normal without a clamp on
-    // n; lanes outside get garbage here and are patched (see
-    // `patch_sigmoid`), so the loop carries no clamp (NaN propagates).
-    //
-    // The reduction leaves out `exp_reduce`'s correction term: in 1 + e^-x
-    // the relative error of e^-x it recovers (at most 2^-55) is scaled by
-    // e^-x/(1 + e^-x) < 1, so it costs at most a quarter ulp, and the bound
-    // stays far inside 4 ulp (2 ulp against glibc either way in
-    // tests/kernels.rs). With the tail patched in afterwards instead of
-    // computed in every lane (a second exponential and three selects), the
-    // vector loop went from 75 to 45 instructions per 4 lanes: 2.6 -> 2.2 ns
-    // per element (AVX2+FMA, 1024-element chunks, best of 150), and W1 (two
-    // sigmoids per sample) 10.4 -> 8.8 ms (thread CPU time, N = 1e6, one
-    // thread, medians of 4 interleaved rounds of 15 calls).
-    1.0 / sigmoid_den::<F>(x)
+    let (den, e) = sigmoid_parts::<F>(x);
+    sigmoid_finish(den, e, x).0
 }
 
-/// `1 + e^-x` of [`sigmoid_lane`], rounded once.
+/// `(1 + e, e)` with `e = e^-|x|`: the sigmoid of `x` and of `-x` are `r = 1/(1 + e)` and
+/// `e r`, one each, so [`sigmoid_finish`] gives both from one exponential.
 #[inline(always)]
-fn sigmoid_den<const F: bool>(x: f64) -> f64 {
-    let (n, p) = exp_reduce_coarse::<F>(-x);
+fn sigmoid_parts<const F: bool>(x: f64) -> (f64, f64) {
+    // 1/(1 + e) is accurate when 1 + e = 1 + 2^n (1 + p) is formed in one
+    // rounding from the exact 1 + 2^n (-52 <= n <= 0, or 2^n below half an
+    // ulp of 1 so that the sum rounds to 1 either way); the division adds
+    // half an ulp, and `e r` below zero one rounding more. For |x| <= 700,
+    // 2^n stays normal without a clamp on n; lanes outside get garbage here
+    // and are patched (see `patch_sigmoid`), so the loop carries no clamp
+    // (NaN propagates).
+    //
+    // The reduction leaves out `exp_reduce`'s correction term: in 1 + e the
+    // relative error of e it recovers (at most 2^-55) is scaled by
+    // e/(1 + e) < 1, so it costs at most a quarter ulp. With the tail
+    // patched in afterwards instead of computed in every lane (a second
+    // exponential and three selects), the vector loop went from 75 to 45
+    // instructions per 4 lanes: 2.6 -> 2.2 ns per element (AVX2+FMA,
+    // 1024-element chunks, best of 150), and W1 (two sigmoids per sample)
+    // 10.4 -> 8.8 ms (thread CPU time, N = 1e6, one thread, medians of 4
+    // interleaved rounds of 15 calls).
+    let (n, p) = exp_reduce_coarse::<F>(-x.abs());
     let s = pow2(n);
-    mla::<F>(s, p, 1.0 + s)
+    (mla::<F>(s, p, 1.0 + s), mla::<F>(s, p, s))
 }
 
-/// Sigmoid for `x < -36` (down through the subnormal range to `-inf`):
+/// From [`sigmoid_parts`] of `x`: `(sigmoid(x), sigmoid(x) * sigmoid(-x))`, the slope rounded
+/// as the tape's `sigmoid(x) * sigmoid(-x)` rounds it. The choice by `x`'s sign bit is one
+/// blend; at `x = -0` it does not matter (`e = 1`).
+#[inline(always)]
+fn sigmoid_finish(den: f64, e: f64, x: f64) -> (f64, f64) {
+    let r = 1.0 / den;
+    let er = e * r;
+    let s = if x.is_sign_negative() { er } else { r };
+    (s, r * er)
+}
+
+/// Sigmoid for `x < -700` (down through the subnormal range to `-inf`):
 /// `e^x/(1 + e^x) = e^x - e^2x` to far below an ulp.
 #[inline(always)]
 fn sigmoid_tail<const F: bool>(x: f64) -> f64 {
@@ -404,11 +418,11 @@ fn sigmoid_tail<const F: bool>(x: f64) -> f64 {
     mla::<F>(-e, e, e)
 }
 
-/// The slope of the sigmoid from its value, `s (1 - s)`: the very operations
-/// (and roundings) of the tape's `s * (1 - s)`, which its pullback builds.
+/// The slope of the sigmoid at `t` where [`sigmoid_outside`] holds: the very operations
+/// (and roundings) of the tape's `sigmoid(t) * sigmoid(-t)`, which its pullback builds.
 #[inline(always)]
-fn slope_of_sigmoid(s: f64) -> f64 {
-    s * (1.0 - s)
+fn edge_slope<const F: bool>(t: f64) -> f64 {
+    sigmoid_edge::<F>(t) * sigmoid_edge::<F>(-t)
 }
 
 /// Shared log body: `log(u) + c/u` for `u` positive normal (the caller
@@ -683,7 +697,7 @@ fn patch_sigmoid<const F: bool>(x: &[f64], arg: impl Fn(f64) -> f64, out: &mut [
         if sigmoid_outside(t) {
             out[i] = sigmoid_edge::<F>(t);
             if let Some(d) = slope.as_deref_mut() {
-                d[i] = slope_of_sigmoid(out[i]);
+                d[i] = edge_slope::<F>(t);
             }
         }
     }
@@ -740,51 +754,35 @@ fn tanh_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 }
 #[inline(always)]
 fn sigmoid_body<const F: bool>(x: &[f64], out: &mut [f64]) {
-    // Two loops, as in `finish_sigmoid_slope`: 2.10 -> 1.76-2.09 ns per element (the kernel
-    // bench's best of 150, three runs).
-    let outside = map_flagged(x, out, |v| (sigmoid_den::<F>(v), sigmoid_outside(v)));
-    for s in out.iter_mut() {
-        *s = 1.0 / *s;
-    }
+    let outside = map_flagged(x, out, |v| (sigmoid_lane::<F>(v), sigmoid_outside(v)));
     if outside {
         patch_sigmoid::<F>(x, |v| v, out, None);
     }
 }
 #[inline(always)]
 fn sigmoid_slope_body<const F: bool>(x: &[f64], sig: &mut [f64], slope: &mut [f64]) {
-    let outside = map_flagged(x, sig, |v| (sigmoid_den::<F>(v), sigmoid_outside(v)));
-    finish_sigmoid_slope(sig, slope);
+    let outside = map2_flagged(x, sig, slope, |v| {
+        let (den, e) = sigmoid_parts::<F>(v);
+        let (s, d) = sigmoid_finish(den, e, v);
+        (s, d, sigmoid_outside(v))
+    });
     if outside {
         patch_sigmoid::<F>(x, |v| v, sig, Some(slope));
     }
 }
 
-/// The second loop of the sigmoid-and-slope kernels: `sig` holds `1 + e^-x` on entry, and
-/// leaves holding the sigmoid, with its slope in `slope`. Two loops instead of one (the same
-/// operations, so the same bits) keep each loop's dependency chain short enough for the
-/// out-of-order window to overlap more iterations: in one loop, ~57 instructions with a ~65-cycle
-/// chain (the division's 13 in it) left 256 reorder-buffer entries short of the overlap.
-/// W1 on one thread (process CPU time, medians of 10 interleaved processes of 30 calls):
-/// 9.27 -> 8.85 ms.
-#[inline(always)]
-fn finish_sigmoid_slope(sig: &mut [f64], slope: &mut [f64]) {
-    assert_eq!(slope.len(), sig.len(), "kernel input and output lengths differ");
-    for (s, d) in sig.iter_mut().zip(slope.iter_mut()) {
-        *s = 1.0 / *s;
-        *d = slope_of_sigmoid(*s);
-    }
-}
 /// [`sigmoid_slope_body`] of `w * x + b`, the argument formed in the loop with two roundings
 /// (Rust never contracts `w * v + b` into a fused multiply-add, also where FMA is enabled),
 /// so bit for bit the tape's two arithmetic ops followed by the kernel.
 #[inline(always)]
 fn sigmoid_slope_affine_body<const F: bool>(x: &[f64], w: f64, b: f64, sig: &mut [f64], slope: &mut [f64]) {
     let arg = |v: f64| w * v + b;
-    let outside = map_flagged(x, sig, |v| {
+    let outside = map2_flagged(x, sig, slope, |v| {
         let t = arg(v);
-        (sigmoid_den::<F>(t), sigmoid_outside(t))
+        let (den, e) = sigmoid_parts::<F>(t);
+        let (s, d) = sigmoid_finish(den, e, t);
+        (s, d, sigmoid_outside(t))
     });
-    finish_sigmoid_slope(sig, slope);
     if outside {
         patch_sigmoid::<F>(x, arg, sig, Some(slope));
     }
@@ -915,7 +913,7 @@ pub fn dispatch_level() -> &'static str {
     active().name()
 }
 
-/// `out0[i] = sigmoid(w * x[i] + b)` and `out1[i] = out0[i] * (1 - out0[i])`, with `w * x[i] + b`
+/// `out0[i] = sigmoid(w * x[i] + b)` and `out1[i] = out0[i] * sigmoid(-(w * x[i] + b))`, with `w * x[i] + b`
 /// rounded after the product and after the sum: bit for bit [`sigmoid_slope`] of the
 /// separately computed argument, without a pass that writes it and reads it back. Both
 /// outputs must be as long as `x` (panics otherwise).
@@ -1132,8 +1130,8 @@ kernels! {
     /// reduction: bit for bit what [`sin`] and [`cos`] give, at about the
     /// price of one of them (see the module's table).
     sin_cos => sin_cos_body;
-    /// `out0[i] = sigmoid x[i]`, `out1[i] = out0[i] * (1 - out0[i])`: the
+    /// `out0[i] = sigmoid x[i]`, `out1[i] = out0[i] * sigmoid(-x[i])`: the
     /// sigmoid and its slope in one pass, bit for bit what [`sigmoid`] and
-    /// the two arithmetic ops give.
+    /// the product give.
     sigmoid_slope => sigmoid_slope_body;
 }

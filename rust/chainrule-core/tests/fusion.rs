@@ -38,11 +38,20 @@ fn listings_show_fused_instructions() {
     assert!(t.contains("r1, r2 = sin_cos(r0)"), "{t}");
     let t = listing("x * y + 1", &["x", "y"]);
     assert!(t.contains(") + s0"), "{t}");
-    let t = listing("sigmoid(x) * (1 - sigmoid(x))", &["x"]);
-    assert!(t.contains(" = sigmoid_slope(r0)"), "{t}");
-    // A `1 - s` used elsewhere too stays a register of its own.
-    let t = listing("sigmoid(x) * (1 - sigmoid(x)) + (1 - sigmoid(x))", &["x"]);
-    assert!(!t.contains("sigmoid_slope") && t.contains("s0 - r1"), "{t}");
+    let t = listing("sigmoid(x) * sigmoid(-x)", &["x"]);
+    assert!(t.contains(" = sigmoid_slope(r0)") && !t.contains("-r0"), "{t}");
+    // tanh's slope, 4 * sigmoid(2 * x) * sigmoid(-2 * x), negated through the constant.
+    let t = listing("sigmoid(2 * x) * sigmoid(-2 * x)", &["x"]);
+    assert!(t.contains(" = sigmoid_slope(r") && t.matches(" * r0").count() == 1, "{t}");
+    // Either sigmoid may be the one the kernel gives with the slope, the other must have no
+    // other reader.
+    let t = listing("sigmoid(x) * sigmoid(-x) + sigmoid(-x)", &["x"]);
+    assert!(t.contains(" = sigmoid_slope(r1)"), "{t}");
+    let t = listing("sigmoid(x) * sigmoid(-x) + sigmoid(-x) + sigmoid(x)", &["x"]);
+    assert!(!t.contains("sigmoid_slope"), "{t}");
+    // Not the negated argument.
+    let t = listing("sigmoid(x) * sigmoid(x + 1)", &["x"]);
+    assert!(!t.contains("sigmoid_slope"), "{t}");
     let t = listing("-(x * y)", &["x", "y"]);
     assert!(t.contains("= -(r"), "{t}");
 }
@@ -123,12 +132,13 @@ fn fused_sigmoid_slope_equals_the_kernel_and_arithmetic() {
     let n = 2500;
     let mut xs = values(n, 7, -50.0, 50.0);
     xs[..6].copy_from_slice(&[0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -800.0]);
-    let outputs = [p("sigmoid(x)"), p("sigmoid(x) * (1 - sigmoid(x))"), p("(1 - sigmoid(x)) * sigmoid(x) * x")];
+    let outputs = [p("sigmoid(x)"), p("sigmoid(x) * sigmoid(-x)"), p("sigmoid(-x) * sigmoid(x) * x")];
     let got = fast(&outputs, &[("x", &xs, &[n])]);
-    let mut s = vec![0.0; n];
+    let (mut s, mut s_neg) = (vec![0.0; n], vec![0.0; n]);
     kernels::sigmoid(&xs, &mut s);
-    let slope: Vec<f64> = s.iter().map(|v| v * (1.0 - v)).collect();
-    let scaled: Vec<f64> = s.iter().zip(&xs).map(|(v, x)| ((1.0 - v) * v) * x).collect();
+    kernels::sigmoid(&xs.iter().map(|x| -x).collect::<Vec<_>>(), &mut s_neg);
+    let slope: Vec<f64> = s.iter().zip(&s_neg).map(|(v, w)| v * w).collect();
+    let scaled: Vec<f64> = slope.iter().zip(&xs).map(|(d, x)| d * x).collect();
     assert_bitwise(&got[0], &s, "sigmoid");
     assert_bitwise(&got[1], &slope, "slope");
     assert_bitwise(&got[2], &scaled, "slope * x");
@@ -139,10 +149,10 @@ fn fused_sigmoid_slope_equals_the_kernel_and_arithmetic() {
 /// the unfused tape (the argument kept in a register because it is also an output).
 #[test]
 fn affine_sigmoid_slope_equals_the_unfused_tape() {
-    let t = listing("sigmoid(w * x + b) * (1 - sigmoid(w * x + b))", &["x", "w", "b"]);
+    let t = listing("sigmoid(w * x + b) * sigmoid(-(w * x + b))", &["x", "w", "b"]);
     assert!(!t.contains("sigmoid_slope(("), "w, b per sample: no affine fusion\n{t}");
     let vars: Vec<Expr> = ["x", "w", "b"].iter().map(|n| v(n)).collect();
-    let f = Function::new(&[p("sigmoid(w * x + b) * (1 - sigmoid(w * x + b))")], &vars).expect("compiles");
+    let f = Function::new(&[p("sigmoid(w * x + b) * sigmoid(-(w * x + b))")], &vars).expect("compiles");
     let t = f.tape(&[false, true, true]).to_string();
     assert!(t.contains("= sigmoid_slope((s") && t.contains(" * r0) + s") && !t.contains(" = (s"), "{t}");
 
@@ -153,13 +163,13 @@ fn affine_sigmoid_slope_equals_the_unfused_tape() {
     let exprs = ["sigmoid(w * x + b)", "sigmoid(x * w - b)", "sigmoid(b + x * w)", "sigmoid(w * sigmoid(w * x + b) + b)"];
     for text in exprs {
         let e = p(text);
-        let slope = chainrule_core::build::mul(&e, &chainrule_core::build::sub(&chainrule_core::build::constant(1.0), &e));
+        let arg = p(&text["sigmoid(".len()..text.len() - 1]);
+        let slope = chainrule_core::build::mul(&e, &chainrule_core::build::sigmoid(&chainrule_core::build::neg(&arg)));
         let j = p(&format!("mean((y - {text}) ** 2)"));
         let mut fused = vec![e.clone(), slope.clone(), j.clone()];
         fused.extend(grad(&j, &[v("w"), v("b")]));
         // The same outputs plus the argument itself: it then has a second reader and stays
         // a register, so that tape is the unfused one.
-        let arg = p(&text["sigmoid(".len()..text.len() - 1]);
         let mut unfused = fused.clone();
         unfused.push(arg);
         let uniform_wb = [false, false, true, true];

@@ -45,9 +45,10 @@ fn rules_reuse_the_ops_output() {
     let x = v("x");
     for (f, d) in [
         ("exp(x)", "exp(x)"),
-        ("sigmoid(x)", "sigmoid(x) * (1 - sigmoid(x))"),
-        ("sigmoid(x * y)", "t1 = sigmoid(x * y)\nt1 * (1 - t1) * y"),
-        ("tanh(x)", "1 - tanh(x) * tanh(x)"),
+        // s(x) s(-x) and sech^2 = 4 s(2x) s(-2x): s (1 - s) and 1 - tanh^2 cancel in the tails.
+        ("sigmoid(x)", "sigmoid(x) * sigmoid(-x)"),
+        ("sigmoid(x * y)", "sigmoid(x * y) * sigmoid(-(x * y)) * y"),
+        ("tanh(x)", "4 * (sigmoid(2 * x) * sigmoid(-2 * x))"),
         ("sin(cos(x))", "-(cos(cos(x)) * sin(x))"),
     ] {
         assert_eq!(format!("{:?}", grad(&p(f), std::slice::from_ref(&x))[0]), d, "d/dx {f}");
