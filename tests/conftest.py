@@ -35,6 +35,7 @@ BUILD = {
     "sin": cr.sin, "cos": cr.cos, "tan": cr.tan, "exp": cr.exp, "log": cr.log,
     "sqrt": cr.sqrt, "tanh": cr.tanh, "sigmoid": cr.sigmoid, "relu": cr.relu,
     "abs": cr.abs, "step": cr.step, "sign": cr.sign, "sum": cr.sum, "mean": cr.mean,
+    "xlogy": cr.xlogy,
 }
 
 
@@ -56,6 +57,7 @@ NP = {
     "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sigmoid": _sigmoid,
     "relu": lambda a: np.maximum(a, 0.0), "abs": np.abs,
     "step": lambda a: np.heaviside(a, 0.0), "sign": np.sign, "persample": np.positive,
+    "xlogy": lambda a, b: np.where((a == 0) & ~np.isnan(b), 0.0, a * np.log(b)),
 }
 
 PARTIALS = {
@@ -64,6 +66,7 @@ PARTIALS = {
     "mul": lambda a, b, v: (b, a),
     "div": lambda a, b, v: (1.0 / b, -a / (b * b)),
     "pow": lambda a, b, v: (b * np.power(a, b - 1.0), np.log(a) * v),
+    "xlogy": lambda a, b, v: (np.log(b), a / b),
     "neg": lambda a, v: (-1.0,),
     "sin": lambda a, v: (np.cos(a),),
     "cos": lambda a, v: (-np.sin(a),),

@@ -49,6 +49,7 @@ NUMPY = {
     "step": lambda a: np.where(a > 0, 1.0, np.where(np.isnan(a), a, 0.0)),
     "sign": np.sign,
     "persample": np.positive,
+    "xlogy": lambda a, b: np.where((a == 0) & ~np.isnan(b), 0.0, a * np.log(b)),
 }
 
 # Partial derivatives for forward mode, from the operands and the op's value.
@@ -72,6 +73,7 @@ PARTIALS = {
     "step": lambda a, v: (0.0,),
     "sign": lambda a, v: (0.0,),
     "persample": lambda a, v: (1.0,),
+    "xlogy": lambda a, b, v: (np.log(b), a / b),
 }
 
 

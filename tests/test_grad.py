@@ -377,3 +377,34 @@ def test_tail_slopes_agree_between_the_float_and_the_chunk_paths():
     for k in range(0, len(ts), 97):
         one = fn(float(ts[k]), 0.3, 1.7)
         assert [g[k] for g in got] == list(one), ts[k]
+
+
+# -- the power rule at zero (issue 15, item 4) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("array", [False, True], ids=["float", "array"])
+def test_power_rule_at_zero_follows_autograd_and_jax(array):
+    def call(fn, *args):
+        got = fn(*[np.array([a, a]) if array else a for a in args])
+        return [float(g[0]) if array else float(g) for g in got]
+
+    fn = cr.compile(cr.grad(x**y, [x, y]), inputs=[x, y])
+    assert call(fn, 0.0, 0.0)[0] == 0.0  # d/dx at x = 0, y = 0 (y bound at call time)
+    assert call(fn, 0.0, 0.17)[1] == 0.0  # d/dy at x = 0, y > 0
+    assert call(fn, 0.0, 3.0) == [0.0, 0.0]
+    assert call(fn, 0.0, 1.0)[0] == 1.0
+    base_zero = cr.compile([cr.grad(0.0**y, y), 0.0**y], inputs=[y])  # autograd's test_power_arg1_zero
+    assert call(base_zero, 0.17) == [0.0, 0.0]
+    for a, b in [(0.7, 0.0), (1.3, -0.4), (2.5, 1.7), (0.2, 3.0)]:
+        h = 1e-6
+        fd_x = ((a + h) ** b - (a - h) ** b) / (2 * h)
+        fd_y = (a ** (b + h) - a ** (b - h)) / (2 * h)
+        gx, gy = call(fn, a, b)
+        assert gx == pytest.approx(fd_x, rel=1e-7, abs=1e-9) and gy == pytest.approx(fd_y, rel=1e-7, abs=1e-9)
+
+
+def test_constant_exponents_keep_the_plain_power_rule():
+    assert str(cr.grad(x**3, x)) == "3 * (x * x)"
+    assert str(cr.grad(x**0.5, x)) == "0.5 * x ** -0.5"
+    assert str(cr.grad(x**y, x)) == "y * x ** (y - step(abs(y)))"
+    assert str(cr.grad(x**y, y)) == "xlogy(x ** y, x)"

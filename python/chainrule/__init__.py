@@ -15,7 +15,7 @@ from .compiled import Function, compile, evaluate, get_num_threads, set_num_thre
 from .expr import Expr, grad, parse, var, vars
 from .gradcheck import GradCheck, check_grad
 from .nn import SigmoidNetwork
-from .functions import abs, cos, exp, log, mean, relu, sigmoid, sign, sin, sqrt, step, sum, tan, tanh
+from .functions import abs, cos, exp, log, mean, relu, sigmoid, sign, sin, sqrt, step, sum, tan, tanh, xlogy
 
 __version__ = "0.1.0"
 
@@ -25,6 +25,6 @@ __all__ = [
     "var", "vars", "parse", "grad", "compile", "evaluate",
     "set_num_threads", "get_num_threads", "using_threads",
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign",
-    "sum", "mean",
+    "xlogy", "sum", "mean",
     "check_grad", "GradCheck", "SigmoidNetwork",
 ]

@@ -66,6 +66,8 @@ binary_builders! {
     div => Div;
     /// `a ** b` (`a ** 2` is lowered to `a * a`)
     pow => Pow;
+    /// `xlogy(a, b) = a * log(b)`, 0 where `a` is 0
+    xlogy => Xlogy;
 }
 
 unary_builders! {

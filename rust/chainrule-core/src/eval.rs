@@ -831,7 +831,7 @@ fn unary(op: Op, a: &[f64], out: &mut [f64]) {
         Op::Abs => each(out, |x| Op::Abs.eval(x, 0.0)),
         Op::Step => each(out, |x| Op::Step.eval(x, 0.0)),
         Op::Sign => each(out, |x| Op::Sign.eval(x, 0.0)),
-        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => each(out, |x| x),
+        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow | Op::Xlogy => each(out, |x| x),
     }
 }
 

@@ -78,6 +78,9 @@ ops! {
     /// per-sample expression can come out as a batch-wide value (through a reduction); this
     /// keeps its shape per sample, as DESIGN.md's first gradient rule asks.
     PerSample: "per_sample", arity 1, infix None, domain (-4.0, 4.0);
+    /// `xlogy(a, b) = a * log(b)`, and 0 where `a` is 0 (unless `b` is nan), as SciPy's and
+    /// JAX's: the power rule's `d(a ** b)/db = out * log(a)` is `xlogy(out, a)`, 0 at a = 0.
+    Xlogy: "xlogy", arity 2, infix None, domain (0.3, 2.5);
 }
 
 impl Op {
@@ -114,6 +117,7 @@ impl Op {
             Op::Step => if a > 0.0 { 1.0 } else if a.is_nan() { a } else { 0.0 },
             Op::Sign => if a > 0.0 { 1.0 } else if a < 0.0 { -1.0 } else { a },
             Op::PerSample => a,
+            Op::Xlogy => if a == 0.0 && !b.is_nan() { 0.0 } else { a * b.ln() },
         }
     }
 
@@ -140,9 +144,15 @@ impl Op {
             Op::Mul if a == b => [plus(mul(&constant(2.0), &mul(adj, a))), None],
             Op::Mul => [need[0].then(|| Signed::plus(mul(adj, b))), need[1].then(|| Signed::plus(mul(adj, a)))],
             Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&mul(adj, out), b)))],
+            // A constant exponent keeps b * a ** (b - 1) (x ** 3 -> 3 * (x * x)). Else the exponent
+            // is b - step(abs(b)), the same bits as b - 1 except at b = 0, where it is 0, so that
+            // d/da is 0 * a ** 0 = 0 (not 0 * inf at a = 0), as autograd and JAX.
             Op::Pow => [
-                need[0].then(|| Signed::plus(mul(adj, &mul(b, &pow(a, &sub(b, &one())))))),
-                need[1].then(|| Signed::plus(mul(adj, &mul(out, &log(a))))),
+                need[0].then(|| {
+                    let less = if b.as_const().is_some() { one() } else { step(&abs(b)) };
+                    Signed::plus(mul(adj, &mul(b, &pow(a, &sub(b, &less)))))
+                }),
+                need[1].then(|| Signed::plus(mul(adj, &xlogy(out, a)))),
             ],
             Op::Neg => [minus(adj.clone()), None],
             Op::Sin => unary(cos(a)),
@@ -159,6 +169,7 @@ impl Op {
             Op::Step => [None, None],
             Op::Sign => [None, None],
             Op::PerSample => [plus(adj.clone()), None],
+            Op::Xlogy => [need[0].then(|| Signed::plus(mul(adj, &log(b)))), need[1].then(|| Signed::plus(mul(adj, &div(a, b))))],
         }
     }
 }

@@ -165,10 +165,14 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
                 stack.push(Task::Node(a.expect("sum operand"), 0));
             }
             Kind::Apply(op) => match (op.infix(), b) {
-                (None, _) => {
+                (None, b) => {
                     out.push_str(op.name());
                     out.push('(');
                     stack.push(Task::Text(")"));
+                    if let Some(b) = b {
+                        stack.push(Task::Node(b, 0));
+                        stack.push(Task::Text(", "));
+                    }
                     stack.push(Task::Node(a.expect("operand"), 0));
                 }
                 (Some(p), None) => {
