@@ -27,7 +27,7 @@ import numpy as np
 
 import chainrule as cr
 
-from . import data
+from . import _core, data
 from .expr import as_expr
 from .gradcheck import _has_reduction
 
@@ -412,16 +412,16 @@ def _print_table(points, true_v, cand_v, bad, label: str, rows: int = 5) -> None
 
 
 # -- diff --explain ---------------------------------------------------------------------------
+# The functions a user can call, from the core's op table (internal ops have no public name).
 _UNARY: dict[str, Callable] = {
-    name: getattr(cr, name) for name in
-    ("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign")
+    op.kind: getattr(cr, op.kind) for op in _core.OPS if op.arity == 1 and not op.infix and hasattr(cr, op.kind)
 }
 _BINARY: dict[str, Callable] = {
     "add": operator.add, "sub": operator.sub, "mul": operator.mul,
     "div": operator.truediv, "pow": operator.pow,
 }
 # Binding strength of the printed forms, to know where the filled-in formulas need parentheses.
-_PREC = {"add": 1, "sub": 1, "mul": 2, "div": 2, "neg": 3, "pow": 4}
+_PREC = {op.kind: op.precedence for op in _core.OPS if op.infix}
 _ATOM = 5
 
 

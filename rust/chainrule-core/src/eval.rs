@@ -304,24 +304,6 @@ fn groups_of(inputs: &[Vec<usize>], over: &[usize], ndim: usize) -> Vec<usize> {
     broadcast(&shapes).map_or_else(|| vec![1; ndim], |s| padded(&s, ndim))
 }
 
-/// One op on single values, through the same lane code the chunks use, so a value does not
-/// depend on whether its inputs came as scalars or arrays (the kernels and libm can differ in
-/// the last bit).
-pub(crate) fn scalar_op(op: Op, a: f64, b: f64) -> f64 {
-    use kernels::Unary;
-    let kernel = match op {
-        Op::Sin => Unary::Sin,
-        Op::Cos => Unary::Cos,
-        Op::Tan => Unary::Tan,
-        Op::Exp => Unary::Exp,
-        Op::Log => Unary::Log,
-        Op::Tanh => Unary::Tanh,
-        Op::Sigmoid => Unary::Sigmoid,
-        _ => return op.eval(a, b),
-    };
-    kernels::one(kernel, a)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[&[f64]], slots: &mut [f64], partials: &[f64], n_chunks: usize, groups: &mut [Group]) {
     match instr {
@@ -807,31 +789,59 @@ enum Operand<'a> {
     Scalar(f64),
 }
 
-/// Elementwise unary op over a chunk: vectorised kernels for the transcendentals, plain
-/// loops (which the compiler vectorises) for the rest, each the op table's `eval`.
-#[inline(always)]
-fn unary(op: Op, a: &[f64], out: &mut [f64]) {
-    let each = |out: &mut [f64], f: fn(f64) -> f64| {
-        for (o, x) in out.iter_mut().zip(a) {
-            *o = f(*x);
+/// The evaluator's op dispatch, derived from the op table's rows
+/// ([`crate::ops::with_op_table`]): every op maps to the kernel its row names, over a chunk
+/// ([`unary`], [`binary`]) and on single values ([`scalar_op`]), in exhaustive matches. A
+/// `lanes` op is a loop of the table's `eval`, which the compiler vectorises.
+macro_rules! op_dispatch {
+    ($( $(#[doc = $doc:literal])* $variant:ident: $name:literal, arity $arity:tt,
+        infix $infix:expr, kernel $kernel:ident, domain ($lo:expr, $hi:expr); )*) => {
+        /// Elementwise unary op over a chunk.
+        #[inline(always)]
+        fn unary(op: Op, a: &[f64], out: &mut [f64]) {
+            match op { $( Op::$variant => unary_arm!($arity, $kernel, Op::$variant, a, out), )* }
+        }
+
+        /// Elementwise binary op over a chunk, one loop per combination of chunk and single
+        /// operands.
+        #[inline(always)]
+        fn binary(op: Op, a: Operand, b: Operand, out: &mut [f64]) {
+            match op { $( Op::$variant => binary_arm!($arity, $kernel, Op::$variant, a, b, out), )* }
+        }
+
+        /// One op on single values, through the same lane code the chunks use, so a value does
+        /// not depend on whether its inputs came as scalars or arrays (the kernels and libm can
+        /// differ in the last bit).
+        pub(crate) fn scalar_op(op: Op, a: f64, b: f64) -> f64 {
+            match op { $( Op::$variant => scalar_arm!($kernel, Op::$variant, a, b), )* }
         }
     };
-    match op {
-        Op::Sin => kernels::sin(a, out),
-        Op::Cos => kernels::cos(a, out),
-        Op::Tan => kernels::tan(a, out),
-        Op::Exp => kernels::exp(a, out),
-        Op::Log => kernels::log(a, out),
-        Op::Sqrt => kernels::sqrt(a, out),
-        Op::Tanh => kernels::tanh(a, out),
-        Op::Sigmoid => kernels::sigmoid(a, out),
-        Op::PerSample => out.copy_from_slice(a),
-        Op::Neg => each(out, |x| Op::Neg.eval(x, 0.0)),
-        Op::Relu => each(out, |x| Op::Relu.eval(x, 0.0)),
-        Op::Abs => each(out, |x| Op::Abs.eval(x, 0.0)),
-        Op::Step => each(out, |x| Op::Step.eval(x, 0.0)),
-        Op::Sign => each(out, |x| Op::Sign.eval(x, 0.0)),
-        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => each(out, |x| x),
+}
+
+macro_rules! unary_arm {
+    (1, lanes, $op:expr, $a:ident, $out:ident) => { each($a, $out, |x| $op.eval(x, 0.0)) };
+    (1, $kernel:ident, $op:expr, $a:ident, $out:ident) => { kernels::run(kernels::Unary::$kernel, $a, $out) };
+    (2, $kernel:ident, $op:expr, $a:ident, $out:ident) => { unreachable!("{:?} is binary: the compiler emits it as a binary instruction", $op) };
+}
+
+// A binary op naming a vectorised kernel has no rule here yet, so it does not compile.
+macro_rules! binary_arm {
+    (2, lanes, $op:expr, $a:ident, $b:ident, $out:ident) => { elementwise3($a, $b, Operand::Scalar(0.0), $out, |x, y, _| $op.eval(x, y)) };
+    (1, $kernel:ident, $op:expr, $a:ident, $b:ident, $out:ident) => { unreachable!("{:?} is unary: the compiler emits it as a unary instruction", $op) };
+}
+
+macro_rules! scalar_arm {
+    (lanes, $op:expr, $a:ident, $b:ident) => { $op.eval($a, $b) };
+    ($kernel:ident, $op:expr, $a:ident, $b:ident) => { kernels::one(kernels::Unary::$kernel, $a) };
+}
+
+crate::ops::with_op_table!(op_dispatch);
+
+/// `out[i] = f(a[i])`.
+#[inline(always)]
+fn each(a: &[f64], out: &mut [f64], f: impl Fn(f64) -> f64) {
+    for (o, x) in out.iter_mut().zip(a) {
+        *o = f(*x);
     }
 }
 
@@ -896,18 +906,6 @@ fn elementwise3(a: Operand, b: Operand, c: Operand, out: &mut [f64], f: impl Fn(
         (S(a), V(b), S(c)) => each3(a, b, c, out, f),
         (S(a), S(b), V(c)) => each3(a, b, c, out, f),
         (S(a), S(b), S(c)) => out.fill(f(a, b, c)),
-    }
-}
-
-#[inline(always)]
-fn binary(op: Op, a: Operand, b: Operand, out: &mut [f64]) {
-    let c = Operand::Scalar(0.0);
-    match op {
-        Op::Add => elementwise3(a, b, c, out, |x, y, _| x + y),
-        Op::Sub => elementwise3(a, b, c, out, |x, y, _| x - y),
-        Op::Mul => elementwise3(a, b, c, out, |x, y, _| x * y),
-        Op::Div => elementwise3(a, b, c, out, |x, y, _| x / y),
-        _ => elementwise3(a, b, c, out, |x, y, _| op.eval(x, y)),
     }
 }
 

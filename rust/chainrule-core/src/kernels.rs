@@ -797,24 +797,6 @@ fn sqrt_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 // ---------------------------------------------------------------------------
 // Single values.
 
-/// A one-input kernel, for [`one`]: the latency path evaluates single values through the
-/// same lane code as the chunks, so a value never depends on whether it came as a scalar or
-/// in an array.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum Unary {
-    Exp,
-    Expm1,
-    Log,
-    Log1p,
-    Sin,
-    Cos,
-    Tan,
-    Tanh,
-    Sigmoid,
-    Sqrt,
-}
-
 /// One lane of a slice kernel, patched as the slice drivers patch it.
 #[inline(always)]
 fn one_body<const F: bool>(kernel: Unary, x: f64) -> f64 {
@@ -936,8 +918,28 @@ mod x86_affine {
 }
 
 macro_rules! kernels {
-    ($($(#[$doc:meta])* $name:ident => $body:ident;)*
+    ($($(#[$doc:meta])* $variant:ident: $name:ident => $body:ident;)*
      @pairs $($(#[$pdoc:meta])* $pname:ident => $pbody:ident;)*) => {
+        /// A one-input kernel, by name: the op table's `kernel` column names these, and the
+        /// latency path evaluates single values through the same lane code as the chunks
+        /// ([`one`]), so a value never depends on whether it came as a scalar or in an array.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Unary { $( #[doc = concat!("[`", stringify!($name), "`]")] $variant, )* }
+
+        impl Unary {
+            /// Every one-input kernel, in the list's order.
+            pub const ALL: &'static [Unary] = &[$(Unary::$variant),*];
+
+            /// The kernel's function name.
+            pub fn name(self) -> &'static str { match self { $(Unary::$variant => stringify!($name),)* } }
+        }
+
+        /// Runs `kernel` over a slice: `out.len()` must equal `x.len()` (panics otherwise).
+        #[inline(always)]
+        pub fn run(kernel: Unary, x: &[f64], out: &mut [f64]) {
+            match kernel { $(Unary::$variant => $name(x, out),)* }
+        }
+
         $(
             $(#[$doc])*
             ///
@@ -1043,6 +1045,18 @@ macro_rules! kernels {
                 }
             }
 
+            /// Runs one-input kernel `kernel` with the given level; panics if the CPU does not
+            /// support it (see [`Level::is_supported`]).
+            pub fn run(level: Level, kernel: super::Unary, x: &[f64], out: &mut [f64]) {
+                match kernel { $(super::Unary::$variant => $name(level, x, out),)* }
+            }
+
+            /// A two-output kernel at a given level.
+            pub type Pair = fn(Level, &[f64], &mut [f64], &mut [f64]);
+
+            /// Every two-output kernel, by name, in the list's order.
+            pub const PAIRS: &[(&str, Pair)] = &[$((stringify!($pname), $pname as Pair)),*];
+
             /// Every level this CPU can run, baseline first, best last.
             pub fn available() -> Vec<Level> {
                 [Level::Baseline, Level::Avx2Fma, Level::Avx512, Level::Neon]
@@ -1106,27 +1120,27 @@ macro_rules! kernels {
 kernels! {
     /// `out[i] = e^x[i]`; overflows to `inf` above 709.78, subnormal down to
     /// -745.13, then `0`.
-    exp => exp_body;
+    Exp: exp => exp_body;
     /// `out[i] = e^x[i] - 1`, accurate near zero; `expm1(-0.0) = -0.0`.
-    expm1 => expm1_body;
+    Expm1: expm1 => expm1_body;
     /// `out[i] = ln x[i]`; `-inf` at `±0`, NaN for negative inputs.
-    log => log_body;
+    Log: log => log_body;
     /// `out[i] = ln(1 + x[i])`, accurate near zero; `-inf` at `-1`, NaN below.
-    log1p => log1p_body;
+    Log1p: log1p => log1p_body;
     /// `out[i] = sin x[i]` (radians); NaN for infinite inputs.
-    sin => sin_body;
+    Sin: sin => sin_body;
     /// `out[i] = cos x[i]` (radians); NaN for infinite inputs.
-    cos => cos_body;
+    Cos: cos => cos_body;
     /// `out[i] = tan x[i]` (radians); NaN for infinite inputs.
-    tan => tan_body;
+    Tan: tan => tan_body;
     /// `out[i] = tanh x[i]`; `±1` at `±inf`, keeps the sign of zero.
-    tanh => tanh_body;
+    Tanh: tanh => tanh_body;
     /// `out[i] = 1 / (1 + e^-x[i])`, accurate in both tails; 0 at `-inf`,
     /// 1 at `+inf`.
-    sigmoid => sigmoid_body;
+    Sigmoid: sigmoid => sigmoid_body;
     /// `out[i] = sqrt x[i]` (correctly rounded); NaN for negative inputs,
     /// `sqrt(-0.0) = -0.0`.
-    sqrt => sqrt_body;
+    Sqrt: sqrt => sqrt_body;
     @pairs
     /// `out0[i] = sin x[i]`, `out1[i] = cos x[i]` from one shared argument
     /// reduction: bit for bit what [`sin`] and [`cos`] give, at about the

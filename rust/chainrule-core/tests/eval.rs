@@ -200,3 +200,62 @@ fn a_reductions_zero_gradient_has_the_variables_shape() {
     assert_eq!(call.output_shapes, vec![Vec::<usize>::new()]);
     assert_eq!(call.output_reduced, vec![true]);
 }
+
+/// Inputs where kernels and libm part ways: signed zeros, subnormals, infinities, nan, the
+/// sigmoid's and exp's tail boundaries, trig's libm hand-over (2^20) and huge arguments.
+fn sweep() -> Vec<f64> {
+    let mut xs = vec![
+        0.0, -0.0, 5e-324, -5e-324, 2.2e-308, f64::MIN_POSITIVE, 1e-300, 3.7e-9, 1.5e-8, 0.3, -0.3, 0.5, 0.87, 1.0, -1.0,
+        2.0, std::f64::consts::FRAC_PI_2, 3.0, -3.5, 19.1, 22.5, -36.5, 37.6, 40.5, -45.5, 91.106186954104, 709.79, 710.0,
+        -745.2, -746.0, 1_048_577.0, -1_048_577.0, 1e22, 1e300, -1e300, f64::MAX, f64::MIN, f64::INFINITY, f64::NEG_INFINITY,
+        f64::NAN,
+    ];
+    xs.extend(values(200, 7, -50.0, 50.0));
+    xs
+}
+
+/// Every op gives the same bits on single values (the latency path) as over a chunk, with the
+/// operands as chunks or as single values beside a chunk: both paths come from the op table's
+/// kernel column.
+#[test]
+fn single_values_and_chunks_agree_bitwise_for_every_op() {
+    use chainrule_core::ops::Op;
+    let xs = sweep();
+    let (x, y) = (v("x"), v("y"));
+    for &op in Op::ALL {
+        let e = chainrule_core::build::apply(op, &x, (op.arity() == 2).then_some(&y));
+        let f = Function::new(std::slice::from_ref(&e), &[x.clone(), y.clone()]).expect("compiles");
+        // Pairs (a, b) over the sweep; a unary op reads only `a`.
+        let pairs: Vec<(f64, f64)> = if op.arity() == 1 {
+            xs.iter().map(|&a| (a, 0.0)).collect()
+        } else {
+            xs.iter().flat_map(|&a| xs.iter().map(move |&b| (a, b))).collect()
+        };
+        let single = |a: f64, b: f64| {
+            let mut out = Vec::new();
+            f.call_scalars(&[a, b], &mut out).expect("calls");
+            out[0]
+        };
+        let chunked = |a: &[f64], b: &[f64]| {
+            let call = f.prepare(&[vec![a.len()], vec![b.len()]]).expect("broadcasts");
+            let mut out = vec![0.0; call.len()];
+            f.run(&call, &[a, b], &mut [out.as_mut_slice()]).expect("runs");
+            out
+        };
+        let (a, b): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+        let both = chunked(&a, &b);
+        for (i, &(a, b)) in pairs.iter().enumerate() {
+            let want = single(a, b);
+            assert_eq!(both[i].to_bits(), want.to_bits(), "{op:?}({a:e}, {b:e}): chunk {} vs single {want}", both[i]);
+        }
+        // One operand a single value beside a chunk of the other (a slot operand in the loop).
+        if op.arity() == 2 {
+            for &b in &xs {
+                let got = chunked(&xs, &[b]);
+                for (i, &a) in xs.iter().enumerate() {
+                    assert_eq!(got[i].to_bits(), single(a, b).to_bits(), "{op:?}({a:e}, {b:e}) with b single");
+                }
+            }
+        }
+    }
+}

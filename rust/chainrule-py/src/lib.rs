@@ -350,6 +350,62 @@ fn kind_name(op: Op) -> String {
     format!("{op:?}").to_lowercase()
 }
 
+/// One row of the op table, as Python reads it in `_core.OPS`: the name Python gives the op
+/// (`kind`), its spelling in text, arity, binding strength when infix (`precedence`, None for a
+/// call), whether it is an infix operator, and the domain its tests sample. It unpacks as
+/// `(kind, text, arity, domain)`, the form the tests' sweeps read.
+#[pyclass(frozen, get_all, module = "chainrule._core", name = "OpInfo")]
+struct OpInfo {
+    kind: String,
+    text: &'static str,
+    arity: usize,
+    precedence: Option<u8>,
+    infix: bool,
+    domain: (f64, f64),
+}
+
+impl OpInfo {
+    fn new(op: Op) -> OpInfo {
+        OpInfo { kind: kind_name(op), text: op.name(), arity: op.arity(), precedence: op.infix(), infix: op.infix().is_some(), domain: op.domain() }
+    }
+
+    fn row<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        (self.kind.as_str(), self.text, self.arity, self.domain).into_pyobject(py)
+    }
+}
+
+#[pymethods]
+impl OpInfo {
+    fn __len__(&self) -> usize {
+        4
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, index: isize) -> PyResult<Bound<'py, PyAny>> {
+        let row = self.row(py)?;
+        let i = if index < 0 { index + 4 } else { index };
+        if !(0..4).contains(&i) {
+            return Err(pyo3::exceptions::PyIndexError::new_err("OpInfo index out of range"));
+        }
+        row.get_item(i as usize)
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyIterator>> {
+        self.row(py)?.try_iter()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "OpInfo(kind={:?}, text={:?}, arity={}, precedence={}, infix={}, domain={:?})",
+            self.kind,
+            self.text,
+            self.arity,
+            self.precedence.map_or("None".to_string(), |p| p.to_string()),
+            if self.infix { "True" } else { "False" },
+            self.domain
+        )
+    }
+}
+
 fn op_named(name: &str) -> PyResult<Op> {
     OPS_BY_KIND.get(name).copied().ok_or_else(|| PyValueError::new_err(format!("unknown op '{name}'")))
 }
@@ -688,7 +744,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ChainruleError", py.get_type::<ChainruleError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;
-    m.add("OPS", Op::ALL.iter().map(|op| (kind_name(*op), op.name(), op.arity(), op.domain())).collect::<Vec<_>>())?;
+    m.add_class::<OpInfo>()?;
+    m.add("OPS", Op::ALL.iter().map(|op| OpInfo::new(*op)).collect::<Vec<_>>())?;
     m.add_class::<PyExpr>()?;
     m.add_class::<Function>()?;
     m.add_function(wrap_pyfunction!(constant, m)?)?;
