@@ -1,6 +1,6 @@
-//! From expressions to tapes. `Function::new` validates and analyses the graph once; a tape is
-//! then specialised, on first use, to which inputs a call binds to single values (those are
-//! computed once per call in scalar code instead of being spread over chunks), and cached.
+//! From an analysed graph to a tape. [`Analysis::new`] validates and analyses a function's graph
+//! once; [`compile`] specialises a tape to which inputs a call binds to single values (those are
+//! computed once per call in scalar code instead of being spread over chunks).
 //!
 //! Scheduling: a node's *stage* is the pass in which its value is first available. Leaves are
 //! stage 0; a pointwise op takes the latest stage of its operands; a reduction of a per-sample
@@ -8,8 +8,6 @@
 //! node of stage `p`, then, per chunk, the per-sample nodes that its outputs and the operands
 //! of the next stage's reductions need. Per-sample values needed again in a later pass are
 //! recomputed rather than kept, so memory stays O(registers x chunk).
-
-use std::sync::{Arc, Mutex, OnceLock};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -45,33 +43,24 @@ impl Class {
     }
 }
 
-/// Which inputs are uniform and which grouped reductions have one sample per group.
-type SpanningKey = (Vec<bool>, Vec<NodeId>);
-
-/// A compiled function: outputs as a graph, inputs by name, and its cached tapes.
-pub struct Function {
-    graph: Graph,
+/// What compiling needs to know of a function's graph, found once: each node's input position,
+/// the reductions and the inputs they sum over, and each output's shape class.
+pub(crate) struct Analysis {
+    pub(crate) graph: Graph,
     /// The reduction nodes, in graph order.
-    sums: Vec<NodeId>,
-    inputs: Vec<Expr>,
+    pub(crate) sums: Vec<NodeId>,
+    pub(crate) inputs: Vec<Expr>,
     /// Per node: its input position if it is a variable (dense, for the per-node hot paths;
     /// `u32`, as every per-node array is fresh memory on each compile).
-    input_of: Vec<u32>,
+    pub(crate) input_of: Vec<u32>,
     over: FxHashMap<NodeId, Vec<usize>>,
     /// Per output.
-    classes: Vec<Class>,
-    tapes: Mutex<FxHashMap<Vec<bool>, Arc<Tape>>>,
-    /// Tapes for calls where some grouped reductions have one sample per group, by the
-    /// uniform inputs and those reductions.
-    spanning_tapes: Mutex<FxHashMap<SpanningKey, Arc<Tape>>>,
-    scalar_tape: OnceLock<Arc<Tape>>,
-    /// See [`Function::call_graph`].
-    constants: OnceLock<Vec<f64>>,
+    pub(crate) classes: Vec<Class>,
 }
 
-impl Function {
-    /// Compiles `outputs` as a function of the variables `inputs`, in that order.
-    pub fn new(outputs: &[Expr], inputs: &[Expr]) -> Result<Function> {
+impl Analysis {
+    /// Analyses `outputs` as a function of the variables `inputs`, in that order.
+    pub(crate) fn new(outputs: &[Expr], inputs: &[Expr]) -> Result<Analysis> {
         let graph = Graph::new(outputs);
         let mut position: FxHashMap<&str, usize> = FxHashMap::with_capacity_and_hasher(inputs.len(), Default::default());
         for (i, v) in inputs.iter().enumerate() {
@@ -134,64 +123,7 @@ impl Function {
             classes.push(class);
         }
         let classes = graph.roots.iter().map(|r| distinct[classes[r.index()] as usize].clone()).collect();
-        Ok(Function {
-            graph,
-            sums,
-            inputs: inputs.to_vec(),
-            input_of,
-            over,
-            classes,
-            tapes: Mutex::default(),
-            spanning_tapes: Mutex::default(),
-            scalar_tape: OnceLock::new(),
-            constants: OnceLock::new(),
-        })
-    }
-
-    /// The input variables, in call order.
-    pub fn inputs(&self) -> &[Expr] {
-        &self.inputs
-    }
-
-    /// The output expressions.
-    pub fn outputs(&self) -> Vec<Expr> {
-        self.graph.roots.iter().map(|r| self.graph.node(*r).clone()).collect()
-    }
-
-    /// The shape class of each output.
-    pub fn output_classes(&self) -> Vec<Class> {
-        self.classes.clone()
-    }
-
-    /// The tape for calls whose inputs are single values exactly where `uniform` is true.
-    pub fn tape(&self, uniform: &[bool]) -> Arc<Tape> {
-        let mut cache = self.tapes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = cache.get(uniform) {
-            return t.clone();
-        }
-        let tape = Arc::new(Builder::new(self, uniform).build());
-        cache.insert(uniform.to_vec(), tape.clone());
-        tape
-    }
-
-    /// The tape for calls whose inputs are single values where `uniform` is true and whose
-    /// grouped reductions `spanning` have one sample per group (their groups span the batch:
-    /// a gradient with respect to an argument of the batch's shape, say). Such a sum is its
-    /// operand, so the tape is that of the outputs with those sums dropped: no pass boundary
-    /// and no group array the size of the batch.
-    pub(crate) fn tape_spanning(&self, uniform: &[bool], spanning: &[NodeId]) -> Result<Arc<Tape>> {
-        if spanning.is_empty() {
-            return Ok(self.tape(uniform));
-        }
-        let key = (uniform.to_vec(), spanning.to_vec());
-        if let Some(t) = self.spanning_tapes.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return Ok(t.clone());
-        }
-        let dropped: FxHashSet<NodeId> = spanning.iter().copied().collect();
-        let outputs = crate::build::rebuild_graph(&self.graph, |id, _, args| dropped.contains(&id).then(|| args[0].clone()));
-        let tape = Function::new(&outputs, &self.inputs)?.tape(uniform);
-        self.spanning_tapes.lock().unwrap_or_else(|e| e.into_inner()).insert(key, tape.clone());
-        Ok(tape)
+        Ok(Analysis { graph, sums, inputs: inputs.to_vec(), input_of, over, classes })
     }
 
     /// The grouped reductions of the graph with the inputs they group by.
@@ -201,69 +133,21 @@ impl Function {
         sums.into_iter()
     }
 
-    /// Evaluates at single values (`values`, one per input) when nothing is reduced, straight
-    /// from the graph, node i in slot i: the scalar tape of such a function would be the
-    /// graph's tags and operands written out again. Returns false, and does nothing, for a
-    /// function with reductions. W5's first call (n = 10,000) no longer writes 110,000
-    /// instructions (1.7 MB of fresh memory) before running them.
-    pub(crate) fn call_graph(&self, values: &[f64], out: &mut Vec<f64>) -> bool {
-        if !self.sums.is_empty() {
-            return false;
-        }
-        let g = &self.graph;
-        let start = self.constants.get_or_init(|| {
-            g.ids().map(|id| if g.tag(id) == Tag::Const { g.node(id).as_const().expect("tagged a constant") } else { 0.0 }).collect()
-        });
-        let mut slots = start.clone();
-        for id in g.ids() {
-            let i = id.index();
-            match g.tag(id) {
-                Tag::Var => slots[i] = values[self.input_of[i] as usize],
-                Tag::Apply(op) => {
-                    let [a, b] = g.args(id);
-                    let a = a.expect("ops have an operand").index();
-                    slots[i] = crate::eval::scalar_op(op, slots[a], slots[b.map_or(a, NodeId::index)]);
-                }
-                Tag::Const | Tag::Sum => {}
-            }
-        }
-        out.clear();
-        out.extend(g.roots.iter().map(|r| slots[r.index()]));
-        true
-    }
-
-    /// The tape for calls with every input a single value (kept apart: it is the latency path).
-    pub fn scalar_tape(&self) -> &Arc<Tape> {
-        self.scalar_tape.get_or_init(|| self.tape(&vec![true; self.inputs.len()]))
-    }
-
-    /// Output `o`'s value when every group of samples is empty. Such an output is a reduction
-    /// class (all its variables sit inside sums), and a sum over no samples is 0, so it is a
-    /// constant: the output evaluated with each outermost sum replaced by 0.
-    pub(crate) fn value_over_empty_groups(&self, o: usize) -> f64 {
-        let mut values = vec![f64::NAN; self.graph.len()];
-        for id in self.graph.ids() {
-            let args = self.graph.args(id);
-            let arg = |i: usize| args[i].map_or(0.0, |a| values[a.index()]);
-            values[id.index()] = match self.graph.node(id).kind() {
-                Kind::Const(c) => *c,
-                Kind::Sum(_) => 0.0,
-                Kind::Var(_) => f64::NAN,
-                Kind::Apply(op) => op.eval(arg(0), arg(1)),
-            };
-        }
-        values[self.graph.roots[o].index()]
-    }
-
     /// The inputs summed over by each reduction node that is a grouped reduction.
     pub(crate) fn over_of(&self, id: NodeId) -> &[usize] {
         &self.over[&id]
     }
 }
 
+/// The tape of `analysis` for calls whose inputs are single values exactly where `uniform` is
+/// true.
+pub(crate) fn compile(analysis: &Analysis, uniform: &[bool]) -> Tape {
+    Builder::new(analysis, uniform).build()
+}
+
 /// Builds one specialised tape.
 struct Builder<'a> {
-    f: &'a Function,
+    f: &'a Analysis,
     uniform: Vec<bool>,
     /// Per node (u32: at most one pass per nested reduction, and this is fresh memory).
     stage: Vec<u32>,
@@ -276,7 +160,7 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(f: &'a Function, input_uniform: &[bool]) -> Builder<'a> {
+    fn new(f: &'a Analysis, input_uniform: &[bool]) -> Builder<'a> {
         let g = &f.graph;
         let mut uniform = vec![false; g.len()];
         let mut stage = vec![0u32; g.len()];
@@ -342,7 +226,7 @@ impl<'a> Builder<'a> {
         for (p, pass) in passes.iter_mut().enumerate() {
             (pass.chunk_code, pass.n_regs) = self.chunk_code(p);
         }
-        let chunk = crate::eval::chunk_len(passes.iter().map(|p| p.n_regs).max().unwrap_or(0));
+        let chunk = crate::tape::chunk_len(passes.iter().map(|p| p.n_regs).max().unwrap_or(0));
         Tape {
             chunk,
             passes,
@@ -789,45 +673,4 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
         });
     }
     (code, n_regs as usize)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::parse::parse_one;
-
-    /// Evaluating straight from the graph gives, bit for bit, what the tape gives on
-    /// one-sample arrays.
-    #[test]
-    fn graph_calls_match_the_tape() {
-        let vars: Vec<Expr> = ["x", "y", "w"].iter().map(|n| crate::build::var(n).expect("valid name")).collect();
-        let texts = ["sin(cos(x)) * exp(-y ** 2) + log(1 + x ** 2) * sigmoid(x * y)", "x", "2.5", "w * (x - 3) / (y + 0.5) + -x",
-                     "tanh(x) ** w", "tan(w) - sqrt(x) * relu(y) + abs(w) / cos(y)"];
-        for text in texts {
-            let e = parse_one(text).expect("parses");
-            let mut outputs = vec![e.clone(), crate::build::constant(1.5)];
-            outputs.extend(crate::grad::grad(&e, &vars).expect("differentiates"));
-            let f = Function::new(&outputs, &vars).expect("compiles");
-            for point in [[0.3, -0.7, 1.9], [2.5, 0.25, -3.0], [-1e300, 0.0, f64::NAN]] {
-                let mut direct = Vec::new();
-                assert!(f.call_graph(&point, &mut direct), "{text}");
-                let call = f.prepare(&[vec![1], vec![1], vec![1]]).expect("shapes");
-                let data: Vec<[f64; 1]> = point.iter().map(|&v| [v]).collect();
-                let inputs: Vec<&[f64]> = data.iter().map(|d| d.as_slice()).collect();
-                let mut outs = vec![[0.0]; outputs.len()];
-                let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-                f.run(&call, &inputs, &mut views).expect("runs");
-                let taped: Vec<u64> = outs.iter().map(|o| o[0].to_bits()).collect();
-                assert_eq!(direct.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), taped, "{text} at {point:?}");
-            }
-        }
-    }
-
-    /// A function with reductions does not take the graph path.
-    #[test]
-    fn graph_calls_leave_reductions_to_the_tape() {
-        let x = crate::build::var("x").expect("valid name");
-        let f = Function::new(&[crate::build::sum(&crate::build::sin(&x))], &[x]).expect("compiles");
-        assert!(!f.call_graph(&[0.5], &mut Vec::new()));
-    }
 }

@@ -1,4 +1,4 @@
-//! Running a tape over a batch: argument shapes are broadcast as NumPy does, each pass runs its
+//! Running a tape over a batch (shapes resolved by [`crate::Function::prepare`]): each pass runs its
 //! scalar code once and its chunk code over fixed chunks of the flattened batch, on the
 //! thread pool when the batch is large enough to pay for the hand-off.
 //!
@@ -9,36 +9,12 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::compile::{Class, Function};
 use crate::error::{Error, Result};
 use crate::kernels;
-use crate::kernels::loops::{accumulate, binary, fused, unary, Operand};
-pub(crate) use crate::kernels::loops::scalar_op;
+use crate::kernels::loops::{accumulate, binary, fused, scalar_op, unary, Operand};
 use crate::pool;
-use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape};
-
-/// Samples per chunk. 1024 f64 (8 KiB) per register keeps a tape's working set of a few
-/// dozen registers inside L2 while amortising per-instruction dispatch. Measured with fused
-/// tapes (thread CPU time per call, N = 1e6, one thread, medians; W1 7 registers, W2 12):
-/// 256: W1 13.3 ms, W2 26.6 ms; 512: 10.9, 23.5; 1024: 10.9, 23.3; 2048: 12.7, 25.7.
-/// 512 and 1024 tie; 1024 halves the dispatch count.
-pub const CHUNK: usize = 1024;
-
-/// Register memory per thread is capped: a tape that keeps many values alive (reverse mode
-/// through a deep chain keeps every forward value until the backward sweep reaches it) gets
-/// shorter chunks instead of gigabytes of registers.
-const REGISTER_BUDGET_BYTES: usize = 32 << 20;
-
-/// Samples per chunk for a tape with `n_regs` registers: [`CHUNK`], or fewer when the
-/// registers would pass the budget. Depends only on the tape, never on the thread count.
-pub fn chunk_len(n_regs: usize) -> usize {
-    let fit = REGISTER_BUDGET_BYTES / (8 * n_regs.max(1));
-    match fit {
-        f if f >= CHUNK => CHUNK,
-        f if f >= 8 => f / 8 * 8,
-        f => f.max(1),
-    }
-}
+use crate::shape::{for_each_offset, groups_of, keep_group_samples, padded, strides_for};
+use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape, CHUNK};
 
 /// Below this many full chunks' worth of samples a call runs on the calling thread: the
 /// hand-off to the pool costs more than it saves.
@@ -60,8 +36,9 @@ pub struct Call {
     pub output_shapes: Vec<Vec<usize>>,
     /// Whether each output is a reduction (a single value is then a `numpy.float64`).
     pub output_reduced: Vec<bool>,
-    inputs: Vec<Vec<usize>>,
-    tape: Arc<Tape>,
+    /// Each input's shape, padded to the batch's rank.
+    pub(crate) inputs: Vec<Vec<usize>>,
+    pub(crate) tape: Arc<Tape>,
 }
 
 impl Call {
@@ -81,199 +58,115 @@ impl Call {
     }
 }
 
-fn shape_text(s: &[usize]) -> String {
-    match s {
-        [one] => format!("({one},)"),
-        _ => format!("({})", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
-    }
-}
-
-/// NumPy's broadcasting rule over several shapes.
-pub fn broadcast(shapes: &[&[usize]]) -> Option<Vec<usize>> {
-    let ndim = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
-    let mut out = vec![1usize; ndim];
-    for s in shapes {
-        for (d, &n) in s.iter().enumerate() {
-            let o = &mut out[ndim - s.len() + d];
-            if *o == 1 {
-                *o = n;
-            } else if n != 1 && n != *o {
-                return None;
-            }
+/// Runs a prepared call (see [`crate::Function::run_watched`]), calling `stop` on the calling
+/// thread every few chunks it evaluates; `empty_groups(o)` is output `o`'s value when it holds
+/// groups of samples and every group is empty.
+pub fn run(call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]], stop: &mut dyn FnMut() -> bool, empty_groups: &dyn Fn(usize) -> f64) -> Result<()> {
+    let cancel = &AtomicBool::new(false);
+    let mut watch = Watch { cancel, stop };
+    check_sizes(call, inputs, outputs)?;
+    let tape = &call.tape;
+    let n = call.len();
+    let n_chunks = n.div_ceil(tape.chunk);
+    let mut slots = tape.slots.clone();
+    let mut partials = vec![0.0; tape.n_accs * n_chunks];
+    let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
+    // Where each collected buffer is reduced: its group and the inputs it is grouped by.
+    let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
+    for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
+        if let ScalarInstr::ReduceGroups { group, buf, over } = instr {
+            grouping[*buf as usize] = Some((*group as usize, &tape.overs[*over as usize]));
         }
     }
-    Some(out)
-}
-
-fn padded(shape: &[usize], ndim: usize) -> Vec<usize> {
-    let mut p = vec![1; ndim - shape.len()];
-    p.extend_from_slice(shape);
-    p
-}
-
-impl Function {
-    /// Checks argument shapes and resolves the batch and output shapes.
-    pub fn prepare(&self, shapes: &[Vec<usize>]) -> Result<Call> {
-        let names = || self.inputs().iter().filter_map(|v| v.as_var()).collect::<Vec<_>>().join(", ");
-        if shapes.len() != self.inputs().len() {
-            return Err(Error::InputCount { expected: self.inputs().len(), given: shapes.len(), inputs: names() });
+    // Outputs whose shape is not the batch's are stored per sample, then one sample per
+    // group is kept: a rare path (a reduction over part of the dimensions).
+    let partial_outputs: Vec<bool> = (0..outputs.len())
+        .map(|o| tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch)
+        .collect();
+    for pass in &tape.passes {
+        for instr in &pass.scalar_code {
+            run_scalar(instr, call, inputs, &mut slots, &partials, n_chunks, &mut groups);
         }
-        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-        let batch = broadcast(&refs).ok_or_else(|| Error::Shape {
-            shapes: refs.iter().map(|s| shape_text(s)).collect::<Vec<_>>().join(", "),
-            names: names(),
-        })?;
-        let uniform: Vec<bool> = shapes.iter().map(|s| s.iter().product::<usize>() == 1).collect();
-        let mut output_shapes = Vec::new();
-        let mut output_reduced = Vec::new();
-        for class in self.output_classes() {
-            let (shape, reduced) = match class {
-                Class::Neutral | Class::PerSample => (batch.clone(), false),
-                Class::Reduced(over) => {
-                    let s: Vec<&[usize]> = over.iter().map(|k| refs[*k]).collect();
-                    (broadcast(&s).expect("sub-broadcast of a valid broadcast"), true)
-                }
+        if pass.chunk_code.is_empty() {
+            continue;
+        }
+        let collects: Vec<usize> = pass.chunk_code.iter().filter_map(|i| if let Instr::Collect { buf, .. } = i { Some(*buf) } else { None }).collect();
+        for &buf in &collects {
+            let (group, over) = grouping[buf].ok_or_else(|| Error::Internal("a collected buffer is never reduced".into()))?;
+            let shape = group_shape(call, over);
+            groups[group] = Group { data: vec![0.0; shape.iter().product()], shape };
+        }
+        let stores: Vec<usize> =
+            (0..outputs.len()).filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o))).collect();
+        let block = if collects.is_empty() && stores.is_empty() { n_chunks.max(1) } else { GROUPING_BLOCK_CHUNKS };
+        let block_len = (block * tape.chunk).min(n);
+        let mut bufs: Vec<Vec<f64>> = (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
+        let mut temps: Vec<Vec<f64>> = (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect();
+        for first in (0..n_chunks).step_by(block) {
+            let chunks = first..(first + block).min(n_chunks);
+            let start = first * tape.chunk;
+            let end = (chunks.end * tape.chunk).min(n);
+            let sources = Sources { call, inputs, groups: &groups };
+            // Block buffers are addressed with the sample index, like the outputs: their
+            // pointers are offset back by the block's start (never dereferenced outside it).
+            let sinks = Sinks {
+                partials: SyncPtr(partials.as_mut_ptr()),
+                n_chunks,
+                bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
+                outs: outputs
+                    .iter_mut()
+                    .zip(temps.iter_mut())
+                    .map(|(o, t)| SyncPtr(if t.is_empty() { o.as_mut_ptr() } else { t.as_mut_ptr().wrapping_sub(start) }))
+                    .collect(),
             };
-            output_shapes.push(shape);
-            output_reduced.push(reduced);
-        }
-        let inputs: Vec<Vec<usize>> = shapes.iter().map(|s| padded(s, batch.len())).collect();
-        let spanning: Vec<_> = self
-            .grouped_sums()
-            .filter(|(_, over)| !over.iter().all(|k| uniform[*k]) && groups_of(&inputs, over, batch.len()) == batch)
-            .map(|(id, _)| id)
-            .collect();
-        let tape = self.tape_spanning(&uniform, &spanning)?;
-        Ok(Call { output_shapes, output_reduced, inputs, tape, batch })
-    }
-
-    /// Runs a prepared call. `inputs` are C-contiguous float64 data of the shapes given to
-    /// `prepare`; `outputs` are buffers of the call's output shapes.
-    pub fn run(&self, call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]]) -> Result<()> {
-        self.run_watched(call, inputs, outputs, &mut || false)
-    }
-
-    /// [`Function::run`], calling `stop` on the calling thread every few chunks it evaluates;
-    /// once `stop` returns true every thread stops between chunks, and the call returns
-    /// [`Error::Interrupted`] (outputs are then incomplete). The calling thread evaluates
-    /// chunks itself, beside the pool's threads: no thread is started or handed the whole call.
-    pub fn run_watched(&self, call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]], stop: &mut dyn FnMut() -> bool) -> Result<()> {
-        let cancel = &AtomicBool::new(false);
-        let mut watch = Watch { cancel, stop };
-        check_sizes(call, inputs, outputs)?;
-        let tape = &call.tape;
-        let n = call.len();
-        let n_chunks = n.div_ceil(tape.chunk);
-        let mut slots = tape.slots.clone();
-        let mut partials = vec![0.0; tape.n_accs * n_chunks];
-        let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
-        // Where each collected buffer is reduced: its group and the inputs it is grouped by.
-        let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
-        for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
-            if let ScalarInstr::ReduceGroups { group, buf, over } = instr {
-                grouping[*buf as usize] = Some((*group as usize, &tape.overs[*over as usize]));
+            run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks, &slots, &sources, &sinks, &mut watch);
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
             }
-        }
-        // Outputs whose shape is not the batch's are stored per sample, then one sample per
-        // group is kept: a rare path (a reduction over part of the dimensions).
-        let partial_outputs: Vec<bool> = (0..outputs.len())
-            .map(|o| tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch)
-            .collect();
-        for pass in &tape.passes {
-            for instr in &pass.scalar_code {
-                run_scalar(instr, call, inputs, &mut slots, &partials, n_chunks, &mut groups);
-            }
-            if pass.chunk_code.is_empty() {
-                continue;
-            }
-            let collects: Vec<usize> = pass.chunk_code.iter().filter_map(|i| if let Instr::Collect { buf, .. } = i { Some(*buf) } else { None }).collect();
             for &buf in &collects {
-                let (group, over) = grouping[buf].ok_or_else(|| Error::Internal("a collected buffer is never reduced".into()))?;
-                let shape = group_shape(call, over);
-                groups[group] = Group { data: vec![0.0; shape.iter().product()], shape };
+                let (group, _) = grouping[buf].expect("checked above");
+                let g = &mut groups[group];
+                let strides = strides_for(&g.shape, &call.batch);
+                for_each_offset(&call.batch, &strides, start..end, |i, off| g.data[off] += bufs[buf][i - start]);
             }
-            let stores: Vec<usize> =
-                (0..outputs.len()).filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o))).collect();
-            let block = if collects.is_empty() && stores.is_empty() { n_chunks.max(1) } else { GROUPING_BLOCK_CHUNKS };
-            let block_len = (block * tape.chunk).min(n);
-            let mut bufs: Vec<Vec<f64>> = (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
-            let mut temps: Vec<Vec<f64>> = (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect();
-            for first in (0..n_chunks).step_by(block) {
-                let chunks = first..(first + block).min(n_chunks);
-                let start = first * tape.chunk;
-                let end = (chunks.end * tape.chunk).min(n);
-                let sources = Sources { call, inputs, groups: &groups };
-                // Block buffers are addressed with the sample index, like the outputs: their
-                // pointers are offset back by the block's start (never dereferenced outside it).
-                let sinks = Sinks {
-                    partials: SyncPtr(partials.as_mut_ptr()),
-                    n_chunks,
-                    bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
-                    outs: outputs
-                        .iter_mut()
-                        .zip(temps.iter_mut())
-                        .map(|(o, t)| SyncPtr(if t.is_empty() { o.as_mut_ptr() } else { t.as_mut_ptr().wrapping_sub(start) }))
-                        .collect(),
-                };
-                run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks, &slots, &sources, &sinks, &mut watch);
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Interrupted);
-                }
-                for &buf in &collects {
-                    let (group, _) = grouping[buf].expect("checked above");
-                    let g = &mut groups[group];
-                    let strides = strides_for(&g.shape, &call.batch);
-                    for_each_offset(&call.batch, &strides, start..end, |i, off| g.data[off] += bufs[buf][i - start]);
-                }
-                for &o in &stores {
-                    let shape = padded(&call.output_shapes[o], call.batch.len());
-                    keep_group_samples(&temps[o], &call.batch, &shape, start..end, outputs[o]);
-                }
+            for &o in &stores {
+                let shape = padded(&call.output_shapes[o], call.batch.len());
+                keep_group_samples(&temps[o], &call.batch, &shape, start..end, outputs[o]);
             }
         }
-        for (o, out) in outputs.iter_mut().enumerate() {
-            match tape.outputs[o] {
-                OutputSource::Slot(s) => out.fill(slots[s.0 as usize]),
-                // No samples to take a group's value from: every group is empty.
-                OutputSource::Chunks if n == 0 && partial_outputs[o] => out.fill(self.value_over_empty_groups(o)),
-                OutputSource::Chunks => {}
-            }
-        }
-        Ok(())
     }
+    for (o, out) in outputs.iter_mut().enumerate() {
+        match tape.outputs[o] {
+            OutputSource::Slot(s) => out.fill(slots[s.0 as usize]),
+            // No samples to take a group's value from: every group is empty.
+            OutputSource::Chunks if n == 0 && partial_outputs[o] => out.fill(empty_groups(o)),
+            OutputSource::Chunks => {}
+        }
+    }
+    Ok(())
 }
 
-impl Function {
-    /// Evaluates at one point, every input a single value: the latency path (no shapes, no
-    /// buffers; the tape is all scalar code). Writes one value per output into `out`.
-    pub fn call_scalars(&self, values: &[f64], out: &mut Vec<f64>) -> Result<()> {
-        if values.len() != self.inputs().len() {
-            let inputs = self.inputs().iter().filter_map(|v| v.as_var()).collect::<Vec<_>>().join(", ");
-            return Err(Error::InputCount { expected: self.inputs().len(), given: values.len(), inputs });
-        }
-        if self.call_graph(values, out) {
-            return Ok(());
-        }
-        let tape = self.scalar_tape();
-        let mut slots = tape.slots.clone();
-        for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
-            match instr {
-                ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = values[*input as usize],
-                ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
-                // A batch of one sample: a sum is its operand.
-                ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = slots[a.0 as usize],
-                ScalarInstr::Finish { .. } | ScalarInstr::ReduceGroups { .. } | ScalarInstr::ScaleGroups { .. } => {
-                    return Err(Error::Internal("a scalar tape has no chunk work".into()));
-                }
+/// Runs a tape whose code is all scalar (every input a single value, in `values`), writing
+/// one value per output into `out`.
+pub fn run_scalars(tape: &Tape, values: &[f64], out: &mut Vec<f64>) -> Result<()> {
+    let mut slots = tape.slots.clone();
+    for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
+        match instr {
+            ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = values[*input as usize],
+            ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
+            // A batch of one sample: a sum is its operand.
+            ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = slots[a.0 as usize],
+            ScalarInstr::Finish { .. } | ScalarInstr::ReduceGroups { .. } | ScalarInstr::ScaleGroups { .. } => {
+                return Err(Error::Internal("a scalar tape has no chunk work".into()));
             }
         }
-        out.clear();
-        out.extend(tape.outputs.iter().map(|o| match o {
-            OutputSource::Slot(s) => slots[s.0 as usize],
-            OutputSource::Chunks => f64::NAN,
-        }));
-        Ok(())
     }
+    out.clear();
+    out.extend(tape.outputs.iter().map(|o| match o {
+        OutputSource::Slot(s) => slots[s.0 as usize],
+        OutputSource::Chunks => f64::NAN,
+    }));
+    Ok(())
 }
 
 fn check_sizes(call: &Call, inputs: &[&[f64]], outputs: &[&mut [f64]]) -> Result<()> {
@@ -297,12 +190,6 @@ struct Group {
 /// The padded shape of the groups a reduction over `over` (input positions) produces.
 fn group_shape(call: &Call, over: &[usize]) -> Vec<usize> {
     groups_of(&call.inputs, over, call.batch.len())
-}
-
-/// [`group_shape`] from the padded input shapes.
-fn groups_of(inputs: &[Vec<usize>], over: &[usize], ndim: usize) -> Vec<usize> {
-    let shapes: Vec<&[usize]> = over.iter().map(|k| inputs[*k].as_slice()).collect();
-    broadcast(&shapes).map_or_else(|| vec![1; ndim], |s| padded(&s, ndim))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -329,75 +216,6 @@ fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[&[f64]], slots: &mut [
 /// The sum of `count` copies of `value`: 0 for none, even if the value is nan or inf.
 fn times_count(value: f64, count: usize) -> f64 {
     if count == 0 { 0.0 } else { value * count as f64 }
-}
-
-/// Element strides of a C-contiguous array of `shape` broadcast to `batch` (0 where broadcast).
-fn strides_for(shape: &[usize], batch: &[usize]) -> Vec<usize> {
-    let mut strides = vec![0; shape.len()];
-    let mut step = 1;
-    for d in (0..shape.len()).rev() {
-        if shape[d] == batch[d] && batch[d] != 1 {
-            strides[d] = step;
-        }
-        step *= shape[d];
-    }
-    strides
-}
-
-/// Calls `f(flat batch index, offset into the broadcast array)` for the samples in `range`,
-/// in order.
-fn for_each_offset(batch: &[usize], strides: &[usize], range: std::ops::Range<usize>, mut f: impl FnMut(usize, usize)) {
-    let mut idx = vec![0usize; batch.len()];
-    let mut rest = range.start;
-    for d in (0..batch.len()).rev() {
-        if batch[d] > 0 {
-            idx[d] = rest % batch[d];
-            rest /= batch[d];
-        }
-    }
-    let mut off: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
-    for i in range {
-        f(i, off);
-        for d in (0..batch.len()).rev() {
-            idx[d] += 1;
-            off += strides[d];
-            if idx[d] < batch[d] {
-                break;
-            }
-            off -= strides[d] * idx[d];
-            idx[d] = 0;
-        }
-    }
-}
-
-/// Writes into `out` (of `shape`, padded) the samples in `range` (held in `block` from the
-/// range's start) that sit at index 0 along every dimension `shape` does not have: one per
-/// element of `out`, all equal within a group.
-fn keep_group_samples(block: &[f64], batch: &[usize], shape: &[usize], range: std::ops::Range<usize>, out: &mut [f64]) {
-    let start = range.start;
-    let out_strides = strides_for(shape, batch);
-    // Offsets along the dimensions summed over: zero exactly at a group's first sample.
-    let mut summed = vec![0; batch.len()];
-    let mut step = 1;
-    for d in (0..batch.len()).rev() {
-        if shape[d] != batch[d] {
-            summed[d] = step;
-        }
-        step *= batch[d];
-    }
-    let mut kept = Vec::new();
-    for_each_offset(batch, &summed, range.clone(), |i, off| {
-        if off == 0 {
-            kept.push(i);
-        }
-    });
-    let mut next = kept.into_iter().peekable();
-    for_each_offset(batch, &out_strides, range, |i, off| {
-        if next.peek() == Some(&i) {
-            next.next();
-            out[off] = block[i - start];
-        }
-    });
 }
 
 /// Sums partials pairwise, in order: a fixed tree, independent of how chunks were scheduled.

@@ -7,7 +7,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-use crate::eval::broadcast;
+use crate::shape::broadcast;
 use crate::expr::{Expr, Kind};
 use crate::graph::Graph;
 

@@ -2,7 +2,7 @@
 //! special values, chunk tails, and bitwise equality across thread counts.
 
 mod common;
-use chainrule_core::{compile::Function, pool, reference, Expr};
+use chainrule_core::{pool, reference, Expr, Function};
 use common::*;
 
 /// Runs `outputs` both ways and compares; returns the fast results.

@@ -3,7 +3,7 @@
 //! (both round after every IEEE op), and a fused `sin_cos` equals the separate kernels.
 
 mod common;
-use chainrule_core::{compile::Function, kernels, reference, Expr};
+use chainrule_core::{kernels, reference, Expr, Function};
 use common::*;
 
 /// Runs `outputs` on the fast evaluator; inputs are (name, data, shape).

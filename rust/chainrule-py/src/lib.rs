@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use chainrule_core::{build, compile, error::Error, eval as compile_call, expr::Expr, ops::Op, pool, print, serial};
+use chainrule_core::{build, error::Error, eval::Call, expr::Expr, ops::Op, pool, print, serial};
 use numpy::npyffi::PY_ARRAY_API;
 use numpy::{PyArrayDescr, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::{create_exception, intern, IntoPyObjectExt};
@@ -521,7 +521,7 @@ fn set_thread_override(n: Option<usize>) -> Option<usize> {
 /// subclass's `_call`.
 #[pyclass(frozen, subclass, module = "chainrule._core", name = "Function")]
 struct Function {
-    core: compile::Function,
+    core: chainrule_core::Function,
     /// Whether the function has one output (a result, not a tuple of them).
     single: bool,
     outputs: Py<PyTuple>,
@@ -557,7 +557,7 @@ impl Function {
         let input_exprs = variables_of(&inputs, "inputs must be variables")?;
         let outputs: Vec<Bound<'_, PyExpr>> = outputs.try_iter()?.map(|o| as_expr(&o?)).collect::<PyResult<_>>()?;
         let output_exprs: Vec<Expr> = outputs.iter().map(|o| o.get().0.clone()).collect();
-        let core = py.detach(|| guarded(|| compile::Function::new(&output_exprs, &input_exprs)))?;
+        let core = py.detach(|| guarded(|| chainrule_core::Function::new(&output_exprs, &input_exprs)))?;
         Ok(Function {
             core,
             single,
@@ -715,7 +715,7 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 /// pool's threads) and between its grabs of chunks, at most every 50 ms, checks Python's signal
 /// handlers, so Ctrl-C cancels between chunks and raises KeyboardInterrupt promptly instead
 /// of after the whole evaluation.
-fn run_interruptibly(py: Python<'_>, f: &compile::Function, call: &compile_call::Call, data: &[&[f64]], views: &mut [&mut [f64]]) -> PyResult<()> {
+fn run_interruptibly(py: Python<'_>, f: &chainrule_core::Function, call: &Call, data: &[&[f64]], views: &mut [&mut [f64]]) -> PyResult<()> {
     let mut signal: Option<PyErr> = None;
     let mut checked = Instant::now();
     let mut stop = || {
