@@ -83,7 +83,7 @@ impl Function {
             return Ok(t.clone());
         }
         let dropped: FxHashSet<NodeId> = spanning.iter().copied().collect();
-        let outputs = crate::build::rebuild_graph(&self.analysis.graph, |id, _, args| dropped.contains(&id).then(|| args[0].clone()));
+        let outputs = crate::subst::rebuild_graph(&self.analysis.graph, |id, _, args| dropped.contains(&id).then(|| args[0].clone()));
         let tape = Function::new(&outputs, &self.analysis.inputs)?.tape(uniform);
         self.spanning_tapes.lock().unwrap_or_else(|e| e.into_inner()).insert(key, tape.clone());
         Ok(tape)

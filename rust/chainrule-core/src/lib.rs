@@ -21,10 +21,10 @@ pub mod parse;
 pub mod pool;
 pub mod print;
 pub mod reference;
-mod registry;
 pub mod serial;
 mod shape;
 pub mod simplify;
+pub mod subst;
 pub mod tape;
 
 pub use function::Function;

@@ -4,7 +4,7 @@
 //! graph's size. The emitter works from an explicit stack: a chain a million deep prints
 //! without recursion and without quadratic string building.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use rustc_hash::FxHashSet;
 
@@ -186,5 +186,11 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
                 }
             },
         }
+    }
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", to_text(std::slice::from_ref(self)))
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use chainrule_core::{build, error::Error, expr::Expr, ops::Op, print, serial};
+use chainrule_core::{build, error::Error, expr::Expr, ops::Op, print, serial, subst};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -415,7 +415,7 @@ pub(crate) fn decode(py: Python<'_>, data: &[u8]) -> PyResult<Vec<NewExpr>> {
 pub(crate) fn substitute(py: Python<'_>, roots: Vec<PyRef<'_, PyExpr>>, replacements: Vec<(PyRef<'_, PyExpr>, PyRef<'_, PyExpr>)>) -> Vec<NewExpr> {
     let roots = exprs(roots);
     let pairs: Vec<(Expr, Expr)> = replacements.iter().map(|(f, t)| (f.0.clone(), t.0.clone())).collect();
-    wrap(py.detach(|| build::substitute(&roots, &pairs)))
+    wrap(py.detach(|| subst::substitute(&roots, &pairs)))
 }
 
 #[pyfunction]
