@@ -19,7 +19,7 @@ use crate::tape::{Affine, Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot
 
 /// The static shape class of a node: what shape its value has once argument shapes are known.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Class {
+pub enum ShapeClass {
     /// Depends on no input: filled out to the batch shape when output.
     Neutral,
     /// Has the shape of the broadcast of these inputs' shapes (empty: a single value).
@@ -28,16 +28,16 @@ pub enum Class {
     PerSample,
 }
 
-impl Class {
-    fn join(&self, other: &Class) -> Class {
+impl ShapeClass {
+    fn join(&self, other: &ShapeClass) -> ShapeClass {
         match (self, other) {
-            (Class::PerSample, _) | (_, Class::PerSample) => Class::PerSample,
-            (Class::Neutral, c) | (c, Class::Neutral) => c.clone(),
-            (Class::Reduced(a), Class::Reduced(b)) => {
+            (ShapeClass::PerSample, _) | (_, ShapeClass::PerSample) => ShapeClass::PerSample,
+            (ShapeClass::Neutral, c) | (c, ShapeClass::Neutral) => c.clone(),
+            (ShapeClass::Reduced(a), ShapeClass::Reduced(b)) => {
                 let mut v: Vec<usize> = a.iter().chain(b).copied().collect();
                 v.sort_unstable();
                 v.dedup();
-                Class::Reduced(v)
+                ShapeClass::Reduced(v)
             }
         }
     }
@@ -55,7 +55,7 @@ pub(crate) struct Analysis {
     pub(crate) input_of: Vec<u32>,
     over: FxHashMap<NodeId, Vec<usize>>,
     /// Per output.
-    pub(crate) classes: Vec<Class>,
+    pub(crate) classes: Vec<ShapeClass>,
 }
 
 impl Analysis {
@@ -76,17 +76,17 @@ impl Analysis {
         let mut input_of = vec![u32::MAX; graph.len()];
         let mut over = FxHashMap::default();
         // Per node, an index into `distinct` (0 Neutral, 1 PerSample): a graph has few distinct
-        // classes, and a `Class` per node (32 bytes, 4.8 MB for W5's 150k nodes) was fresh
+        // classes, and a `ShapeClass` per node (32 bytes, 4.8 MB for W5's 150k nodes) was fresh
         // memory to fault in on every compile. W5 Function::new in a fresh process (n = 10,000,
         // thread CPU, medians of 9 interleaved runs): 44.4 -> 39.8 ms.
-        let mut distinct: Vec<Class> = vec![Class::Neutral, Class::PerSample];
+        let mut distinct: Vec<ShapeClass> = vec![ShapeClass::Neutral, ShapeClass::PerSample];
         let mut reduced: FxHashMap<Vec<usize>, u32> = FxHashMap::default();
-        fn class_id(class: Class, distinct: &mut Vec<Class>, reduced: &mut FxHashMap<Vec<usize>, u32>) -> u32 {
+        fn class_id(class: ShapeClass, distinct: &mut Vec<ShapeClass>, reduced: &mut FxHashMap<Vec<usize>, u32>) -> u32 {
             match class {
-                Class::Neutral => 0,
-                Class::PerSample => 1,
-                Class::Reduced(set) => *reduced.entry(set.clone()).or_insert_with(|| {
-                    distinct.push(Class::Reduced(set));
+                ShapeClass::Neutral => 0,
+                ShapeClass::PerSample => 1,
+                ShapeClass::Reduced(set) => *reduced.entry(set.clone()).or_insert_with(|| {
+                    distinct.push(ShapeClass::Reduced(set));
                     distinct.len() as u32 - 1
                 }),
             }
@@ -108,7 +108,7 @@ impl Analysis {
                     sums.push(id);
                     let idx = names.iter().map(|n| position.get(&**n).copied().ok_or_else(|| unknown(n))).collect::<Result<Vec<_>>>()?;
                     over.insert(id, idx.clone());
-                    class_id(Class::Reduced(idx), &mut distinct, &mut reduced)
+                    class_id(ShapeClass::Reduced(idx), &mut distinct, &mut reduced)
                 }
                 Tag::Apply(Op::PerSample) => 1,
                 Tag::Apply(_) => graph.args(id).iter().flatten().fold(0, |c, a| match (c, classes[a.index()]) {
@@ -320,7 +320,7 @@ impl<'a> Builder<'a> {
             return (Vec::new(), 0);
         }
         let order = self.needed(sinks.iter().map(|s| s.0));
-        allocate(g, &order, &sinks, |id| self.operand_kind(id))
+        allocate(g, &order, &sinks, |id| self.placement(id))
     }
 
     /// The non-uniform nodes the sinks need computed per chunk, in topological order.
@@ -341,19 +341,21 @@ impl<'a> Builder<'a> {
         order
     }
 
-    fn operand_kind(&self, id: NodeId) -> Operand {
+    fn placement(&self, id: NodeId) -> Placement {
         if self.uniform[id.index()] {
-            return Operand::Slot(self.slot_of[id.index()]);
+            return Placement::Slot(self.slot_of[id.index()]);
         }
         match self.f.graph.tag(id) {
-            Tag::Var => Operand::Load(Source::Input(self.f.input_of[id.index()] as usize)),
-            Tag::Sum => Operand::Load(Source::Group(self.group_of[&id])),
-            _ => Operand::Computed,
+            Tag::Var => Placement::Load(Source::Input(self.f.input_of[id.index()] as usize)),
+            Tag::Sum => Placement::Load(Source::Group(self.group_of[&id])),
+            _ => Placement::Computed,
         }
     }
 }
 
-enum Operand {
+/// Where a node's value is, for a pass's chunk code: a scalar slot, loaded from an input or
+/// group array, or computed per chunk.
+enum Placement {
     Slot(Slot),
     Load(Source),
     Computed,
@@ -459,7 +461,7 @@ impl Step {
 /// sigmoid against 0.94 without. Computing 128 values into an L1 buffer and adding those up:
 /// ratio 1.06-1.09 against the same tape without it. Software prefetch of the next chunk's
 /// inputs (the first read of W1's `y` is ~20% of the non-kernel time): no gain (within 3%).
-fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl Fn(NodeId) -> bool, is_slot: impl Fn(NodeId) -> bool) -> Vec<Step> {
+fn group_steps(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl Fn(NodeId) -> bool, is_slot: impl Fn(NodeId) -> bool) -> Vec<Step> {
     let op_of = |id: NodeId| match g.node(id).kind() {
         Kind::Apply(op) if computed(id) => Some(*op),
         _ => None,
@@ -584,10 +586,10 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
 /// Emits instructions for `order` and the sinks, assigning registers by liveness: a register
 /// is freed after the last instruction that reads it, and a destination is never one of its
 /// own instruction's operands (kernels take distinct input and output slices).
-fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl Fn(NodeId) -> Operand) -> (Vec<Instr>, usize) {
+fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl Fn(NodeId) -> Placement) -> (Vec<Instr>, usize) {
     const NONE: usize = usize::MAX;
-    let is_load = |id: NodeId| matches!(kind(id), Operand::Load(_));
-    let steps = plan(g, order, sinks, |id| matches!(kind(id), Operand::Computed), |id| matches!(kind(id), Operand::Slot(_)));
+    let is_load = |id: NodeId| matches!(kind(id), Placement::Load(_));
+    let steps = group_steps(g, order, sinks, |id| matches!(kind(id), Placement::Computed), |id| matches!(kind(id), Placement::Slot(_)));
     let operands: Vec<Vec<NodeId>> = steps.iter().map(|s| s.operands(g, is_load)).collect();
     let mut last_use = vec![NONE; g.len()];
     for (pos, ops) in operands.iter().enumerate() {
@@ -611,7 +613,7 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
         }
         let reg = |a: NodeId| reg_of[a.index()].expect("operands are computed first");
         let arg = |a: NodeId| match kind(a) {
-            Operand::Slot(s) => Arg::Slot(s),
+            Placement::Slot(s) => Arg::Slot(s),
             _ => Arg::Reg(reg(a)),
         };
         let op_of = |id: NodeId| match g.node(id).kind() {
@@ -620,7 +622,7 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
         };
         code.push(match *step {
             Step::Node(id) => match (kind(id), g.node(id).kind()) {
-                (Operand::Load(src), _) => Instr::Load { dst: reg(id), src },
+                (Placement::Load(src), _) => Instr::Load { dst: reg(id), src },
                 (_, Kind::Apply(op)) => {
                     let [a, b] = g.args(id);
                     match (arg(a.expect("operand")), b.map(arg)) {
@@ -635,7 +637,7 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
             Step::SigmoidSlope { sig, slope, a, affine: None } => Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(a), affine: None },
             Step::SigmoidSlope { sig, slope, affine: Some(AffineArg { x, w, b, sub }), .. } => {
                 let slot = |id: NodeId| match kind(id) {
-                    Operand::Slot(s) => s,
+                    Placement::Slot(s) => s,
                     _ => unreachable!("an affine argument's factor and term are uniform"),
                 };
                 let affine = Some(Affine { w: slot(w), b: slot(b), sub });

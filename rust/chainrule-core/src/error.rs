@@ -60,8 +60,10 @@ pub enum Error {
     /// The evaluation was cancelled (Ctrl-C) before it finished; outputs are incomplete.
     #[error("evaluation interrupted")]
     Interrupted,
-    /// An output buffer or input array of the wrong length was handed to the evaluator.
-    #[error("internal size mismatch: {0}")]
+    /// A broken invariant of the core, not of the input: buffers of other lengths than the
+    /// prepared call's shapes handed to the evaluator, or a tape that does not fit how it is run
+    /// (a bug; the message says which).
+    #[error("internal error in chainrule (please report it): {0}")]
     Internal(String),
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::compile::{compile, Analysis, Class};
+use crate::compile::{compile, Analysis, ShapeClass};
 use crate::error::{Error, Result};
 use crate::eval::{self, Call};
 use crate::expr::{Expr, Kind, Tag};
@@ -54,7 +54,7 @@ impl Function {
     }
 
     /// The shape class of each output.
-    pub fn output_classes(&self) -> Vec<Class> {
+    pub fn output_classes(&self) -> Vec<ShapeClass> {
         self.analysis.classes.clone()
     }
 
@@ -159,8 +159,8 @@ impl Function {
         let mut output_reduced = Vec::new();
         for class in self.output_classes() {
             let (shape, reduced) = match class {
-                Class::Neutral | Class::PerSample => (batch.clone(), false),
-                Class::Reduced(over) => {
+                ShapeClass::Neutral | ShapeClass::PerSample => (batch.clone(), false),
+                ShapeClass::Reduced(over) => {
                     let s: Vec<&[usize]> = over.iter().map(|k| refs[*k]).collect();
                     (broadcast(&s).expect("sub-broadcast of a valid broadcast"), true)
                 }

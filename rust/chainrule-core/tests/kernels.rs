@@ -633,9 +633,12 @@ fn dispatch_level_is_the_best_available() {
 // ---------------------------------------------------------------------------
 // Results must not depend on where a value sits or how long the slice is.
 
+/// A kernel with its level chosen by the caller.
+type AnyKernel = Box<dyn Fn(Level, &[f64], &mut [f64])>;
+
 /// Every kernel of the `kernels!` list, two-output ones as one entry per output.
-fn every_kernel() -> Vec<(String, Box<dyn Fn(Level, &[f64], &mut [f64])>)> {
-    let mut all: Vec<(String, Box<dyn Fn(Level, &[f64], &mut [f64])>)> = kernels::Unary::ALL
+fn every_kernel() -> Vec<(String, AnyKernel)> {
+    let mut all: Vec<(String, AnyKernel)> = kernels::Unary::ALL
         .iter()
         .map(|&k| (k.name().to_string(), Box::new(move |l: Level, x: &[f64], o: &mut [f64]| levels::run(l, k, x, o)) as Box<_>))
         .collect();
