@@ -1,4 +1,4 @@
-//! Every pointwise operation, declared once. The op table ([`with_op_table`]) gives each op its
+//! Every pointwise operation, declared once. The op table (`with_op_table`) gives each op its
 //! text name, arity, printing precedence, fast kernel and the input domain its tests sample;
 //! the evaluator derives its chunk and single-value dispatch from the same rows. Below it, two
 //! exhaustive matches with no catch-all arm: `eval` (the reference semantics on one f64, the

@@ -209,7 +209,7 @@ fn summed_operands(outputs: &[Expr]) -> Vec<Expr> {
         if !seen.insert(e.id()) {
             continue;
         }
-        if let chainrule_core::expr::Kind::Sum(_) = e.kind() {
+        if let chainrule_core::Kind::Sum(_) = e.kind() {
             found.push(e.arg0().expect("sum operand").clone());
         }
         stack.extend(e.args().cloned());

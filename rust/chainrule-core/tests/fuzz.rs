@@ -5,7 +5,7 @@
 //! expression (special constants, partial sums and shared parts included) gives the same node.
 
 use chainrule_core::ops::Op;
-use chainrule_core::{build, error::Error, expr::Expr, parse, print, serial};
+use chainrule_core::{build, error::Error, parse, print, serial, Expr};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use chainrule_core::{build, error::Error, expr::Expr, ops::Op, print, serial, subst};
+use chainrule_core::{build, error::Error, ops::Op, print, serial, Expr, Graph, Kind};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -254,10 +254,10 @@ impl PyExpr {
     #[getter]
     fn _kind(&self) -> String {
         match self.0.kind() {
-            chainrule_core::expr::Kind::Const(_) => "const".into(),
-            chainrule_core::expr::Kind::Var(_) => "var".into(),
-            chainrule_core::expr::Kind::Sum(_) => "sum".into(),
-            chainrule_core::expr::Kind::Apply(op) => kind_name(*op),
+            Kind::Const(_) => "const".into(),
+            Kind::Var(_) => "var".into(),
+            Kind::Sum(_) => "sum".into(),
+            Kind::Apply(op) => kind_name(*op),
         }
     }
 
@@ -271,7 +271,7 @@ impl PyExpr {
     #[getter]
     fn _over(&self) -> Vec<String> {
         match self.0.kind() {
-            chainrule_core::expr::Kind::Sum(over) => over.iter().map(|s| s.to_string()).collect(),
+            Kind::Sum(over) => over.iter().map(|s| s.to_string()).collect(),
             _ => Vec::new(),
         }
     }
@@ -415,7 +415,7 @@ pub(crate) fn decode(py: Python<'_>, data: &[u8]) -> PyResult<Vec<NewExpr>> {
 pub(crate) fn substitute(py: Python<'_>, roots: Vec<PyRef<'_, PyExpr>>, replacements: Vec<(PyRef<'_, PyExpr>, PyRef<'_, PyExpr>)>) -> Vec<NewExpr> {
     let roots = exprs(roots);
     let pairs: Vec<(Expr, Expr)> = replacements.iter().map(|(f, t)| (f.0.clone(), t.0.clone())).collect();
-    wrap(py.detach(|| subst::substitute(&roots, &pairs)))
+    wrap(py.detach(|| chainrule_core::substitute(&roots, &pairs)))
 }
 
 #[pyfunction]
@@ -425,7 +425,7 @@ pub(crate) fn variables(roots: Vec<PyRef<'_, PyExpr>>) -> Vec<String> {
 
 /// The variables `roots` use, sorted by name.
 pub(crate) fn variables_in(roots: &[Expr]) -> Vec<Expr> {
-    let graph = chainrule_core::graph::Graph::new(roots);
+    let graph = Graph::new(roots);
     let mut found: Vec<Expr> = graph.nodes().iter().filter(|n| n.as_var().is_some()).cloned().collect();
     found.sort_by(|a, b| a.as_var().cmp(&b.as_var()));
     found

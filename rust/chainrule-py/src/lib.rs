@@ -52,7 +52,7 @@ fn release_memory() {
 
 #[pyfunction]
 fn live_nodes() -> usize {
-    chainrule_core::expr::live_nodes()
+    chainrule_core::live_nodes()
 }
 
 #[pyfunction]

@@ -24,7 +24,7 @@ pub use intern::{intern, live_nodes, registry_pages};
 pub(crate) use intern::{operand_id, visit};
 
 /// A sorted, duplicate-free set of variable names: the `over=` of a partial reduction. A thin
-/// pointer, as [`Name`] is, so that a [`Kind`] is 16 bytes (see [`Node`]).
+/// pointer, as [`Name`] is, so that a [`Kind`] is 16 bytes (see `Node`).
 pub type Over = Arc<Vec<Arc<str>>>;
 
 /// A variable's name.
