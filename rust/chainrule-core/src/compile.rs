@@ -454,13 +454,6 @@ impl Step {
 /// which then ran on a helper thread): W1 10.0 -> 9.2 ms, ratio 0.90 (0.89 against the same
 /// interpreter without the fold, faster in 20 of 24 rounds); W2 (no sums, same tape) 1.01 over
 /// 40 rounds, noise.
-///
-/// Tried and not kept (same method, 8-10 rounds): that fold with the sum's lane tree inlined
-/// into the interpreter (LLVM's SLP vectoriser split the lanes over 128-bit registers and
-/// shuffled every block; see `eval::combine`): ratio 1.00 alone, 0.93 with the affine
-/// sigmoid against 0.94 without. Computing 128 values into an L1 buffer and adding those up:
-/// ratio 1.06-1.09 against the same tape without it. Software prefetch of the next chunk's
-/// inputs (the first read of W1's `y` is ~20% of the non-kernel time): no gain (within 3%).
 fn group_steps(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl Fn(NodeId) -> bool, is_slot: impl Fn(NodeId) -> bool) -> Vec<Step> {
     let op_of = |id: NodeId| match g.node(id).kind() {
         Kind::Apply(op) if computed(id) => Some(*op),

@@ -333,11 +333,10 @@ const GRAB_CHUNKS: usize = 8;
 /// none are left. Which thread computes a chunk never changes a result (each chunk writes its
 /// own partial sums and ranges).
 ///
-/// The caller used to hand the whole pass to the pool (`install`) and wait, and for batches
-/// large enough to be interrupted it first started a thread per call to do so while it watched
-/// for Ctrl-C. W1 (N = 1e6, two threads, a call after a 20 ms pause as in the benchmark's
-/// rotation; medians of 40 calls in each of four interleaved processes): 8.37-8.65 ms per call
-/// before, 5.08-7.38 ms with the caller grabbing chunks beside the pool.
+/// The caller grabs chunks beside the pool rather than handing the pass to the pool and
+/// waiting: W1 (N = 1e6, two threads, a call after a 20 ms pause as in the benchmark's
+/// rotation; medians of 40 calls in each of four interleaved processes) 5.08-7.38 ms per call
+/// against 8.37-8.65 ms.
 #[allow(clippy::too_many_arguments)]
 fn run_chunks(
     code: &[Instr],

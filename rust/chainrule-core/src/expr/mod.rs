@@ -46,9 +46,9 @@ pub enum Kind {
 
 /// One node of an expression graph. Build nodes with [`crate::build`], never directly.
 ///
-/// 40 bytes, so that with its reference counts it is a 64-byte allocation (80 before, with a
-/// 24-byte kind and the flags apart from the id): every node built is fresh memory, and W5's
-/// grad (n = 10,000) builds 80,000 of them.
+/// 40 bytes, so that with its reference counts it is a 64-byte allocation (80 with a 24-byte
+/// kind and the flags apart from the id): every node built is fresh memory, and W5's grad
+/// (n = 10,000) builds 80,000 of them.
 pub struct Node {
     kind: Kind,
     args: [Option<Expr>; 2],

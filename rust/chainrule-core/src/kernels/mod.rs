@@ -86,8 +86,8 @@
 //! | sin_cos  | 3.3         | 12.3    | 22.1    | 6.7x    | 1       |      |
 //! | sigmoid_slope | 2.3    | 5.3     |         |         | 2       |      |
 //!
-//! \* A bound, not remeasured: 1.50 before the sigmoid's reduction dropped
-//! its correction term, which adds at most a quarter ulp.
+//! \* A bound, not a measurement: 1.50 measured with the correction term
+//! the sigmoid's reduction leaves out, which costs at most a quarter ulp.
 //!
 //! `sin_cos` gives both results of one reduction, bit for bit those of
 //! `sin` and `cos` (5.5 ns for the two apart with AVX2+FMA); the evaluator
@@ -150,10 +150,10 @@ mod x86_one {
 }
 
 /// `kernel` of one value: bit for bit what the slice kernel gives for it, at any position.
-/// The latency path used to pass single values through the slice kernels as padded
-/// one-element slices, ~45 ns per transcendental (perf). W4 (W2's value and gradient at one
-/// point: seven transcendentals) went from 1.32 to 0.96 µs per call with this entry point
-/// (medians of 10 interleaved processes of 31 x 2,000 calls, on the shared 2-core machine).
+/// Against padded one-element slices through the slice kernels (~45 ns per transcendental,
+/// perf): W4 (W2's value and gradient at one point: seven transcendentals) 0.96 against
+/// 1.32 µs per call (medians of 10 interleaved processes of 31 x 2,000 calls, on the shared
+/// 2-core machine).
 pub fn one(kernel: Unary, x: f64) -> f64 {
     // SAFETY: the active level is supported by definition.
     unsafe { one_unchecked(active(), kernel, x) }
