@@ -181,12 +181,12 @@ fn code_of(kind: &Kind) -> u32 {
 /// This is the only constructor; simplification happens before it, in [`crate::build`].
 ///
 /// An operator node is found through its newest operand, whose registry record lists up to
-/// `NEAR_LIMIT` parents: a lookup reads a few records written at about the same time. In
-/// the table, each lookup was a cache miss on a slot, and for W5's 160,000 nodes the table
-/// grew through 9 MiB of fresh memory, rehashing as it went. Leaves, and parents beyond the
-/// first `NEAR_LIMIT` of a node, still go through the table. When this replaced the table
-/// (W5, n = 10,000, fresh processes, paired medians of 30 interleaved runs against the build
-/// before the registry): grad 0.78x, compile 0.76x, in all 0.80x.
+/// `NEAR_LIMIT` parents: a lookup reads a few records written at about the same time, where
+/// a table lookup is a cache miss on a slot, and for W5's 160,000 nodes a table grows through
+/// 9 MiB of fresh memory, rehashing as it goes. Leaves, and parents beyond the first
+/// `NEAR_LIMIT` of a node, go through the table. Against the table for every node (W5,
+/// n = 10,000, fresh processes, paired medians of 30 interleaved runs): grad 0.78x, compile
+/// 0.76x, in all 0.80x.
 pub fn intern(kind: Kind, args: [Option<Expr>; 2]) -> Expr {
     let kind = match kind {
         Kind::Const(c) if c.is_nan() => Kind::Const(f64::NAN),
