@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         "",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"cores: {os.cpu_count()}; cpu: {platform.processor() or platform.machine()}; "
-        f"numpy {np.__version__}; " f""
+        f"numpy {np.__version__}; "
         f"{args.repeat} interleaved repeats of {args.n:,} values, medians",
         f"- command: `python benches/kernels.py{' ' + ' '.join(argv or sys.argv[1:])}`".rstrip(),
         "",
