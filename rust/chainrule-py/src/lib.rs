@@ -55,9 +55,15 @@ fn live_nodes() -> usize {
     chainrule_core::live_nodes()
 }
 
+/// Counts above `max_threads()` are capped by the core; Python refuses them before this.
 #[pyfunction]
 fn set_num_threads(n: usize) {
     pool::set_num_threads(n);
+}
+
+#[pyfunction]
+fn max_threads() -> usize {
+    pool::max_threads()
 }
 
 #[pyfunction]
@@ -99,6 +105,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(expr::substitute, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(max_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_thread_override, m)?)?;
     Ok(())
 }
