@@ -30,10 +30,7 @@ pub const RESERVED: &[&str] = &["inf", "nan", "sum", "mean", "over"];
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     let head_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    head_ok
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !RESERVED.contains(&name)
-        && Op::from_call_name(name).is_none()
+    head_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !RESERVED.contains(&name) && Op::from_call_name(name).is_none()
 }
 
 /// Applies a pointwise op (for unary ops `b` is ignored), simplifying first.

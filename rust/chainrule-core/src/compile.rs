@@ -128,7 +128,8 @@ impl Analysis {
 
     /// The grouped reductions of the graph with the inputs they group by.
     pub(crate) fn grouped_sums(&self) -> impl Iterator<Item = (NodeId, &[usize])> {
-        let mut sums: Vec<(NodeId, &[usize])> = self.over.iter().filter(|(_, o)| !o.is_empty()).map(|(id, o)| (*id, o.as_slice())).collect();
+        let mut sums: Vec<(NodeId, &[usize])> =
+            self.over.iter().filter(|(_, o)| !o.is_empty()).map(|(id, o)| (*id, o.as_slice())).collect();
         sums.sort_unstable_by_key(|(id, _)| *id);
         sums.into_iter()
     }
@@ -174,10 +175,9 @@ impl<'a> Builder<'a> {
             (uniform[i], stage[i]) = match g.tag(id) {
                 Tag::Const => (true, 0),
                 Tag::Var => (input_uniform[f.input_of[i] as usize], 0),
-                Tag::Apply(_) => (
-                    args.iter().flatten().all(|a| uniform[a.index()]),
-                    args.iter().flatten().map(|a| stage[a.index()]).max().unwrap_or(0),
-                ),
+                Tag::Apply(_) => {
+                    (args.iter().flatten().all(|a| uniform[a.index()]), args.iter().flatten().map(|a| stage[a.index()]).max().unwrap_or(0))
+                }
                 Tag::Sum => {
                     let operand = args[0].expect("sum operand").index();
                     let groups_uniform = f.over_of(id).iter().all(|k| input_uniform[*k]);
@@ -454,7 +454,13 @@ impl Step {
 /// which then ran on a helper thread): W1 10.0 -> 9.2 ms, ratio 0.90 (0.89 against the same
 /// interpreter without the fold, faster in 20 of 24 rounds); W2 (no sums, same tape) 1.01 over
 /// 40 rounds, noise.
-fn group_steps(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl Fn(NodeId) -> bool, is_slot: impl Fn(NodeId) -> bool) -> Vec<Step> {
+fn group_steps(
+    g: &Graph,
+    order: &[NodeId],
+    sinks: &[(NodeId, Instr)],
+    computed: impl Fn(NodeId) -> bool,
+    is_slot: impl Fn(NodeId) -> bool,
+) -> Vec<Step> {
     let op_of = |id: NodeId| match g.node(id).kind() {
         Kind::Apply(op) if computed(id) => Some(*op),
         _ => None,
@@ -627,7 +633,9 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
                 _ => unreachable!("only loads and ops are computed per chunk"),
             },
             Step::SinCos { sin, cos, a } => Instr::SinCos { sin: reg(sin), cos: reg(cos), a: reg(a) },
-            Step::SigmoidSlope { sig, slope, a, affine: None } => Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(a), affine: None },
+            Step::SigmoidSlope { sig, slope, a, affine: None } => {
+                Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(a), affine: None }
+            }
             Step::SigmoidSlope { sig, slope, affine: Some(AffineArg { x, w, b, sub }), .. } => {
                 let slot = |id: NodeId| match kind(id) {
                     Placement::Slot(s) => s,

@@ -76,11 +76,6 @@ impl Error {
         let pos = pos.min(text.len());
         let start = text[..pos].rfind(['\n', ';']).map_or(0, |i| i + 1);
         let end = text[pos..].find(['\n', ';']).map_or(text.len(), |i| pos + i);
-        Error::Parse {
-            message: message.into(),
-            pos,
-            line: text[start..end].to_string(),
-            column: text[start..pos].chars().count(),
-        }
+        Error::Parse { message: message.into(), pos, line: text[start..end].to_string(), column: text[start..pos].chars().count() }
     }
 }

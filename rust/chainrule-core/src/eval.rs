@@ -61,7 +61,13 @@ impl Call {
 /// Runs a prepared call (see [`crate::Function::run_watched`]), calling `stop` on the calling
 /// thread every few chunks it evaluates; `empty_groups(o)` is output `o`'s value when it holds
 /// groups of samples and every group is empty.
-pub fn run(call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]], stop: &mut dyn FnMut() -> bool, empty_groups: &dyn Fn(usize) -> f64) -> Result<()> {
+pub fn run(
+    call: &Call,
+    inputs: &[&[f64]],
+    outputs: &mut [&mut [f64]],
+    stop: &mut dyn FnMut() -> bool,
+    empty_groups: &dyn Fn(usize) -> f64,
+) -> Result<()> {
     let cancel = &AtomicBool::new(false);
     let mut watch = Watch { cancel, stop };
     check_sizes(call, inputs, outputs)?;
@@ -90,18 +96,22 @@ pub fn run(call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]], stop: &mu
         if pass.chunk_code.is_empty() {
             continue;
         }
-        let collects: Vec<usize> = pass.chunk_code.iter().filter_map(|i| if let Instr::Collect { buf, .. } = i { Some(*buf) } else { None }).collect();
+        let collects: Vec<usize> =
+            pass.chunk_code.iter().filter_map(|i| if let Instr::Collect { buf, .. } = i { Some(*buf) } else { None }).collect();
         for &buf in &collects {
             let (group, over) = grouping[buf].ok_or_else(|| Error::Internal("a collected buffer is never reduced".into()))?;
             let shape = group_shape(call, over);
             groups[group] = Group { data: vec![0.0; shape.iter().product()], shape };
         }
-        let stores: Vec<usize> =
-            (0..outputs.len()).filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o))).collect();
+        let stores: Vec<usize> = (0..outputs.len())
+            .filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o)))
+            .collect();
         let block = if collects.is_empty() && stores.is_empty() { n_chunks.max(1) } else { GROUPING_BLOCK_CHUNKS };
         let block_len = (block * tape.chunk).min(n);
-        let mut bufs: Vec<Vec<f64>> = (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
-        let mut temps: Vec<Vec<f64>> = (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect();
+        let mut bufs: Vec<Vec<f64>> =
+            (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
+        let mut temps: Vec<Vec<f64>> =
+            (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect();
         for first in (0..n_chunks).step_by(block) {
             let chunks = first..(first + block).min(n_chunks);
             let start = first * tape.chunk;
@@ -193,7 +203,15 @@ fn group_shape(call: &Call, over: &[usize]) -> Vec<usize> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[&[f64]], slots: &mut [f64], partials: &[f64], n_chunks: usize, groups: &mut [Group]) {
+fn run_scalar(
+    instr: &ScalarInstr,
+    call: &Call,
+    inputs: &[&[f64]],
+    slots: &mut [f64],
+    partials: &[f64],
+    n_chunks: usize,
+    groups: &mut [Group],
+) {
     match instr {
         ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input as usize][0],
         ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
@@ -215,7 +233,11 @@ fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[&[f64]], slots: &mut [
 
 /// The sum of `count` copies of `value`: 0 for none, even if the value is nan or inf.
 fn times_count(value: f64, count: usize) -> f64 {
-    if count == 0 { 0.0 } else { value * count as f64 }
+    if count == 0 {
+        0.0
+    } else {
+        value * count as f64
+    }
 }
 
 /// Sums partials pairwise, in order: a fixed tree, independent of how chunks were scheduled.
@@ -498,9 +520,13 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
                 let sum = accumulate(read(view, *src), times.as_ref().map(|b| arg(view, b)), *neg);
                 unsafe { *sinks.partials.0.add(acc * sinks.n_chunks + chunk) = sum }
             }
-            Instr::Collect { src, buf } => unsafe { std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.wrapping_add(start), len).copy_from_slice(read(view, *src)) },
+            Instr::Collect { src, buf } => unsafe {
+                std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.wrapping_add(start), len).copy_from_slice(read(view, *src))
+            },
             Instr::Store { .. } if plan.skip[i] => {}
-            Instr::Store { src, out } => unsafe { std::slice::from_raw_parts_mut(sinks.outs[*out].0.wrapping_add(start), len).copy_from_slice(read(view, *src)) },
+            Instr::Store { src, out } => unsafe {
+                std::slice::from_raw_parts_mut(sinks.outs[*out].0.wrapping_add(start), len).copy_from_slice(read(view, *src))
+            },
         }
     }
 }

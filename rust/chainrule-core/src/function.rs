@@ -150,10 +150,8 @@ impl Function {
             return Err(Error::InputCount { expected: self.inputs().len(), given: shapes.len(), inputs: names() });
         }
         let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-        let batch = broadcast(&refs).ok_or_else(|| Error::Shape {
-            shapes: refs.iter().map(|s| shape_text(s)).collect::<Vec<_>>().join(", "),
-            names: names(),
-        })?;
+        let batch = broadcast(&refs)
+            .ok_or_else(|| Error::Shape { shapes: refs.iter().map(|s| shape_text(s)).collect::<Vec<_>>().join(", "), names: names() })?;
         let uniform: Vec<bool> = shapes.iter().map(|s| s.iter().product::<usize>() == 1).collect();
         let mut output_shapes = Vec::new();
         let mut output_reduced = Vec::new();
@@ -218,8 +216,14 @@ mod tests {
     #[test]
     fn graph_calls_match_the_tape() {
         let vars: Vec<Expr> = ["x", "y", "w"].iter().map(|n| crate::build::var(n).expect("valid name")).collect();
-        let texts = ["sin(cos(x)) * exp(-y ** 2) + log(1 + x ** 2) * sigmoid(x * y)", "x", "2.5", "w * (x - 3) / (y + 0.5) + -x",
-                     "tanh(x) ** w", "tan(w) - sqrt(x) * relu(y) + abs(w) / cos(y)"];
+        let texts = [
+            "sin(cos(x)) * exp(-y ** 2) + log(1 + x ** 2) * sigmoid(x * y)",
+            "x",
+            "2.5",
+            "w * (x - 3) / (y + 0.5) + -x",
+            "tanh(x) ** w",
+            "tan(w) - sqrt(x) * relu(y) + abs(w) / cos(y)",
+        ];
         for text in texts {
             let e = parse_one(text).expect("parses");
             let mut outputs = vec![e.clone(), crate::build::constant(1.5)];

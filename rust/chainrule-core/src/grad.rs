@@ -332,8 +332,14 @@ impl<'g> Sweeper<'g> {
     ///
     /// When `w` is in `V` every sample of the group was computed from one element, and all of
     /// it is `sum(L + adj_s * D(s, w), over=V)`.
-    fn partial(&mut self, operand: NodeId, over: &Over, wrt: &[Expr], wrt_ids: &[Option<NodeId>],
-               reductions: &Derivatives) -> Result<Vec<Option<Reduced>>> {
+    fn partial(
+        &mut self,
+        operand: NodeId,
+        over: &Over,
+        wrt: &[Expr],
+        wrt_ids: &[Option<NodeId>],
+        reductions: &Derivatives,
+    ) -> Result<Vec<Option<Reduced>>> {
         let leaves = self.sweep(operand);
         let mut result = vec![None; wrt.len()];
         for (k, (w, id)) in wrt.iter().zip(wrt_ids).enumerate() {

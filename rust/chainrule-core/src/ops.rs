@@ -130,10 +130,32 @@ impl Op {
             Op::Sqrt => a.sqrt(),
             Op::Tanh => a.tanh(),
             Op::Sigmoid => sigmoid(a),
-            Op::Relu => if a > 0.0 || a.is_nan() { a } else { 0.0 },
+            Op::Relu => {
+                if a > 0.0 || a.is_nan() {
+                    a
+                } else {
+                    0.0
+                }
+            }
             Op::Abs => a.abs(),
-            Op::Step => if a > 0.0 { 1.0 } else if a.is_nan() { a } else { 0.0 },
-            Op::Sign => if a > 0.0 { 1.0 } else if a < 0.0 { -1.0 } else { a },
+            Op::Step => {
+                if a > 0.0 {
+                    1.0
+                } else if a.is_nan() {
+                    a
+                } else {
+                    0.0
+                }
+            }
+            Op::Sign => {
+                if a > 0.0 {
+                    1.0
+                } else if a < 0.0 {
+                    -1.0
+                } else {
+                    a
+                }
+            }
             Op::PerSample => a,
         }
     }

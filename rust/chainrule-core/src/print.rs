@@ -46,7 +46,11 @@ pub fn number(c: f64) -> String {
     if c.is_nan() {
         "nan".into()
     } else if c.is_infinite() {
-        if c > 0.0 { "inf".into() } else { "-inf".into() }
+        if c > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else if c != 0.0 && (c.abs() >= 1e16 || c.abs() < 1e-4) {
         format!("{c:e}")
     } else {
@@ -100,7 +104,13 @@ enum Task<'a> {
 /// The precedence a node prints with.
 fn precedence(e: &Expr) -> u8 {
     match e.kind() {
-        Kind::Const(c) => if c.is_sign_negative() && !c.is_nan() { UNARY } else { ATOM },
+        Kind::Const(c) => {
+            if c.is_sign_negative() && !c.is_nan() {
+                UNARY
+            } else {
+                ATOM
+            }
+        }
         Kind::Apply(op) => op.infix().unwrap_or(ATOM),
         Kind::Var(_) | Kind::Sum(_) => ATOM,
     }

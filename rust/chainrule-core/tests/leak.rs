@@ -82,7 +82,8 @@ fn concurrent_builds_walks_and_drops_keep_the_registry_whole() {
                 for round in 0..20 {
                     let x = v(&format!("registry_thread_{t}"));
                     let terms = 500 + 37 * round;
-                    let e = (0..terms).fold(x.clone(), |e, k| build::mul(&build::add(&e, &build::constant((t * 100_000 + k) as f64 + 0.5)), &x));
+                    let e = (0..terms)
+                        .fold(x.clone(), |e, k| build::mul(&build::add(&e, &build::constant((t * 100_000 + k) as f64 + 0.5)), &x));
                     let graph = chainrule_core::Graph::new(std::slice::from_ref(&e));
                     // x, and per term a constant, a sum and a product.
                     assert_eq!(graph.len(), 1 + 3 * terms);

@@ -310,7 +310,14 @@ pub(crate) struct OpInfo {
 
 impl OpInfo {
     pub(crate) fn new(op: Op) -> OpInfo {
-        OpInfo { kind: kind_name(op), text: op.name(), arity: op.arity(), precedence: op.infix(), infix: op.infix().is_some(), domain: op.domain() }
+        OpInfo {
+            kind: kind_name(op),
+            text: op.name(),
+            arity: op.arity(),
+            precedence: op.infix(),
+            infix: op.infix().is_some(),
+            domain: op.domain(),
+        }
     }
 
     fn row<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
@@ -412,7 +419,11 @@ pub(crate) fn decode(py: Python<'_>, data: &[u8]) -> PyResult<Vec<NewExpr>> {
 }
 
 #[pyfunction]
-pub(crate) fn substitute(py: Python<'_>, roots: Vec<PyRef<'_, PyExpr>>, replacements: Vec<(PyRef<'_, PyExpr>, PyRef<'_, PyExpr>)>) -> Vec<NewExpr> {
+pub(crate) fn substitute(
+    py: Python<'_>,
+    roots: Vec<PyRef<'_, PyExpr>>,
+    replacements: Vec<(PyRef<'_, PyExpr>, PyRef<'_, PyExpr>)>,
+) -> Vec<NewExpr> {
     let roots = exprs(roots);
     let pairs: Vec<(Expr, Expr)> = replacements.iter().map(|(f, t)| (f.0.clone(), t.0.clone())).collect();
     wrap(py.detach(|| chainrule_core::substitute(&roots, &pairs)))
@@ -430,4 +441,3 @@ pub(crate) fn variables_in(roots: &[Expr]) -> Vec<Expr> {
     found.sort_by(|a, b| a.as_var().cmp(&b.as_var()));
     found
 }
-

@@ -9,10 +9,10 @@ use chainrule_core::{Call, Expr};
 use numpy::npyffi::PY_ARRAY_API;
 use numpy::{PyArrayDescr, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyTuple};
-use pyo3::intern;
 
 use crate::errors::guarded;
 use crate::expr::{as_expr, variables_of, PyExpr};
@@ -116,7 +116,11 @@ impl PyFunction {
     /// Measured (timeit medians, W4: three outputs at one point): a Python `__call__` that
     /// forwards here costs ~0.25 µs of a ~0.93 µs call; answering in this slot removes it.
     #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(slf: &Bound<'py, Self>, args: &Bound<'py, PyTuple>, kwargs: Option<&Bound<'py, PyDict>>) -> PyResult<Bound<'py, PyAny>> {
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         if kwargs.is_none_or(|k| k.is_empty()) {
             if let Some(result) = slf.get().call_scalars(slf.py(), args)? {
                 return Ok(result);
@@ -148,7 +152,9 @@ impl PyFunction {
         for (a, s) in converted.iter().zip(&scalars) {
             data.push(match a {
                 Argument::Scalar(_) => s,
-                Argument::Array(arr) => arr.as_slice().map_err(|_| PyTypeError::new_err("array arguments must be C-contiguous and aligned float64"))?,
+                Argument::Array(arr) => {
+                    arr.as_slice().map_err(|_| PyTypeError::new_err("array arguments must be C-contiguous and aligned float64"))?
+                }
             });
         }
         let mut singles: Vec<[f64; 1]> = vec![[0.0]; call.output_shapes.len()];
@@ -233,7 +239,13 @@ pub(crate) const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 /// pool's threads) and between its grabs of chunks, at most every 50 ms, checks Python's signal
 /// handlers, so Ctrl-C cancels between chunks and raises KeyboardInterrupt promptly instead
 /// of after the whole evaluation.
-pub(crate) fn run_interruptibly(py: Python<'_>, f: &chainrule_core::Function, call: &Call, data: &[&[f64]], views: &mut [&mut [f64]]) -> PyResult<()> {
+pub(crate) fn run_interruptibly(
+    py: Python<'_>,
+    f: &chainrule_core::Function,
+    call: &Call,
+    data: &[&[f64]],
+    views: &mut [&mut [f64]],
+) -> PyResult<()> {
     let mut signal: Option<PyErr> = None;
     let mut checked = Instant::now();
     let mut stop = || {

@@ -51,10 +51,7 @@ pub(super) fn map_flagged<K: Fn(f64) -> (f64, bool)>(x: &[f64], out: &mut [f64],
 /// [`map_flagged`] for a lane with two results.
 #[inline(always)]
 pub(super) fn map2_flagged<K: Fn(f64) -> (f64, f64, bool)>(x: &[f64], out0: &mut [f64], out1: &mut [f64], lane: K) -> bool {
-    assert!(
-        x.len() == out0.len() && x.len() == out1.len(),
-        "kernel input and output lengths differ"
-    );
+    assert!(x.len() == out0.len() && x.len() == out1.len(), "kernel input and output lengths differ");
     let body = x.len() - x.len() % W;
     let (xb, xt) = x.split_at(body);
     let (ob0, ot0) = out0.split_at_mut(body);

@@ -23,11 +23,7 @@ pub(super) fn log_core<const F: bool>(u: f64, k_adj: u64, c_over_u: f64) -> f64 
     // keeps the shifted exponent non-negative for a logical shift even after
     // the subnormal adjustment.
     const OFF: u64 = 0x3fe6_a09e_667f_3bcd;
-    let v = u
-        .to_bits()
-        .wrapping_sub(OFF)
-        .wrapping_add(2047 << 52)
-        .wrapping_sub(k_adj);
+    let v = u.to_bits().wrapping_sub(OFF).wrapping_add(2047 << 52).wrapping_sub(k_adj);
     // v >> 52 holds k + 2047; the 2^52 trick turns it into a float exactly.
     let k = f64::from_bits((v >> 52) | 0x4330_0000_0000_0000) - (4_503_599_627_370_496.0 + 2047.0);
     let m = f64::from_bits((v & MANT) + OFF);
@@ -51,11 +47,7 @@ pub(super) fn log_lane<const F: bool>(x: f64) -> f64 {
     let scale = f64::from_bits(1.0f64.to_bits() + (mask & (54 << 52)));
     let y = log_core::<F>(x * scale, mask & (54 << 52), 0.0);
     let y = if x == f64::INFINITY { x } else { y };
-    let bad = if x == 0.0 {
-        f64::NEG_INFINITY
-    } else {
-        f64::NAN
-    };
+    let bad = if x == 0.0 { f64::NEG_INFINITY } else { f64::NAN };
     if x > 0.0 {
         y
     } else {
@@ -68,18 +60,10 @@ pub(super) fn log1p_lane<const F: bool>(x: f64) -> f64 {
     let u = 1.0 + x;
     // c is the rounding error of 1 + x (both forms are exact in their range);
     // log(1 + x) = log(u) + c/u to far below an ulp.
-    let c = if u < 2.0 {
-        x - (u - 1.0)
-    } else {
-        1.0 - (u - x)
-    };
+    let c = if u < 2.0 { x - (u - 1.0) } else { 1.0 - (u - x) };
     let y = log_core::<F>(u, 0, c / u);
     let y = if x == f64::INFINITY { x } else { y };
-    let bad = if u == 0.0 {
-        f64::NEG_INFINITY
-    } else {
-        f64::NAN
-    };
+    let bad = if u == 0.0 { f64::NEG_INFINITY } else { f64::NAN };
     let y = if u > 0.0 { y } else { bad };
     // log1p(x) rounds to x below 2^-54; this also keeps the sign of -0.0.
     if x.abs() < 5.551_115_123_125_783e-17 {

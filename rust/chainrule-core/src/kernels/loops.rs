@@ -41,20 +41,34 @@ macro_rules! op_dispatch {
 }
 
 macro_rules! unary_arm {
-    (1, lanes, $op:expr, $a:ident, $out:ident) => { each($a, $out, |x| $op.eval(x, 0.0)) };
-    (1, $kernel:ident, $op:expr, $a:ident, $out:ident) => { crate::kernels::run(crate::kernels::Unary::$kernel, $a, $out) };
-    (2, $kernel:ident, $op:expr, $a:ident, $out:ident) => { unreachable!("{:?} is binary: the compiler emits it as a binary instruction", $op) };
+    (1, lanes, $op:expr, $a:ident, $out:ident) => {
+        each($a, $out, |x| $op.eval(x, 0.0))
+    };
+    (1, $kernel:ident, $op:expr, $a:ident, $out:ident) => {
+        crate::kernels::run(crate::kernels::Unary::$kernel, $a, $out)
+    };
+    (2, $kernel:ident, $op:expr, $a:ident, $out:ident) => {
+        unreachable!("{:?} is binary: the compiler emits it as a binary instruction", $op)
+    };
 }
 
 // A binary op naming a vectorised kernel has no rule here yet, so it does not compile.
 macro_rules! binary_arm {
-    (2, lanes, $op:expr, $a:ident, $b:ident, $out:ident) => { elementwise3($a, $b, Operand::Scalar(0.0), $out, |x, y, _| $op.eval(x, y)) };
-    (1, $kernel:ident, $op:expr, $a:ident, $b:ident, $out:ident) => { unreachable!("{:?} is unary: the compiler emits it as a unary instruction", $op) };
+    (2, lanes, $op:expr, $a:ident, $b:ident, $out:ident) => {
+        elementwise3($a, $b, Operand::Scalar(0.0), $out, |x, y, _| $op.eval(x, y))
+    };
+    (1, $kernel:ident, $op:expr, $a:ident, $b:ident, $out:ident) => {
+        unreachable!("{:?} is unary: the compiler emits it as a unary instruction", $op)
+    };
 }
 
 macro_rules! scalar_arm {
-    (lanes, $op:expr, $a:ident, $b:ident) => { $op.eval($a, $b) };
-    ($kernel:ident, $op:expr, $a:ident, $b:ident) => { crate::kernels::one(crate::kernels::Unary::$kernel, $a) };
+    (lanes, $op:expr, $a:ident, $b:ident) => {
+        $op.eval($a, $b)
+    };
+    ($kernel:ident, $op:expr, $a:ident, $b:ident) => {
+        crate::kernels::one(crate::kernels::Unary::$kernel, $a)
+    };
 }
 
 crate::ops::with_op_table!(op_dispatch);
@@ -160,7 +174,6 @@ pub(crate) fn fused_outer(f: impl Fn(f64, f64) -> f64 + Copy, a: Operand, b: Ope
         _ => unreachable!("only arithmetic is fused"),
     }
 }
-
 
 /// [`Instr::Accumulate`]'s partial sum of one chunk: of `a`, or of the products `a * b`, each
 /// added, or subtracted when `neg`, in [`lane_sum`]'s fixed order.

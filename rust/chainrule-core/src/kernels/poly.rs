@@ -73,8 +73,6 @@ pub(super) fn clamp_keep_nan(x: f64, lo: f64, hi: f64) -> f64 {
 /// `2^n` for an integral `n` in `[-1022, 1023]`, without int/float converts.
 #[inline(always)]
 pub(super) fn pow2(n: f64) -> f64 {
-    let biased = (n + SHIFT)
-        .to_bits()
-        .wrapping_add(1023u64.wrapping_sub(SHIFT.to_bits()));
+    let biased = (n + SHIFT).to_bits().wrapping_add(1023u64.wrapping_sub(SHIFT.to_bits()));
     f64::from_bits(biased << 52)
 }
