@@ -335,7 +335,7 @@ def assert_close(name, got, ref, rtol=RTOL):
     if len(got) != len(ref):
         got, ref = [flat(got)], [flat(ref)]
     worst = 0.0
-    for k, (g, r) in enumerate(zip(got, ref)):
+    for k, (g, r) in enumerate(zip(got, ref, strict=True)):
         if g.dtype != np.float64:
             raise Mismatch(f"{name}: output {k} has dtype {g.dtype}, expected float64")
         if g.shape != r.shape:
@@ -664,9 +664,9 @@ def prepare(name, mod, build, data, refs, calls=1, workload=""):
         cand.setup_s = time.perf_counter() - t0
         cand.err = max(
             assert_close(f"{workload} {name} ({label})", out, ref)
-            for (label, ref), out in zip(refs, outs)
+            for (label, ref), out in zip(refs, outs, strict=True)
         )
-        for (label, ref), fn in zip(refs, fns):
+        for (label, ref), fn in zip(refs, fns, strict=True):
             # A second checked call catches state carried between calls (caches,
             # reused buffers) and warms up pages the first call faulted in.
             assert_close(f"{workload} {name} ({label}, second call)", fn(), ref)

@@ -121,12 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     x, y, t = (np.require(a.compute(), np.float64, "CA") for a in (xd, yd, td))
     w2_m, _ = timed(lambda: w2(x, y), rep)
     expected = w2(x, y)
-    for lazy, exact in zip(kept, expected):  # per sample: bitwise, checked at both ends
+    # Per sample: bitwise, checked at both ends.
+    for lazy, exact in zip(kept, expected, strict=True):
         for part in (slice(0, chunk + 10), slice(n - chunk - 10, n)):
             assert np.array_equal(lazy[part].compute(), exact[part]), "W2 mismatch"
     del expected, kept
     w1_m, _ = timed(lambda: w1(x, t, *PARAMS), rep)
-    for a, b in zip(w1_lazy, w1(x, t, *PARAMS)):
+    for a, b in zip(w1_lazy, w1(x, t, *PARAMS), strict=True):
         assert abs(a - b) <= 1e-12 * abs(b), ("W1 mismatch", a, b)
     w1s_m, _ = timed(lambda: w1(x[:small], t[:small], *PARAMS), max(rep, 5))
     client.close()

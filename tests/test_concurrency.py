@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -220,8 +221,16 @@ FORK_CHILD = """
         v = cr.compile(e, inputs=[x, y])(np.linspace(0, 1, 100_000), 2.0)
         return ok and v.shape == (100_000,) and bool(np.isfinite(v).all())
 
-    def fork_and_check(timeout=10):
-        import time
+    import time
+    CHILD_TIME = []
+
+    def fork_and_check():
+        # A hang is told from slowness by the child's own work timed here first, in the parent.
+        if not CHILD_TIME:
+            start = time.monotonic()
+            assert in_child()
+            CHILD_TIME.append(time.monotonic() - start)
+        timeout = max(10.0, 30 * CHILD_TIME[0])
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -238,7 +247,9 @@ FORK_CHILD = """
             time.sleep(0.02)
         os.kill(pid, 9)
         os.waitpid(pid, 0)
-        raise AssertionError("the forked child hung (a lock or the pool inherited from the parent)")
+        raise AssertionError(f"the forked child hung (a lock or the pool inherited from the "
+                             f"parent): no exit in {timeout:.1f} s, 30 times its work in the parent"
+                             )
 """
 
 
@@ -314,3 +325,109 @@ def test_multiprocessing_runs_pickled_functions(method, tmp_path):
         pytest.fail(f"multiprocessing with {method!r} hung")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (
         f"exit code {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+
+
+def test_evaluate_from_many_threads_keeps_its_cache_sound_and_bounded():
+    """The issue's scenario: 8 threads, 400 distinct expressions (more than the cache holds, so
+    entries are evicted all the time), a thread switch every microsecond: every call answers
+    right, and the cache ends at its size."""
+    run_script("""
+    from chainrule import compiled
+    sys.setswitchinterval(1e-6)
+    texts = [f"x * {k}.5 + 1" for k in range(400)]
+
+    def calls(i):
+        for r in range(6_000):
+            k = (r * 7 + i * 53) % 400
+            assert cr.evaluate(texts[k], x=2.0) == 2.0 * (k + 0.5) + 1
+
+    run_threads(calls, 8, timeout=TIMEOUT)
+    assert len(compiled._CACHE) == compiled._CACHE_SIZE, len(compiled._CACHE)
+    """.replace("TIMEOUT", str(TIMEOUT)), timeout=3 * TIMEOUT)
+
+
+def test_evaluate_survives_an_eviction_between_lookup_and_reuse(monkeypatch):
+    """Where the race struck, made certain: right after evaluate's lookup finds an entry,
+    another thread evaluates enough other expressions to evict it. Before the cache had a
+    lock, the lookup's follow-up (moving the entry to the end) raised KeyError."""
+    from collections import OrderedDict
+
+    import chainrule as cr
+    from chainrule import compiled
+
+    class Interleaved(OrderedDict):
+        armed = False
+
+        def get(self, key, default=None):
+            value = super().get(key, default)
+            if Interleaved.armed and value is not None:
+                Interleaved.armed = False
+                # With the lock the other thread waits for this call; the bounded join lets
+                # this one go on, and the other finishes after.
+                other = threading.Thread(target=evict)
+                other.start()
+                other.join(timeout=1.0)
+                threads.append(other)
+            return value
+
+    def evict():
+        for k in range(compiled._CACHE_SIZE + 1):
+            cr.evaluate(f"x + {k}", x=1.0)
+
+    threads: list[threading.Thread] = []
+    monkeypatch.setattr(compiled, "_CACHE", Interleaved())
+    monkeypatch.setattr(compiled, "_CACHE_SIZE", 4)
+    assert cr.evaluate("x * 3", x=2.0) == 6.0
+    Interleaved.armed = True
+    assert cr.evaluate("x * 3", x=2.0) == 6.0
+    assert not Interleaved.armed, "the lookup was not interleaved"
+    for t in threads:
+        t.join(TIMEOUT)
+    assert len(compiled._CACHE) <= 4
+
+
+def test_thread_counts_keep_a_bounded_number_of_pools():
+    """The issue's loop, `using_threads(k)` for k = 1..100, left a pool per count: 5,051 OS
+    threads. Now the process's pool and two others are kept, so at most its count plus the two
+    largest counts' threads remain; every count gives the same bits; and the count one thread
+    chooses never exceeds what set_num_threads accepts."""
+    run_script("""
+    import time
+
+    def os_threads():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+    fn = cr.compile([F, LOSS, cr.grad(LOSS, w)], inputs=[x, y, w])
+    cr.set_num_threads(2)
+    want = fn(*BIG)
+    before = os_threads()
+    for k in range(1, 101):
+        with cr.using_threads(k):
+            assert same(fn(*BIG), want), f"{k} threads changed the result"
+    bound = before + 99 + 100 + 4  # the pools of 99 and 100 threads, and some slack
+    # Dropped pools' threads exit in their own time: wait for them, up to a minute.
+    waited = time.monotonic()
+    while os_threads() > bound and time.monotonic() - waited < 60:
+        time.sleep(0.05)
+    assert os_threads() <= bound, f"{os_threads()} OS threads after 100 counts ({before} before)"
+    for k in (3, 1, 2):  # rebuilt after their eviction, and still right
+        with cr.using_threads(k):
+            assert same(fn(*BIG), want), f"{k} threads changed the result"
+    """)
+
+
+def test_thread_count_from_the_environment_is_capped():
+    """CHAINRULE_NUM_THREADS=100000 would spawn 100,000 threads on the first large call; it is
+    capped to the documented maximum (the API refuses such counts with a ValueError)."""
+    import os
+
+    script = PRELUDE + textwrap.dedent("""
+        assert cr.get_num_threads() == _core.max_threads() >= 256, cr.get_num_threads()
+        assert same(FN(*BIG), FN(*BIG))
+        print("ok")
+    """)
+    env = {**os.environ, "CHAINRULE_NUM_THREADS": "100000"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=env, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

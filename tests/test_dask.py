@@ -13,12 +13,12 @@ import threading
 import numpy as np
 import pytest
 
+import chainrule as cr
+from chainrule import daskarray
+
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
-
-import chainrule as cr
-from chainrule import daskarray
 
 x, y, w, b, c = cr.vars("x y w b c")
 RNG = np.random.default_rng(7)
@@ -68,7 +68,7 @@ def same(lazy, expected, run, rtol=0.0):
     for value in lazy:
         assert isinstance(value, da.Array), type(value)
     got = run(*lazy)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert np.shape(g) == np.shape(e)
         assert type(g) is type(e), (type(g), type(e))
         if rtol:
@@ -256,7 +256,7 @@ def test_tasks_pickle_and_rebuild_once():
     again = pickle.loads(pickle.dumps(task))
     assert pickle.loads(pickle.dumps(task)).fn is again.fn  # compiled once per worker
     xs = RNG.normal(size=100)
-    for a, e in zip(again(xs), fn(xs, 1.5)):
+    for a, e in zip(again(xs), fn(xs, 1.5), strict=True):
         np.testing.assert_array_equal(a, e)
     assert dask.base.tokenize(task) == dask.base.tokenize(again)
 

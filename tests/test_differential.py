@@ -18,10 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
-from chainrule import _core
+from conftest import ARITY, EPS, NP, PARTIALS, apply_op
 
-EPS = np.finfo(np.float64).eps
-KINDS = {kind: arity for kind, _, arity, _ in _core.OPS}
 NAMES = ("x", "y", "z", "w")
 VARS = cr.vars(" ".join(NAMES))
 RUNS = 4  # perturbed reference runs per check
@@ -31,54 +29,6 @@ SETTINGS = settings(
     derandomize=True, deadline=None, database=None,
     suppress_health_check=list(HealthCheck),
 )
-
-
-# -- the reference semantics, op by op -------------------------------------------------------
-
-def _sigmoid(a):
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-NUMPY = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power,
-    "neg": np.negative, "sin": np.sin, "cos": np.cos, "tan": np.tan, "exp": np.exp,
-    "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sigmoid": _sigmoid,
-    "relu": lambda a: np.where((a > 0) | np.isnan(a), a, 0.0),
-    "abs": np.abs,
-    "step": lambda a: np.where(a > 0, 1.0, np.where(np.isnan(a), a, 0.0)),
-    "sign": np.sign,
-    "persample": np.positive,
-    "xlogy": lambda a, b: np.where((a == 0) & ~np.isnan(b), 0.0, a * np.log(b)),
-}
-
-# Partial derivatives for forward mode, from the operands and the op's value.
-PARTIALS = {
-    "add": lambda a, b, v: (1.0, 1.0),
-    "sub": lambda a, b, v: (1.0, -1.0),
-    "mul": lambda a, b, v: (b, a),
-    "div": lambda a, b, v: (1.0 / b, -v / b),
-    "pow": lambda a, b, v: (b * np.power(a, b - 1.0), np.log(a) * v),
-    "neg": lambda a, v: (-1.0,),
-    "sin": lambda a, v: (np.cos(a),),
-    "cos": lambda a, v: (-np.sin(a),),
-    "tan": lambda a, v: (1.0 + v * v,),
-    "exp": lambda a, v: (v,),
-    "log": lambda a, v: (1.0 / a,),
-    "sqrt": lambda a, v: (0.5 / v,),
-    "tanh": lambda a, v: (1.0 - v * v,),
-    "sigmoid": lambda a, v: (v * (1.0 - v),),
-    "relu": lambda a, v: (np.where(a > 0, 1.0, 0.0),),
-    "abs": lambda a, v: (np.sign(a),),
-    "step": lambda a, v: (0.0,),
-    "sign": lambda a, v: (0.0,),
-    "persample": lambda a, v: (1.0,),
-    "xlogy": lambda a, b, v: (np.log(b), a / b),
-}
-
-
-def test_reference_covers_every_op():
-    assert set(KINDS) == set(NUMPY) == set(PARTIALS)
 
 
 # -- graphs as flat item lists ------------------------------------------------------------------
@@ -197,7 +147,7 @@ def evaluate(items, batch: Batch, rng=None, coherent=False, flip_zeros=False) ->
                 if kind == "mean":
                     v = v / float(np.prod(batch.shape))
             else:
-                v = np.asarray(NUMPY[kind](*a), dtype=float)
+                v = np.asarray(NP[kind](*a), dtype=float)
             if rng is not None and kind not in ("const", "var"):
                 v = _perturb(rng, v, coherent, flip_zeros)
             values.append(v)
@@ -211,7 +161,7 @@ def output(batch: Batch, value, cls):
     padded = batch.pad(shape)
     value = np.asarray(value)
     first = tuple(slice(0, 1) if p == 1 and n != 1 else slice(None)
-                  for p, n in zip(padded, value.shape))
+                  for p, n in zip(padded, value.shape, strict=True))
     return np.broadcast_to(value[first], padded).reshape(shape)
 
 
@@ -223,7 +173,7 @@ def reference_runs(items, roots, batch: Batch, seed: int, flip_zeros=False) -> l
         rng = np.random.default_rng([seed, k]) if k else None
         values = evaluate(items, batch, rng, coherent=k % 2 == 1, flip_zeros=flip_zeros)
         runs.append([output(batch, values[r], cls[r]) for r in roots])
-    return [list(per_root) for per_root in zip(*runs)]
+    return [list(per_root) for per_root in zip(*runs, strict=True)]
 
 
 # -- judging a result against the runs ------------------------------------------------------------
@@ -303,10 +253,10 @@ def dual(items, root: int, batch: Batch, wrt: str, rng=None, coherent=False):
                     n = float(np.prod(batch.shape))
                     v, t = v / n, None if t is None else t / n
             else:
-                v = np.asarray(NUMPY[kind](*a), dtype=float)
+                v = np.asarray(NP[kind](*a), dtype=float)
                 if rng is not None:  # before the partials: rules that reuse v inherit its error
                     v = _perturb(rng, v, coherent, False)
-                for i, p in zip(args, PARTIALS[kind](*a, v)):
+                for i, p in zip(args, PARTIALS[kind](*a, v), strict=True):
                     p = np.asarray(p, float)
                     if tan[i] is not None:
                         ok = ok & np.isfinite(p) & (np.abs(p) < TAME)
@@ -361,7 +311,7 @@ def environments(draw):
         except ValueError:
             continue
     env = {}
-    for name, shape in zip(NAMES, shapes):
+    for name, shape in zip(NAMES, shapes, strict=True):
         size = int(np.prod(shape))
         data = np.array(draw(st.lists(ELEMENTS, min_size=size, max_size=size)), float)
         value = data.reshape(shape)
@@ -372,7 +322,7 @@ def environments(draw):
     return env
 
 
-OP_STEP = st.tuples(st.sampled_from(sorted(KINDS)), st.integers(0, 63), st.integers(0, 63))
+OP_STEP = st.tuples(st.sampled_from(sorted(ARITY)), st.integers(0, 63), st.integers(0, 63))
 STEP = st.one_of(  # mostly ops; a constant, a sum or a mean now and then
     OP_STEP, OP_STEP, OP_STEP, OP_STEP,
     st.tuples(st.just("const"), CONSTANTS),
@@ -394,14 +344,9 @@ def program(steps) -> list:
         elif kind == "mean":
             items.append(("mean", (step[1] % len(items),), None))
         else:
-            args = (step[1] % len(items), step[2] % len(items))[: KINDS[kind]]
+            args = (step[1] % len(items), step[2] % len(items))[: ARITY[kind]]
             items.append((kind, args, None))
     return items
-
-
-BUILD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-         "div": lambda a, b: a / b, "pow": lambda a, b: a**b, "neg": lambda a: -a,
-         "abs": abs}
 
 
 def build(items) -> list[cr.Expr]:
@@ -417,12 +362,8 @@ def build(items) -> list[cr.Expr]:
             e = cr.sum(a[0], over=list(payload)) if payload else cr.sum(a[0])
         elif kind == "mean":
             e = cr.mean(a[0])
-        elif kind in BUILD:
-            e = BUILD[kind](*a)
-        elif hasattr(cr, kind):
-            e = getattr(cr, kind)(*a)
         else:
-            e = _core.apply(kind, *a)
+            e = apply_op(kind, *a)
         exprs.append(e)
     return exprs
 
@@ -440,8 +381,10 @@ def assert_values(outputs: list[cr.Expr], env: dict, seed: int) -> list:
     cls = classes(graph)
     want = reference_runs(graph, roots, batch, seed)
     got = cr.compile(outputs, inputs=list(VARS))(*env.values())
-    for k, (g, w) in enumerate(zip(got, want)):
-        what = lambda k=k: f"output {k} of\n{describe(outputs, env)}"
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        def what(k=k):
+            return f"output {k} of\n{describe(outputs, env)}"
+
         check_type(g, batch, cls[roots[k]], what)
         check(g, w, what)
     return want
@@ -454,16 +397,18 @@ def assert_gradients(f: cr.Expr, env: dict, seed: int, second: str | None = None
     over the first derivative's graph."""
     batch = Batch(env)
     grads = cr.grad(f, list(VARS))
-    cases = [(f, name, d) for name, d in zip(NAMES, grads)]
-    cases += [(f, name, cr.grad(f, v)) for name, v in zip(NAMES, VARS)]
+    cases = [(f, name, d) for name, d in zip(NAMES, grads, strict=True)]
+    cases += [(f, name, cr.grad(f, v)) for name, v in zip(NAMES, VARS, strict=True)]
     if second is not None:
         cases.append((grads[0], second, cr.grad(grads[0], VARS[NAMES.index(second)])))
     got = cr.compile([d for _, _, d in cases], inputs=list(VARS))(*env.values())
-    for (of, name, d), g in zip(cases, got):
+    for (of, name, d), g in zip(cases, got, strict=True):
         graph, (root,) = items_of([of])
         of_cls = classes(graph)[root]
         out_cls = grad_class(of_cls, name)
-        what = lambda of=of, name=name, d=d: f"d/d{name} = {d}\nof {describe([of], env)}"
+        def what(of=of, name=name, d=d):
+            return f"d/d{name} = {d}\nof {describe([of], env)}"
+
         if d.value is not None:
             pass  # constant gradients' shapes are test_grad's business
         elif isinstance(of_cls, frozenset) and of_cls:
@@ -512,7 +457,7 @@ def test_gradients_match_dual_numbers(steps, pick, env, second):
     last op of the program and of another one picked at random."""
     items = program(steps)
     exprs = build(items)
-    ops = [i for i, item in enumerate(items) if item[0] in KINDS] or [len(items) - 1]
+    ops = [i for i, item in enumerate(items) if item[0] in ARITY] or [len(items) - 1]
     for i in (ops[-1], ops[pick % len(ops)]):
         assert_gradients(exprs[i], env, seed=len(steps), second=second)
 
@@ -525,7 +470,8 @@ NESTED = ["sum(sum(x))", "mean(mean(x) * 2)", "sum(x * sum(x))", "sum(x) * sum(x
           "sum(sin(sum(x * y, over=y)) * w)", "x - mean(x)", "mean((x - mean(x)) ** 2)",
           "sum(x * mean(w * y), over=w)", "exp(mean(x * y)) * y", "w * mean(x)",
           "sum(x, over=y) * z", "mean(sum(x, over=w) * w) + mean(y)", "sum(sum(x), over=z)",
-          "sum(mean(x) * x, over=z)", "sum(x * mean(x * y), over=y)", "sum(exp(mean(w * x)) * y + x, over=x)",
+          "sum(mean(x) * x, over=z)", "sum(x * mean(x * y), over=y)",
+          "sum(exp(mean(w * x)) * y + x, over=x)",
           "sum(sum(x * w, over=w) * y, over=y)", "sum(x * sum(y * mean(x)), over=(y, z))"]
 
 
@@ -552,14 +498,20 @@ def test_reductions_inside_reductions(text):
 
 
 PARTIAL_TEXTS = ["sum(sum(x * y, over=y) * x, over=z)", "sum(sum(x * w, over=w) * y, over=y)",
-                 "sum(x * sum(y * mean(x)), over=(y, z))", "sum(sin(sum(x * y, over=w)) * w, over=y)",
-                 "sum(sum(x * mean(x * w), over=y) * y, over=w)", "sum(sum(w * y, over=x) * sum(x * z, over=y), over=z)"]
+                 "sum(x * sum(y * mean(x)), over=(y, z))",
+                 "sum(sin(sum(x * y, over=w)) * w, over=y)",
+                 "sum(sum(x * mean(x * w), over=y) * y, over=w)",
+                 "sum(sum(w * y, over=x) * sum(x * z, over=y), over=z)"]
+PARTIAL_ENVS = [
+    ENV,
+    {**ENV, "z": np.array([[[0.5]], [[2.0]]]), "y": np.array([[0.75], [-0.5]])},
+    {"x": np.array([0.5, -1.25, 2.0]), "y": np.array([[0.75, 1.5, -1.0], [-0.5, 0.25, 1.0]]),
+     "z": np.array([[1.5], [-2.0]]), "w": 0.5},
+]
 
 
 @pytest.mark.parametrize("text", PARTIAL_TEXTS)
-@pytest.mark.parametrize("env", [ENV, {**ENV, "z": np.array([[[0.5]], [[2.0]]]), "y": np.array([[0.75], [-0.5]])},
-                                 {"x": np.array([0.5, -1.25, 2.0]), "y": np.array([[0.75, 1.5, -1.0], [-0.5, 0.25, 1.0]]),
-                                  "z": np.array([[1.5], [-2.0]]), "w": 0.5}], ids=["env", "z2x1x1", "grid"])
+@pytest.mark.parametrize("env", PARTIAL_ENVS, ids=["env", "z2x1x1", "grid"])
 def test_partial_sums_of_partial_sums(text, env):
     """Partial sums whose groups span several elements of the variable, over partial sums
     grouped another way, also holding full reductions: values and first and second
@@ -597,11 +549,11 @@ def test_large_broadcast_batches(steps, case, seed):
     partial arguments: values and gradients equal the reference, for 1 and 2 threads bitwise."""
     _, shapes = case
     rng = np.random.default_rng(seed)
-    env = {n: rng.uniform(-3, 3, size=s) for n, s in zip(NAMES, shapes)}
-    shapes = dict(zip(NAMES, shapes))
+    env = {n: rng.uniform(-3, 3, size=s) for n, s in zip(NAMES, shapes, strict=True)}
+    shapes = dict(zip(NAMES, shapes, strict=True))
     items = program(steps)
     exprs = build(items)
-    f = exprs[[i for i, item in enumerate(items) if item[0] in KINDS or i == len(items) - 1][-1]]
+    f = exprs[[i for i, item in enumerate(items) if item[0] in ARITY or i == len(items) - 1][-1]]
     outputs = [f, cr.sum(f, over="x"), *cr.grad(f, list(VARS[:2])), *exprs[len(NAMES):]]
     batch = Batch(env)
     graph, roots = items_of(outputs)
@@ -615,8 +567,10 @@ def test_large_broadcast_batches(steps, case, seed):
         two = fn(*env.values())
     finally:
         cr.set_num_threads(before)
-    for k, (a, b, w) in enumerate(zip(one, two, want)):
-        what = lambda k=k: f"output {k} of {describe(outputs, shapes)}"
+    for k, (a, b, w) in enumerate(zip(one, two, want, strict=True)):
+        def what(k=k):
+            return f"output {k} of {describe(outputs, shapes)}"
+
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), f"threads differ: {what()}"
         check(a, w, what)
 
@@ -626,19 +580,19 @@ def test_large_broadcast_batches(steps, case, seed):
 GRID = np.array(SPECIAL + [-0.5, 2.0, 3.0, -3.0, 1e-300, 1e-310, 88.0, 1e22, 2.0**60, -7.5, 0.1])
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(ARITY))
 def test_every_op_at_special_values(kind):
     """Each op over a grid of special values (all pairs for binary ops), as arrays (vectorised
     kernels) and as scalars (scalar code): within 4 ulp of NumPy, nan where NumPy is nan, and
     the two paths agree."""
-    a, b = (np.meshgrid(GRID, GRID) if KINDS[kind] == 2 else (GRID, GRID))
+    a, b = (np.meshgrid(GRID, GRID) if ARITY[kind] == 2 else (GRID, GRID))
     a, b = a.ravel(), b.ravel()
-    e = build([("var", (), "x"), ("var", (), "y"), (kind, (0, 1)[: KINDS[kind]], None)])[-1]
+    e = build([("var", (), "x"), ("var", (), "y"), (kind, (0, 1)[: ARITY[kind]], None)])[-1]
     fn = cr.compile(e, inputs=VARS[:2])
     with np.errstate(all="ignore"):
-        want = NUMPY[kind](*(a, b)[: KINDS[kind]])
+        want = NP[kind](*(a, b)[: ARITY[kind]])
     got = fn(a, b)
-    scalar = np.array([fn(float(p), float(q)) for p, q in zip(a, b)])
+    scalar = np.array([fn(float(p), float(q)) for p, q in zip(a, b, strict=True)])
     for name, values in (("array", got), ("scalar", scalar)):
         with np.errstate(all="ignore"):
             err = np.abs(values - want) / np.spacing(np.abs(want))

@@ -7,7 +7,9 @@ import importlib
 
 import pytest
 
-MODULES = ["chainrule", "chainrule.expr", "chainrule.functions", "chainrule.compiled"]
+MODULES = ["chainrule", "chainrule.expr", "chainrule.functions", "chainrule.compiled",
+           "chainrule.arguments",
+           "chainrule.explain", "chainrule.cli"]
 
 
 @pytest.mark.parametrize("name", MODULES)

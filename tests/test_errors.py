@@ -3,6 +3,8 @@ leaves the expression or function usable afterwards."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ def test_exception_hierarchy():
     assert issubclass(cr.ShapeError, cr.ChainruleError)
 
 
-# -- compile and call -------------------------------------------------------------------------------
+# -- compile and call ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -90,9 +92,17 @@ def test_non_numeric_arguments(bad):
         FN(x=1.0, y=bad)
 
 
-def test_too_large_integer():
-    with pytest.raises((ValueError, OverflowError)):
-        FN(10**400, 1.0)
+@pytest.mark.parametrize("value,shown", [(10**400, "1000…000 (401 digits)"),
+                                         (-(10**5000) - 7, "-1000…007 (5001 digits)")],
+                         ids=["401 digits", "5001 digits"])
+def test_too_large_integer(value, shown):
+    # The message shows the ends and the digit count: all 401 digits were unreadable, and past
+    # 4,300 digits str() itself raised instead of the message.
+    too_large = f"{re.escape(shown)} is too large for float64$"
+    with pytest.raises(ValueError, match=f"^argument 'x': integer {too_large}"):
+        FN(value, 1.0)
+    with pytest.raises(ValueError, match=f"^the number {too_large}"):
+        x + value
 
 
 def test_function_still_works_after_errors():
@@ -126,7 +136,7 @@ def test_outputs_must_be_expressions(bad):
         cr.compile(bad, inputs=[x])
 
 
-# -- grad -----------------------------------------------------------------------------------------
+# -- grad ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -145,7 +155,7 @@ def test_grad_of_non_expression(bad):
         cr.grad(bad, x)
 
 
-# -- variables, reductions, threads ------------------------------------------------------------------
+# -- variables, reductions, threads ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["", "1x", "a b", "x+y", "sin", "sum", "mean"])
@@ -167,7 +177,7 @@ def test_sum_over_needs_variables(over):
         cr.sum(x, over=over)
 
 
-@pytest.mark.parametrize("n", [0, -1, 1.5, "2", None, True])
+@pytest.mark.parametrize("n", [0, -1, 1.5, "2", None, True, 100_000, 2**64, 10**30])
 def test_bad_thread_counts(n, restore_threads):
     before = cr.get_num_threads()
     with pytest.raises((ValueError, TypeError)):
@@ -175,7 +185,20 @@ def test_bad_thread_counts(n, restore_threads):
     assert cr.get_num_threads() == before
 
 
-# -- parse and evaluate ------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [100_000, 2**64])
+def test_absurd_thread_counts_are_refused_naming_the_limit(n, restore_threads):
+    """A count of 100,000 was accepted, and the next large call spawned threads for minutes."""
+    limit = cr._core.max_threads()
+    for attempt in (lambda: cr.set_num_threads(n), lambda: cr.using_threads(n).__enter__()):
+        with pytest.raises(ValueError, match=f"at most {limit}.*not {n}"):
+            attempt()
+    cr.set_num_threads(limit)  # the limit itself is a count like any other
+    assert cr.get_num_threads() == limit
+    with cr.using_threads(limit):
+        assert cr.get_num_threads() == limit
+
+
+# -- parse and evaluate ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("text", ["sin(x +* 2)", "x +", "(x", "x)", "cosh(x)", "x $ y", ""])

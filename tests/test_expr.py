@@ -99,7 +99,8 @@ def test_expressions_stay_out_of_the_cycle_collector():
     import pickle
 
     made = [x, x * 2, 2 - x, -x, abs(x), cr.sin(x), cr.sum(x), cr.mean(x), cr.parse("x + 1"),
-            *cr.grad(x * y, [x, y]), *(x * y).variables, *(x + 1)._args, pickle.loads(pickle.dumps(x * 3))]
+            *cr.grad(x * y, [x, y]), *(x * y).variables, *(x + 1)._args,
+            pickle.loads(pickle.dumps(x * 3))]
     assert [e for e in made if gc.is_tracked(e)] == []
 
 

@@ -1,8 +1,9 @@
 """check_grad: finite differences against symbolic gradients, with cr.grad's conventions."""
 
-import chainrule as cr
 import numpy as np
 import pytest
+
+import chainrule as cr
 from chainrule.gradcheck import GradCheck, Where, check_grad
 
 x, y, w = cr.vars("x y w")

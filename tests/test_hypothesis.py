@@ -5,10 +5,10 @@ equal a NumPy evaluation of the same tree, and gradients equal forward-mode dual
 from __future__ import annotations
 
 import numpy as np
-from conftest import EPS, dual_eval, env_points, to_expr, trees
 from hypothesis import HealthCheck, assume, given, settings
 
 import chainrule as cr
+from conftest import EPS, dual_eval, env_points, to_expr, trees
 
 SETTINGS = settings(
     max_examples=150, deadline=None,
@@ -67,7 +67,7 @@ def test_gradient_matches_dual_numbers(tree, env):
     e = to_expr(tree)
     fn = cr.compile(cr.grad(e, list(VARS)), inputs=list(VARS))
     got = fn(*(env[n] for n in NAMES))
-    for name, g in zip(NAMES, got):
+    for name, g in zip(NAMES, got, strict=True):
         point = dual_eval(tree, env, wrt=name)
         ok = _usable(point)
         g = np.broadcast_to(g, ok.shape)
@@ -113,7 +113,7 @@ def test_threads_do_not_change_results(tree, env):
         two = fn(*args)
     finally:
         cr.set_num_threads(before)
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=True):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 

@@ -47,7 +47,7 @@ def expected(xv, yv):
 def assert_like_numpy(xv, yv=2.0):
     """FN(xv, yv) equals NumPy's results: types, shapes and values (nan where NumPy has nan)."""
     got = FN(xv, yv)
-    for k, (g, (w, atol)) in enumerate(zip(got, expected(xv, yv))):
+    for k, (g, (w, atol)) in enumerate(zip(got, expected(xv, yv), strict=True)):
         what = f"output {k} for x={xv!r}"
         if np.ndim(w) == 0:
             assert type(g) is np.float64, f"{what}: {g!r} should be a numpy.float64"
@@ -119,6 +119,10 @@ WORKS = {
     "nan": lambda: float("nan"),
     "-inf": lambda: float("-inf"),
     "largest finite int": lambda: int(np.finfo(float).max),
+    # NumPy 2 allows 64 dimensions; np.broadcast_shapes only 32.
+    "33 dimensions": lambda: BASE.reshape((1,) * 31 + (3, 4)),
+    "64 dimensions": lambda: BASE.reshape((1,) * 62 + (3, 4)),
+    "64 dimensions, strided": lambda: np.linspace(-3, 3, 24).reshape((1,) * 62 + (3, 8))[..., ::2],
 }
 
 
@@ -133,7 +137,7 @@ def test_argument_works_like_numpy_as_y_and_by_keyword(name):
     value = WORKS[name]()
     want = FN(x=np.float64(0.25), y=np.array(value, dtype=np.float64))
     got = FN(y=value, x=0.25)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert np.shape(g) == np.shape(w) and type(g) is type(w)
         np.testing.assert_array_equal(g, w)
 
@@ -174,12 +178,77 @@ def test_int_beyond_float_range_in_an_expression():
 
 
 @pytest.mark.parametrize("shape_x, shape_y", [((3,), (4,)), ((2, 3), (3, 2)), ((0,), (2,)),
-                                              ((5, 1, 2), (4, 3))])
+                                              ((5, 1, 2), (4, 3)),
+                                              ((1,) * 32 + (3,), (4,)),
+                                              ((2,) + (1,) * 63, (3,) + (1,) * 63),
+                                              ((1,) * 40 + (0,), (1,) * 50 + (2,))])
 def test_shapes_that_do_not_broadcast_name_the_arguments(shape_x, shape_y):
     with pytest.raises(cr.ShapeError) as info:
         FN(np.ones(shape_x), np.ones(shape_y))
     message = str(info.value)
     assert str(shape_x) in message and str(shape_y) in message and "x" in message, message
+    with pytest.raises(cr.ShapeError) as info:
+        cr.evaluate("sin(x) * y", y=np.ones(shape_y), x=np.ones(shape_x))
+    message = str(info.value)
+    assert str(shape_x) in message and str(shape_y) in message and "x" in message, message
+
+
+def test_many_dimensions_in_evaluate_and_the_gradient_shape():
+    """64 dimensions through evaluate and through a reduced gradient's summation over the
+    argument's broadcast dimensions, as NumPy gives them."""
+    xs = np.linspace(-1, 1, 6).reshape((1,) * 61 + (2, 1, 3))
+    ys = np.linspace(0, 2, 4).reshape((1,) * 60 + (2, 1, 2, 1))
+    np.testing.assert_allclose(cr.evaluate("sin(x) * y", x=xs, y=ys), np.sin(xs) * ys, rtol=1e-15)
+    gy = cr.compile(cr.grad(cr.sum(cr.sin(x) * y), y), inputs=[x, y])(xs, ys)
+    # NumPy's own broadcasting helpers stop at 32 dimensions: the reference drops the unit ones.
+    want = (np.sin(xs.reshape(2, 1, 3)) * np.ones((2, 2, 2, 3))).sum(axis=(1, 3), keepdims=True)
+    assert gy.shape == ys.shape
+    np.testing.assert_allclose(gy, want.reshape(ys.shape), rtol=1e-14)
+
+
+MASKED = {
+    "masked array": lambda: np.ma.masked_array([1.0, 1e300, 3.0], mask=[False, True, False]),
+    "masked array with nothing masked": lambda: np.ma.masked_array(BASE),
+    "masked constant": lambda: np.ma.masked,
+    "masked int array": lambda: np.ma.masked_less(np.arange(4), 2),
+}
+
+
+@pytest.mark.parametrize("name", list(MASKED))
+def test_masked_arrays_are_refused_with_the_fix_named(name):
+    """A mask has no meaning to the evaluator, and dropping it would sum a masked 1e300:
+    every call path refuses, and the message says what to pass instead."""
+    calls = {
+        "by position": lambda m: FN(m, 2.0),
+        "as y by keyword": lambda m: FN(y=m, x=0.5),
+        "evaluate": lambda m: cr.evaluate("x * 2", x=m),
+        "a single output": lambda m: cr.compile(cr.sum(x), inputs=[x])(m),
+    }
+    for how, call in calls.items():
+        with pytest.raises(TypeError) as info:
+            call(MASKED[name]())
+        message = str(info.value)
+        assert "masked" in message and ".filled(" in message and ".data" in message, (how, message)
+    assert_like_numpy(BASE)
+
+
+def test_masked_and_many_dimensional_dask_arguments():
+    """The Dask path converts in-memory arguments as a plain call does, and refuses a Dask
+    array of masked blocks before any task runs; past 32 dimensions it works where no
+    rechunking is needed and says what to change where it is."""
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    masked = np.ma.masked_array([1.0, 1e300], mask=[False, True])
+    dask_masked = da.ma.masked_array(da.ones(2), mask=[0, 1])
+    for call in (lambda: FN(da.ones(2), masked), lambda: FN(dask_masked, 1.0)):
+        with pytest.raises(TypeError, match=r"masked.*\.filled\(.*\.data"):
+            call()
+    xs = BASE.reshape((1,) * 38 + (3, 4))
+    got = dask.compute(*FN(da.from_array(xs), BASE[0]))
+    for g, w in zip(got, FN(xs, BASE[0]), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-14)
+    with pytest.raises(cr.ShapeError, match="32 dimensions"):
+        FN(da.from_array(xs, chunks=1), BASE[0])
 
 
 # -- an argument rewritten while a call reads it ------------------------------------------------

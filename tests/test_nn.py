@@ -5,15 +5,15 @@ import re
 import subprocess
 import sys
 
-import chainrule as cr
 import numpy as np
 import pytest
+
+import chainrule as cr
 from chainrule import data
 from chainrule.nn import SigmoidNetwork, accuracy, is_binary
+from conftest import NP
 
-
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+sigmoid = NP["sigmoid"]
 
 
 def article_gradient(p, x, y):
@@ -239,7 +239,22 @@ def test_accuracy_definitions():
 
 
 def test_importing_chainrule_leaves_the_progress_bar_unloaded():
-    # tqdm.auto pulls in ~100 modules (asyncio, email, ssl, ...): imported by fit, not by the package.
+    # tqdm.auto pulls in ~100 modules (asyncio, email, ssl, ...): imported by fit, not by the
+    # package.
     code = "import sys, chainrule; print('tqdm' in sys.modules, 'asyncio' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("which", ["X", "Y"])
+def test_masked_training_data_is_refused(which):
+    """np.asarray dropped the mask, so a masked 1e300 target was trained on as data."""
+    X, Y = np.linspace(-1, 1, 8), np.linspace(0, 1, 8)
+    data = {"X": X, "Y": Y}
+    data[which] = np.ma.masked_array(data[which], mask=[0] * 7 + [1])
+    net = SigmoidNetwork(seed=0)
+    before = net.params
+    with pytest.raises(TypeError, match=rf"'{which}' is a masked array.*\.filled\("):
+        net.fit(data["X"], data["Y"], epochs=3)
+    assert net.params == before

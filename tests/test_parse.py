@@ -32,7 +32,8 @@ PARSED = [
     (".5 * x", 0.5 * x),
     ("abs(x) + relu(y)", abs(x) + cr.relu(y)),
     ("tan(x) + exp(x) + log(x) + sqrt(x)", cr.tan(x) + cr.exp(x) + cr.log(x) + cr.sqrt(x)),
-    ("tanh(x) * sigmoid(y) * step(w) * sign(x)", cr.tanh(x) * cr.sigmoid(y) * cr.step(w) * cr.sign(x)),
+    ("tanh(x) * sigmoid(y) * step(w) * sign(x)",
+     cr.tanh(x) * cr.sigmoid(y) * cr.step(w) * cr.sign(x)),
     ("sum(x * y)", cr.sum(x * y)),
     ("mean((y - x) ** 2)", cr.mean((y - x) ** 2)),
     ("sum(x, over=w)", cr.sum(x, over=w)),
@@ -183,7 +184,8 @@ def test_parse_error_points_at_position(text, pos):
     assert echoed, f"the offending line {source!r} is not shown in {str(info.value)!r}"
     i = echoed[-1]
     column = lines[i].rstrip().rindex(source.rstrip()) + (pos - line_start)
-    assert lines[i + 1].rstrip().endswith("^") and lines[i + 1].index("^") == column, str(info.value)
+    caret = lines[i + 1]
+    assert caret.rstrip().endswith("^") and caret.index("^") == column, str(info.value)
     assert str(pos) in lines[0] or str(pos - line_start) in lines[0]
 
 

@@ -70,7 +70,7 @@ def test_function_round_trip(protocol):
     assert isinstance(back, cr.Function)
     assert [v.name for v in back.inputs] == ["x", "y", "w"]
     assert back.outputs == fn.outputs
-    for a, b in zip(fn(*ARGS), back(*ARGS)):
+    for a, b in zip(fn(*ARGS), back(*ARGS), strict=True):
         assert type(a) is type(b)
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     assert back(x=ARGS[0], y=1.0, w=2.0)[0].shape == (1001,)
@@ -86,7 +86,7 @@ def test_single_output_function_stays_single():
 def test_function_deepcopy():
     fn = _function()
     other = copy.deepcopy(fn)
-    for a, b in zip(fn(*ARGS), other(*ARGS)):
+    for a, b in zip(fn(*ARGS), other(*ARGS), strict=True):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 

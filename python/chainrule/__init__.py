@@ -13,9 +13,25 @@ evaluator over NumPy arrays.
 from ._core import ChainruleError, ParseError, ShapeError
 from .compiled import Function, compile, evaluate, get_num_threads, set_num_threads, using_threads
 from .expr import Expr, grad, parse, var, vars
+from .functions import (
+    abs,
+    cos,
+    exp,
+    log,
+    mean,
+    relu,
+    sigmoid,
+    sign,
+    sin,
+    sqrt,
+    step,
+    sum,
+    tan,
+    tanh,
+    xlogy,
+)
 from .gradcheck import GradCheck, check_grad
 from .nn import SigmoidNetwork
-from .functions import abs, cos, exp, log, mean, relu, sigmoid, sign, sin, sqrt, step, sum, tan, tanh, xlogy
 
 __version__ = "0.1.0"
 

@@ -5,19 +5,18 @@ evaluates it over NumPy batches (broadcast like NumPy, fused in chunks, on sever
 from __future__ import annotations
 
 import numbers
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Self
 
-import numpy as np
-
 from . import _core
+from .arguments import check_shapes, convert
 from .expr import Expr, as_expr, parse
 
-__all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads"]
-
-_FLOAT64 = np.dtype(np.float64)
+__all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads",
+           "load_function"]
 
 
 class Function(_core.Function):
@@ -53,18 +52,20 @@ class Function(_core.Function):
 
     def _call(self, *args: object, **kwargs: object):
         values = self._bind(args, kwargs)
-        _check_shapes(self._names, values)
+        check_shapes(self._names, values)
         if any(hasattr(v, "__dask_graph__") for v in values):
             # Imported only when Dask arrays are passed, so Dask stays an optional extra.
             from . import daskarray
 
             return daskarray.call(self, values)
-        return self._finish(self._evaluate([_convert(n, a) for n, a in zip(self._names, values)]))
+        converted = [convert(n, a) for n, a in zip(self._names, values, strict=True)]
+        return self._finish(self._evaluate(converted))
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         names = self._names
         if len(args) > len(names):
-            raise TypeError(f"function takes {len(names)} arguments ({', '.join(names)}) but {len(args)} were given")
+            raise TypeError(f"function takes {len(names)} arguments ({', '.join(names)}) but "
+                            f"{len(args)} were given")
         values = list(args) + [_MISSING] * (len(names) - len(args))
         for key, value in kwargs.items():
             if key not in names:
@@ -73,9 +74,10 @@ class Function(_core.Function):
             if values[i] is not _MISSING:
                 raise TypeError(f"argument {key!r} given twice")
             values[i] = value
-        missing = [n for n, v in zip(names, values) if v is _MISSING]
+        missing = [n for n, v in zip(names, values, strict=True) if v is _MISSING]
         if missing:
-            raise TypeError(f"missing argument(s) {', '.join(missing)}; the inputs are ({', '.join(names)})")
+            raise TypeError(f"missing argument(s) {', '.join(missing)}; the inputs are "
+                            f"({', '.join(names)})")
         return values
 
     def _finish(self, results: list):
@@ -107,69 +109,29 @@ class Function(_core.Function):
 
     def __reduce__(self):
         nodes = [*self._outputs, *self._inputs]
-        return (_load_function, (_core.encode(nodes), len(self._outputs), self._single))
+        return (load_function, (_core.encode(nodes), len(self._outputs), self._single))
 
 
 _MISSING = object()
 
 
-def _known_shape(value: object) -> tuple | None:
-    """The value's shape if it is a tuple of known sizes (a lazy array's may not be yet)."""
-    shape = getattr(value, "shape", None)
-    if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
-        return shape
-    return None
+def load_function(data: bytes, n_outputs: int, single: bool) -> Function:
+    """A function from its pickled graph (``Function.__reduce__``): ``n_outputs`` outputs, then
+    the inputs; ``single`` if it was compiled from one expression.
 
-
-def _check_shapes(names: tuple, values: list) -> None:
-    """Shapes are checked before any argument is copied, so a huge broadcast view that does
-    not fit gives a ShapeError rather than an attempt to allocate its full size."""
-    shapes = [_known_shape(v) for v in values]
-    if all(s is None or s == () for s in shapes):
-        return
-    try:
-        np.broadcast_shapes(*[s for s in shapes if s is not None])
-    except ValueError:
-        described = ", ".join(f"{n}: {s}" for n, s in zip(names, shapes) if s is not None)
-        raise _core.ShapeError(f"argument shapes do not broadcast together ({described})") from None
-
-
-def _load_function(data: bytes, n_outputs: int, single: bool) -> Function:
+    >>> import chainrule as cr
+    >>> from chainrule import _core
+    >>> x = cr.var("x")
+    >>> load_function(_core.encode([x * 2, x]), 1, True)(3.0)
+    np.float64(6.0)
+    """
     nodes = _core.decode(data)
-    if not isinstance(n_outputs, int) or not 1 <= n_outputs <= len(nodes) or (single and n_outputs != 1):
+    fits = isinstance(n_outputs, int) and 1 <= n_outputs <= len(nodes)
+    if not fits or (single and n_outputs != 1):
         raise _core.ChainruleError(
             f"cannot load chainrule data: {len(nodes)} nodes cannot hold {n_outputs} output(s)")
     outputs, inputs = nodes[:n_outputs], nodes[n_outputs:]
     return Function(outputs[0] if single else outputs, inputs)
-
-
-def _convert(name: str, value: object):
-    """One argument as the core takes it: a Python float, or a C-contiguous float64 array."""
-    if type(value) is float:
-        return value
-    if isinstance(value, bool | numbers.Integral):
-        try:
-            return float(value)
-        except OverflowError:
-            raise ValueError(f"argument {name!r}: integer {value} is too large for float64") from None
-    if isinstance(value, numbers.Real) and not isinstance(value, np.ndarray):
-        return float(value)
-    if isinstance(value, Expr):
-        raise TypeError(f"argument {name!r} is an expression; pass numbers or arrays to evaluate")
-    try:
-        array = np.asarray(value)
-    except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way
-        raise TypeError(f"argument {name!r} cannot be read as a numeric array: {exc}") from None
-    kind = array.dtype.kind
-    if kind == "c":
-        raise TypeError(f"argument {name!r} is complex ({array.dtype}); chainrule evaluates real float64 values")
-    if kind not in "biuf":
-        raise TypeError(f"argument {name!r} has dtype {array.dtype}; pass a numeric (bool, int or float) array")
-    flags = array.flags
-    if array.dtype == _FLOAT64 and flags.c_contiguous and flags.aligned and array.dtype.isnative:
-        return array
-    # ascontiguousarray keeps a misaligned buffer as it is; require() copies it.
-    return np.require(array, np.float64, ["C", "A"])
 
 
 def compile(outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:  # noqa: A001
@@ -186,34 +148,45 @@ def compile(outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:
 
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 256
+# Guards every step on _CACHE: a lookup and its move to the end, or an insertion and its
+# evictions, are one step each, so another thread's eviction cannot fall between them.
+# Parsing and compiling run outside it, so one slow compile does not hold up cached calls.
+_CACHE_LOCK = threading.Lock()
 
 
 def evaluate(expr: str | Expr, **arguments: object):
     """Evaluates an expression (or its text) once, like ``numexpr.evaluate``; the compiled
-    form is cached, so repeated calls skip parsing and compiling.
+    form is cached (the 256 most recently used), so repeated calls skip parsing and compiling.
+    Any number of threads may call it at once.
 
     >>> evaluate("x * 2 + y", x=[1.0, 2.0], y=1.0)
     array([3., 5.])
     """
     key = (expr, tuple(arguments))
-    fn = _CACHE.get(key)
+    with _CACHE_LOCK:
+        fn = _CACHE.get(key)
+        if fn is not None:
+            _CACHE.move_to_end(key)
     if fn is None:
         e = parse(expr) if isinstance(expr, str) else as_expr(expr)
         names = set(arguments)
         missing = [v.name for v in e.variables if v.name not in names]
         if missing:
-            raise _core.ChainruleError(f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
+            raise _core.ChainruleError(
+                f"variable {missing[0]!r} is used but not given; pass {missing[0]}=...")
         fn = Function(e, [_core.var(n) for n in arguments])
-        _CACHE[key] = fn
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
+        with _CACHE_LOCK:
+            _CACHE[key] = fn
+            _CACHE.move_to_end(key)
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
     return fn(**arguments)
 
 
 def set_num_threads(n: int) -> None:
     """Sets how many threads evaluation uses (default: ``CHAINRULE_NUM_THREADS`` or all cores).
+    At most 256, or the number of cores where that is more (``ValueError`` above it; the
+    environment variable is capped to it). Results are the same bit for bit for any count.
 
     >>> set_num_threads(2); get_num_threads()
     2
@@ -225,6 +198,9 @@ def set_num_threads(n: int) -> None:
 def _check_thread_count(n: object) -> None:
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
         raise ValueError(f"the number of threads must be a positive integer, not {n!r}")
+    if n > _core.max_threads():
+        raise ValueError(f"the number of threads must be at most {_core.max_threads()} "
+                         f"(256, or the number of cores if more), not {n!r}")
 
 
 def get_num_threads() -> int:
@@ -238,9 +214,10 @@ def get_num_threads() -> int:
 
 @contextmanager
 def using_threads(n: int) -> Iterator[None]:
-    """Within the block, evaluations called from this thread use ``n`` threads; other threads
-    keep the process's setting (:func:`set_num_threads`). Blocks nest, and the previous count
-    comes back on exit, also on an exception.
+    """Within the block, evaluations called from this thread use ``n`` threads (at most as
+    many as :func:`set_num_threads` takes); other threads keep the process's setting. Blocks
+    nest, and the previous count comes back on exit, also on an exception. Besides the
+    process's own, pools of two other sizes are kept; a third size replaces the oldest.
 
     >>> with using_threads(1):
     ...     get_num_threads()

@@ -22,7 +22,8 @@ Threads compose: inside a Dask task, chainrule uses :data:`threads_per_task` thr
 one when Dask runs tasks on a thread pool or in worker processes, where the cluster's own
 threads are the budget; the process default under the synchronous scheduler). The Dask config
 key ``chainrule.threads-per-task`` sets it too. The count applies to the task's own thread only
-(:func:`chainrule.using_threads`), so other threads of the process keep their setting. Dask is imported only when a call gets here.
+(:func:`chainrule.using_threads`), so other threads of the process keep their setting. Dask is
+imported only when a call gets here.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
-from .compiled import Function, _convert, _load_function, using_threads
+from .arguments import broadcast_shapes, check_dtype, convert
+from .compiled import Function, load_function, using_threads
 from .expr import Expr
 
 __all__ = ["CONFIG_KEY", "call", "threads_per_task"]
@@ -120,7 +122,7 @@ def _plan_for(fn: Function, scalar: tuple[bool, ...]) -> _Plan:
     plans = _PLANS.setdefault(fn, {})
     plan = plans.get(scalar)
     if plan is None:
-        names = {n for n, s in zip(fn._names, scalar) if s}
+        names = {n for n, s in zip(fn._names, scalar, strict=True) if s}
         plan = plans[scalar] = _make_plan(fn, names)
     return plan
 
@@ -141,7 +143,7 @@ def _make_plan(fn: Function, scalar: set[str]) -> _Plan:
             stages.append(_Stage(Function(rebuilt, inputs), names,
                                  [list(n._over) for n in level]))
             new_vars = [_core.var(n) for n in names]
-            pairs += list(zip(level, new_vars))
+            pairs += list(zip(level, new_vars, strict=True))
             inputs = inputs + new_vars
         for node in scaled.get(depth, []):
             # A sum of one value over the whole batch is that value times the global count:
@@ -249,18 +251,18 @@ def _bind(fn: Function, values: list) -> _Env:
     import dask.array as da
 
     args = [_dask_argument(n, v) if hasattr(v, "__dask_graph__") else _plain_argument(n, v)
-            for n, v in zip(fn._names, values)]
+            for n, v in zip(fn._names, values, strict=True)]
     shapes = [() if isinstance(a, float) else tuple(a.shape) for a in args]
     fn._reduced([list(s) for s in shapes])  # raises the in-memory call's ShapeError
-    batch = tuple(np.broadcast_shapes(*shapes))
+    batch = broadcast_shapes(*shapes)
     chunks = _batch_chunks(batch, [a for a in args if isinstance(a, da.Array)])
-    sources = {n: _aligned(a, batch, chunks) for n, a in zip(fn._names, args)}
+    sources = {n: _aligned(a, batch, chunks) for n, a in zip(fn._names, args, strict=True)}
     return _Env(batch, chunks, sources, _configured_threads())
 
 
 def _plain_argument(name: str, value: object):
     """A float, or a float64 NumPy array of at least one dim (0-d arrays are floats)."""
-    value = _convert(name, value)
+    value = convert(name, value)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         return float(value)
     return value
@@ -275,13 +277,9 @@ def _dask_argument(name: str, value: object):
     if any(math.isnan(n) for n in value.shape):
         raise ValueError(f"argument {name!r} has unknown chunk sizes {value.chunks}; call "
                          f".compute_chunk_sizes() on it first")
-    kind = value.dtype.kind
-    if kind == "c":
-        raise TypeError(f"argument {name!r} is complex ({value.dtype}); chainrule evaluates "
-                        f"real float64 values")
-    if kind not in "biuf":
-        raise TypeError(f"argument {name!r} has dtype {value.dtype}; pass a numeric (bool, int "
-                        f"or float) array")
+    check_dtype(name, value.dtype)
+    if isinstance(getattr(value, "_meta", None), np.ma.MaskedArray):
+        convert(name, value._meta)  # the in-memory call's TypeError, before any task runs
     return value if value.dtype == _F64 else value.astype(_F64)
 
 
@@ -294,7 +292,8 @@ def _batch_chunks(batch: tuple[int, ...], arrays: list) -> tuple[tuple[int, ...]
             d = nd - a.ndim + i
             if chunks[d] is None and n == batch[d] and n != 1:
                 chunks[d] = a.chunks[i]
-    return tuple(_merge_unit_chunks(c if c is not None else (n,)) for c, n in zip(chunks, batch))
+    return tuple(_merge_unit_chunks(c if c is not None else (n,))
+                 for c, n in zip(chunks, batch, strict=True))
 
 
 def _merge_unit_chunks(chunks: tuple[int, ...]) -> tuple[int, ...]:
@@ -327,7 +326,15 @@ def _aligned(arg, batch: tuple[int, ...], chunks: tuple[tuple[int, ...], ...]):
     if isinstance(arg, np.ndarray):
         # name=False: no hashing of a possibly large in-memory array for a token.
         return da.from_array(arg, chunks=target, name=False)
-    return arg if arg.chunks == target else arg.rechunk(target)
+    if arg.chunks == target:
+        return arg
+    if arg.ndim > 32:
+        # Dask's rechunk stops there with a RuntimeError from NumPy; say what to change instead.
+        raise _core.ShapeError(
+            f"a Dask array of shape {arg.shape} ({arg.ndim} dimensions) would need rechunking to "
+            f"chunks {target}, and Dask cannot rechunk arrays of more than 32 dimensions; chunk "
+            f"the arguments alike, or drop unit dimensions")
+    return arg.rechunk(target)
 
 
 # -- building the Dask graph ----------------------------------------------------------------
@@ -382,7 +389,7 @@ def _group_shape(env: _Env, over: list[str]) -> tuple[int, ...]:
     for name in over:
         src = env.sources[name]
         shapes.append(() if isinstance(src, float | _Whole) else tuple(src.shape))
-    return tuple(np.broadcast_shapes(*shapes)) if shapes else ()
+    return broadcast_shapes(*shapes)
 
 
 def _reduce_stage(stage: _Stage, env: _Env) -> None:
@@ -414,7 +421,7 @@ def _group_total(env: _Env, tmp, j: int, shape: tuple[int, ...]):
     """The total of an ``over=`` sum: per-block partials (output ``j`` of ``tmp``), added over
     the dims its argument is broadcast along, in the shape of that argument."""
     padded = (1,) * (env.ndim - len(shape)) + shape
-    chunks = tuple(c if n != 1 else (1,) * len(c) for c, n in zip(env.chunks, padded))
+    chunks = tuple(c if n != 1 else (1,) * len(c) for c, n in zip(env.chunks, padded, strict=True))
     partials = _leaf(tmp, j, env.ndim, chunks)
     axes = tuple(d for d, n in enumerate(padded) if n == 1 and partials.numblocks[d] > 1)
     total = partials.sum(axis=axes, keepdims=True) if axes else partials
@@ -504,9 +511,9 @@ def _arrange(results: tuple, mode: str, layout):
     if mode == "vector":
         return np.array(results, dtype=_F64).reshape(layout)
     nd, grouped = layout
-    scalars = [r for r, g in zip(results, grouped) if not g]
+    scalars = [r for r, g in zip(results, grouped, strict=True) if not g]
     out = [np.array(scalars, dtype=_F64).reshape((1,) * nd + (len(scalars),))] if scalars else []
-    for r, g in zip(results, grouped):
+    for r, g in zip(results, grouped, strict=True):
         if g:
             out.append(r.reshape((1,) * (nd - r.ndim) + r.shape))
     return tuple(out)
@@ -530,7 +537,7 @@ def _rebuild_task(data: bytes, n_outputs: int, spec, mode, layout, threads) -> _
     # A worker gets the same functions every epoch of a training loop: compile each once.
     fn = _REBUILT.get(data)
     if fn is None:
-        fn = _REBUILT[data] = _load_function(data, n_outputs, False)
+        fn = _REBUILT[data] = load_function(data, n_outputs, False)
         if len(_REBUILT) > _REBUILT_SIZE:
             _REBUILT.popitem(last=False)
     else:

@@ -23,7 +23,8 @@ Expr = _core.Expr
 def _load(data: bytes) -> Expr:
     nodes = _core.decode(data)
     if len(nodes) != 1:
-        raise _core.ChainruleError(f"cannot load chainrule data: an expression has one root, found {len(nodes)}")
+        raise _core.ChainruleError(
+            f"cannot load chainrule data: an expression has one root, found {len(nodes)}")
     return nodes[0]
 
 
@@ -39,12 +40,31 @@ def as_expr(value: object) -> Expr:
         try:
             return _core.constant(float(value))
         except OverflowError:
-            raise ValueError(f"the number {value!r} is too large for float64") from None
+            shown = short_int(value) if isinstance(value, int) else repr(value)
+            raise ValueError(f"the number {shown} is too large for float64") from None
     if isinstance(value, numbers.Complex):
         raise TypeError(f"complex constants are not supported: {value!r}")
     if getattr(value, "shape", None) == ():  # a 0-d NumPy array
         return as_expr(value[()])
-    raise TypeError(f"cannot use {type(value).__name__} {value!r} in an expression; use numbers or chainrule expressions")
+    raise TypeError(f"cannot use {type(value).__name__} {value!r} in an expression; use numbers "
+                    f"or chainrule expressions")
+
+
+def short_int(value: int) -> str:
+    """An integer as a message shows it: all its digits if few, else the ends and the count.
+
+    An int too large for float64 has over 300 digits (and str() refuses those past 4,300).
+
+    >>> short_int(-10**400 - 7)
+    '-1000…007 (401 digits)'
+    """
+    sign, value = ("-", -value) if value < 0 else ("", value)
+    digits = max(1, int(value.bit_length() * 0.30102999566398120))
+    while 10**digits <= value:
+        digits += 1
+    if digits <= 20:
+        return f"{sign}{value}"
+    return f"{sign}{value // 10 ** (digits - 4)}…{value % 1000:03d} ({digits} digits)"
 
 
 def var(name: str) -> Expr:
@@ -81,7 +101,8 @@ def parse(text: str) -> Expr:
     try:
         nodes = _core.parse(text)
     except UnicodeEncodeError as exc:  # a lone surrogate cannot cross into Rust
-        raise _core.ParseError(f"invalid character at position {exc.start}: {text[exc.start]!r}") from None
+        raise _core.ParseError(
+            f"invalid character at position {exc.start}: {text[exc.start]!r}") from None
     if len(nodes) != 1:
         raise _core.ParseError(f"expected exactly one expression, found {len(nodes)} result lines")
     return nodes[0]

@@ -144,7 +144,8 @@ def _over_names(over: object) -> list[str]:
     elif isinstance(over, Iterable):
         items = list(over)
     else:
-        raise TypeError(f"over= takes a variable, a name or a sequence of them, not {type(over).__name__}")
+        raise TypeError(f"over= takes a variable, a name or a sequence of them, not "
+                        f"{type(over).__name__}")
     names = []
     for item in items:
         name = item.name if isinstance(item, Expr) else item

@@ -20,7 +20,7 @@ import numpy as np
 import chainrule as cr
 from chainrule.expr import as_expr
 
-__all__ = ["GradCheck", "Where", "check_grad"]
+__all__ = ["GradCheck", "Where", "check_grad", "has_reduction"]
 
 # cbrt(machine epsilon) balances truncation (h**2) against rounding (eps / h) for central
 # differences: about 1e-10 relative accuracy on smooth functions.
@@ -103,11 +103,11 @@ def check_grad(expr: cr.Expr | str, wrt: cr.Expr | str | Sequence[cr.Expr | str]
     inputs = [cr.var(n) for n in values]
     symbolic = cr.compile([f, *derivatives], inputs=inputs)(**values)[1:]
     f_only = cr.compile(f, inputs=inputs)
-    has_reduction = _has_reduction(f)
+    reduced = has_reduction(f)
     worst, checked, skipped = (-1.0, None), 0, 0
-    for name, g in zip(names, symbolic):
+    for name, g in zip(names, symbolic, strict=True):
         g = np.asarray(g, dtype=float)
-        numeric, done = _finite_difference(f_only, values, name, g.shape, step, has_reduction)
+        numeric, done = _finite_difference(f_only, values, name, g.shape, step, reduced)
         err, where, n_checked, n_skipped = _compare(g, numeric, done, name, values)
         checked, skipped = checked + n_checked, skipped + n_skipped
         if where is not None and err > worst[0]:
@@ -149,8 +149,13 @@ def _check_values(exprs: list[cr.Expr], names: list[str],
     return {name: np.array(value, dtype=np.float64) for name, value in at.items()}
 
 
-def _has_reduction(f: cr.Expr) -> bool:
-    """Whether a sum/mean occurs anywhere (an explicit stack: graphs may be deep)."""
+def has_reduction(f: cr.Expr) -> bool:
+    """Whether a sum/mean occurs anywhere (an explicit stack: graphs may be deep).
+
+    >>> x = cr.var("x")
+    >>> has_reduction(x * 2), has_reduction(x - cr.mean(x))
+    (False, True)
+    """
     stack, seen = [f], set()
     while stack:
         node = stack.pop()

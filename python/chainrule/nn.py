@@ -23,6 +23,8 @@ import numpy as np
 
 import chainrule as cr
 
+from .arguments import refuse_masked
+
 __all__ = ["SigmoidNetwork", "accuracy"]
 
 
@@ -73,7 +75,7 @@ class SigmoidNetwork:
         self.output_expr: cr.Expr = units[0]
         self.loss_expr: cr.Expr = cr.mean((self.target_var - self.output_expr) ** 2)
         grads = cr.grad(self.loss_expr, list(self._param_vars.values()))
-        self.gradient_exprs: dict[str, cr.Expr] = dict(zip(self._param_vars, grads))
+        self.gradient_exprs: dict[str, cr.Expr] = dict(zip(self._param_vars, grads, strict=True))
 
     def _node(self, layer: int, j: int, inputs: list[cr.Expr], article: bool) -> cr.Expr:
         """One sigmoid unit: sigmoid(sum_i W_ji * a_i + b_j), registering its variables."""
@@ -124,7 +126,7 @@ class SigmoidNetwork:
         >>> net.params["w1"]
         1.5
         """
-        return dict(zip(self._param_vars, map(float, self._theta)))
+        return dict(zip(self._param_vars, map(float, self._theta), strict=True))
 
     @params.setter
     def params(self, values: Mapping[str, float]) -> None:
@@ -161,14 +163,15 @@ class SigmoidNetwork:
             batch_size = _positive_int("batch_size", batch_size)
         rng = self._rng if seed is None else np.random.default_rng(seed)
         history = np.empty(epochs)
-        # Imported here, not with the package: tqdm.auto brings asyncio, email, ssl and ~100 modules,
-        # which were 95 of the 246 ms of `import chainrule` and 7.5k objects that every full
-        # garbage collection then walks (~7 ms each on the 2-core machine).
+        # Imported here, not with the package: tqdm.auto brings asyncio, email, ssl and ~100
+        # modules, which were 95 of the 246 ms of `import chainrule` and 7.5k objects that every
+        # full garbage collection then walks (~7 ms each on the 2-core machine).
         from tqdm.auto import tqdm
 
         bar = tqdm(range(epochs), disable=not progress, desc="training", unit="epoch",
                    dynamic_ncols=True)
-        every = max(1, epochs // 200)  # refreshing the postfix every epoch would cost more than a step
+        # Refreshing the postfix every epoch would cost more than a step.
+        every = max(1, epochs // 200)
         for epoch in bar:
             if batch_size is None:
                 history[epoch] = self._step(cols, y, lr)
@@ -297,6 +300,7 @@ def _float_array(name: str, value) -> np.ndarray:
     if hasattr(value, "__dask_graph__"):
         # Kept lazy: chainrule evaluates Dask arrays block by block (chainrule.daskarray).
         return value if value.dtype == np.float64 else value.astype(np.float64)
+    refuse_masked(name, value)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:

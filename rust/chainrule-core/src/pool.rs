@@ -5,12 +5,18 @@
 //! held across `fork()` (see `guard_against_fork`) so the child never inherits it half-taken.
 //!
 //! A thread can also choose its own count ([`set_thread_override`]): its evaluations then run
-//! on a pool of that size (built once per size), and other threads keep the process's setting.
-//! Dask tasks use it to run on one thread each without touching the process-wide count.
+//! on a pool of that size, and other threads keep the process's setting. Dask tasks use it to
+//! run on one thread each without touching the process-wide count.
+//!
+//! Bounds: a count is at most [`max_threads`], and besides the process's pool at most
+//! [`SIZED_POOLS`] pools of other sizes are kept (the oldest is dropped for a new one; its
+//! threads exit once calls still running on it finish). Without them, a loop over
+//! `using_threads(k)` for k up to 100 kept 5,051 OS threads alive, and a count of 100,000 was
+//! spawned in full. Results do not depend on the count, so capping it changes only speed.
 
+use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::cell::Cell;
 use std::sync::{Arc, Once, RwLock, RwLockWriteGuard};
-use rayon::{ThreadPool, ThreadPoolBuilder};
 
 struct Pool {
     threads: usize,
@@ -24,10 +30,21 @@ thread_local! {
     static OVERRIDE: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
+/// How many pools of sizes other than the process's are kept. Two cover the usual mix (Dask
+/// tasks at one thread, and one other count a program chooses) without rebuilding a pool per
+/// call; rebuilding a dropped one costs what spawning its threads costs (~30 µs per thread).
+pub const SIZED_POOLS: usize = 2;
+
+/// The largest thread count accepted: 256, or the number of cores if that is larger. Counts
+/// above it are capped to it here; the Python API refuses them with a ValueError instead.
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).max(256)
+}
+
 /// Sets the number of threads the calling thread's evaluations use (`None`: the process's
-/// setting) and returns the previous override.
+/// setting; capped to [`max_threads`]) and returns the previous override.
 pub fn set_thread_override(n: Option<usize>) -> Option<usize> {
-    OVERRIDE.replace(n.map(|n| n.max(1)))
+    OVERRIDE.replace(n.map(|n| n.clamp(1, max_threads())))
 }
 
 /// The calling thread's override, if any.
@@ -74,14 +91,15 @@ fn default_threads() -> usize {
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|n| *n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(max_threads())
 }
 
-/// Sets the number of threads evaluation uses (at least 1).
+/// Sets the number of threads evaluation uses (at least 1, at most [`max_threads`]).
 pub fn set_num_threads(n: usize) {
     guard_against_fork();
     let mut guard = write();
     let sized = forget_if_inherited(guard.take());
-    *guard = Some(Pool { threads: n.max(1), pid: std::process::id(), pool: None, sized });
+    *guard = Some(Pool { threads: n.clamp(1, max_threads()), pid: std::process::id(), pool: None, sized });
 }
 
 /// What of an old pool record is still usable: its sized pools if this process built them.
@@ -132,6 +150,11 @@ fn pool() -> Arc<ThreadPool> {
     if n == record.threads {
         record.pool = Some(pool.clone());
     } else {
+        if record.sized.len() >= SIZED_POOLS {
+            // Calls still running on it hold their own Arc; the last drop tells its threads
+            // to exit and does not wait for them.
+            record.sized.remove(0);
+        }
         record.sized.push((n, pool.clone()));
     }
     pool
@@ -151,4 +174,22 @@ impl Pool {
 /// returns once all of it has finished.
 pub fn in_place_scope<'scope, R>(f: impl FnOnce(&rayon::Scope<'scope>) -> R) -> R {
     pool().in_place_scope(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_capped_and_few_pools_are_kept() {
+        assert_eq!(set_thread_override(Some(1 << 40)), None);
+        assert_eq!(thread_override(), Some(max_threads()));
+        for k in 3..12 {
+            set_thread_override(Some(k));
+            in_place_scope(|_| ());
+        }
+        set_thread_override(None);
+        let kept: Vec<usize> = POOL.read().unwrap().as_ref().unwrap().sized.iter().map(|(k, _)| *k).collect();
+        assert!(kept.len() <= SIZED_POOLS, "{kept:?}");
+    }
 }

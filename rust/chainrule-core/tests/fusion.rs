@@ -3,7 +3,7 @@
 //! (both round after every IEEE op), and a fused `sin_cos` equals the separate kernels.
 
 mod common;
-use chainrule_core::{compile::Function, kernels, reference, Expr};
+use chainrule_core::{kernels, reference, Expr, Function};
 use common::*;
 
 /// Runs `outputs` on the fast evaluator; inputs are (name, data, shape).
@@ -219,7 +219,7 @@ fn summed_operands(outputs: &[Expr]) -> Vec<Expr> {
         if !seen.insert(e.id()) {
             continue;
         }
-        if let chainrule_core::expr::Kind::Sum(_) = e.kind() {
+        if let chainrule_core::Kind::Sum(_) = e.kind() {
             found.push(e.arg0().expect("sum operand").clone());
         }
         stack.extend(e.args().cloned());
@@ -291,10 +291,17 @@ fn sums_of_products_and_negations_equal_the_unfused_tape() {
         let u = numbers_hidden(&Function::new(&unfused, &vars).expect("compiles").tape(&[false, false, true]).to_string());
         assert!(u.contains("    acc0 += sum(r#)\n") && u.matches("sum(").count() == 1, "{text}: unfused\n{u}");
         let broadcast: (&[usize], &[usize]) = (&[97, 1], &[1, 103]);
-        for (n, xshape, yshape) in [(1, vec![1], vec![1]), (7, vec![7], vec![7]), (1031, vec![1031], vec![1031]), (big, vec![big], vec![big]), (97 * 103, broadcast.0.to_vec(), broadcast.1.to_vec())] {
+        for (n, xshape, yshape) in [
+            (1, vec![1], vec![1]),
+            (7, vec![7], vec![7]),
+            (1031, vec![1031], vec![1031]),
+            (big, vec![big], vec![big]),
+            (97 * 103, broadcast.0.to_vec(), broadcast.1.to_vec()),
+        ] {
             let sizes = (xshape.iter().product::<usize>(), yshape.iter().product::<usize>());
             for (xdata, ydata) in [(&xs, &ys), (&cancel, &ones)] {
-                let inputs: [(&str, &[f64], &[usize]); 3] = [("x", &xdata[..sizes.0], &xshape), ("y", &ydata[..sizes.1], &yshape), ("w", &w, &[])];
+                let inputs: [(&str, &[f64], &[usize]); 3] =
+                    [("x", &xdata[..sizes.0], &xshape), ("y", &ydata[..sizes.1], &yshape), ("w", &w, &[])];
                 let want = bits_with_threads(&unfused, &inputs, 1);
                 for threads in [1, 2, 4, 16] {
                     let got = bits_with_threads(&fused, &inputs, threads);
@@ -303,7 +310,8 @@ fn sums_of_products_and_negations_equal_the_unfused_tape() {
             }
         }
         let whole = 3 * 8 * 1024;
-        let inputs: [(&str, &[f64], &[usize]); 3] = [("x", &cancel[..whole], &[whole]), ("y", &ones[..whole], &[whole]), ("w", &[1.0], &[])];
+        let inputs: [(&str, &[f64], &[usize]); 3] =
+            [("x", &cancel[..whole], &[whole]), ("y", &ones[..whole], &[whole]), ("w", &[1.0], &[])];
         if ["x * y", "-x", "-(x * y)", "x * w", "w * x", "-(w * x)"].contains(&text) {
             let got = bits_with_threads(&fused, &inputs, 2);
             assert_eq!(got[0][0], 0.0f64.to_bits(), "{text}: sum of cancelling chunks is +0");
@@ -329,8 +337,14 @@ fn network_sums_equal_the_unfused_tape() {
     let n = 5 * 4096 + 3;
     let (xs, ys) = (values(n, 33, -3.0, 3.0), values(n, 34, 0.0, 1.0));
     let params = [[0.7], [-0.3], [1.3], [0.2]];
-    let inputs: [(&str, &[f64], &[usize]); 6] =
-        [("x", &xs, &[n]), ("y", &ys, &[n]), ("w1", &params[0], &[]), ("b1", &params[1], &[]), ("w2", &params[2], &[]), ("b2", &params[3], &[])];
+    let inputs: [(&str, &[f64], &[usize]); 6] = [
+        ("x", &xs, &[n]),
+        ("y", &ys, &[n]),
+        ("w1", &params[0], &[]),
+        ("b1", &params[1], &[]),
+        ("w2", &params[2], &[]),
+        ("b2", &params[3], &[]),
+    ];
     let want = bits_with_threads(&unfused, &inputs, 1);
     for threads in [1, 2, 4, 16] {
         assert_eq!(bits_with_threads(&fused, &inputs, threads)[..], want[..fused.len()], "{threads} threads");
@@ -342,7 +356,8 @@ fn network_sums_equal_the_unfused_tape() {
 #[test]
 fn listing_of_folded_sums() {
     let vars: Vec<Expr> = ["x", "y", "w"].iter().map(|n| v(n)).collect();
-    let outputs = [p("sum(-(x * y))"), p("sum(-x)"), p("sum(x * w)"), p("sum(y * y)"), p("sum(x * y) + sum(x * y + 1)"), p("sum(-(x * y) * w)")];
+    let outputs =
+        [p("sum(-(x * y))"), p("sum(-x)"), p("sum(x * w)"), p("sum(y * y)"), p("sum(x * y) + sum(x * y + 1)"), p("sum(-(x * y) * w)")];
     let t = Function::new(&outputs, &vars).expect("compiles").tape(&[false, false, true]).to_string();
     let chunk_code = &t[t.find("  for each chunk:").expect("chunk code")..t.find("pass 1").expect("two passes")];
     let want = "  for each chunk:
