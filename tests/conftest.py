@@ -65,6 +65,7 @@ NP = {
     "step": lambda a: np.where(a > 0, 1.0, np.where(np.isnan(a), a, 0.0)),
     "sign": np.sign,
     "persample": np.positive,
+    "xlogy": lambda a, b: np.where((a == 0) & ~np.isnan(b), 0.0, a * np.log(b)),
 }
 
 # Each op's partial derivatives, from its operands and its value v (for forward mode and the
@@ -75,6 +76,7 @@ PARTIALS = {
     "mul": lambda a, b, v: (b, a),
     "div": lambda a, b, v: (1.0 / b, -v / b),
     "pow": lambda a, b, v: (b * np.power(a, b - 1.0), np.log(a) * v),
+    "xlogy": lambda a, b, v: (np.log(b), a / b),
     "neg": lambda a, v: (-1.0,),
     "sin": lambda a, v: (np.cos(a),),
     "cos": lambda a, v: (-np.sin(a),),

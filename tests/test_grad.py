@@ -343,3 +343,73 @@ def test_derivatives_of_full_reductions_are_never_refused(text):
             np.array([[1.0, 2.0, -3.0]]), 0.3)
     results = cr.compile(third, inputs=list(names))(*args)
     assert len(results) == 64 and all(np.all(np.isfinite(r)) for r in results)
+
+
+# -- sigmoid' and tanh' in the tails (issue 15, item 5) -------------------------------------------
+
+TAILS = [0.0, 0.5, -3.0, 19.0, -19.5, 30.0, -30.0, 37.43, -37.43, 40.0, -40.0, 100.0, -100.0,
+         700.0, -700.0]
+
+
+def _exact_slopes(t):
+    import mpmath
+
+    with mpmath.workprec(200):
+        e = mpmath.exp(-abs(mpmath.mpf(t)))
+        return float(e / (1 + e) ** 2), float(1 / mpmath.cosh(mpmath.mpf(t)) ** 2)
+
+
+@pytest.mark.parametrize("array", [False, True], ids=["float", "array"])
+def test_sigmoid_and_tanh_slopes_keep_relative_accuracy_in_the_tails(array):
+    fn = cr.compile([cr.grad(cr.sigmoid(x), x), cr.grad(cr.tanh(x), x)], inputs=[x])
+    for t in TAILS:
+        ds, dt = fn(np.array([t, -t, 0.25]) if array else t)
+        ds, dt = (float(ds[0]), float(dt[0])) if array else (ds, dt)
+        want_s, want_t = _exact_slopes(t)
+        assert ds == pytest.approx(want_s, rel=8e-16, abs=0), f"sigmoid'({t})"
+        assert dt == pytest.approx(want_t, rel=1.2e-15, abs=0), f"tanh'({t})"
+    assert fn(37.43)[0] == pytest.approx(5.55e-17, rel=1e-3)
+    assert fn(40.0)[0] == pytest.approx(4.25e-18, rel=1e-3)
+
+
+def test_tail_slopes_agree_between_the_float_and_the_chunk_paths():
+    ts = np.array(TAILS + [-t for t in TAILS] + list(np.linspace(-60, 60, 2001)))
+    e = cr.grad(cr.sigmoid(w * x + y), [x]) + cr.grad(cr.tanh(x * y), [x])
+    fn = cr.compile(e, inputs=[x, y, w])
+    got = fn(ts, 0.3, 1.7)
+    for k in range(0, len(ts), 97):
+        one = fn(float(ts[k]), 0.3, 1.7)
+        assert [g[k] for g in got] == list(one), ts[k]
+
+
+# -- the power rule at zero (issue 15, item 4) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("array", [False, True], ids=["float", "array"])
+def test_power_rule_at_zero_follows_autograd_and_jax(array):
+    def call(fn, *args):
+        got = fn(*[np.array([a, a]) if array else a for a in args])
+        return [float(g[0]) if array else float(g) for g in got]
+
+    fn = cr.compile(cr.grad(x**y, [x, y]), inputs=[x, y])
+    assert call(fn, 0.0, 0.0)[0] == 0.0  # d/dx at x = 0, y = 0 (y bound at call time)
+    assert call(fn, 0.0, 0.17)[1] == 0.0  # d/dy at x = 0, y > 0
+    assert call(fn, 0.0, 3.0) == [0.0, 0.0]
+    assert call(fn, 0.0, 1.0)[0] == 1.0
+    # autograd's test_power_arg1_zero
+    base_zero = cr.compile([cr.grad(0.0**y, y), 0.0**y], inputs=[y])
+    assert call(base_zero, 0.17) == [0.0, 0.0]
+    for a, b in [(0.7, 0.0), (1.3, -0.4), (2.5, 1.7), (0.2, 3.0)]:
+        h = 1e-6
+        fd_x = ((a + h) ** b - (a - h) ** b) / (2 * h)
+        fd_y = (a ** (b + h) - a ** (b - h)) / (2 * h)
+        gx, gy = call(fn, a, b)
+        assert gx == pytest.approx(fd_x, rel=1e-7, abs=1e-9)
+        assert gy == pytest.approx(fd_y, rel=1e-7, abs=1e-9)
+
+
+def test_constant_exponents_keep_the_plain_power_rule():
+    assert str(cr.grad(x**3, x)) == "3 * (x * x)"
+    assert str(cr.grad(x**0.5, x)) == "0.5 * x ** -0.5"
+    assert str(cr.grad(x**y, x)) == "y * x ** (y - step(abs(y)))"
+    assert str(cr.grad(x**y, y)) == "xlogy(x ** y, x)"

@@ -245,3 +245,16 @@ def test_importing_chainrule_leaves_the_progress_bar_unloaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("which", ["X", "Y"])
+def test_masked_training_data_is_refused(which):
+    """np.asarray dropped the mask, so a masked 1e300 target was trained on as data."""
+    X, Y = np.linspace(-1, 1, 8), np.linspace(0, 1, 8)
+    data = {"X": X, "Y": Y}
+    data[which] = np.ma.masked_array(data[which], mask=[0] * 7 + [1])
+    net = SigmoidNetwork(seed=0)
+    before = net.params
+    with pytest.raises(TypeError, match=rf"'{which}' is a masked array.*\.filled\("):
+        net.fit(data["X"], data["Y"], epochs=3)
+    assert net.params == before

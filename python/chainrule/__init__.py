@@ -28,6 +28,7 @@ from .functions import (
     sum,
     tan,
     tanh,
+    xlogy,
 )
 from .gradcheck import GradCheck, check_grad
 from .nn import SigmoidNetwork
@@ -41,6 +42,6 @@ __all__ = [
     "pi", "e",
     "set_num_threads", "get_num_threads", "using_threads",
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign",
-    "sum", "mean",
+    "xlogy", "sum", "mean",
     "check_grad", "GradCheck", "SigmoidNetwork",
 ]

@@ -83,11 +83,7 @@ def convert(name: str, value: object):
         return float(value)
     if isinstance(value, Expr):
         raise TypeError(f"argument {name!r} is an expression; pass numbers or arrays to evaluate")
-    if isinstance(value, np.ma.MaskedArray):
-        # np.asarray would drop the mask and evaluate the values under it as if they were data.
-        raise TypeError(f"argument {name!r} is a masked array, and chainrule does not apply masks; "
-                        f"pass {name}.filled(value) to choose what masked entries become, or "
-                        f"{name}.data to use the values under the mask")
+    refuse_masked(name, value)
     try:
         array = np.asarray(value)
     except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way
@@ -98,6 +94,21 @@ def convert(name: str, value: object):
         return array
     # ascontiguousarray keeps a misaligned buffer as it is; require() copies it.
     return np.require(array, np.float64, ["C", "A"])
+
+
+def refuse_masked(name: str, value: object) -> None:
+    """Refuses a masked array: np.asarray would drop the mask and use the values under it as
+    if they were data.
+
+    >>> refuse_masked("x", np.ma.masked_array([1.0, 2.0], mask=[0, 1]))
+    Traceback (most recent call last):
+    ...
+    TypeError: argument 'x' is a masked array, and chainrule does not apply masks; pass ...
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"argument {name!r} is a masked array, and chainrule does not apply masks; "
+                        f"pass {name}.filled(value) to choose what masked entries become, or "
+                        f"{name}.data to use the values under the mask")
 
 
 def check_dtype(name: str, dtype: np.dtype) -> None:

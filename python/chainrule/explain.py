@@ -21,12 +21,14 @@ __all__ = ["MAX_EXPLAIN_STEPS", "explain", "labelled"]
 MAX_EXPLAIN_STEPS = 50
 MAX_INLINE = 400
 
+# The functions a user can call, from the core's op table (internal ops have no public name).
 _UNARY: dict[str, Callable] = {
-    name: getattr(cr, name) for name in
-    ("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign")
+    op.kind: getattr(cr, op.kind)
+    for op in _core.OPS
+    if op.arity == 1 and not op.infix and hasattr(cr, op.kind)
 }
 # Binding strength of the printed forms, to know where the filled-in formulas need parentheses.
-_PREC = {"add": 1, "sub": 1, "mul": 2, "div": 2, "neg": 3, "pow": 4}
+_PREC = {op.kind: op.precedence for op in _core.OPS if op.infix}
 _ATOM = 5
 
 

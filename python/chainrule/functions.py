@@ -9,8 +9,19 @@ from .expr import Expr, as_expr
 
 __all__ = [
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs",
-    "step", "sign", "sum", "mean",
+    "step", "sign", "xlogy", "sum", "mean",
 ]
+
+
+def xlogy(x: object, y: object) -> Expr:
+    """x * log(y), and 0 where x is 0 (unless y is nan), as ``scipy.special.xlogy``; the
+    derivative of ``x ** y`` in the exponent is ``xlogy(x ** y, x)``, 0 at x = 0.
+
+    >>> from chainrule import var
+    >>> print(xlogy(0, 0), xlogy(var("x"), var("y")))
+    0 xlogy(x, y)
+    """
+    return _core.apply("xlogy", x, y)
 
 
 def _unary(op: str, x: object) -> Expr:
@@ -81,7 +92,7 @@ def tanh(x: object) -> Expr:
 
 
 def sigmoid(x: object) -> Expr:
-    """The logistic function 1 / (1 + exp(-x)); its derivative is s * (1 - s).
+    """The logistic function 1 / (1 + exp(-x)); its derivative is s(x) * s(-x) = s * (1 - s).
 
     >>> print(sigmoid(0))
     0.5

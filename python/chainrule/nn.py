@@ -23,6 +23,8 @@ import numpy as np
 
 import chainrule as cr
 
+from .arguments import refuse_masked
+
 __all__ = ["SigmoidNetwork", "accuracy"]
 
 
@@ -298,6 +300,7 @@ def _float_array(name: str, value) -> np.ndarray:
     if hasattr(value, "__dask_graph__"):
         # Kept lazy: chainrule evaluates Dask arrays block by block (chainrule.daskarray).
         return value if value.dtype == np.float64 else value.astype(np.float64)
+    refuse_masked(name, value)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -30,10 +30,7 @@ pub const RESERVED: &[&str] = &["inf", "nan", "pi", "e", "sum", "mean", "over"];
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     let head_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    head_ok
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !RESERVED.contains(&name)
-        && Op::from_call_name(name).is_none()
+    head_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !RESERVED.contains(&name) && Op::from_call_name(name).is_none()
 }
 
 /// Applies a pointwise op (for unary ops `b` is ignored), simplifying first.
@@ -66,6 +63,8 @@ binary_builders! {
     div => Div;
     /// `a ** b` (`a ** 2` is lowered to `a * a`)
     pow => Pow;
+    /// `xlogy(a, b) = a * log(b)`, 0 where `a` is 0
+    xlogy => Xlogy;
 }
 
 unary_builders! {
@@ -106,28 +105,4 @@ pub fn rebuild(kind: &Kind, args: &[Expr]) -> Expr {
         Kind::Apply(op) => apply(*op, &args[0], args.get(1)),
         Kind::Sum(over) => sum_over_set(&args[0], over.clone()),
     }
-}
-
-/// Rebuilds `roots` with every occurrence of each `from` node replaced by its `to` node
-/// (one forward pass over the graph, children first; replaced nodes are not descended into).
-pub fn substitute(roots: &[Expr], replacements: &[(Expr, Expr)]) -> Vec<Expr> {
-    // Expr hashes and compares by identity; a node's atomic parent count is not part of it.
-    #[allow(clippy::mutable_key_type)]
-    let map: rustc_hash::FxHashMap<&Expr, &Expr> = replacements.iter().map(|(f, t)| (f, t)).collect();
-    let graph = crate::graph::Graph::collect(roots, |e| !map.contains_key(e));
-    rebuild_graph(&graph, |_, node, _| map.get(node).map(|to| (*to).clone()))
-}
-
-/// Rebuilds `graph`'s roots node by node, children first: each node becomes what `replace`
-/// returns for it (given its rebuilt operands), or else the same kind of node on the rebuilt
-/// operands.
-pub(crate) fn rebuild_graph(graph: &crate::graph::Graph, replace: impl Fn(crate::graph::NodeId, &Expr, &[Expr]) -> Option<Expr>) -> Vec<Expr> {
-    let mut rebuilt: Vec<Expr> = Vec::with_capacity(graph.len());
-    for id in graph.ids() {
-        let node = graph.node(id);
-        let args: Vec<Expr> = graph.args(id).iter().flatten().map(|a| rebuilt[a.index()].clone()).collect();
-        let new = replace(id, node, &args).unwrap_or_else(|| if args.is_empty() { node.clone() } else { rebuild(node.kind(), &args) });
-        rebuilt.push(new);
-    }
-    graph.roots.iter().map(|r| rebuilt[r.index()].clone()).collect()
 }

@@ -1,6 +1,6 @@
-//! From expressions to tapes. `Function::new` validates and analyses the graph once; a tape is
-//! then specialised, on first use, to which inputs a call binds to single values (those are
-//! computed once per call in scalar code instead of being spread over chunks), and cached.
+//! From an analysed graph to a tape. [`Analysis::new`] validates and analyses a function's graph
+//! once; [`compile`] specialises a tape to which inputs a call binds to single values (those are
+//! computed once per call in scalar code instead of being spread over chunks).
 //!
 //! Scheduling: a node's *stage* is the pass in which its value is first available. Leaves are
 //! stage 0; a pointwise op takes the latest stage of its operands; a reduction of a per-sample
@@ -8,8 +8,6 @@
 //! node of stage `p`, then, per chunk, the per-sample nodes that its outputs and the operands
 //! of the next stage's reductions need. Per-sample values needed again in a later pass are
 //! recomputed rather than kept, so memory stays O(registers x chunk).
-
-use std::sync::{Arc, Mutex, OnceLock};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -21,7 +19,7 @@ use crate::tape::{Affine, Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot
 
 /// The static shape class of a node: what shape its value has once argument shapes are known.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Class {
+pub enum ShapeClass {
     /// Depends on no input: filled out to the batch shape when output.
     Neutral,
     /// Has the shape of the broadcast of these inputs' shapes (empty: a single value).
@@ -30,48 +28,39 @@ pub enum Class {
     PerSample,
 }
 
-impl Class {
-    fn join(&self, other: &Class) -> Class {
+impl ShapeClass {
+    fn join(&self, other: &ShapeClass) -> ShapeClass {
         match (self, other) {
-            (Class::PerSample, _) | (_, Class::PerSample) => Class::PerSample,
-            (Class::Neutral, c) | (c, Class::Neutral) => c.clone(),
-            (Class::Reduced(a), Class::Reduced(b)) => {
+            (ShapeClass::PerSample, _) | (_, ShapeClass::PerSample) => ShapeClass::PerSample,
+            (ShapeClass::Neutral, c) | (c, ShapeClass::Neutral) => c.clone(),
+            (ShapeClass::Reduced(a), ShapeClass::Reduced(b)) => {
                 let mut v: Vec<usize> = a.iter().chain(b).copied().collect();
                 v.sort_unstable();
                 v.dedup();
-                Class::Reduced(v)
+                ShapeClass::Reduced(v)
             }
         }
     }
 }
 
-/// Which inputs are uniform and which grouped reductions have one sample per group.
-type SpanningKey = (Vec<bool>, Vec<NodeId>);
-
-/// A compiled function: outputs as a graph, inputs by name, and its cached tapes.
-pub struct Function {
-    graph: Graph,
+/// What compiling needs to know of a function's graph, found once: each node's input position,
+/// the reductions and the inputs they sum over, and each output's shape class.
+pub(crate) struct Analysis {
+    pub(crate) graph: Graph,
     /// The reduction nodes, in graph order.
-    sums: Vec<NodeId>,
-    inputs: Vec<Expr>,
+    pub(crate) sums: Vec<NodeId>,
+    pub(crate) inputs: Vec<Expr>,
     /// Per node: its input position if it is a variable (dense, for the per-node hot paths;
     /// `u32`, as every per-node array is fresh memory on each compile).
-    input_of: Vec<u32>,
+    pub(crate) input_of: Vec<u32>,
     over: FxHashMap<NodeId, Vec<usize>>,
     /// Per output.
-    classes: Vec<Class>,
-    tapes: Mutex<FxHashMap<Vec<bool>, Arc<Tape>>>,
-    /// Tapes for calls where some grouped reductions have one sample per group, by the
-    /// uniform inputs and those reductions.
-    spanning_tapes: Mutex<FxHashMap<SpanningKey, Arc<Tape>>>,
-    scalar_tape: OnceLock<Arc<Tape>>,
-    /// See [`Function::call_graph`].
-    constants: OnceLock<Vec<f64>>,
+    pub(crate) classes: Vec<ShapeClass>,
 }
 
-impl Function {
-    /// Compiles `outputs` as a function of the variables `inputs`, in that order.
-    pub fn new(outputs: &[Expr], inputs: &[Expr]) -> Result<Function> {
+impl Analysis {
+    /// Analyses `outputs` as a function of the variables `inputs`, in that order.
+    pub(crate) fn new(outputs: &[Expr], inputs: &[Expr]) -> Result<Analysis> {
         let graph = Graph::new(outputs);
         let mut position: FxHashMap<&str, usize> = FxHashMap::with_capacity_and_hasher(inputs.len(), Default::default());
         for (i, v) in inputs.iter().enumerate() {
@@ -87,17 +76,17 @@ impl Function {
         let mut input_of = vec![u32::MAX; graph.len()];
         let mut over = FxHashMap::default();
         // Per node, an index into `distinct` (0 Neutral, 1 PerSample): a graph has few distinct
-        // classes, and a `Class` per node (32 bytes, 4.8 MB for W5's 150k nodes) was fresh
+        // classes, and a `ShapeClass` per node (32 bytes, 4.8 MB for W5's 150k nodes) was fresh
         // memory to fault in on every compile. W5 Function::new in a fresh process (n = 10,000,
         // thread CPU, medians of 9 interleaved runs): 44.4 -> 39.8 ms.
-        let mut distinct: Vec<Class> = vec![Class::Neutral, Class::PerSample];
+        let mut distinct: Vec<ShapeClass> = vec![ShapeClass::Neutral, ShapeClass::PerSample];
         let mut reduced: FxHashMap<Vec<usize>, u32> = FxHashMap::default();
-        fn class_id(class: Class, distinct: &mut Vec<Class>, reduced: &mut FxHashMap<Vec<usize>, u32>) -> u32 {
+        fn class_id(class: ShapeClass, distinct: &mut Vec<ShapeClass>, reduced: &mut FxHashMap<Vec<usize>, u32>) -> u32 {
             match class {
-                Class::Neutral => 0,
-                Class::PerSample => 1,
-                Class::Reduced(set) => *reduced.entry(set.clone()).or_insert_with(|| {
-                    distinct.push(Class::Reduced(set));
+                ShapeClass::Neutral => 0,
+                ShapeClass::PerSample => 1,
+                ShapeClass::Reduced(set) => *reduced.entry(set.clone()).or_insert_with(|| {
+                    distinct.push(ShapeClass::Reduced(set));
                     distinct.len() as u32 - 1
                 }),
             }
@@ -119,7 +108,7 @@ impl Function {
                     sums.push(id);
                     let idx = names.iter().map(|n| position.get(&**n).copied().ok_or_else(|| unknown(n))).collect::<Result<Vec<_>>>()?;
                     over.insert(id, idx.clone());
-                    class_id(Class::Reduced(idx), &mut distinct, &mut reduced)
+                    class_id(ShapeClass::Reduced(idx), &mut distinct, &mut reduced)
                 }
                 Tag::Apply(Op::PerSample) => 1,
                 Tag::Apply(_) => graph.args(id).iter().flatten().fold(0, |c, a| match (c, classes[a.index()]) {
@@ -134,125 +123,15 @@ impl Function {
             classes.push(class);
         }
         let classes = graph.roots.iter().map(|r| distinct[classes[r.index()] as usize].clone()).collect();
-        Ok(Function {
-            graph,
-            sums,
-            inputs: inputs.to_vec(),
-            input_of,
-            over,
-            classes,
-            tapes: Mutex::default(),
-            spanning_tapes: Mutex::default(),
-            scalar_tape: OnceLock::new(),
-            constants: OnceLock::new(),
-        })
-    }
-
-    /// The input variables, in call order.
-    pub fn inputs(&self) -> &[Expr] {
-        &self.inputs
-    }
-
-    /// The output expressions.
-    pub fn outputs(&self) -> Vec<Expr> {
-        self.graph.roots.iter().map(|r| self.graph.node(*r).clone()).collect()
-    }
-
-    /// The shape class of each output.
-    pub fn output_classes(&self) -> Vec<Class> {
-        self.classes.clone()
-    }
-
-    /// The tape for calls whose inputs are single values exactly where `uniform` is true.
-    pub fn tape(&self, uniform: &[bool]) -> Arc<Tape> {
-        let mut cache = self.tapes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = cache.get(uniform) {
-            return t.clone();
-        }
-        let tape = Arc::new(Builder::new(self, uniform).build());
-        cache.insert(uniform.to_vec(), tape.clone());
-        tape
-    }
-
-    /// The tape for calls whose inputs are single values where `uniform` is true and whose
-    /// grouped reductions `spanning` have one sample per group (their groups span the batch:
-    /// a gradient with respect to an argument of the batch's shape, say). Such a sum is its
-    /// operand, so the tape is that of the outputs with those sums dropped: no pass boundary
-    /// and no group array the size of the batch.
-    pub(crate) fn tape_spanning(&self, uniform: &[bool], spanning: &[NodeId]) -> Result<Arc<Tape>> {
-        if spanning.is_empty() {
-            return Ok(self.tape(uniform));
-        }
-        let key = (uniform.to_vec(), spanning.to_vec());
-        if let Some(t) = self.spanning_tapes.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return Ok(t.clone());
-        }
-        let dropped: FxHashSet<NodeId> = spanning.iter().copied().collect();
-        let outputs = crate::build::rebuild_graph(&self.graph, |id, _, args| dropped.contains(&id).then(|| args[0].clone()));
-        let tape = Function::new(&outputs, &self.inputs)?.tape(uniform);
-        self.spanning_tapes.lock().unwrap_or_else(|e| e.into_inner()).insert(key, tape.clone());
-        Ok(tape)
+        Ok(Analysis { graph, sums, inputs: inputs.to_vec(), input_of, over, classes })
     }
 
     /// The grouped reductions of the graph with the inputs they group by.
     pub(crate) fn grouped_sums(&self) -> impl Iterator<Item = (NodeId, &[usize])> {
-        let mut sums: Vec<(NodeId, &[usize])> = self.over.iter().filter(|(_, o)| !o.is_empty()).map(|(id, o)| (*id, o.as_slice())).collect();
+        let mut sums: Vec<(NodeId, &[usize])> =
+            self.over.iter().filter(|(_, o)| !o.is_empty()).map(|(id, o)| (*id, o.as_slice())).collect();
         sums.sort_unstable_by_key(|(id, _)| *id);
         sums.into_iter()
-    }
-
-    /// Evaluates at single values (`values`, one per input) when nothing is reduced, straight
-    /// from the graph, node i in slot i: the scalar tape of such a function would be the
-    /// graph's tags and operands written out again. Returns false, and does nothing, for a
-    /// function with reductions. W5's first call (n = 10,000) no longer writes 110,000
-    /// instructions (1.7 MB of fresh memory) before running them.
-    pub(crate) fn call_graph(&self, values: &[f64], out: &mut Vec<f64>) -> bool {
-        if !self.sums.is_empty() {
-            return false;
-        }
-        let g = &self.graph;
-        let start = self.constants.get_or_init(|| {
-            g.ids().map(|id| if g.tag(id) == Tag::Const { g.node(id).as_const().expect("tagged a constant") } else { 0.0 }).collect()
-        });
-        let mut slots = start.clone();
-        for id in g.ids() {
-            let i = id.index();
-            match g.tag(id) {
-                Tag::Var => slots[i] = values[self.input_of[i] as usize],
-                Tag::Apply(op) => {
-                    let [a, b] = g.args(id);
-                    let a = a.expect("ops have an operand").index();
-                    slots[i] = crate::eval::scalar_op(op, slots[a], slots[b.map_or(a, NodeId::index)]);
-                }
-                Tag::Const | Tag::Sum => {}
-            }
-        }
-        out.clear();
-        out.extend(g.roots.iter().map(|r| slots[r.index()]));
-        true
-    }
-
-    /// The tape for calls with every input a single value (kept apart: it is the latency path).
-    pub fn scalar_tape(&self) -> &Arc<Tape> {
-        self.scalar_tape.get_or_init(|| self.tape(&vec![true; self.inputs.len()]))
-    }
-
-    /// Output `o`'s value when every group of samples is empty. Such an output is a reduction
-    /// class (all its variables sit inside sums), and a sum over no samples is 0, so it is a
-    /// constant: the output evaluated with each outermost sum replaced by 0.
-    pub(crate) fn value_over_empty_groups(&self, o: usize) -> f64 {
-        let mut values = vec![f64::NAN; self.graph.len()];
-        for id in self.graph.ids() {
-            let args = self.graph.args(id);
-            let arg = |i: usize| args[i].map_or(0.0, |a| values[a.index()]);
-            values[id.index()] = match self.graph.node(id).kind() {
-                Kind::Const(c) => *c,
-                Kind::Sum(_) => 0.0,
-                Kind::Var(_) => f64::NAN,
-                Kind::Apply(op) => op.eval(arg(0), arg(1)),
-            };
-        }
-        values[self.graph.roots[o].index()]
     }
 
     /// The inputs summed over by each reduction node that is a grouped reduction.
@@ -261,9 +140,15 @@ impl Function {
     }
 }
 
+/// The tape of `analysis` for calls whose inputs are single values exactly where `uniform` is
+/// true.
+pub(crate) fn compile(analysis: &Analysis, uniform: &[bool]) -> Tape {
+    Builder::new(analysis, uniform).build()
+}
+
 /// Builds one specialised tape.
 struct Builder<'a> {
-    f: &'a Function,
+    f: &'a Analysis,
     uniform: Vec<bool>,
     /// Per node (u32: at most one pass per nested reduction, and this is fresh memory).
     stage: Vec<u32>,
@@ -276,7 +161,7 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(f: &'a Function, input_uniform: &[bool]) -> Builder<'a> {
+    fn new(f: &'a Analysis, input_uniform: &[bool]) -> Builder<'a> {
         let g = &f.graph;
         let mut uniform = vec![false; g.len()];
         let mut stage = vec![0u32; g.len()];
@@ -290,10 +175,9 @@ impl<'a> Builder<'a> {
             (uniform[i], stage[i]) = match g.tag(id) {
                 Tag::Const => (true, 0),
                 Tag::Var => (input_uniform[f.input_of[i] as usize], 0),
-                Tag::Apply(_) => (
-                    args.iter().flatten().all(|a| uniform[a.index()]),
-                    args.iter().flatten().map(|a| stage[a.index()]).max().unwrap_or(0),
-                ),
+                Tag::Apply(_) => {
+                    (args.iter().flatten().all(|a| uniform[a.index()]), args.iter().flatten().map(|a| stage[a.index()]).max().unwrap_or(0))
+                }
                 Tag::Sum => {
                     let operand = args[0].expect("sum operand").index();
                     let groups_uniform = f.over_of(id).iter().all(|k| input_uniform[*k]);
@@ -342,7 +226,7 @@ impl<'a> Builder<'a> {
         for (p, pass) in passes.iter_mut().enumerate() {
             (pass.chunk_code, pass.n_regs) = self.chunk_code(p);
         }
-        let chunk = crate::eval::chunk_len(passes.iter().map(|p| p.n_regs).max().unwrap_or(0));
+        let chunk = crate::tape::chunk_len(passes.iter().map(|p| p.n_regs).max().unwrap_or(0));
         Tape {
             chunk,
             passes,
@@ -436,7 +320,7 @@ impl<'a> Builder<'a> {
             return (Vec::new(), 0);
         }
         let order = self.needed(sinks.iter().map(|s| s.0));
-        allocate(g, &order, &sinks, |id| self.operand_kind(id))
+        allocate(g, &order, &sinks, |id| self.placement(id))
     }
 
     /// The non-uniform nodes the sinks need computed per chunk, in topological order.
@@ -457,19 +341,21 @@ impl<'a> Builder<'a> {
         order
     }
 
-    fn operand_kind(&self, id: NodeId) -> Operand {
+    fn placement(&self, id: NodeId) -> Placement {
         if self.uniform[id.index()] {
-            return Operand::Slot(self.slot_of[id.index()]);
+            return Placement::Slot(self.slot_of[id.index()]);
         }
         match self.f.graph.tag(id) {
-            Tag::Var => Operand::Load(Source::Input(self.f.input_of[id.index()] as usize)),
-            Tag::Sum => Operand::Load(Source::Group(self.group_of[&id])),
-            _ => Operand::Computed,
+            Tag::Var => Placement::Load(Source::Input(self.f.input_of[id.index()] as usize)),
+            Tag::Sum => Placement::Load(Source::Group(self.group_of[&id])),
+            _ => Placement::Computed,
         }
     }
 }
 
-enum Operand {
+/// Where a node's value is, for a pass's chunk code: a scalar slot, loaded from an input or
+/// group array, or computed per chunk.
+enum Placement {
     Slot(Slot),
     Load(Source),
     Computed,
@@ -481,7 +367,7 @@ enum Step {
     Node(NodeId),
     /// `sin(a)` and `cos(a)` of the same operand, from one argument reduction.
     SinCos { sin: NodeId, cos: NodeId, a: NodeId },
-    /// `sigmoid(a)` and its slope `sig * (1 - sig)` in one kernel pass; with `affine`, `a` is
+    /// `sigmoid(a)` and its slope `sig * sigmoid(-a)` in one kernel pass; with `affine`, `a` is
     /// `(w * x) + b` or `(w * x) - b` (uniform `w` and `b`, in either operand order),
     /// computed in the kernel's loop.
     SigmoidSlope { sig: NodeId, slope: NodeId, a: NodeId, affine: Option<AffineArg> },
@@ -501,6 +387,29 @@ struct AffineArg {
     w: NodeId,
     b: NodeId,
     sub: bool,
+}
+
+/// Whether `b` is `-a` exactly, as the builders spell it: `-a` for `a` (or the reverse), or
+/// `-c * y` for `c * y`.
+fn is_negation(g: &Graph, a: NodeId, b: NodeId) -> bool {
+    let op = |id: NodeId| match g.node(id).kind() {
+        Kind::Apply(op) => Some(*op),
+        _ => None,
+    };
+    let constant = |id: Option<NodeId>| match id.map(|id| g.node(id).kind()) {
+        Some(Kind::Const(c)) => Some(*c),
+        _ => None,
+    };
+    let [a0, a1] = g.args(a);
+    let [b0, b1] = g.args(b);
+    match (op(a), op(b)) {
+        (_, Some(Op::Neg)) if b0 == Some(a) => true,
+        (Some(Op::Neg), _) if a0 == Some(b) => true,
+        (Some(Op::Mul), Some(Op::Mul)) => {
+            a1 == b1 && matches!((constant(a0), constant(b0)), (Some(x), Some(y)) if x.to_bits() == (-y).to_bits())
+        }
+        _ => false,
+    }
 }
 
 /// Ops a [`Step::Fused`] may combine (plus `Neg` as the outer op): exact IEEE operations, so
@@ -546,8 +455,9 @@ impl Step {
 /// alone: 3.3 ns per element against 5.5 for sin and cos apart); `Fused` steps (W2 32 -> 20
 /// instructions, W1 24 -> 17), W1 14.6 -> 10.6 ms, W2 27.4 -> 22.7 ms.
 ///
-/// A sigmoid `s` and the `s * (1 - s)` that each derivative of it builds (its `1 - s` used
-/// nowhere else) become one `SigmoidSlope` step at the sigmoid's place: the kernel writes the
+/// A sigmoid `s = sigmoid(a)` and the `s * sigmoid(-a)` that each derivative of it builds
+/// (its `sigmoid(-a)`, and `-a` if computed here, used nowhere else; `-a` spelt `-a`, or
+/// `-c * y` for `a = c * y`) become one `SigmoidSlope` step at the sigmoid's place: the kernel writes the
 /// slope as it goes, saving a pass that reads `s` back. Measured (thread CPU time per call,
 /// N = 1e6, one thread, 6 interleaved rounds of 21 calls): W1 (two sigmoids, 17 -> 15
 /// instructions) 11.3 -> 10.1 ms, median ratio 0.90.
@@ -568,14 +478,13 @@ impl Step {
 /// which then ran on a helper thread): W1 10.0 -> 9.2 ms, ratio 0.90 (0.89 against the same
 /// interpreter without the fold, faster in 20 of 24 rounds); W2 (no sums, same tape) 1.01 over
 /// 40 rounds, noise.
-///
-/// Tried and not kept (same method, 8-10 rounds): that fold with the sum's lane tree inlined
-/// into the interpreter (LLVM's SLP vectoriser split the lanes over 128-bit registers and
-/// shuffled every block; see `eval::combine`): ratio 1.00 alone, 0.93 with the affine
-/// sigmoid against 0.94 without. Computing 128 values into an L1 buffer and adding those up:
-/// ratio 1.06-1.09 against the same tape without it. Software prefetch of the next chunk's
-/// inputs (the first read of W1's `y` is ~20% of the non-kernel time): no gain (within 3%).
-fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl Fn(NodeId) -> bool, is_slot: impl Fn(NodeId) -> bool) -> Vec<Step> {
+fn group_steps(
+    g: &Graph,
+    order: &[NodeId],
+    sinks: &[(NodeId, Instr)],
+    computed: impl Fn(NodeId) -> bool,
+    is_slot: impl Fn(NodeId) -> bool,
+) -> Vec<Step> {
     let op_of = |id: NodeId| match g.node(id).kind() {
         Kind::Apply(op) if computed(id) => Some(*op),
         _ => None,
@@ -597,21 +506,27 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
             trig.entry(a).or_default()[usize::from(op == Op::Cos)] = Some(id);
         }
     }
-    // Per sigmoid node in this pass: its slope node and the `1 - s` folded into it.
-    let mut slope_of: FxHashMap<NodeId, (NodeId, NodeId)> = FxHashMap::default();
-    let is_one = |id: NodeId| matches!(g.node(id).kind(), Kind::Const(c) if *c == 1.0);
+    // Per sigmoid node in this pass: its slope node, and the `sigmoid(-a)` (and `-a`) folded
+    // into it.
+    let mut slope_of: FxHashMap<NodeId, (NodeId, NodeId, Option<NodeId>)> = FxHashMap::default();
     for &id in order {
         let (Some(Op::Mul), [Some(x), Some(y)]) = (op_of(id), g.args(id)) else { continue };
         for (s, t) in [(x, y), (y, x)] {
-            let [Some(one), Some(of)] = g.args(t) else { continue };
-            let fits = op_of(s) == Some(Op::Sigmoid) && op_of(t) == Some(Op::Sub) && of == s && is_one(one) && uses[t.index()] == 1;
-            if fits && !slope_of.contains_key(&s) {
-                slope_of.insert(s, (id, t));
+            let fits = op_of(s) == Some(Op::Sigmoid) && op_of(t) == Some(Op::Sigmoid) && uses[t.index()] == 1;
+            let (Some(a), Some(b)) = (g.args(s)[0], g.args(t)[0]) else { continue };
+            if fits && is_negation(g, a, b) && !slope_of.contains_key(&s) {
+                // `-a` goes too when only `sigmoid(-a)` reads it; then `a` loses that reader,
+                // so an affine `a` can still go into the kernel.
+                let neg = (op_of(b).is_some() && uses[b.index()] == 1).then_some(b);
+                for arg in neg.iter().flat_map(|b| g.args(*b)).flatten() {
+                    uses[arg.index()] -= 1;
+                }
+                slope_of.insert(s, (id, t, neg));
                 break;
             }
         }
     }
-    let folded: FxHashSet<NodeId> = slope_of.values().flat_map(|(d, t)| [*d, *t]).collect();
+    let folded: FxHashSet<NodeId> = slope_of.values().flat_map(|(d, t, neg)| [Some(*d), Some(*t), *neg]).flatten().collect();
     let mut steps: Vec<Option<Step>> = Vec::with_capacity(order.len());
     // Plain arithmetic steps that a later step may still absorb, by node.
     let mut absorbable: FxHashMap<NodeId, usize> = FxHashMap::default();
@@ -632,7 +547,7 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
         (op_of(inner)? == Op::Mul && is_slot(w) && !is_slot(x) && is_slot(b)).then_some(AffineArg { x, w, b, sub })
     };
     for &id in order {
-        if let Some(&(slope, _)) = slope_of.get(&id) {
+        if let Some(&(slope, ..)) = slope_of.get(&id) {
             let a = g.args(id)[0].expect("operand");
             let affine = match fused_at.get(&a).map(|k| (*k, &steps[*k])) {
                 Some((k, Some(Step::Fused { inner, .. }))) if uses[a.index()] == 1 => affine_of(a, *inner).map(|f| (k, f)),
@@ -700,10 +615,10 @@ fn plan(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], computed: impl F
 /// Emits instructions for `order` and the sinks, assigning registers by liveness: a register
 /// is freed after the last instruction that reads it, and a destination is never one of its
 /// own instruction's operands (kernels take distinct input and output slices).
-fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl Fn(NodeId) -> Operand) -> (Vec<Instr>, usize) {
+fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl Fn(NodeId) -> Placement) -> (Vec<Instr>, usize) {
     const NONE: usize = usize::MAX;
-    let is_load = |id: NodeId| matches!(kind(id), Operand::Load(_));
-    let steps = plan(g, order, sinks, |id| matches!(kind(id), Operand::Computed), |id| matches!(kind(id), Operand::Slot(_)));
+    let is_load = |id: NodeId| matches!(kind(id), Placement::Load(_));
+    let steps = group_steps(g, order, sinks, |id| matches!(kind(id), Placement::Computed), |id| matches!(kind(id), Placement::Slot(_)));
     let operands: Vec<Vec<NodeId>> = steps.iter().map(|s| s.operands(g, is_load)).collect();
     let mut last_use = vec![NONE; g.len()];
     for (pos, ops) in operands.iter().enumerate() {
@@ -727,7 +642,7 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
         }
         let reg = |a: NodeId| reg_of[a.index()].expect("operands are computed first");
         let arg = |a: NodeId| match kind(a) {
-            Operand::Slot(s) => Arg::Slot(s),
+            Placement::Slot(s) => Arg::Slot(s),
             _ => Arg::Reg(reg(a)),
         };
         let op_of = |id: NodeId| match g.node(id).kind() {
@@ -736,7 +651,7 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
         };
         code.push(match *step {
             Step::Node(id) => match (kind(id), g.node(id).kind()) {
-                (Operand::Load(src), _) => Instr::Load { dst: reg(id), src },
+                (Placement::Load(src), _) => Instr::Load { dst: reg(id), src },
                 (_, Kind::Apply(op)) => {
                     let [a, b] = g.args(id);
                     match (arg(a.expect("operand")), b.map(arg)) {
@@ -748,10 +663,12 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
                 _ => unreachable!("only loads and ops are computed per chunk"),
             },
             Step::SinCos { sin, cos, a } => Instr::SinCos { sin: reg(sin), cos: reg(cos), a: reg(a) },
-            Step::SigmoidSlope { sig, slope, a, affine: None } => Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(a), affine: None },
+            Step::SigmoidSlope { sig, slope, a, affine: None } => {
+                Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(a), affine: None }
+            }
             Step::SigmoidSlope { sig, slope, affine: Some(AffineArg { x, w, b, sub }), .. } => {
                 let slot = |id: NodeId| match kind(id) {
-                    Operand::Slot(s) => s,
+                    Placement::Slot(s) => s,
                     _ => unreachable!("an affine argument's factor and term are uniform"),
                 };
                 let affine = Some(Affine { w: slot(w), b: slot(b), sub });
@@ -789,45 +706,4 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
         });
     }
     (code, n_regs as usize)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::parse::parse_one;
-
-    /// Evaluating straight from the graph gives, bit for bit, what the tape gives on
-    /// one-sample arrays.
-    #[test]
-    fn graph_calls_match_the_tape() {
-        let vars: Vec<Expr> = ["x", "y", "w"].iter().map(|n| crate::build::var(n).expect("valid name")).collect();
-        let texts = ["sin(cos(x)) * exp(-y ** 2) + log(1 + x ** 2) * sigmoid(x * y)", "x", "2.5", "w * (x - 3) / (y + 0.5) + -x",
-                     "tanh(x) ** w", "tan(w) - sqrt(x) * relu(y) + abs(w) / cos(y)"];
-        for text in texts {
-            let e = parse_one(text).expect("parses");
-            let mut outputs = vec![e.clone(), crate::build::constant(1.5)];
-            outputs.extend(crate::grad::grad(&e, &vars).expect("differentiates"));
-            let f = Function::new(&outputs, &vars).expect("compiles");
-            for point in [[0.3, -0.7, 1.9], [2.5, 0.25, -3.0], [-1e300, 0.0, f64::NAN]] {
-                let mut direct = Vec::new();
-                assert!(f.call_graph(&point, &mut direct), "{text}");
-                let call = f.prepare(&[vec![1], vec![1], vec![1]]).expect("shapes");
-                let data: Vec<[f64; 1]> = point.iter().map(|&v| [v]).collect();
-                let inputs: Vec<&[f64]> = data.iter().map(|d| d.as_slice()).collect();
-                let mut outs = vec![[0.0]; outputs.len()];
-                let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-                f.run(&call, &inputs, &mut views).expect("runs");
-                let taped: Vec<u64> = outs.iter().map(|o| o[0].to_bits()).collect();
-                assert_eq!(direct.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), taped, "{text} at {point:?}");
-            }
-        }
-    }
-
-    /// A function with reductions does not take the graph path.
-    #[test]
-    fn graph_calls_leave_reductions_to_the_tape() {
-        let x = crate::build::var("x").expect("valid name");
-        let f = Function::new(&[crate::build::sum(&crate::build::sin(&x))], &[x]).expect("compiles");
-        assert!(!f.call_graph(&[0.5], &mut Vec::new()));
-    }
 }

@@ -60,8 +60,10 @@ pub enum Error {
     /// The evaluation was cancelled (Ctrl-C) before it finished; outputs are incomplete.
     #[error("evaluation interrupted")]
     Interrupted,
-    /// An output buffer or input array of the wrong length was handed to the evaluator.
-    #[error("internal size mismatch: {0}")]
+    /// A broken invariant of the core, not of the input: buffers of other lengths than the
+    /// prepared call's shapes handed to the evaluator, or a tape that does not fit how it is run
+    /// (a bug; the message says which).
+    #[error("internal error in chainrule (please report it): {0}")]
     Internal(String),
 }
 
@@ -74,11 +76,6 @@ impl Error {
         let pos = pos.min(text.len());
         let start = text[..pos].rfind(['\n', ';']).map_or(0, |i| i + 1);
         let end = text[pos..].find(['\n', ';']).map_or(text.len(), |i| pos + i);
-        Error::Parse {
-            message: message.into(),
-            pos,
-            line: text[start..end].to_string(),
-            column: text[start..pos].chars().count(),
-        }
+        Error::Parse { message: message.into(), pos, line: text[start..end].to_string(), column: text[start..pos].chars().count() }
     }
 }

@@ -1,4 +1,4 @@
-//! Running a tape over a batch: argument shapes are broadcast as NumPy does, each pass runs its
+//! Running a tape over a batch (shapes resolved by [`crate::Function::prepare`]): each pass runs its
 //! scalar code once and its chunk code over fixed chunks of the flattened batch, on the
 //! thread pool when the batch is large enough to pay for the hand-off.
 //!
@@ -9,35 +9,12 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::compile::{Class, Function};
 use crate::error::{Error, Result};
 use crate::kernels;
-use crate::ops::Op;
+use crate::kernels::loops::{accumulate, binary, fused, scalar_op, unary, Operand};
 use crate::pool;
-use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape};
-
-/// Samples per chunk. 1024 f64 (8 KiB) per register keeps a tape's working set of a few
-/// dozen registers inside L2 while amortising per-instruction dispatch. Measured with fused
-/// tapes (thread CPU time per call, N = 1e6, one thread, medians; W1 7 registers, W2 12):
-/// 256: W1 13.3 ms, W2 26.6 ms; 512: 10.9, 23.5; 1024: 10.9, 23.3; 2048: 12.7, 25.7.
-/// 512 and 1024 tie; 1024 halves the dispatch count.
-pub const CHUNK: usize = 1024;
-
-/// Register memory per thread is capped: a tape that keeps many values alive (reverse mode
-/// through a deep chain keeps every forward value until the backward sweep reaches it) gets
-/// shorter chunks instead of gigabytes of registers.
-const REGISTER_BUDGET_BYTES: usize = 32 << 20;
-
-/// Samples per chunk for a tape with `n_regs` registers: [`CHUNK`], or fewer when the
-/// registers would pass the budget. Depends only on the tape, never on the thread count.
-pub fn chunk_len(n_regs: usize) -> usize {
-    let fit = REGISTER_BUDGET_BYTES / (8 * n_regs.max(1));
-    match fit {
-        f if f >= CHUNK => CHUNK,
-        f if f >= 8 => f / 8 * 8,
-        f => f.max(1),
-    }
-}
+use crate::shape::{for_each_offset, groups_of, keep_group_samples, padded, strides_for};
+use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape, CHUNK};
 
 /// Below this many full chunks' worth of samples a call runs on the calling thread: the
 /// hand-off to the pool costs more than it saves.
@@ -59,8 +36,9 @@ pub struct Call {
     pub output_shapes: Vec<Vec<usize>>,
     /// Whether each output is a reduction (a single value is then a `numpy.float64`).
     pub output_reduced: Vec<bool>,
-    inputs: Vec<Vec<usize>>,
-    tape: Arc<Tape>,
+    /// Each input's shape, padded to the batch's rank.
+    pub(crate) inputs: Vec<Vec<usize>>,
+    pub(crate) tape: Arc<Tape>,
 }
 
 impl Call {
@@ -80,199 +58,125 @@ impl Call {
     }
 }
 
-fn shape_text(s: &[usize]) -> String {
-    match s {
-        [one] => format!("({one},)"),
-        _ => format!("({})", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
-    }
-}
-
-/// NumPy's broadcasting rule over several shapes.
-pub fn broadcast(shapes: &[&[usize]]) -> Option<Vec<usize>> {
-    let ndim = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
-    let mut out = vec![1usize; ndim];
-    for s in shapes {
-        for (d, &n) in s.iter().enumerate() {
-            let o = &mut out[ndim - s.len() + d];
-            if *o == 1 {
-                *o = n;
-            } else if n != 1 && n != *o {
-                return None;
-            }
+/// Runs a prepared call (see [`crate::Function::run_watched`]), calling `stop` on the calling
+/// thread every few chunks it evaluates; `empty_groups(o)` is output `o`'s value when it holds
+/// groups of samples and every group is empty.
+pub fn run(
+    call: &Call,
+    inputs: &[&[f64]],
+    outputs: &mut [&mut [f64]],
+    stop: &mut dyn FnMut() -> bool,
+    empty_groups: &dyn Fn(usize) -> f64,
+) -> Result<()> {
+    let cancel = &AtomicBool::new(false);
+    let mut watch = Watch { cancel, stop };
+    check_sizes(call, inputs, outputs)?;
+    let tape = &call.tape;
+    let n = call.len();
+    let n_chunks = n.div_ceil(tape.chunk);
+    let mut slots = tape.slots.clone();
+    let mut partials = vec![0.0; tape.n_accs * n_chunks];
+    let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
+    // Where each collected buffer is reduced: its group and the inputs it is grouped by.
+    let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
+    for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
+        if let ScalarInstr::ReduceGroups { group, buf, over } = instr {
+            grouping[*buf as usize] = Some((*group as usize, &tape.overs[*over as usize]));
         }
     }
-    Some(out)
-}
-
-fn padded(shape: &[usize], ndim: usize) -> Vec<usize> {
-    let mut p = vec![1; ndim - shape.len()];
-    p.extend_from_slice(shape);
-    p
-}
-
-impl Function {
-    /// Checks argument shapes and resolves the batch and output shapes.
-    pub fn prepare(&self, shapes: &[Vec<usize>]) -> Result<Call> {
-        let names = || self.inputs().iter().filter_map(|v| v.as_var()).collect::<Vec<_>>().join(", ");
-        if shapes.len() != self.inputs().len() {
-            return Err(Error::InputCount { expected: self.inputs().len(), given: shapes.len(), inputs: names() });
+    // Outputs whose shape is not the batch's are stored per sample, then one sample per
+    // group is kept: a rare path (a reduction over part of the dimensions).
+    let partial_outputs: Vec<bool> = (0..outputs.len())
+        .map(|o| tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch)
+        .collect();
+    for pass in &tape.passes {
+        for instr in &pass.scalar_code {
+            run_scalar(instr, call, inputs, &mut slots, &partials, n_chunks, &mut groups);
         }
-        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-        let batch = broadcast(&refs).ok_or_else(|| Error::Shape {
-            shapes: refs.iter().map(|s| shape_text(s)).collect::<Vec<_>>().join(", "),
-            names: names(),
-        })?;
-        let uniform: Vec<bool> = shapes.iter().map(|s| s.iter().product::<usize>() == 1).collect();
-        let mut output_shapes = Vec::new();
-        let mut output_reduced = Vec::new();
-        for class in self.output_classes() {
-            let (shape, reduced) = match class {
-                Class::Neutral | Class::PerSample => (batch.clone(), false),
-                Class::Reduced(over) => {
-                    let s: Vec<&[usize]> = over.iter().map(|k| refs[*k]).collect();
-                    (broadcast(&s).expect("sub-broadcast of a valid broadcast"), true)
-                }
+        if pass.chunk_code.is_empty() {
+            continue;
+        }
+        let collects: Vec<usize> =
+            pass.chunk_code.iter().filter_map(|i| if let Instr::Collect { buf, .. } = i { Some(*buf) } else { None }).collect();
+        for &buf in &collects {
+            let (group, over) = grouping[buf].ok_or_else(|| Error::Internal("a collected buffer is never reduced".into()))?;
+            let shape = group_shape(call, over);
+            groups[group] = Group { data: vec![0.0; shape.iter().product()], shape };
+        }
+        let stores: Vec<usize> = (0..outputs.len())
+            .filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o)))
+            .collect();
+        let block = if collects.is_empty() && stores.is_empty() { n_chunks.max(1) } else { GROUPING_BLOCK_CHUNKS };
+        let block_len = (block * tape.chunk).min(n);
+        let mut bufs: Vec<Vec<f64>> =
+            (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
+        let mut temps: Vec<Vec<f64>> =
+            (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect();
+        for first in (0..n_chunks).step_by(block) {
+            let chunks = first..(first + block).min(n_chunks);
+            let start = first * tape.chunk;
+            let end = (chunks.end * tape.chunk).min(n);
+            let sources = Sources { call, inputs, groups: &groups };
+            // Block buffers are addressed with the sample index, like the outputs: their
+            // pointers are offset back by the block's start (never dereferenced outside it).
+            let sinks = Sinks {
+                partials: SyncPtr(partials.as_mut_ptr()),
+                n_chunks,
+                bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
+                outs: outputs
+                    .iter_mut()
+                    .zip(temps.iter_mut())
+                    .map(|(o, t)| SyncPtr(if t.is_empty() { o.as_mut_ptr() } else { t.as_mut_ptr().wrapping_sub(start) }))
+                    .collect(),
             };
-            output_shapes.push(shape);
-            output_reduced.push(reduced);
-        }
-        let inputs: Vec<Vec<usize>> = shapes.iter().map(|s| padded(s, batch.len())).collect();
-        let spanning: Vec<_> = self
-            .grouped_sums()
-            .filter(|(_, over)| !over.iter().all(|k| uniform[*k]) && groups_of(&inputs, over, batch.len()) == batch)
-            .map(|(id, _)| id)
-            .collect();
-        let tape = self.tape_spanning(&uniform, &spanning)?;
-        Ok(Call { output_shapes, output_reduced, inputs, tape, batch })
-    }
-
-    /// Runs a prepared call. `inputs` are C-contiguous float64 data of the shapes given to
-    /// `prepare`; `outputs` are buffers of the call's output shapes.
-    pub fn run(&self, call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]]) -> Result<()> {
-        self.run_watched(call, inputs, outputs, &mut || false)
-    }
-
-    /// [`Function::run`], calling `stop` on the calling thread every few chunks it evaluates;
-    /// once `stop` returns true every thread stops between chunks, and the call returns
-    /// [`Error::Interrupted`] (outputs are then incomplete). The calling thread evaluates
-    /// chunks itself, beside the pool's threads: no thread is started or handed the whole call.
-    pub fn run_watched(&self, call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]], stop: &mut dyn FnMut() -> bool) -> Result<()> {
-        let cancel = &AtomicBool::new(false);
-        let mut watch = Watch { cancel, stop };
-        check_sizes(call, inputs, outputs)?;
-        let tape = &call.tape;
-        let n = call.len();
-        let n_chunks = n.div_ceil(tape.chunk);
-        let mut slots = tape.slots.clone();
-        let mut partials = vec![0.0; tape.n_accs * n_chunks];
-        let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
-        // Where each collected buffer is reduced: its group and the inputs it is grouped by.
-        let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
-        for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
-            if let ScalarInstr::ReduceGroups { group, buf, over } = instr {
-                grouping[*buf as usize] = Some((*group as usize, &tape.overs[*over as usize]));
+            run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks, &slots, &sources, &sinks, &mut watch);
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
             }
-        }
-        // Outputs whose shape is not the batch's are stored per sample, then one sample per
-        // group is kept: a rare path (a reduction over part of the dimensions).
-        let partial_outputs: Vec<bool> = (0..outputs.len())
-            .map(|o| tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch)
-            .collect();
-        for pass in &tape.passes {
-            for instr in &pass.scalar_code {
-                run_scalar(instr, call, inputs, &mut slots, &partials, n_chunks, &mut groups);
-            }
-            if pass.chunk_code.is_empty() {
-                continue;
-            }
-            let collects: Vec<usize> = pass.chunk_code.iter().filter_map(|i| if let Instr::Collect { buf, .. } = i { Some(*buf) } else { None }).collect();
             for &buf in &collects {
-                let (group, over) = grouping[buf].ok_or_else(|| Error::Internal("a collected buffer is never reduced".into()))?;
-                let shape = group_shape(call, over);
-                groups[group] = Group { data: vec![0.0; shape.iter().product()], shape };
+                let (group, _) = grouping[buf].expect("checked above");
+                let g = &mut groups[group];
+                let strides = strides_for(&g.shape, &call.batch);
+                for_each_offset(&call.batch, &strides, start..end, |i, off| g.data[off] += bufs[buf][i - start]);
             }
-            let stores: Vec<usize> =
-                (0..outputs.len()).filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o))).collect();
-            let block = if collects.is_empty() && stores.is_empty() { n_chunks.max(1) } else { GROUPING_BLOCK_CHUNKS };
-            let block_len = (block * tape.chunk).min(n);
-            let mut bufs: Vec<Vec<f64>> = (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
-            let mut temps: Vec<Vec<f64>> = (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect();
-            for first in (0..n_chunks).step_by(block) {
-                let chunks = first..(first + block).min(n_chunks);
-                let start = first * tape.chunk;
-                let end = (chunks.end * tape.chunk).min(n);
-                let sources = Sources { call, inputs, groups: &groups };
-                // Block buffers are addressed with the sample index, like the outputs: their
-                // pointers are offset back by the block's start (never dereferenced outside it).
-                let sinks = Sinks {
-                    partials: SyncPtr(partials.as_mut_ptr()),
-                    n_chunks,
-                    bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
-                    outs: outputs
-                        .iter_mut()
-                        .zip(temps.iter_mut())
-                        .map(|(o, t)| SyncPtr(if t.is_empty() { o.as_mut_ptr() } else { t.as_mut_ptr().wrapping_sub(start) }))
-                        .collect(),
-                };
-                run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks, &slots, &sources, &sinks, &mut watch);
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Interrupted);
-                }
-                for &buf in &collects {
-                    let (group, _) = grouping[buf].expect("checked above");
-                    let g = &mut groups[group];
-                    let strides = strides_for(&g.shape, &call.batch);
-                    for_each_offset(&call.batch, &strides, start..end, |i, off| g.data[off] += bufs[buf][i - start]);
-                }
-                for &o in &stores {
-                    let shape = padded(&call.output_shapes[o], call.batch.len());
-                    keep_group_samples(&temps[o], &call.batch, &shape, start..end, outputs[o]);
-                }
+            for &o in &stores {
+                let shape = padded(&call.output_shapes[o], call.batch.len());
+                keep_group_samples(&temps[o], &call.batch, &shape, start..end, outputs[o]);
             }
         }
-        for (o, out) in outputs.iter_mut().enumerate() {
-            match tape.outputs[o] {
-                OutputSource::Slot(s) => out.fill(slots[s.0 as usize]),
-                // No samples to take a group's value from: every group is empty.
-                OutputSource::Chunks if n == 0 && partial_outputs[o] => out.fill(self.value_over_empty_groups(o)),
-                OutputSource::Chunks => {}
-            }
-        }
-        Ok(())
     }
+    for (o, out) in outputs.iter_mut().enumerate() {
+        match tape.outputs[o] {
+            OutputSource::Slot(s) => out.fill(slots[s.0 as usize]),
+            // No samples to take a group's value from: every group is empty.
+            OutputSource::Chunks if n == 0 && partial_outputs[o] => out.fill(empty_groups(o)),
+            OutputSource::Chunks => {}
+        }
+    }
+    Ok(())
 }
 
-impl Function {
-    /// Evaluates at one point, every input a single value: the latency path (no shapes, no
-    /// buffers; the tape is all scalar code). Writes one value per output into `out`.
-    pub fn call_scalars(&self, values: &[f64], out: &mut Vec<f64>) -> Result<()> {
-        if values.len() != self.inputs().len() {
-            let inputs = self.inputs().iter().filter_map(|v| v.as_var()).collect::<Vec<_>>().join(", ");
-            return Err(Error::InputCount { expected: self.inputs().len(), given: values.len(), inputs });
-        }
-        if self.call_graph(values, out) {
-            return Ok(());
-        }
-        let tape = self.scalar_tape();
-        let mut slots = tape.slots.clone();
-        for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
-            match instr {
-                ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = values[*input as usize],
-                ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
-                // A batch of one sample: a sum is its operand.
-                ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = slots[a.0 as usize],
-                ScalarInstr::Finish { .. } | ScalarInstr::ReduceGroups { .. } | ScalarInstr::ScaleGroups { .. } => {
-                    return Err(Error::Internal("a scalar tape has no chunk work".into()));
-                }
+/// Runs a tape whose code is all scalar (every input a single value, in `values`), writing
+/// one value per output into `out`.
+pub fn run_scalars(tape: &Tape, values: &[f64], out: &mut Vec<f64>) -> Result<()> {
+    let mut slots = tape.slots.clone();
+    for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
+        match instr {
+            ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = values[*input as usize],
+            ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
+            // A batch of one sample: a sum is its operand.
+            ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = slots[a.0 as usize],
+            ScalarInstr::Finish { .. } | ScalarInstr::ReduceGroups { .. } | ScalarInstr::ScaleGroups { .. } => {
+                return Err(Error::Internal("a scalar tape has no chunk work".into()));
             }
         }
-        out.clear();
-        out.extend(tape.outputs.iter().map(|o| match o {
-            OutputSource::Slot(s) => slots[s.0 as usize],
-            OutputSource::Chunks => f64::NAN,
-        }));
-        Ok(())
     }
+    out.clear();
+    out.extend(tape.outputs.iter().map(|o| match o {
+        OutputSource::Slot(s) => slots[s.0 as usize],
+        OutputSource::Chunks => f64::NAN,
+    }));
+    Ok(())
 }
 
 fn check_sizes(call: &Call, inputs: &[&[f64]], outputs: &[&mut [f64]]) -> Result<()> {
@@ -298,32 +202,16 @@ fn group_shape(call: &Call, over: &[usize]) -> Vec<usize> {
     groups_of(&call.inputs, over, call.batch.len())
 }
 
-/// [`group_shape`] from the padded input shapes.
-fn groups_of(inputs: &[Vec<usize>], over: &[usize], ndim: usize) -> Vec<usize> {
-    let shapes: Vec<&[usize]> = over.iter().map(|k| inputs[*k].as_slice()).collect();
-    broadcast(&shapes).map_or_else(|| vec![1; ndim], |s| padded(&s, ndim))
-}
-
-/// One op on single values, through the same lane code the chunks use, so a value does not
-/// depend on whether its inputs came as scalars or arrays (the kernels and libm can differ in
-/// the last bit).
-pub(crate) fn scalar_op(op: Op, a: f64, b: f64) -> f64 {
-    use kernels::Unary;
-    let kernel = match op {
-        Op::Sin => Unary::Sin,
-        Op::Cos => Unary::Cos,
-        Op::Tan => Unary::Tan,
-        Op::Exp => Unary::Exp,
-        Op::Log => Unary::Log,
-        Op::Tanh => Unary::Tanh,
-        Op::Sigmoid => Unary::Sigmoid,
-        _ => return op.eval(a, b),
-    };
-    kernels::one(kernel, a)
-}
-
 #[allow(clippy::too_many_arguments)]
-fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[&[f64]], slots: &mut [f64], partials: &[f64], n_chunks: usize, groups: &mut [Group]) {
+fn run_scalar(
+    instr: &ScalarInstr,
+    call: &Call,
+    inputs: &[&[f64]],
+    slots: &mut [f64],
+    partials: &[f64],
+    n_chunks: usize,
+    groups: &mut [Group],
+) {
     match instr {
         ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input as usize][0],
         ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
@@ -345,76 +233,11 @@ fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[&[f64]], slots: &mut [
 
 /// The sum of `count` copies of `value`: 0 for none, even if the value is nan or inf.
 fn times_count(value: f64, count: usize) -> f64 {
-    if count == 0 { 0.0 } else { value * count as f64 }
-}
-
-/// Element strides of a C-contiguous array of `shape` broadcast to `batch` (0 where broadcast).
-fn strides_for(shape: &[usize], batch: &[usize]) -> Vec<usize> {
-    let mut strides = vec![0; shape.len()];
-    let mut step = 1;
-    for d in (0..shape.len()).rev() {
-        if shape[d] == batch[d] && batch[d] != 1 {
-            strides[d] = step;
-        }
-        step *= shape[d];
+    if count == 0 {
+        0.0
+    } else {
+        value * count as f64
     }
-    strides
-}
-
-/// Calls `f(flat batch index, offset into the broadcast array)` for the samples in `range`,
-/// in order.
-fn for_each_offset(batch: &[usize], strides: &[usize], range: std::ops::Range<usize>, mut f: impl FnMut(usize, usize)) {
-    let mut idx = vec![0usize; batch.len()];
-    let mut rest = range.start;
-    for d in (0..batch.len()).rev() {
-        if batch[d] > 0 {
-            idx[d] = rest % batch[d];
-            rest /= batch[d];
-        }
-    }
-    let mut off: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
-    for i in range {
-        f(i, off);
-        for d in (0..batch.len()).rev() {
-            idx[d] += 1;
-            off += strides[d];
-            if idx[d] < batch[d] {
-                break;
-            }
-            off -= strides[d] * idx[d];
-            idx[d] = 0;
-        }
-    }
-}
-
-/// Writes into `out` (of `shape`, padded) the samples in `range` (held in `block` from the
-/// range's start) that sit at index 0 along every dimension `shape` does not have: one per
-/// element of `out`, all equal within a group.
-fn keep_group_samples(block: &[f64], batch: &[usize], shape: &[usize], range: std::ops::Range<usize>, out: &mut [f64]) {
-    let start = range.start;
-    let out_strides = strides_for(shape, batch);
-    // Offsets along the dimensions summed over: zero exactly at a group's first sample.
-    let mut summed = vec![0; batch.len()];
-    let mut step = 1;
-    for d in (0..batch.len()).rev() {
-        if shape[d] != batch[d] {
-            summed[d] = step;
-        }
-        step *= batch[d];
-    }
-    let mut kept = Vec::new();
-    for_each_offset(batch, &summed, range.clone(), |i, off| {
-        if off == 0 {
-            kept.push(i);
-        }
-    });
-    let mut next = kept.into_iter().peekable();
-    for_each_offset(batch, &out_strides, range, |i, off| {
-        if next.peek() == Some(&i) {
-            next.next();
-            out[off] = block[i - start];
-        }
-    });
 }
 
 /// Sums partials pairwise, in order: a fixed tree, independent of how chunks were scheduled.
@@ -424,55 +247,6 @@ fn pairwise(values: &[f64]) -> f64 {
         level = level.chunks(2).map(|p| p.iter().sum()).collect();
     }
     level.first().copied().unwrap_or(0.0)
-}
-
-/// [`Instr::Accumulate`]'s partial sum of one chunk: of `a`, or of the products `a * b`, each
-/// added, or subtracted when `neg`, in [`lane_sum`]'s fixed order.
-///
-/// Subtracting is adding the negation, bit for bit (IEEE defines `l - x` as `l + -x`), so the
-/// partial equals that of a register holding `-a` or `-(a * b)`, signed zeros included.
-/// Negating a plain partial afterwards would not: a chunk whose values cancel sums to +0
-/// either way, and its negation is -0.
-#[inline(always)]
-fn accumulate(a: &[f64], times: Option<Operand>, neg: bool) -> f64 {
-    match (times, neg) {
-        (None, false) => lane_sum(a, 0.0, |l, x, _| l + x),
-        (None, true) => lane_sum(a, 0.0, |l, x, _| l - x),
-        (Some(Operand::Chunk(b)), false) => lane_sum(a, b, |l, x, y| l + x * y),
-        (Some(Operand::Chunk(b)), true) => lane_sum(a, b, |l, x, y| l - x * y),
-        (Some(Operand::Scalar(b)), false) => lane_sum(a, b, |l, x, y| l + x * y),
-        (Some(Operand::Scalar(b)), true) => lane_sum(a, b, |l, x, y| l - x * y),
-    }
-}
-
-/// Sum of one chunk in a fixed order: eight interleaved lanes (so it vectorises), lane `j`
-/// taking `l = f(l, a[i], b[i])` for every `i` that is `j` mod 8, in order, then the lanes
-/// combined as a balanced tree. The order depends only on the chunk's length. Inlined into
-/// the AVX2 interpreter the lanes are two 256-bit registers.
-#[inline(always)]
-fn lane_sum<B: Lane>(a: &[f64], b: B, f: impl Fn(f64, f64, f64) -> f64) -> f64 {
-    let b = b.fit(a.len());
-    let mut lanes = [0.0f64; 8];
-    let mut blocks = a.chunks_exact(8);
-    let mut i = 0;
-    for x in &mut blocks {
-        for ((l, x), y) in lanes.iter_mut().zip(x).zip(b.block(i)) {
-            *l = f(*l, *x, y);
-        }
-        i += 8;
-    }
-    for (j, (l, x)) in lanes.iter_mut().zip(blocks.remainder()).enumerate() {
-        *l = f(*l, *x, b.at(i + j));
-    }
-    combine(&lanes)
-}
-
-/// The lanes of [`lane_sum`] as a balanced tree. Kept out of line: inlined, the one tree
-/// shared by every kind of sum in the interpreter led LLVM's SLP vectoriser to hold the lanes
-/// in 128-bit pairs laid out for the tree, with four shuffles per eight values in every loop.
-#[inline(never)]
-fn combine(lanes: &[f64; 8]) -> f64 {
-    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
 }
 
 /// A raw pointer that chunks write through; each chunk writes only its own disjoint range.
@@ -581,11 +355,10 @@ const GRAB_CHUNKS: usize = 8;
 /// none are left. Which thread computes a chunk never changes a result (each chunk writes its
 /// own partial sums and ranges).
 ///
-/// The caller used to hand the whole pass to the pool (`install`) and wait, and for batches
-/// large enough to be interrupted it first started a thread per call to do so while it watched
-/// for Ctrl-C. W1 (N = 1e6, two threads, a call after a 20 ms pause as in the benchmark's
-/// rotation; medians of 40 calls in each of four interleaved processes): 8.37-8.65 ms per call
-/// before, 5.08-7.38 ms with the caller grabbing chunks beside the pool.
+/// The caller grabs chunks beside the pool rather than handing the pass to the pool and
+/// waiting: W1 (N = 1e6, two threads, a call after a 20 ms pause as in the benchmark's
+/// rotation; medians of 40 calls in each of four interleaved processes) 5.08-7.38 ms per call
+/// against 8.37-8.65 ms.
 #[allow(clippy::too_many_arguments)]
 fn run_chunks(
     code: &[Instr],
@@ -747,9 +520,13 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
                 let sum = accumulate(read(view, *src), times.as_ref().map(|b| arg(view, b)), *neg);
                 unsafe { *sinks.partials.0.add(acc * sinks.n_chunks + chunk) = sum }
             }
-            Instr::Collect { src, buf } => unsafe { std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.wrapping_add(start), len).copy_from_slice(read(view, *src)) },
+            Instr::Collect { src, buf } => unsafe {
+                std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.wrapping_add(start), len).copy_from_slice(read(view, *src))
+            },
             Instr::Store { .. } if plan.skip[i] => {}
-            Instr::Store { src, out } => unsafe { std::slice::from_raw_parts_mut(sinks.outs[*out].0.wrapping_add(start), len).copy_from_slice(read(view, *src)) },
+            Instr::Store { src, out } => unsafe {
+                std::slice::from_raw_parts_mut(sinks.outs[*out].0.wrapping_add(start), len).copy_from_slice(read(view, *src))
+            },
         }
     }
 }
@@ -799,144 +576,5 @@ fn gather(sources: &Sources, src: Source, start: usize, out: &mut [f64]) {
             idx[d - 1] += 1;
             off += strides[d - 1];
         }
-    }
-}
-
-enum Operand<'a> {
-    Chunk(&'a [f64]),
-    Scalar(f64),
-}
-
-/// Elementwise unary op over a chunk: vectorised kernels for the transcendentals, plain
-/// loops (which the compiler vectorises) for the rest, each the op table's `eval`.
-#[inline(always)]
-fn unary(op: Op, a: &[f64], out: &mut [f64]) {
-    let each = |out: &mut [f64], f: fn(f64) -> f64| {
-        for (o, x) in out.iter_mut().zip(a) {
-            *o = f(*x);
-        }
-    };
-    match op {
-        Op::Sin => kernels::sin(a, out),
-        Op::Cos => kernels::cos(a, out),
-        Op::Tan => kernels::tan(a, out),
-        Op::Exp => kernels::exp(a, out),
-        Op::Log => kernels::log(a, out),
-        Op::Sqrt => kernels::sqrt(a, out),
-        Op::Tanh => kernels::tanh(a, out),
-        Op::Sigmoid => kernels::sigmoid(a, out),
-        Op::PerSample => out.copy_from_slice(a),
-        Op::Neg => each(out, |x| Op::Neg.eval(x, 0.0)),
-        Op::Relu => each(out, |x| Op::Relu.eval(x, 0.0)),
-        Op::Abs => each(out, |x| Op::Abs.eval(x, 0.0)),
-        Op::Step => each(out, |x| Op::Step.eval(x, 0.0)),
-        Op::Sign => each(out, |x| Op::Sign.eval(x, 0.0)),
-        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => each(out, |x| x),
-    }
-}
-
-/// One operand of an elementwise loop: a chunk (indexed) or a single value (repeated).
-trait Lane: Copy {
-    /// The operand cut to `n` values, so the loop's index needs no bounds check.
-    fn fit(self, n: usize) -> Self;
-    fn at(self, i: usize) -> f64;
-    /// The eight values from `i` on (one bounds check for the eight).
-    fn block(self, i: usize) -> [f64; 8];
-}
-
-impl Lane for &[f64] {
-    #[inline(always)]
-    fn fit(self, n: usize) -> Self {
-        &self[..n]
-    }
-    #[inline(always)]
-    fn at(self, i: usize) -> f64 {
-        self[i]
-    }
-    #[inline(always)]
-    fn block(self, i: usize) -> [f64; 8] {
-        self[i..i + 8].try_into().expect("eight values")
-    }
-}
-
-impl Lane for f64 {
-    #[inline(always)]
-    fn fit(self, _: usize) -> Self {
-        self
-    }
-    #[inline(always)]
-    fn at(self, _: usize) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn block(self, _: usize) -> [f64; 8] {
-        [self; 8]
-    }
-}
-
-#[inline(always)]
-fn each3<A: Lane, B: Lane, C: Lane>(a: A, b: B, c: C, out: &mut [f64], f: impl Fn(f64, f64, f64) -> f64) {
-    let n = out.len();
-    let (a, b, c) = (a.fit(n), b.fit(n), c.fit(n));
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = f(a.at(i), b.at(i), c.at(i));
-    }
-}
-
-/// `out = f(a, b, c)` elementwise, one loop per combination of chunk and single operands.
-#[inline(always)]
-fn elementwise3(a: Operand, b: Operand, c: Operand, out: &mut [f64], f: impl Fn(f64, f64, f64) -> f64) {
-    use Operand::{Chunk as V, Scalar as S};
-    match (a, b, c) {
-        (V(a), V(b), V(c)) => each3(a, b, c, out, f),
-        (V(a), V(b), S(c)) => each3(a, b, c, out, f),
-        (V(a), S(b), V(c)) => each3(a, b, c, out, f),
-        (V(a), S(b), S(c)) => each3(a, b, c, out, f),
-        (S(a), V(b), V(c)) => each3(a, b, c, out, f),
-        (S(a), V(b), S(c)) => each3(a, b, c, out, f),
-        (S(a), S(b), V(c)) => each3(a, b, c, out, f),
-        (S(a), S(b), S(c)) => out.fill(f(a, b, c)),
-    }
-}
-
-#[inline(always)]
-fn binary(op: Op, a: Operand, b: Operand, out: &mut [f64]) {
-    let c = Operand::Scalar(0.0);
-    match op {
-        Op::Add => elementwise3(a, b, c, out, |x, y, _| x + y),
-        Op::Sub => elementwise3(a, b, c, out, |x, y, _| x - y),
-        Op::Mul => elementwise3(a, b, c, out, |x, y, _| x * y),
-        Op::Div => elementwise3(a, b, c, out, |x, y, _| x / y),
-        _ => elementwise3(a, b, c, out, |x, y, _| op.eval(x, y)),
-    }
-}
-
-/// [`Instr::Fused`]: `(a inner b) outer c` (or `c outer (a inner b)`, or `-(a inner b)`),
-/// rounding after each op exactly as the two unfused instructions would.
-#[inline(always)]
-fn fused(inner: Op, a: Operand, b: Operand, outer: Op, c: Operand, swap: bool, out: &mut [f64]) {
-    match inner {
-        Op::Add => fused_outer(|x, y| x + y, a, b, outer, c, swap, out),
-        Op::Sub => fused_outer(|x, y| x - y, a, b, outer, c, swap, out),
-        Op::Mul => fused_outer(|x, y| x * y, a, b, outer, c, swap, out),
-        Op::Div => fused_outer(|x, y| x / y, a, b, outer, c, swap, out),
-        _ => unreachable!("only arithmetic is fused"),
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn fused_outer(f: impl Fn(f64, f64) -> f64 + Copy, a: Operand, b: Operand, outer: Op, c: Operand, swap: bool, out: &mut [f64]) {
-    match (outer, swap) {
-        (Op::Add, false) => elementwise3(a, b, c, out, |x, y, z| f(x, y) + z),
-        (Op::Add, true) => elementwise3(a, b, c, out, |x, y, z| z + f(x, y)),
-        (Op::Sub, false) => elementwise3(a, b, c, out, |x, y, z| f(x, y) - z),
-        (Op::Sub, true) => elementwise3(a, b, c, out, |x, y, z| z - f(x, y)),
-        (Op::Mul, false) => elementwise3(a, b, c, out, |x, y, z| f(x, y) * z),
-        (Op::Mul, true) => elementwise3(a, b, c, out, |x, y, z| z * f(x, y)),
-        (Op::Div, false) => elementwise3(a, b, c, out, |x, y, z| f(x, y) / z),
-        (Op::Div, true) => elementwise3(a, b, c, out, |x, y, z| z / f(x, y)),
-        (Op::Neg, _) => elementwise3(a, b, c, out, |x, y, _| -f(x, y)),
-        _ => unreachable!("only arithmetic is fused"),
     }
 }

@@ -190,15 +190,16 @@ fn with_var(over: &Over, w: &Expr) -> Over {
     names.into()
 }
 
-fn accumulate(slot: &mut Option<Expr>, contribution: Expr) {
+/// Adds a term to a symbolic sum that may still be empty (an adjoint or a derivative's total).
+fn add_term(slot: &mut Option<Expr>, contribution: Expr) {
     *slot = Some(match slot.take() {
         Some(sum) => add(&sum, &contribution),
         None => contribution,
     });
 }
 
-/// [`accumulate`] for adjoints that keep their signs apart.
-fn gather(slot: &mut Option<Signed>, contribution: Signed) {
+/// [`add_term`] for adjoints that keep their signs apart.
+fn add_signed_term(slot: &mut Option<Signed>, contribution: Signed) {
     *slot = Some(match slot.take() {
         Some(sum) => sum.plus_term(contribution),
         None => contribution,
@@ -281,7 +282,7 @@ impl<'g> Sweeper<'g> {
                 if through_sums {
                     self.send(id, arg, c);
                 } else {
-                    gather(&mut self.adjoint[arg.index()], c);
+                    add_signed_term(&mut self.adjoint[arg.index()], c);
                 }
             }
         }
@@ -291,7 +292,7 @@ impl<'g> Sweeper<'g> {
     /// by per-sample work has one value, whose adjoint is the total of the field.
     fn send(&mut self, from: NodeId, to: NodeId, c: Signed) {
         let c = if self.global[to.index()] && !self.global[from.index()] { Signed { e: sum(&c.e), ..c } } else { c };
-        gather(&mut self.adjoint[to.index()], c);
+        add_signed_term(&mut self.adjoint[to.index()], c);
     }
 
     /// Total per-sample derivatives of `root` with respect to each `wrt`: one reverse sweep
@@ -304,7 +305,7 @@ impl<'g> Sweeper<'g> {
             let adj = self.adjoint[leaf.index()].as_ref().expect("leaves have adjoints");
             for (total, d) in totals.iter_mut().zip(d) {
                 if let Some(d) = d {
-                    gather(total, Signed { e: mul(&adj.e, &d.d), negated: adj.negated });
+                    add_signed_term(total, Signed { e: mul(&adj.e, &d.d), negated: adj.negated });
                 }
             }
         }
@@ -331,8 +332,14 @@ impl<'g> Sweeper<'g> {
     ///
     /// When `w` is in `V` every sample of the group was computed from one element, and all of
     /// it is `sum(L + adj_s * D(s, w), over=V)`.
-    fn partial(&mut self, operand: NodeId, over: &Over, wrt: &[Expr], wrt_ids: &[Option<NodeId>],
-               reductions: &Derivatives) -> Result<Vec<Option<Reduced>>> {
+    fn partial(
+        &mut self,
+        operand: NodeId,
+        over: &Over,
+        wrt: &[Expr],
+        wrt_ids: &[Option<NodeId>],
+        reductions: &Derivatives,
+    ) -> Result<Vec<Option<Reduced>>> {
         let leaves = self.sweep(operand);
         let mut result = vec![None; wrt.len()];
         for (k, (w, id)) in wrt.iter().zip(wrt_ids).enumerate() {
@@ -346,7 +353,7 @@ impl<'g> Sweeper<'g> {
             for &leaf in &leaves {
                 let Some(Some(inner)) = reductions.get(&leaf).map(|d| &d[k]) else { continue };
                 let adj = &self.adjoint_value(leaf).expect("leaves have adjoints");
-                accumulate(&mut whole, mul(adj, &inner.d));
+                add_term(&mut whole, mul(adj, &inner.d));
                 let Some(split) = &inner.split else {
                     if own_element {
                         split_known = false;
@@ -359,14 +366,14 @@ impl<'g> Sweeper<'g> {
                 }
                 let Some(m) = &split.own else { continue };
                 if split.own_element {
-                    accumulate(&mut own, mul(adj, m));
+                    add_term(&mut own, mul(adj, m));
                 } else if own_element {
                     split_known = false;
                 } else {
                     let inner_over = leaf_over(self.graph.node(leaf));
                     let grouped = sum_over_set(adj, union(over, inner_over, None));
                     let count = sum_over_set(&constant(1.0), union(over, inner_over, Some(w)));
-                    accumulate(&mut spanning, sum_over_set(&div(&mul(&grouped, m), &count), with_var(over, w)));
+                    add_term(&mut spanning, sum_over_set(&div(&mul(&grouped, m), &count), with_var(over, w)));
                     split_known = false;
                 }
             }
@@ -375,10 +382,10 @@ impl<'g> Sweeper<'g> {
             } else {
                 let mut d = own.as_ref().map(|t| sum_over_set(t, with_var(over, w)));
                 if let Some(s) = &spanning {
-                    accumulate(&mut d, s.clone());
+                    add_term(&mut d, s.clone());
                 }
                 for (coefficient, gradient) in &across {
-                    accumulate(&mut d, mul(coefficient, gradient));
+                    add_term(&mut d, mul(coefficient, gradient));
                 }
                 d
             };

@@ -2,29 +2,43 @@
 //! text printing and parsing, and a compiler from graphs to tapes evaluated in chunks over
 //! large batches. No Python here: the `chainrule-py` crate binds it.
 //!
-//! Pipeline: [`build`] makes hash-consed, simplified [`expr::Expr`] nodes; [`grad`] builds
-//! derivative graphs from them; [`compile::Function`] schedules a graph into a [`tape::Tape`];
-//! [`eval`] runs the tape over NumPy-style broadcast batches, chunk by chunk, on [`pool`].
+//! Pipeline: [`build`] makes hash-consed, simplified [`Expr`] nodes; [`grad`] builds
+//! derivative graphs from them; a [`Function`] analyses a graph once and compiles it into a
+//! [`Tape`] per pattern of single-value inputs; the evaluator runs the tape over NumPy-style
+//! broadcast batches, chunk by chunk, on [`pool`], through the [`kernels`].
+//!
+//! The modules that are vocabularies of free functions are public namespaces, spelled as in
+//! the Python API and the text format (`build::mul`, `parse::parse_one`, `print::to_text`,
+//! `serial::encode`, `grad::grad`); the machinery (the node store, graphs, the compiler, the
+//! evaluator, shapes, substitution, the simplifier) is private, and the types and functions
+//! the binding and the tests need are re-exported below.
 #![warn(missing_docs)]
 
 pub mod build;
-pub mod compile;
+mod compile;
 pub mod error;
-pub mod eval;
-pub mod expr;
+mod eval;
+mod expr;
+mod function;
 pub mod grad;
-pub mod graph;
+mod graph;
 pub mod kernels;
 pub mod ops;
 pub mod parse;
 pub mod pool;
 pub mod print;
 pub mod reference;
-mod registry;
 pub mod serial;
-pub mod simplify;
-pub mod tape;
+mod shape;
+mod simplify;
+mod subst;
+mod tape;
 
-pub use compile::Function;
+pub use compile::ShapeClass;
 pub use error::{Error, Result};
-pub use expr::Expr;
+pub use eval::Call;
+pub use expr::{live_nodes, registry_pages, Expr, Kind, Name, Over, Tag};
+pub use function::Function;
+pub use graph::{Graph, NodeId};
+pub use subst::substitute;
+pub use tape::{chunk_len, Affine, Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape, CHUNK};

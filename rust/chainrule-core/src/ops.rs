@@ -1,8 +1,10 @@
-//! Every pointwise operation, declared once. The `ops!` table gives each op its text name,
-//! arity, printing precedence and the input domain its tests sample; below it, two exhaustive
-//! matches with no catch-all arm: `eval` (the reference semantics on one f64, the oracle that
-//! every fast kernel is tested against) and `pullback` (the reverse-mode rule, building graph
-//! nodes). Adding an op does not compile until both are written.
+//! Every pointwise operation, declared once. The op table (`with_op_table`) gives each op its
+//! text name, arity, printing precedence, fast kernel and the input domain its tests sample;
+//! the evaluator derives its chunk and single-value dispatch from the same rows. Below it, two
+//! exhaustive matches with no catch-all arm: `eval` (the reference semantics on one f64, the
+//! oracle that every fast kernel is tested against) and `pullback` (the reverse-mode rule,
+//! building graph nodes). Adding an op does not compile until its row, both matches and its
+//! kernel are written.
 //!
 //! Leaves (constants, variables) and the batch reduction `sum` are not pointwise and live in
 //! [`crate::expr::Kind`]; the differentiator treats `sum` as a boundary between reverse sweeps.
@@ -10,9 +12,10 @@
 use crate::build;
 use crate::expr::Expr;
 
-macro_rules! ops {
+/// Declares [`Op`] and its table accessors from the rows of [`with_op_table`].
+macro_rules! declare_ops {
     ($( $(#[doc = $doc:literal])* $variant:ident: $name:literal, arity $arity:literal,
-        infix $infix:expr, domain ($lo:expr, $hi:expr); )*) => {
+        infix $infix:expr, kernel $kernel:ident, domain ($lo:expr, $hi:expr); )*) => {
         /// A pointwise operation.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
@@ -37,48 +40,67 @@ macro_rules! ops {
     };
 }
 
-ops! {
-    /// `a + b`
-    Add: "+", arity 2, infix Some(1), domain (-4.0, 4.0);
-    /// `a - b`
-    Sub: "-", arity 2, infix Some(1), domain (-4.0, 4.0);
-    /// `a * b`
-    Mul: "*", arity 2, infix Some(2), domain (-4.0, 4.0);
-    /// `a / b`
-    Div: "/", arity 2, infix Some(2), domain (0.5, 4.0);
-    /// `a ** b`, with C's `pow` semantics.
-    Pow: "**", arity 2, infix Some(4), domain (0.3, 2.5);
-    /// unary `-a`
-    Neg: "-", arity 1, infix Some(3), domain (-4.0, 4.0);
-    /// `sin(a)`
-    Sin: "sin", arity 1, infix None, domain (-6.0, 6.0);
-    /// `cos(a)`
-    Cos: "cos", arity 1, infix None, domain (-6.0, 6.0);
-    /// `tan(a)`
-    Tan: "tan", arity 1, infix None, domain (-1.4, 1.4);
-    /// `exp(a)`
-    Exp: "exp", arity 1, infix None, domain (-5.0, 5.0);
-    /// `log(a)`, the natural logarithm; nan below zero, -inf at zero.
-    Log: "log", arity 1, infix None, domain (0.05, 8.0);
-    /// `sqrt(a)`
-    Sqrt: "sqrt", arity 1, infix None, domain (0.05, 8.0);
-    /// `tanh(a)`
-    Tanh: "tanh", arity 1, infix None, domain (-4.0, 4.0);
-    /// `sigmoid(a) = 1 / (1 + exp(-a))`
-    Sigmoid: "sigmoid", arity 1, infix None, domain (-8.0, 8.0);
-    /// `relu(a) = max(a, 0)`; its derivative at 0 is 0.
-    Relu: "relu", arity 1, infix None, domain (-4.0, 4.0);
-    /// `abs(a)`; its derivative at 0 is 0.
-    Abs: "abs", arity 1, infix None, domain (-4.0, 4.0);
-    /// `step(a)`: 1 where a > 0, else 0 (relu's derivative).
-    Step: "step", arity 1, infix None, domain (-4.0, 4.0);
-    /// `sign(a)`: -1, 0 or 1 (abs's derivative).
-    Sign: "sign", arity 1, infix None, domain (-4.0, 4.0);
-    /// `per_sample(a)`: the value of `a`, given for every sample of the batch. The gradient of a
-    /// per-sample expression can come out as a batch-wide value (through a reduction); this
-    /// keeps its shape per sample, as DESIGN.md's first gradient rule asks.
-    PerSample: "per_sample", arity 1, infix None, domain (-4.0, 4.0);
+/// The op table, one row per op: its text name, arity, printing precedence, fast kernel and
+/// the domain its tests sample. Calls `$then!` with the rows, so each module that derives code
+/// from the table (the enum here, the evaluator's chunk and single-value dispatch in
+/// [`crate::kernels`]) matches every op without a catch-all arm.
+///
+/// `kernel` names the op's vectorised kernel (a [`crate::kernels::Unary`] variant), or `lanes`:
+/// a loop of [`Op::eval`] that the compiler vectorises. Chunks and single values take the same
+/// one, so `f(0.3)` and `f(np.array([0.3]))` cannot differ.
+macro_rules! with_op_table {
+    ($then:ident) => {
+        $then! {
+            /// `a + b`
+            Add: "+", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            /// `a - b`
+            Sub: "-", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            /// `a * b`
+            Mul: "*", arity 2, infix Some(2), kernel lanes, domain (-4.0, 4.0);
+            /// `a / b`
+            Div: "/", arity 2, infix Some(2), kernel lanes, domain (0.5, 4.0);
+            /// `a ** b`, with C's `pow` semantics.
+            Pow: "**", arity 2, infix Some(4), kernel lanes, domain (0.3, 2.5);
+            /// unary `-a`
+            Neg: "-", arity 1, infix Some(3), kernel lanes, domain (-4.0, 4.0);
+            /// `sin(a)`
+            Sin: "sin", arity 1, infix None, kernel Sin, domain (-6.0, 6.0);
+            /// `cos(a)`
+            Cos: "cos", arity 1, infix None, kernel Cos, domain (-6.0, 6.0);
+            /// `tan(a)`
+            Tan: "tan", arity 1, infix None, kernel Tan, domain (-1.4, 1.4);
+            /// `exp(a)`
+            Exp: "exp", arity 1, infix None, kernel Exp, domain (-5.0, 5.0);
+            /// `log(a)`, the natural logarithm; nan below zero, -inf at zero.
+            Log: "log", arity 1, infix None, kernel Log, domain (0.05, 8.0);
+            /// `sqrt(a)`
+            Sqrt: "sqrt", arity 1, infix None, kernel Sqrt, domain (0.05, 8.0);
+            /// `tanh(a)`
+            Tanh: "tanh", arity 1, infix None, kernel Tanh, domain (-4.0, 4.0);
+            /// `sigmoid(a) = 1 / (1 + exp(-a))`
+            Sigmoid: "sigmoid", arity 1, infix None, kernel Sigmoid, domain (-8.0, 8.0);
+            /// `relu(a) = max(a, 0)`; its derivative at 0 is 0.
+            Relu: "relu", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `abs(a)`; its derivative at 0 is 0.
+            Abs: "abs", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `step(a)`: 1 where a > 0, else 0 (relu's derivative).
+            Step: "step", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `sign(a)`: -1, 0 or 1 (abs's derivative).
+            Sign: "sign", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `per_sample(a)`: the value of `a`, given for every sample of the batch. The gradient
+            /// of a per-sample expression can come out as a batch-wide value (through a
+            /// reduction); this keeps its shape per sample, as DESIGN.md's first gradient rule
+            /// asks.
+            PerSample: "per_sample", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `xlogy(a, b) = a * log(b)`, and 0 where `a` is 0 (unless `b` is nan), as SciPy's and
+            /// JAX's: the power rule's `d(a ** b)/db = out * log(a)` is `xlogy(out, a)`, 0 at a = 0.
+            Xlogy: "xlogy", arity 2, infix None, kernel lanes, domain (0.3, 2.5);
+        }
+    };
 }
+pub(crate) use with_op_table;
+
+with_op_table!(declare_ops);
 
 impl Op {
     /// Looks an op up by the name it is called by in text (`sin`, ...); operators are not calls.
@@ -92,7 +114,9 @@ impl Op {
     }
 
     /// Reference semantics on one value (`b` is ignored by unary ops). IEEE like NumPy:
-    /// no exceptions, nan and inf propagate.
+    /// no exceptions, nan and inf propagate. Always inlined: the evaluator's loops call it with
+    /// a constant op, which must fold to the one operation (`x + y`) in the vectorised loop.
+    #[inline(always)]
     pub fn eval(self, a: f64, b: f64) -> f64 {
         match self {
             Op::Add => a + b,
@@ -109,11 +133,45 @@ impl Op {
             Op::Sqrt => a.sqrt(),
             Op::Tanh => a.tanh(),
             Op::Sigmoid => sigmoid(a),
-            Op::Relu => if a > 0.0 || a.is_nan() { a } else { 0.0 },
+            Op::Relu => {
+                if a > 0.0 || a.is_nan() {
+                    a
+                } else {
+                    0.0
+                }
+            }
             Op::Abs => a.abs(),
-            Op::Step => if a > 0.0 { 1.0 } else if a.is_nan() { a } else { 0.0 },
-            Op::Sign => if a > 0.0 { 1.0 } else if a < 0.0 { -1.0 } else { a },
+            Op::Step => {
+                if a > 0.0 {
+                    1.0
+                } else if a.is_nan() {
+                    a
+                } else {
+                    0.0
+                }
+            }
+            Op::Sign => {
+                if a > 0.0 {
+                    1.0
+                } else if a < 0.0 {
+                    -1.0
+                } else {
+                    a
+                }
+            }
             Op::PerSample => a,
+            Op::Xlogy => {
+                // A NaN `a` is returned as it is: in `a * log(b)` with both NaN, which NaN comes
+                // back depends on the operand order the compiler picks, which differs between
+                // the vector loop and a single value.
+                if a.is_nan() {
+                    a
+                } else if a == 0.0 && !b.is_nan() {
+                    0.0
+                } else {
+                    a * b.ln()
+                }
+            }
         }
     }
 
@@ -140,9 +198,15 @@ impl Op {
             Op::Mul if a == b => [plus(mul(&constant(2.0), &mul(adj, a))), None],
             Op::Mul => [need[0].then(|| Signed::plus(mul(adj, b))), need[1].then(|| Signed::plus(mul(adj, a)))],
             Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&mul(adj, out), b)))],
+            // A constant exponent keeps b * a ** (b - 1) (x ** 3 -> 3 * (x * x)). Else the exponent
+            // is b - step(abs(b)), the same bits as b - 1 except at b = 0, where it is 0, so that
+            // d/da is 0 * a ** 0 = 0 (not 0 * inf at a = 0), as autograd and JAX.
             Op::Pow => [
-                need[0].then(|| Signed::plus(mul(adj, &mul(b, &pow(a, &sub(b, &one())))))),
-                need[1].then(|| Signed::plus(mul(adj, &mul(out, &log(a))))),
+                need[0].then(|| {
+                    let less = if b.as_const().is_some() { one() } else { step(&abs(b)) };
+                    Signed::plus(mul(adj, &mul(b, &pow(a, &sub(b, &less)))))
+                }),
+                need[1].then(|| Signed::plus(mul(adj, &xlogy(out, a)))),
             ],
             Op::Neg => [minus(adj.clone()), None],
             Op::Sin => unary(cos(a)),
@@ -151,13 +215,15 @@ impl Op {
             Op::Exp => unary(out.clone()),
             Op::Log => [plus(div(adj, a)), None],
             Op::Sqrt => [plus(div(adj, &mul(&constant(2.0), out))), None],
-            Op::Tanh => unary(sub(&one(), &mul(out, out))),
-            Op::Sigmoid => unary(mul(out, &sub(&one(), out))),
+            // sech^2 = 4 s(2a) s(-2a): 1 - out * out cancels to 0 from |a| = 19 on.
+            Op::Tanh => unary(mul(&constant(4.0), &sigmoid_slope(&mul(&constant(2.0), a)))),
+            Op::Sigmoid => unary(mul(out, &sigmoid(&neg(a)))),
             Op::Relu => unary(step(a)),
             Op::Abs => unary(sign(a)),
             Op::Step => [None, None],
             Op::Sign => [None, None],
             Op::PerSample => [plus(adj.clone()), None],
+            Op::Xlogy => [need[0].then(|| Signed::plus(mul(adj, &log(b)))), need[1].then(|| Signed::plus(mul(adj, &div(a, b))))],
         }
     }
 }
@@ -213,6 +279,13 @@ impl Signed {
             self.e
         }
     }
+}
+
+/// `sigmoid(a) * sigmoid(-a)`, the sigmoid's slope in a form that keeps full relative
+/// accuracy in both tails (`s * (1 - s)` cancels to 0 from a = 37.5 on); the compiler fuses
+/// it into one `sigmoid_slope` kernel.
+fn sigmoid_slope(a: &Expr) -> Expr {
+    build::mul(&build::sigmoid(a), &build::sigmoid(&build::neg(a)))
 }
 
 /// The logistic function, written so neither tail overflows or loses relative accuracy.

@@ -333,14 +333,18 @@ impl Parser<'_> {
         match ops.pop() {
             Some(Pending::Call { name, pos: call_pos, args, over }) => {
                 let given = args + 1 - usize::from(over.is_some());
-                if given != 1 {
-                    return Err(self.error(call_pos, format!("{name}() takes 1 argument, {given} given")));
+                let op = Op::from_call_name(&name);
+                let takes = op.map_or(1, |op| op.arity());
+                if given != takes {
+                    let s = if takes == 1 { "" } else { "s" };
+                    return Err(self.error(call_pos, format!("{name}() takes {takes} argument{s}, {given} given")));
                 }
+                let b = (takes == 2).then(|| values.pop().expect("second call operand"));
                 let a = values.pop().expect("call operand");
-                values.push(match name.as_str() {
-                    "sum" => build::sum_over(&a, &over.unwrap_or_default()),
-                    "mean" => build::mean(&a),
-                    _ => build::apply(Op::from_call_name(&name).expect("checked when opened"), &a, None),
+                values.push(match (name.as_str(), op) {
+                    ("sum", _) => build::sum_over(&a, &over.unwrap_or_default()),
+                    ("mean", _) => build::mean(&a),
+                    (_, op) => build::apply(op.expect("checked when opened"), &a, b.as_ref()),
                 });
                 Ok(())
             }

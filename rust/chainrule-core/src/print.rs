@@ -4,7 +4,7 @@
 //! graph's size. The emitter works from an explicit stack: a chain a million deep prints
 //! without recursion and without quadratic string building.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use rustc_hash::FxHashSet;
 
@@ -50,7 +50,11 @@ pub fn number(c: f64) -> String {
     } else if c.is_nan() {
         "nan".into()
     } else if c.is_infinite() {
-        if c > 0.0 { "inf".into() } else { "-inf".into() }
+        if c > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else if c != 0.0 && (c.abs() >= 1e16 || c.abs() < 1e-4) {
         format!("{c:e}")
     } else {
@@ -104,7 +108,13 @@ enum Task<'a> {
 /// The precedence a node prints with.
 fn precedence(e: &Expr) -> u8 {
     match e.kind() {
-        Kind::Const(c) => if c.is_sign_negative() && !c.is_nan() { UNARY } else { ATOM },
+        Kind::Const(c) => {
+            if c.is_sign_negative() && !c.is_nan() {
+                UNARY
+            } else {
+                ATOM
+            }
+        }
         Kind::Apply(op) => op.infix().unwrap_or(ATOM),
         Kind::Var(_) | Kind::Sum(_) => ATOM,
     }
@@ -169,10 +179,14 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
                 stack.push(Task::Node(a.expect("sum operand"), 0));
             }
             Kind::Apply(op) => match (op.infix(), b) {
-                (None, _) => {
+                (None, b) => {
                     out.push_str(op.name());
                     out.push('(');
                     stack.push(Task::Text(")"));
+                    if let Some(b) = b {
+                        stack.push(Task::Node(b, 0));
+                        stack.push(Task::Text(", "));
+                    }
                     stack.push(Task::Node(a.expect("operand"), 0));
                 }
                 (Some(p), None) => {
@@ -190,5 +204,11 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
                 }
             },
         }
+    }
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", to_text(std::slice::from_ref(self)))
     }
 }

@@ -7,9 +7,9 @@
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-use crate::eval::broadcast;
 use crate::expr::{Expr, Kind};
 use crate::graph::Graph;
+use crate::shape::broadcast;
 
 /// Evaluates `outputs` with `inputs` (name, C-contiguous data, shape); returns each output as
 /// one value per sample of the broadcast batch, in C order.
@@ -44,7 +44,8 @@ pub fn evaluate(outputs: &[Expr], inputs: &[(&str, &[f64], &[usize])]) -> Result
         let value = match graph.node(id).kind() {
             Kind::Const(c) => vec![*c; n],
             Kind::Var(name) => {
-                let k = *by_name.get(name.as_str()).ok_or_else(|| Error::UnknownVariable { name: name.to_string(), inputs: String::new() })?;
+                let k =
+                    *by_name.get(name.as_str()).ok_or_else(|| Error::UnknownVariable { name: name.to_string(), inputs: String::new() })?;
                 spread(inputs[k].1, inputs[k].2)
             }
             Kind::Apply(op) => {

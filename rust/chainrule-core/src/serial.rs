@@ -137,7 +137,9 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Expr>> {
     }
     let version = r.byte()?;
     if version != VERSION {
-        return Err(Error::Corrupt(format!("format version {version} is not supported (this build reads version {VERSION}); upgrade chainrule")));
+        return Err(Error::Corrupt(format!(
+            "format version {version} is not supported (this build reads version {VERSION}); upgrade chainrule"
+        )));
     }
     let n = r.count()?;
     let mut nodes: Vec<Expr> = Vec::with_capacity(n);

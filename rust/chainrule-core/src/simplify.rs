@@ -1,6 +1,7 @@
 //! The simplifier, applied at node construction. Rules are local (they look at a node and its
-//! operands only) and IEEE-safe: a rewrite never changes a value, except that `x + 0` and
-//! `0 - x` may change the sign of a zero result. Rules that would change a nan or inf result
+//! operands only) and IEEE-safe: a rewrite never changes a value, signed zeros included. So
+//! `x + -0`, `x - 0` and `-0 - x` go, but `x + 0` and `x - -0` (+0 at x = -0) and `0 - x`
+//! (+0 at x = +0, where `-x` is -0) stay. Rules that would change a nan or inf result
 //! (`0 * x -> 0`, `x - x -> 0`) are not applied; the differentiator never creates such
 //! products in the first place, because a pullback returns nothing for a zero adjoint.
 //! Every rule looks a bounded depth into its operands, so building stays O(1) per node.
@@ -82,7 +83,7 @@ fn simplify_add(a: &Expr, b: &Expr) -> Option<Expr> {
     if a.as_const().is_some() {
         return Some(add(b, a));
     }
-    if b.is_const(0.0) || b.is_const(-0.0) {
+    if b.is_const(-0.0) {
         return Some(a.clone());
     }
     if let Some(c) = b.as_const().filter(|c| *c < 0.0) {
@@ -98,19 +99,17 @@ fn simplify_add(a: &Expr, b: &Expr) -> Option<Expr> {
 }
 
 fn simplify_sub(a: &Expr, b: &Expr) -> Option<Expr> {
-    if b.is_const(0.0) || b.is_const(-0.0) {
+    if b.is_const(0.0) {
         return Some(a.clone());
     }
-    if a.is_const(0.0) || a.is_const(-0.0) {
+    if a.is_const(-0.0) {
         return Some(neg(b));
     }
     if let Some(c) = b.as_const().filter(|c| *c < 0.0) {
         return Some(add(a, &constant(-c)));
     }
-    if let Some(pb) = positive_form(b) {
-        return Some(add(a, &pb));
-    }
-    negated(a).map(|na| neg(&add(na, b)))
+    // `-a - b -> -(a + b)` is not a rule: at a = 1, b = -1 it gives -0 for +0.
+    positive_form(b).map(|pb| add(a, &pb))
 }
 
 fn simplify_mul(a: &Expr, b: &Expr) -> Option<Expr> {

@@ -2,7 +2,7 @@
 //! anything recursive would overflow.
 
 mod common;
-use chainrule_core::{build, compile::Function, parse, print, serial};
+use chainrule_core::{build, parse, print, serial, Function};
 use common::*;
 
 const DEPTH: usize = 1_000_000;

@@ -6,7 +6,7 @@
 mod common;
 use std::time::Instant;
 
-use chainrule_core::{compile::Function, pool, Expr};
+use chainrule_core::{pool, Expr, Function};
 use common::*;
 
 struct Workload {

@@ -2,7 +2,7 @@
 //! special values, chunk tails, and bitwise equality across thread counts.
 
 mod common;
-use chainrule_core::{compile::Function, pool, reference, Expr};
+use chainrule_core::{pool, reference, Expr, Function};
 use common::*;
 
 /// Runs `outputs` both ways and compares; returns the fast results.
@@ -67,8 +67,20 @@ fn gradient_field_matches_the_reference() {
 #[test]
 fn broadcasting_scalars_rows_and_columns() {
     let outputs = [p("x * y + z"), p("sin(x) - z")];
-    check(&outputs, &[("x", values(3, 3, -1.0, 1.0), vec![3, 1]), ("y", values(4, 4, -1.0, 1.0), vec![4]), ("z", vec![0.5], vec![])], 1e-15);
-    check(&outputs, &[("x", values(6, 5, -1.0, 1.0), vec![2, 1, 3]), ("y", values(4, 6, -1.0, 1.0), vec![4, 1]), ("z", values(3, 7, -1.0, 1.0), vec![3])], 1e-15);
+    check(
+        &outputs,
+        &[("x", values(3, 3, -1.0, 1.0), vec![3, 1]), ("y", values(4, 4, -1.0, 1.0), vec![4]), ("z", vec![0.5], vec![])],
+        1e-15,
+    );
+    check(
+        &outputs,
+        &[
+            ("x", values(6, 5, -1.0, 1.0), vec![2, 1, 3]),
+            ("y", values(4, 6, -1.0, 1.0), vec![4, 1]),
+            ("z", values(3, 7, -1.0, 1.0), vec![3]),
+        ],
+        1e-15,
+    );
 }
 
 #[test]
@@ -78,7 +90,16 @@ fn training_gradients_are_means_for_scalar_weights() {
     let mut outputs = vec![j.clone()];
     outputs.extend(grad(&j, &[w, b]));
     let n = 10_000;
-    let got = check(&outputs, &[("x", values(n, 8, 0.0, 1.0), vec![n]), ("y", values(n, 9, 0.0, 1.0), vec![n]), ("w", vec![0.7], vec![]), ("b", vec![-0.2], vec![])], 1e-12);
+    let got = check(
+        &outputs,
+        &[
+            ("x", values(n, 8, 0.0, 1.0), vec![n]),
+            ("y", values(n, 9, 0.0, 1.0), vec![n]),
+            ("w", vec![0.7], vec![]),
+            ("b", vec![-0.2], vec![]),
+        ],
+        1e-12,
+    );
     assert!(got.iter().all(|o| o.len() == 1));
 }
 
@@ -96,7 +117,11 @@ fn nested_and_partial_reductions() {
     assert!(rel(got[2][17], xs[17] - mean) < 1e-12);
     // Partial: x of shape (3, 1) against a (3, 4) batch gets a (3, 1) gradient of sum(x * y).
     let s = grad(&p("sum(x * y)"), std::slice::from_ref(&x)).remove(0);
-    let got = check(std::slice::from_ref(&s), &[("x", vec![1.0, 2.0, 3.0], vec![3, 1]), ("y", (0..12).map(f64::from).collect(), vec![3, 4])], 1e-15);
+    let got = check(
+        std::slice::from_ref(&s),
+        &[("x", vec![1.0, 2.0, 3.0], vec![3, 1]), ("y", (0..12).map(f64::from).collect(), vec![3, 4])],
+        1e-15,
+    );
     assert_eq!(got[0], vec![6.0, 22.0, 38.0]);
 }
 
@@ -120,7 +145,8 @@ fn grouped_reductions_over_many_blocks() {
     ];
     let (rows, cols) = (3, 100_003);
     let xs = values(rows * cols, 21, -2.0, 2.0);
-    let inputs = [("x", xs, vec![rows, cols]), ("a", values(rows, 22, 0.5, 1.5), vec![rows, 1]), ("b", values(cols, 23, -1.0, 1.0), vec![cols])];
+    let inputs =
+        [("x", xs, vec![rows, cols]), ("a", values(rows, 22, 0.5, 1.5), vec![rows, 1]), ("b", values(cols, 23, -1.0, 1.0), vec![cols])];
     let one = {
         pool::set_num_threads(1);
         check(&outputs, &inputs, 1e-9)
@@ -181,7 +207,9 @@ fn results_do_not_depend_on_the_thread_count() {
 fn reductions_of_reductions_differentiate_through_every_sample() {
     let x = v("x");
     let xs = vec![1.0, 2.0, 3.0];
-    let run = |e: &Expr| check(std::slice::from_ref(&grad(e, std::slice::from_ref(&x)).remove(0)), &[("x", xs.clone(), vec![3])], 1e-14).remove(0);
+    let run = |e: &Expr| {
+        check(std::slice::from_ref(&grad(e, std::slice::from_ref(&x)).remove(0)), &[("x", xs.clone(), vec![3])], 1e-14).remove(0)
+    };
     // sum(x * sum(x)) = (sum x)^2: every element's derivative is 2 * sum(x).
     assert_eq!(run(&p("sum(x * sum(x))")), vec![12.0, 12.0, 12.0]);
     // The variance's gradient with respect to the samples: 2 (x - mean(x)) / N.
@@ -199,4 +227,99 @@ fn a_reductions_zero_gradient_has_the_variables_shape() {
     let call = f.prepare(&[vec![4], vec![]]).expect("shapes");
     assert_eq!(call.output_shapes, vec![Vec::<usize>::new()]);
     assert_eq!(call.output_reduced, vec![true]);
+}
+
+/// Inputs where kernels and libm part ways: signed zeros, subnormals, infinities, nan, the
+/// sigmoid's and exp's tail boundaries, trig's libm hand-over (2^20) and huge arguments.
+fn sweep() -> Vec<f64> {
+    let mut xs = vec![
+        0.0,
+        -0.0,
+        5e-324,
+        -5e-324,
+        2.2e-308,
+        f64::MIN_POSITIVE,
+        1e-300,
+        3.7e-9,
+        1.5e-8,
+        0.3,
+        -0.3,
+        0.5,
+        0.87,
+        1.0,
+        -1.0,
+        2.0,
+        std::f64::consts::FRAC_PI_2,
+        3.0,
+        -3.5,
+        19.1,
+        22.5,
+        -36.5,
+        37.6,
+        40.5,
+        -45.5,
+        91.106186954104,
+        709.79,
+        710.0,
+        -745.2,
+        -746.0,
+        1_048_577.0,
+        -1_048_577.0,
+        1e22,
+        1e300,
+        -1e300,
+        f64::MAX,
+        f64::MIN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+    ];
+    xs.extend(values(200, 7, -50.0, 50.0));
+    xs
+}
+
+/// Every op gives the same bits on single values (the latency path) as over a chunk, with the
+/// operands as chunks or as single values beside a chunk: both paths come from the op table's
+/// kernel column.
+#[test]
+fn single_values_and_chunks_agree_bitwise_for_every_op() {
+    use chainrule_core::ops::Op;
+    let xs = sweep();
+    let (x, y) = (v("x"), v("y"));
+    for &op in Op::ALL {
+        let e = chainrule_core::build::apply(op, &x, (op.arity() == 2).then_some(&y));
+        let f = Function::new(std::slice::from_ref(&e), &[x.clone(), y.clone()]).expect("compiles");
+        // Pairs (a, b) over the sweep; a unary op reads only `a`.
+        let pairs: Vec<(f64, f64)> = if op.arity() == 1 {
+            xs.iter().map(|&a| (a, 0.0)).collect()
+        } else {
+            xs.iter().flat_map(|&a| xs.iter().map(move |&b| (a, b))).collect()
+        };
+        let single = |a: f64, b: f64| {
+            let mut out = Vec::new();
+            f.call_scalars(&[a, b], &mut out).expect("calls");
+            out[0]
+        };
+        let chunked = |a: &[f64], b: &[f64]| {
+            let call = f.prepare(&[vec![a.len()], vec![b.len()]]).expect("broadcasts");
+            let mut out = vec![0.0; call.len()];
+            f.run(&call, &[a, b], &mut [out.as_mut_slice()]).expect("runs");
+            out
+        };
+        let (a, b): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+        let both = chunked(&a, &b);
+        for (i, &(a, b)) in pairs.iter().enumerate() {
+            let want = single(a, b);
+            assert_eq!(both[i].to_bits(), want.to_bits(), "{op:?}({a:e}, {b:e}): chunk {} vs single {want}", both[i]);
+        }
+        // One operand a single value beside a chunk of the other (a slot operand in the loop).
+        if op.arity() == 2 {
+            for &b in &xs {
+                let got = chunked(&xs, &[b]);
+                for (i, &a) in xs.iter().enumerate() {
+                    assert_eq!(got[i].to_bits(), single(a, b).to_bits(), "{op:?}({a:e}, {b:e}) with b single");
+                }
+            }
+        }
+    }
 }

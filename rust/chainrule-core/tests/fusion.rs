@@ -3,7 +3,7 @@
 //! (both round after every IEEE op), and a fused `sin_cos` equals the separate kernels.
 
 mod common;
-use chainrule_core::{compile::Function, kernels, reference, Expr};
+use chainrule_core::{kernels, reference, Expr, Function};
 use common::*;
 
 /// Runs `outputs` on the fast evaluator; inputs are (name, data, shape).
@@ -38,11 +38,20 @@ fn listings_show_fused_instructions() {
     assert!(t.contains("r1, r2 = sin_cos(r0)"), "{t}");
     let t = listing("x * y + 1", &["x", "y"]);
     assert!(t.contains(") + s0"), "{t}");
-    let t = listing("sigmoid(x) * (1 - sigmoid(x))", &["x"]);
-    assert!(t.contains(" = sigmoid_slope(r0)"), "{t}");
-    // A `1 - s` used elsewhere too stays a register of its own.
-    let t = listing("sigmoid(x) * (1 - sigmoid(x)) + (1 - sigmoid(x))", &["x"]);
-    assert!(!t.contains("sigmoid_slope") && t.contains("s0 - r1"), "{t}");
+    let t = listing("sigmoid(x) * sigmoid(-x)", &["x"]);
+    assert!(t.contains(" = sigmoid_slope(r0)") && !t.contains("-r0"), "{t}");
+    // tanh's slope, 4 * sigmoid(2 * x) * sigmoid(-2 * x), negated through the constant.
+    let t = listing("sigmoid(2 * x) * sigmoid(-2 * x)", &["x"]);
+    assert!(t.contains(" = sigmoid_slope(r") && t.matches(" * r0").count() == 1, "{t}");
+    // Either sigmoid may be the one the kernel gives with the slope, the other must have no
+    // other reader.
+    let t = listing("sigmoid(x) * sigmoid(-x) + sigmoid(-x)", &["x"]);
+    assert!(t.contains(" = sigmoid_slope(r1)"), "{t}");
+    let t = listing("sigmoid(x) * sigmoid(-x) + sigmoid(-x) + sigmoid(x)", &["x"]);
+    assert!(!t.contains("sigmoid_slope"), "{t}");
+    // Not the negated argument.
+    let t = listing("sigmoid(x) * sigmoid(x + 1)", &["x"]);
+    assert!(!t.contains("sigmoid_slope"), "{t}");
     let t = listing("-(x * y)", &["x", "y"]);
     assert!(t.contains("= -(r"), "{t}");
 }
@@ -123,12 +132,13 @@ fn fused_sigmoid_slope_equals_the_kernel_and_arithmetic() {
     let n = 2500;
     let mut xs = values(n, 7, -50.0, 50.0);
     xs[..6].copy_from_slice(&[0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -800.0]);
-    let outputs = [p("sigmoid(x)"), p("sigmoid(x) * (1 - sigmoid(x))"), p("(1 - sigmoid(x)) * sigmoid(x) * x")];
+    let outputs = [p("sigmoid(x)"), p("sigmoid(x) * sigmoid(-x)"), p("sigmoid(-x) * sigmoid(x) * x")];
     let got = fast(&outputs, &[("x", &xs, &[n])]);
-    let mut s = vec![0.0; n];
+    let (mut s, mut s_neg) = (vec![0.0; n], vec![0.0; n]);
     kernels::sigmoid(&xs, &mut s);
-    let slope: Vec<f64> = s.iter().map(|v| v * (1.0 - v)).collect();
-    let scaled: Vec<f64> = s.iter().zip(&xs).map(|(v, x)| ((1.0 - v) * v) * x).collect();
+    kernels::sigmoid(&xs.iter().map(|x| -x).collect::<Vec<_>>(), &mut s_neg);
+    let slope: Vec<f64> = s.iter().zip(&s_neg).map(|(v, w)| v * w).collect();
+    let scaled: Vec<f64> = slope.iter().zip(&xs).map(|(d, x)| d * x).collect();
     assert_bitwise(&got[0], &s, "sigmoid");
     assert_bitwise(&got[1], &slope, "slope");
     assert_bitwise(&got[2], &scaled, "slope * x");
@@ -139,10 +149,10 @@ fn fused_sigmoid_slope_equals_the_kernel_and_arithmetic() {
 /// the unfused tape (the argument kept in a register because it is also an output).
 #[test]
 fn affine_sigmoid_slope_equals_the_unfused_tape() {
-    let t = listing("sigmoid(w * x + b) * (1 - sigmoid(w * x + b))", &["x", "w", "b"]);
+    let t = listing("sigmoid(w * x + b) * sigmoid(-(w * x + b))", &["x", "w", "b"]);
     assert!(!t.contains("sigmoid_slope(("), "w, b per sample: no affine fusion\n{t}");
     let vars: Vec<Expr> = ["x", "w", "b"].iter().map(|n| v(n)).collect();
-    let f = Function::new(&[p("sigmoid(w * x + b) * (1 - sigmoid(w * x + b))")], &vars).expect("compiles");
+    let f = Function::new(&[p("sigmoid(w * x + b) * sigmoid(-(w * x + b))")], &vars).expect("compiles");
     let t = f.tape(&[false, true, true]).to_string();
     assert!(t.contains("= sigmoid_slope((s") && t.contains(" * r0) + s") && !t.contains(" = (s"), "{t}");
 
@@ -153,13 +163,13 @@ fn affine_sigmoid_slope_equals_the_unfused_tape() {
     let exprs = ["sigmoid(w * x + b)", "sigmoid(x * w - b)", "sigmoid(b + x * w)", "sigmoid(w * sigmoid(w * x + b) + b)"];
     for text in exprs {
         let e = p(text);
-        let slope = chainrule_core::build::mul(&e, &chainrule_core::build::sub(&chainrule_core::build::constant(1.0), &e));
+        let arg = p(&text["sigmoid(".len()..text.len() - 1]);
+        let slope = chainrule_core::build::mul(&e, &chainrule_core::build::sigmoid(&chainrule_core::build::neg(&arg)));
         let j = p(&format!("mean((y - {text}) ** 2)"));
         let mut fused = vec![e.clone(), slope.clone(), j.clone()];
         fused.extend(grad(&j, &[v("w"), v("b")]));
         // The same outputs plus the argument itself: it then has a second reader and stays
         // a register, so that tape is the unfused one.
-        let arg = p(&text["sigmoid(".len()..text.len() - 1]);
         let mut unfused = fused.clone();
         unfused.push(arg);
         let uniform_wb = [false, false, true, true];
@@ -209,7 +219,7 @@ fn summed_operands(outputs: &[Expr]) -> Vec<Expr> {
         if !seen.insert(e.id()) {
             continue;
         }
-        if let chainrule_core::expr::Kind::Sum(_) = e.kind() {
+        if let chainrule_core::Kind::Sum(_) = e.kind() {
             found.push(e.arg0().expect("sum operand").clone());
         }
         stack.extend(e.args().cloned());
@@ -281,10 +291,17 @@ fn sums_of_products_and_negations_equal_the_unfused_tape() {
         let u = numbers_hidden(&Function::new(&unfused, &vars).expect("compiles").tape(&[false, false, true]).to_string());
         assert!(u.contains("    acc0 += sum(r#)\n") && u.matches("sum(").count() == 1, "{text}: unfused\n{u}");
         let broadcast: (&[usize], &[usize]) = (&[97, 1], &[1, 103]);
-        for (n, xshape, yshape) in [(1, vec![1], vec![1]), (7, vec![7], vec![7]), (1031, vec![1031], vec![1031]), (big, vec![big], vec![big]), (97 * 103, broadcast.0.to_vec(), broadcast.1.to_vec())] {
+        for (n, xshape, yshape) in [
+            (1, vec![1], vec![1]),
+            (7, vec![7], vec![7]),
+            (1031, vec![1031], vec![1031]),
+            (big, vec![big], vec![big]),
+            (97 * 103, broadcast.0.to_vec(), broadcast.1.to_vec()),
+        ] {
             let sizes = (xshape.iter().product::<usize>(), yshape.iter().product::<usize>());
             for (xdata, ydata) in [(&xs, &ys), (&cancel, &ones)] {
-                let inputs: [(&str, &[f64], &[usize]); 3] = [("x", &xdata[..sizes.0], &xshape), ("y", &ydata[..sizes.1], &yshape), ("w", &w, &[])];
+                let inputs: [(&str, &[f64], &[usize]); 3] =
+                    [("x", &xdata[..sizes.0], &xshape), ("y", &ydata[..sizes.1], &yshape), ("w", &w, &[])];
                 let want = bits_with_threads(&unfused, &inputs, 1);
                 for threads in [1, 2, 4, 16] {
                     let got = bits_with_threads(&fused, &inputs, threads);
@@ -293,7 +310,8 @@ fn sums_of_products_and_negations_equal_the_unfused_tape() {
             }
         }
         let whole = 3 * 8 * 1024;
-        let inputs: [(&str, &[f64], &[usize]); 3] = [("x", &cancel[..whole], &[whole]), ("y", &ones[..whole], &[whole]), ("w", &[1.0], &[])];
+        let inputs: [(&str, &[f64], &[usize]); 3] =
+            [("x", &cancel[..whole], &[whole]), ("y", &ones[..whole], &[whole]), ("w", &[1.0], &[])];
         if ["x * y", "-x", "-(x * y)", "x * w", "w * x", "-(w * x)"].contains(&text) {
             let got = bits_with_threads(&fused, &inputs, 2);
             assert_eq!(got[0][0], 0.0f64.to_bits(), "{text}: sum of cancelling chunks is +0");
@@ -319,8 +337,14 @@ fn network_sums_equal_the_unfused_tape() {
     let n = 5 * 4096 + 3;
     let (xs, ys) = (values(n, 33, -3.0, 3.0), values(n, 34, 0.0, 1.0));
     let params = [[0.7], [-0.3], [1.3], [0.2]];
-    let inputs: [(&str, &[f64], &[usize]); 6] =
-        [("x", &xs, &[n]), ("y", &ys, &[n]), ("w1", &params[0], &[]), ("b1", &params[1], &[]), ("w2", &params[2], &[]), ("b2", &params[3], &[])];
+    let inputs: [(&str, &[f64], &[usize]); 6] = [
+        ("x", &xs, &[n]),
+        ("y", &ys, &[n]),
+        ("w1", &params[0], &[]),
+        ("b1", &params[1], &[]),
+        ("w2", &params[2], &[]),
+        ("b2", &params[3], &[]),
+    ];
     let want = bits_with_threads(&unfused, &inputs, 1);
     for threads in [1, 2, 4, 16] {
         assert_eq!(bits_with_threads(&fused, &inputs, threads)[..], want[..fused.len()], "{threads} threads");
@@ -332,7 +356,8 @@ fn network_sums_equal_the_unfused_tape() {
 #[test]
 fn listing_of_folded_sums() {
     let vars: Vec<Expr> = ["x", "y", "w"].iter().map(|n| v(n)).collect();
-    let outputs = [p("sum(-(x * y))"), p("sum(-x)"), p("sum(x * w)"), p("sum(y * y)"), p("sum(x * y) + sum(x * y + 1)"), p("sum(-(x * y) * w)")];
+    let outputs =
+        [p("sum(-(x * y))"), p("sum(-x)"), p("sum(x * w)"), p("sum(y * y)"), p("sum(x * y) + sum(x * y + 1)"), p("sum(-(x * y) * w)")];
     let t = Function::new(&outputs, &vars).expect("compiles").tape(&[false, false, true]).to_string();
     let chunk_code = &t[t.find("  for each chunk:").expect("chunk code")..t.find("pass 1").expect("two passes")];
     let want = "  for each chunk:

@@ -5,7 +5,7 @@
 //! expression (special constants, partial sums and shared parts included) gives the same node.
 
 use chainrule_core::ops::Op;
-use chainrule_core::{build, error::Error, expr::Expr, parse, print, serial};
+use chainrule_core::{build, error::Error, parse, print, serial, Expr};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
@@ -13,12 +13,7 @@ use proptest::test_runner::{Config, RngSeed};
 const CASES: u32 = 10_000;
 
 fn config() -> Config {
-    Config {
-        cases: CASES,
-        failure_persistence: None,
-        rng_seed: RngSeed::Fixed(0x00C0_FFEE),
-        ..Config::default()
-    }
+    Config { cases: CASES, failure_persistence: None, rng_seed: RngSeed::Fixed(0x00C0_FFEE), ..Config::default() }
 }
 
 /// Tokens the lexer knows, their near misses, and characters it does not know.
@@ -40,18 +35,11 @@ fn check_parse(text: &str) -> Result<(), TestCaseError> {
         Ok(results) => {
             // Whatever parsed prints back to text that parses to the same nodes.
             let printed = print::to_text(&results);
-            let again = parse::parse(&printed).map_err(|e| {
-                TestCaseError::fail(format!("{text:?} printed as {printed:?}: {e}"))
-            })?;
+            let again = parse::parse(&printed).map_err(|e| TestCaseError::fail(format!("{text:?} printed as {printed:?}: {e}")))?;
             prop_assert_eq!(again, results, "{:?} printed as {:?}", text, printed);
         }
         Err(e @ Error::Parse { pos, .. }) => {
-            prop_assert!(
-                pos <= text.len(),
-                "position {} past the end of {:?}",
-                pos,
-                text
-            );
+            prop_assert!(pos <= text.len(), "position {} past the end of {:?}", pos, text);
             prop_assert!(!e.to_string().is_empty());
         }
         Err(other) => prop_assert!(false, "{:?}: expected a parse error, got {:?}", text, other),
@@ -67,12 +55,7 @@ fn check_decode(bytes: &[u8]) -> Result<(), TestCaseError> {
             prop_assert_eq!(serial::decode(&serial::encode(&roots)).ok(), Some(roots));
         }
         Err(Error::Corrupt(message)) => prop_assert!(!message.is_empty()),
-        Err(other) => prop_assert!(
-            false,
-            "{:?}: expected Error::Corrupt, got {:?}",
-            bytes,
-            other
-        ),
+        Err(other) => prop_assert!(false, "{:?}: expected Error::Corrupt, got {:?}", bytes, other),
     }
     Ok(())
 }
@@ -100,12 +83,9 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (0..NAMES.len()).prop_map(Step::Var),
         prop_oneof![prop::sample::select(SPECIAL), any::<f64>()].prop_map(Step::Const),
-        (0..Op::ALL.len(), any::<usize>(), any::<usize>())
-            .prop_map(|(o, a, b)| Step::Apply(o, a, b)),
-        (0..Op::ALL.len(), any::<usize>(), any::<usize>())
-            .prop_map(|(o, a, b)| Step::Apply(o, a, b)),
-        (any::<usize>(), prop::collection::vec(0..NAMES.len(), 0..3))
-            .prop_map(|(a, o)| Step::Sum(a, o)),
+        (0..Op::ALL.len(), any::<usize>(), any::<usize>()).prop_map(|(o, a, b)| Step::Apply(o, a, b)),
+        (0..Op::ALL.len(), any::<usize>(), any::<usize>()).prop_map(|(o, a, b)| Step::Apply(o, a, b)),
+        (any::<usize>(), prop::collection::vec(0..NAMES.len(), 0..3)).prop_map(|(a, o)| Step::Sum(a, o)),
         any::<usize>().prop_map(Step::Mean),
     ]
 }
@@ -121,10 +101,7 @@ fn build_plan(plan: &[Step]) -> Vec<Expr> {
                 let op = Op::ALL[*o];
                 build::apply(op, &pick(a), (op.arity() == 2).then(|| pick(b)).as_ref())
             }
-            Step::Sum(a, over) => build::sum_over(
-                &pick(a),
-                &over.iter().map(|k| NAMES[*k]).collect::<Vec<_>>(),
-            ),
+            Step::Sum(a, over) => build::sum_over(&pick(a), &over.iter().map(|k| NAMES[*k]).collect::<Vec<_>>()),
             Step::Mean(a) => build::mean(&pick(a)),
         };
         built.push(e);
@@ -263,16 +240,10 @@ fn every_other_version_byte_is_refused_by_name() {
 fn every_truncation_and_single_byte_change_is_handled() {
     let x = build::var("x").expect("valid name");
     let y = build::var("y").expect("valid name");
-    let e = build::add(
-        &build::sum_over(&build::mul(&x, &build::sin(&y)), &["y"]),
-        &build::constant(f64::NAN),
-    );
+    let e = build::add(&build::sum_over(&build::mul(&x, &build::sin(&y)), &["y"]), &build::constant(f64::NAN));
     let good = serial::encode(&[e.clone(), build::mean(&e)]);
     for len in 0..good.len() {
-        assert!(
-            matches!(serial::decode(&good[..len]), Err(Error::Corrupt(_))),
-            "truncated to {len} bytes"
-        );
+        assert!(matches!(serial::decode(&good[..len]), Err(Error::Corrupt(_))), "truncated to {len} bytes");
     }
     for i in 0..good.len() {
         for b in 0..=255u8 {

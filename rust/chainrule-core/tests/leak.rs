@@ -12,13 +12,13 @@ static ALONE: Mutex<()> = Mutex::new(());
 #[test]
 fn dropped_graphs_leave_the_intern_table() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let before = chainrule_core::expr::live_nodes();
+    let before = chainrule_core::live_nodes();
     for k in 0..200 {
         let x = v("leak_probe");
         let e = build::exp(&build::add(&build::add(&x, &build::constant(k as f64 + 0.5)), &build::constant(100.0)));
         drop(grad(&e, std::slice::from_ref(&x)));
     }
-    let after = chainrule_core::expr::live_nodes();
+    let after = chainrule_core::live_nodes();
     assert!(after < before + 50, "{before} -> {after} live nodes");
 }
 
@@ -38,11 +38,11 @@ fn gradients_build_at_most_one_node_per_result_they_do_not_keep() {
         f = build::add(&build::add(&f, &build::sin(&build::mul(&w[0], &w[1]))), &neg_sq(&w[1]));
         f = build::sub(&f, &build::div(&build::cos(&w[0]), &build::add(&w[1], &build::constant(3.0))));
     }
-    let live = chainrule_core::expr::live_nodes();
+    let live = chainrule_core::live_nodes();
     let first = v("dead_probe_before").id();
     let gradient = grad(&f, &xs);
     let created = v("dead_probe_after").id() - first - 1;
-    let kept = chainrule_core::expr::live_nodes() - live - 2;
+    let kept = chainrule_core::live_nodes() - live - 2;
     assert!(created as usize <= kept + xs.len(), "grad created {created} nodes and kept {kept}");
     drop(gradient);
 }
@@ -51,7 +51,7 @@ fn gradients_build_at_most_one_node_per_result_they_do_not_keep() {
 fn registry_pages_after_warm_up() -> usize {
     let x = v("registry_warm_up");
     drop(build::mul(&build::add(&build::sin(&x), &build::constant(0.5)), &x));
-    chainrule_core::expr::registry_pages()
+    chainrule_core::registry_pages()
 }
 
 /// The node registry (operand ids by node id, for graph walks) frees a page of records once
@@ -62,10 +62,10 @@ fn dropped_graphs_free_their_registry_pages() {
     let before = registry_pages_after_warm_up();
     let x = v("registry_probe_x");
     let chain = (0..50_000).fold(x.clone(), |e, k| build::add(&build::sin(&e), &build::constant(k as f64 + 0.25)));
-    let grown = chainrule_core::expr::registry_pages();
+    let grown = chainrule_core::registry_pages();
     assert!(grown >= before + 140, "{before} -> {grown} pages for 150,000 nodes");
     drop(chain);
-    let after = chainrule_core::expr::registry_pages();
+    let after = chainrule_core::registry_pages();
     // The page that new ids are still being handed out from stays.
     assert!(after <= before + 1, "{before} -> {grown} -> {after} pages");
 }
@@ -82,8 +82,9 @@ fn concurrent_builds_walks_and_drops_keep_the_registry_whole() {
                 for round in 0..20 {
                     let x = v(&format!("registry_thread_{t}"));
                     let terms = 500 + 37 * round;
-                    let e = (0..terms).fold(x.clone(), |e, k| build::mul(&build::add(&e, &build::constant((t * 100_000 + k) as f64 + 0.5)), &x));
-                    let graph = chainrule_core::graph::Graph::new(std::slice::from_ref(&e));
+                    let e = (0..terms)
+                        .fold(x.clone(), |e, k| build::mul(&build::add(&e, &build::constant((t * 100_000 + k) as f64 + 0.5)), &x));
+                    let graph = chainrule_core::Graph::new(std::slice::from_ref(&e));
                     // x, and per term a constant, a sum and a product.
                     assert_eq!(graph.len(), 1 + 3 * terms);
                     let mut seen = std::collections::HashSet::new();
@@ -97,7 +98,7 @@ fn concurrent_builds_walks_and_drops_keep_the_registry_whole() {
             });
         }
     });
-    let after = chainrule_core::expr::registry_pages();
+    let after = chainrule_core::registry_pages();
     assert!(after <= before + 1, "{before} -> {after} pages");
 }
 
@@ -106,15 +107,15 @@ fn concurrent_builds_walks_and_drops_keep_the_registry_whole() {
 #[test]
 fn a_graph_view_outlives_the_roots_it_was_built_from() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let before = chainrule_core::expr::live_nodes();
+    let before = chainrule_core::live_nodes();
     let x = v("view_owner_x");
     let e = build::exp(&build::add(&build::sin(&x), &build::constant(0.75)));
-    let graph = chainrule_core::graph::Graph::new(std::slice::from_ref(&e));
-    let built = chainrule_core::expr::live_nodes();
+    let graph = chainrule_core::Graph::new(std::slice::from_ref(&e));
+    let built = chainrule_core::live_nodes();
     drop((x, e));
-    assert_eq!(chainrule_core::expr::live_nodes(), built, "the view's nodes died with the roots");
+    assert_eq!(chainrule_core::live_nodes(), built, "the view's nodes died with the roots");
     let names: Vec<String> = graph.nodes().iter().map(|n| format!("{n:?}")).collect();
     assert_eq!(names.last().map(String::as_str), Some("exp(sin(view_owner_x) + 0.75)"));
     drop(graph);
-    assert!(chainrule_core::expr::live_nodes() <= before, "{before} -> {} live nodes", chainrule_core::expr::live_nodes());
+    assert!(chainrule_core::live_nodes() <= before, "{before} -> {} live nodes", chainrule_core::live_nodes());
 }

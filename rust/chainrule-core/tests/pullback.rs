@@ -45,9 +45,10 @@ fn rules_reuse_the_ops_output() {
     let x = v("x");
     for (f, d) in [
         ("exp(x)", "exp(x)"),
-        ("sigmoid(x)", "sigmoid(x) * (1 - sigmoid(x))"),
-        ("sigmoid(x * y)", "t1 = sigmoid(x * y)\nt1 * (1 - t1) * y"),
-        ("tanh(x)", "1 - tanh(x) * tanh(x)"),
+        // s(x) s(-x) and sech^2 = 4 s(2x) s(-2x): s (1 - s) and 1 - tanh^2 cancel in the tails.
+        ("sigmoid(x)", "sigmoid(x) * sigmoid(-x)"),
+        ("sigmoid(x * y)", "sigmoid(x * y) * sigmoid(-(x * y)) * y"),
+        ("tanh(x)", "4 * (sigmoid(2 * x) * sigmoid(-2 * x))"),
         ("sin(cos(x))", "-(cos(cos(x)) * sin(x))"),
     ] {
         assert_eq!(format!("{:?}", grad(&p(f), std::slice::from_ref(&x))[0]), d, "d/dx {f}");
@@ -62,4 +63,34 @@ fn second_derivatives() {
         let want = 2.0 * f64::cos(a) - a * f64::sin(a);
         assert!(rel(at(&d2, &[("x", a)]), want) < 1e-14);
     }
+}
+
+/// DESIGN.md's power rule at zero, as autograd and JAX: d(x ** y)/dx is 0 at x = 0, y = 0 and
+/// d(x ** y)/dy is 0 at x = 0, y > 0 (both were 0 * inf = nan), with `y` bound at call time or
+/// a constant base; away from zero both still match finite differences; a constant exponent
+/// keeps the plain rule.
+#[test]
+fn power_rule_at_zero() {
+    let (x, y) = (v("x"), v("y"));
+    let d = grad(&p("x ** y"), &[x.clone(), y.clone()]);
+    assert_eq!(at(&d[0], &[("x", 0.0), ("y", 0.0)]), 0.0, "d/dx at (0, 0)");
+    assert_eq!(at(&d[1], &[("x", 0.0), ("y", 0.17)]), 0.0, "d/dy at (0, 0.17)");
+    assert_eq!(at(&d[1], &[("x", 0.0), ("y", 3.0)]), 0.0, "d/dy at (0, 3)");
+    assert_eq!(at(&d[0], &[("x", 0.0), ("y", 3.0)]), 0.0, "d/dx at (0, 3)");
+    assert_eq!(at(&d[0], &[("x", 0.0), ("y", 1.0)]), 1.0, "d/dx at (0, 1)");
+    assert_eq!(at(&d[0], &[("x", 2.0), ("y", 0.0)]), 0.0, "d/dx at (2, 0)");
+    let dy = grad(&p("0 ** y"), std::slice::from_ref(&y));
+    assert_eq!(at(&dy[0], &[("y", 0.17)]), 0.0, "d/dy 0 ** y at 0.17 (autograd's test_power_arg1_zero)");
+    for (a, b) in [(0.7, 0.0), (1.3, -0.4), (2.5, 1.7), (0.2, 3.0)] {
+        let f = p("x ** y");
+        let h = 1e-6;
+        let fd_x = (at(&f, &[("x", a + h), ("y", b)]) - at(&f, &[("x", a - h), ("y", b)])) / (2.0 * h);
+        let fd_y = (at(&f, &[("x", a), ("y", b + h)]) - at(&f, &[("x", a), ("y", b - h)])) / (2.0 * h);
+        assert!(rel(fd_x, at(&d[0], &[("x", a), ("y", b)])) < 1e-7, "d/dx at ({a}, {b})");
+        assert!(rel(fd_y, at(&d[1], &[("x", a), ("y", b)])) < 1e-7, "d/dy at ({a}, {b})");
+    }
+    assert_eq!(format!("{:?}", grad(&p("x ** 3"), std::slice::from_ref(&x))[0]), "3 * (x * x)");
+    assert_eq!(format!("{:?}", grad(&p("x ** 0.5"), std::slice::from_ref(&x))[0]), "0.5 * x ** -0.5");
+    assert_eq!(format!("{:?}", d[0]), "y * x ** (y - step(abs(y)))");
+    assert_eq!(format!("{:?}", d[1]), "xlogy(x ** y, x)");
 }

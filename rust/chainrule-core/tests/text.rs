@@ -38,7 +38,9 @@ fn round_trips_are_the_same_node() {
 
 #[test]
 fn minimal_parentheses() {
-    for (text, printed) in [("((x)) + (y * z)", "x + y * z"), ("(x + y) * z", "(x + y) * z"), ("-(x * y)", "-(x * y)"), ("sin((x))", "sin(x)")] {
+    for (text, printed) in
+        [("((x)) + (y * z)", "x + y * z"), ("(x + y) * z", "(x + y) * z"), ("-(x * y)", "-(x * y)"), ("sin((x))", "sin(x)")]
+    {
         assert_eq!(format!("{:?}", p(text)), printed);
     }
 }
