@@ -46,7 +46,11 @@ pub fn to_text(roots: &[Expr]) -> String {
 pub fn number(c: f64) -> String {
     if c.abs() == std::f64::consts::PI || c.abs() == std::f64::consts::E {
         let name = if c.abs() == std::f64::consts::PI { "pi" } else { "e" };
-        if c < 0.0 { format!("-{name}") } else { name.into() }
+        if c < 0.0 {
+            format!("-{name}")
+        } else {
+            name.into()
+        }
     } else if c.is_nan() {
         "nan".into()
     } else if c.is_infinite() {
