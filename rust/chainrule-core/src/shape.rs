@@ -1,5 +1,11 @@
-//! Shapes: NumPy's broadcasting rule, and walking the samples of a batch through the offsets of
-//! an array broadcast to it. Shapes here are padded to the batch's rank where noted.
+//! Shapes: NumPy's broadcasting rule, walking the samples of a batch through the offsets of an
+//! array broadcast to it, and the strided views the evaluator reads inputs through. Shapes here
+//! are padded to the batch's rank where noted.
+//!
+//! Invariant of [`InputView`]: every element its shape and strides reach lies inside its data
+//! (checked when it is made), so gathering from it never reads out of bounds.
+
+use crate::error::{Error, Result};
 
 pub(crate) fn shape_text(s: &[usize]) -> String {
     match s {
@@ -104,4 +110,160 @@ pub(crate) fn keep_group_samples(block: &[f64], batch: &[usize], shape: &[usize]
             out[off] = block[i - start];
         }
     });
+}
+
+/// An argument's elements where they are: element `i` (an index of `shape`) is
+/// `data[origin + sum(i[d] * strides[d])]`. Strides count elements and may be zero (a broadcast
+/// or stride-0 view) or negative (a reversed view), so columns of a matrix, every other
+/// element, transposes and `np.broadcast_to` views are read in place: a copy of a broadcast
+/// view costs its full size (22 GiB for 3e9 samples) where reading it costs one element.
+#[derive(Clone, Debug)]
+pub struct InputView<'a> {
+    data: &'a [f64],
+    origin: usize,
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+}
+
+impl<'a> InputView<'a> {
+    /// A C-contiguous array of `shape` (a single value for the shape `[]`).
+    pub fn contiguous(data: &'a [f64], shape: &[usize]) -> Result<InputView<'a>> {
+        let mut strides = vec![0isize; shape.len()];
+        let mut step = 1isize;
+        for d in (0..shape.len()).rev() {
+            strides[d] = step;
+            step = step.saturating_mul(isize::try_from(shape[d]).unwrap_or(isize::MAX));
+        }
+        InputView::strided(data, 0, shape, &strides)
+    }
+
+    /// A view of `shape` with element `strides` whose first element is `data[origin]`. Fails
+    /// unless every element it reaches lies inside `data`.
+    pub fn strided(data: &'a [f64], origin: usize, shape: &[usize], strides: &[isize]) -> Result<InputView<'a>> {
+        let view = InputView { data, origin, shape: shape.to_vec(), strides: strides.to_vec() };
+        let fits = strides.len() == shape.len()
+            && (shape.contains(&0) || view.extent().is_some_and(|(low, high)| low >= 0 && high < data.len() as i128));
+        if !fits {
+            return Err(Error::Internal(format!(
+                "an argument view of shape {shape:?}, strides {strides:?} from element {origin} reaches past its {} elements",
+                data.len()
+            )));
+        }
+        Ok(view)
+    }
+
+    /// The lowest and highest element index a view with elements reaches.
+    fn extent(&self) -> Option<(i128, i128)> {
+        let (mut low, mut high) = (self.origin as i128, self.origin as i128);
+        for (&n, &s) in self.shape.iter().zip(&self.strides) {
+            let reach = (n as i128 - 1).checked_mul(s as i128)?;
+            if reach < 0 {
+                low += reach;
+            } else {
+                high += reach;
+            }
+        }
+        Some((low, high))
+    }
+
+    /// The view's shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The first element (the value of an argument with one element).
+    pub(crate) fn first(&self) -> f64 {
+        self.data[self.origin]
+    }
+
+    /// How the evaluator reads this view as an argument broadcast to `batch` (the view's
+    /// shape padded to the batch's rank broadcasts to it).
+    pub(crate) fn layout(&self, batch: &[usize]) -> Layout<'a> {
+        let lead = batch.len() - self.shape.len();
+        let mut strides = vec![0isize; batch.len()];
+        for (d, (&n, &s)) in self.shape.iter().zip(&self.strides).enumerate() {
+            if n != 1 {
+                strides[lead + d] = s;
+            }
+        }
+        Layout { data: self.data, origin: self.origin, strides }
+    }
+}
+
+/// A source broadcast to the batch: sample `i` (an index of the batch) is
+/// `data[origin + sum(i[d] * strides[d])]`, with stride 0 along every broadcast dimension.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout<'a> {
+    pub(crate) data: &'a [f64],
+    pub(crate) origin: usize,
+    pub(crate) strides: Vec<isize>,
+}
+
+impl<'a> Layout<'a> {
+    /// A C-contiguous array of `shape` (padded) broadcast to `batch`.
+    pub(crate) fn contiguous(data: &'a [f64], shape: &[usize], batch: &[usize]) -> Layout<'a> {
+        Layout { data, origin: 0, strides: strides_for(shape, batch).into_iter().map(|s| s as isize).collect() }
+    }
+
+    /// The samples laid out as the batch is, one after another from `data[origin]`: then a
+    /// chunk is read where it is, with no copy at all.
+    pub(crate) fn is_batch_order(&self, batch: &[usize]) -> bool {
+        let mut step = 1isize;
+        for d in (0..batch.len()).rev() {
+            if batch[d] != 1 && self.strides[d] != step {
+                return false;
+            }
+            step = step.saturating_mul(batch[d] as isize);
+        }
+        true
+    }
+
+    /// Copies samples `start..start + out.len()` (flat batch indices) into `out`, a run along
+    /// the innermost dimension at a time: a copy where that stride is 1, a fill where it is 0
+    /// (a broadcast axis is never expanded beyond the chunk), a strided gather otherwise.
+    pub(crate) fn gather(&self, batch: &[usize], start: usize, out: &mut [f64]) {
+        let Some(inner) = batch.len().checked_sub(1) else {
+            // A batch of rank 0 is one sample.
+            return out.fill(self.data[self.origin]);
+        };
+        let mut idx = vec![0usize; batch.len()];
+        let mut rest = start;
+        for d in (0..batch.len()).rev() {
+            idx[d] = rest % batch[d];
+            rest /= batch[d];
+        }
+        let strides = &self.strides;
+        let mut off = self.origin as isize + idx.iter().zip(strides).map(|(&i, &s)| i as isize * s).sum::<isize>();
+        let step = strides[inner];
+        let mut filled = 0;
+        while filled < out.len() {
+            let run = (batch[inner] - idx[inner]).min(out.len() - filled);
+            let dst = &mut out[filled..filled + run];
+            let at = off as usize;
+            match step {
+                0 => dst.fill(self.data[at]),
+                1 => dst.copy_from_slice(&self.data[at..at + run]),
+                s if s > 0 => {
+                    let src = &self.data[at..=at + (run - 1) * s as usize];
+                    dst.iter_mut().zip(src.iter().step_by(s as usize)).for_each(|(d, v)| *d = *v);
+                }
+                s => {
+                    let src = &self.data[at - (run - 1) * s.unsigned_abs()..=at];
+                    dst.iter_mut().zip(src.iter().rev().step_by(s.unsigned_abs())).for_each(|(d, v)| *d = *v);
+                }
+            }
+            filled += run;
+            off += run as isize * step;
+            idx[inner] += run;
+            for d in (1..batch.len()).rev() {
+                if idx[d] < batch[d] {
+                    break;
+                }
+                off -= strides[d] * idx[d] as isize;
+                idx[d] = 0;
+                idx[d - 1] += 1;
+                off += strides[d - 1];
+            }
+        }
+    }
 }
