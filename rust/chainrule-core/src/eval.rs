@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::kernels;
 use crate::kernels::loops::{accumulate, binary, fused, scalar_op, unary, Operand};
 use crate::pool;
-use crate::shape::{for_each_offset, groups_of, keep_group_samples, padded, strides_for, InputView, Layout};
+use crate::shape::{for_each_offset, gather_rows, groups_of, keep_group_samples, padded, strides_for, InputView, Layout};
 use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape, CHUNK};
 
 /// Below this many full chunks' worth of samples a call runs on the calling thread: the
@@ -291,6 +291,15 @@ struct Plan<'a> {
 enum Read<'a> {
     InPlace(ConstPtr),
     Gather(Layout<'a>),
+    /// The first of consecutive loads of sources with the same strides, which are not 0 or 1
+    /// along the innermost dimension (columns of one matrix): it gathers them all at once, row
+    /// by row, into their registers.
+    Rows {
+        regs: Vec<Reg>,
+        layouts: Vec<Layout<'a>>,
+    },
+    /// A load the `Rows` before it gathered.
+    Gathered,
 }
 
 /// A read-only pointer shared by the chunks of a pass.
@@ -326,6 +335,7 @@ impl<'a> Plan<'a> {
                 _ => None,
             })
             .collect();
+        let loads = by_rows(code, loads);
         let mut direct = vec![[None; 2]; code.len()];
         let mut skip = vec![false; code.len()];
         // Per register, the instruction that last wrote it; per output, whether it has a writer.
@@ -350,6 +360,41 @@ impl<'a> Plan<'a> {
         }
         Plan { loads, direct, skip }
     }
+}
+
+/// Joins runs of consecutive strided loads with the same strides into one [`Read::Rows`] each.
+fn by_rows<'a>(code: &[Instr], mut loads: Vec<Option<Read<'a>>>) -> Vec<Option<Read<'a>>> {
+    let strided = |read: &Option<Read>| match read {
+        Some(Read::Gather(l)) => l.strides.last().is_some_and(|s| s.unsigned_abs() > 1).then_some(l.strides.clone()),
+        _ => None,
+    };
+    let mut i = 0;
+    while i < code.len() {
+        let (Instr::Load { dst, .. }, Some(strides)) = (&code[i], strided(&loads[i])) else {
+            i += 1;
+            continue;
+        };
+        let mut regs = vec![*dst];
+        let mut end = i + 1;
+        while let (Some(Instr::Load { dst, .. }), Some(s)) = (code.get(end), loads.get(end).and_then(strided)) {
+            if s != strides || regs.contains(dst) {
+                break;
+            }
+            regs.push(*dst);
+            end += 1;
+        }
+        if end - i > 1 {
+            let layouts = (i..end)
+                .map(|j| match std::mem::replace(&mut loads[j], Some(Read::Gathered)) {
+                    Some(Read::Gather(l)) => l,
+                    _ => unreachable!("checked by `strided`"),
+                })
+                .collect();
+            loads[i] = Some(Read::Rows { regs, layouts });
+        }
+        i = end;
+    }
+    loads
 }
 
 /// How the chunk loops learn to stop: `cancel` is read by every thread between chunks; `stop`
@@ -494,6 +539,16 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
                         layout.gather(&ctx.sources.call.batch, start, write(t));
                         t
                     }
+                    Read::Rows { regs, layouts } => {
+                        // Distinct registers (checked by `by_rows`), none of them an output.
+                        let mut outs: Vec<&mut [f64]> = regs.iter().map(|r| write(unsafe { base.add(r.0 as usize * ctx.width) })).collect();
+                        gather_rows(&ctx.sources.call.batch, layouts, start, &mut outs);
+                        for r in regs {
+                            view[r.0 as usize] = unsafe { base.add(r.0 as usize * ctx.width) };
+                        }
+                        view[dst.0 as usize]
+                    }
+                    Read::Gathered => view[dst.0 as usize],
                 };
             }
             Instr::Unary { op, dst, a } => {
