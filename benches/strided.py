@@ -75,7 +75,8 @@ def bench_columns(n: int, repeat: int) -> None:
     runs = {
         "chainrule, X[:, j] views": lambda: fn(*views, y, *w, b),
         "chainrule, contiguous columns": lambda: fn(*contiguous, y, *w, b),
-        "chainrule, np.ascontiguousarray per call": lambda: fn(*[np.ascontiguousarray(c) for c in views], y, *w, b),
+        "chainrule, np.ascontiguousarray per call":
+            lambda: fn(*[np.ascontiguousarray(c) for c in views], y, *w, b),
         "NumPy, X[:, j] views": lambda: numpy_logistic(views, y, w, b),
     }
     walls: dict[str, list[float]] = {k: [] for k in runs}
@@ -90,9 +91,10 @@ def bench_columns(n: int, repeat: int) -> None:
             cpus[name].append(cpu)
     base = "chainrule, contiguous columns"
     wall0, cpu0 = statistics.median(walls[base]), statistics.median(cpus[base])
-    print(f"W11 logistic regression, N = {n}, {FEATURES} features, {cr.get_num_threads()} thread(s), "
-          f"medians of {repeat} interleaved calls")
-    print("| call | wall ms (IQR) | / contiguous | CPU ms (IQR) | / contiguous |\n|---|---|---|---|---|")
+    print(f"W11 logistic regression, N = {n}, {FEATURES} features, "
+          f"{cr.get_num_threads()} thread(s), medians of {repeat} interleaved calls")
+    print("| call | wall ms (IQR) | / contiguous | CPU ms (IQR) | / contiguous |")
+    print("|---|---|---|---|---|")
     for name in runs:
         w, c = walls[name], cpus[name]
         wq, cq = statistics.quantiles(w, n=4), statistics.quantiles(c, n=4)
@@ -123,9 +125,11 @@ print(total, time.perf_counter() - start, hwm() - before)
 
 
 def bench_broadcast(n: int) -> None:
-    out = subprocess.run([sys.executable, "-c", BROADCAST_CHILD, str(n)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", BROADCAST_CHILD, str(n)], capture_output=True,
+                         text=True, check=True)
     total, seconds, grown = out.stdout.split()
-    print(f"\ncr.sum(x * 2) over np.broadcast_to(1.0, ({int(n)},)), {cr.get_num_threads()} thread(s): "
+    print(f"\ncr.sum(x * 2) over np.broadcast_to(1.0, ({int(n)},)), "
+          f"{cr.get_num_threads()} thread(s): "
           f"{float(total)!r} (exact: {2.0 * int(n)!r}) in {float(seconds):.2f} s, "
           f"peak RSS growth {int(grown) / 2**20:.1f} MiB (a copy: {8 * int(n) / 2**30:.1f} GiB)")
 
@@ -135,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=41)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--broadcast", type=float, help="also time a sum over a broadcast view of this size")
+    parser.add_argument("--broadcast", type=float,
+                        help="also time a sum over a broadcast view of this size")
     args = parser.parse_args(argv)
     if args.threads:
         cr.set_num_threads(args.threads)

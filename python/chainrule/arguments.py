@@ -1,5 +1,6 @@
 """Arguments of compiled functions as the core takes them: checked, and converted to Python
-floats or aligned float64 arrays (of any strides: the core reads views in place). Used by in-memory calls and by the Dask path alike.
+floats or aligned float64 arrays (of any strides: the core reads views in place). Used by
+in-memory calls and by the Dask path alike.
 """
 
 from __future__ import annotations
