@@ -198,4 +198,4 @@ def test_sum_over_broadcast_view_allocates_nothing_of_its_size():
     assert result["total"] == 2.0 * n, result
     assert result["mean"] == pytest.approx(3.0 * np.sin(1.0), rel=1e-12), result
     grown = result["grown"] / 2**20
-    assert grown < 64, f"peak RSS grew {grown:.1f} MiB for {n} samples"
+    assert grown < 16, f"peak RSS grew {grown:.1f} MiB for {n} samples"

@@ -318,3 +318,90 @@ fn for_each_run(batch: &[usize], strides: &[isize], start: usize, len: usize, mu
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Element `idx` of a view, the slow way.
+    fn at(data: &[f64], origin: usize, strides: &[isize], idx: &[usize]) -> f64 {
+        data[(origin as isize + idx.iter().zip(strides).map(|(&i, &s)| i as isize * s).sum::<isize>()) as usize]
+    }
+
+    /// Every batch index of `batch`, in C order.
+    fn indices(batch: &[usize]) -> Vec<Vec<usize>> {
+        let n: usize = batch.iter().product();
+        (0..n)
+            .map(|mut flat| {
+                let mut idx = vec![0; batch.len()];
+                for d in (0..batch.len()).rev() {
+                    idx[d] = flat % batch[d];
+                    flat /= batch[d];
+                }
+                idx
+            })
+            .collect()
+    }
+
+    /// Views with positive, negative, zero and mixed strides, broadcast or not, gathered from
+    /// any start and in any length, give the elements indexing gives; several with the same
+    /// strides gathered row by row give the same.
+    #[test]
+    fn gathers_read_every_layout_as_indexing_does() {
+        let data: Vec<f64> = (0..600).map(|i| i as f64 * 0.5 - 7.0).collect();
+        // (origin, shape, strides, batch)
+        let cases: [(usize, &[usize], &[isize], &[usize]); 8] = [
+            (0, &[40], &[3], &[40]),
+            (117, &[40], &[-3], &[40]),
+            (5, &[40], &[0], &[40]),
+            (0, &[12, 9], &[1, 12], &[12, 9]),
+            (590, &[12, 9], &[-20, -1], &[12, 9]),
+            (3, &[12, 1], &[20, 0], &[12, 9]),
+            (10, &[9], &[7], &[12, 9]),
+            (300, &[3, 1, 5], &[-60, 99, 4], &[3, 4, 5]),
+        ];
+        for (origin, shape, strides, batch) in cases {
+            let view = InputView::strided(&data, origin, shape, strides).expect("fits");
+            let layout = view.layout(batch);
+            let lead = batch.len() - shape.len();
+            let want: Vec<f64> = indices(batch)
+                .iter()
+                .map(|idx| {
+                    let own: Vec<usize> = idx[lead..].iter().zip(shape).map(|(&i, &n)| if n == 1 { 0 } else { i }).collect();
+                    at(&data, origin, strides, &own)
+                })
+                .collect();
+            let n = want.len();
+            for (start, len) in [(0, n), (1, n - 1), (n / 3, n / 2), (n - 1, 1), (7, 13)] {
+                let mut got = vec![f64::NAN; len];
+                layout.gather(batch, start, &mut got);
+                assert_eq!(got, want[start..start + len], "{shape:?} {strides:?} from {start}");
+                let twin = InputView::strided(&data, origin + 1, shape, strides).map(|v| v.layout(batch));
+                if let (Ok(twin), true) = (twin, strides.last().is_some_and(|s| s.unsigned_abs() > 1)) {
+                    let (mut a, mut b) = (vec![f64::NAN; len], vec![f64::NAN; len]);
+                    gather_rows(batch, &[layout.clone(), twin.clone()], start, &mut [&mut a, &mut b]);
+                    let mut b_want = vec![f64::NAN; len];
+                    twin.gather(batch, start, &mut b_want);
+                    assert_eq!((a, b), (got, b_want), "rows of {shape:?} {strides:?} from {start}");
+                }
+            }
+        }
+    }
+
+    /// A view that reaches outside its data is refused, not read.
+    #[test]
+    fn views_that_do_not_fit_their_data_are_refused() {
+        let data = [1.0; 10];
+        assert!(InputView::strided(&data, 0, &[10], &[1]).is_ok());
+        assert!(InputView::strided(&data, 9, &[10], &[-1]).is_ok());
+        assert!(InputView::strided(&data, 9, &[1000], &[0]).is_ok());
+        assert!(InputView::strided(&data, 0, &[0, 5], &[99, 99]).is_ok());
+        assert!(InputView::strided(&data, 0, &[11], &[1]).is_err());
+        assert!(InputView::strided(&data, 8, &[10], &[-1]).is_err());
+        assert!(InputView::strided(&data, 10, &[], &[]).is_err());
+        assert!(InputView::strided(&data, 0, &[2, 5], &[5]).is_err());
+        assert!(InputView::strided(&data, 0, &[usize::MAX], &[isize::MAX]).is_err());
+        assert!(InputView::contiguous(&data, &[2, 5]).is_ok());
+        assert!(InputView::contiguous(&data, &[3, 5]).is_err());
+    }
+}
