@@ -243,25 +243,42 @@ impl<'a> Layout<'a> {
 
 /// Gathers samples `start..start + len` of several sources with the same strides (W11's
 /// columns of one matrix) at once, row by row: memory is swept once, in address order, instead
-/// of once per column. `outs[c]` receives source `c`. Measured (W11, N = 2e5, one thread,
-/// medians of interleaved calls): see [`crate::eval`]'s plan.
+/// of once per column. `outs[c]` receives source `c`. Four adjacent columns of one span are
+/// read four elements of a row at a time and transposed four rows at a time; the rest are
+/// gathered in blocks of rows that stay in L1.
 pub(crate) fn gather_rows(batch: &[usize], sources: &[Layout], start: usize, outs: &mut [&mut [f64]]) {
     let Some(first) = sources.first() else { return };
     let len = outs.first().map_or(0, |o| o.len());
     let step = first.strides[batch.len() - 1];
-    let mut spans: Vec<&[f64]> = Vec::with_capacity(sources.len());
+    let adjacent = |c: usize| {
+        let a = &sources[c];
+        c + 4 <= sources.len() && (1..4).all(|i| std::ptr::eq(a.data, sources[c + i].data) && sources[c + i].origin == a.origin + i)
+    };
+    let (mut quads, mut singles) = (Vec::new(), Vec::new());
+    let mut c = 0;
+    while c < sources.len() {
+        if adjacent(c) {
+            quads.push(c);
+            c += 4;
+        } else {
+            singles.push(c);
+            c += 1;
+        }
+    }
+    let mut spans: Vec<&[f64]> = Vec::with_capacity(singles.len());
     for_each_run(batch, &first.strides, start, len, |filled, run, off| {
+        for &c in &quads {
+            transpose4(sources[c].data, sources[c].origin as isize + off, step, run, &mut outs[c..c + 4], filled);
+        }
         spans.clear();
-        spans.extend(sources.iter().map(|l| {
-            let (low, high) = run_span(l.origin, off, step, run);
-            &l.data[low..=high]
+        spans.extend(singles.iter().map(|&c| {
+            let (low, high) = run_span(sources[c].origin, off, step, run);
+            &sources[c].data[low..=high]
         }));
-        // Rows in blocks that stay in L1 while every column takes its part, each column then
-        // written as a short sequential run.
         for block in (0..run).step_by(ROW_BLOCK) {
             let rows = block..(block + ROW_BLOCK).min(run);
-            for (out, span) in outs.iter_mut().zip(&spans) {
-                let dst = &mut out[filled + rows.start..filled + rows.end];
+            for (&c, span) in singles.iter().zip(&spans) {
+                let dst = &mut outs[c][filled + rows.start..filled + rows.end];
                 match step {
                     s if s > 0 => dst.iter_mut().zip(span[rows.start * s as usize..].iter().step_by(s as usize)).for_each(|(d, v)| *d = *v),
                     s => dst
@@ -272,6 +289,32 @@ pub(crate) fn gather_rows(batch: &[usize], sources: &[Layout], start: usize, out
             }
         }
     });
+}
+
+/// Rows `0..run` of four adjacent columns whose row 0 starts at `data[at]`, rows `step` apart,
+/// into `outs[0..4]` from index `filled`: four rows of four read, four columns of four written.
+/// Against gathering the four columns one element at a time: 2.6 against 4.6 ms for W11's
+/// 2e5 x 20 matrix (one thread; the rows of four are one load each, the columns one store).
+fn transpose4(data: &[f64], at: isize, step: isize, run: usize, outs: &mut [&mut [f64]], filled: usize) {
+    let [o0, o1, o2, o3] = outs else { return };
+    let row = |r: usize| -> [f64; 4] {
+        let p = (at + r as isize * step) as usize;
+        data[p..p + 4].try_into().unwrap_or_default()
+    };
+    let mut r = 0;
+    while r + 4 <= run {
+        let (a, b, c, d) = (row(r), row(r + 1), row(r + 2), row(r + 3));
+        let i = filled + r;
+        o0[i..i + 4].copy_from_slice(&[a[0], b[0], c[0], d[0]]);
+        o1[i..i + 4].copy_from_slice(&[a[1], b[1], c[1], d[1]]);
+        o2[i..i + 4].copy_from_slice(&[a[2], b[2], c[2], d[2]]);
+        o3[i..i + 4].copy_from_slice(&[a[3], b[3], c[3], d[3]]);
+        r += 4;
+    }
+    for r in r..run {
+        let v = row(r);
+        (o0[filled + r], o1[filled + r], o2[filled + r], o3[filled + r]) = (v[0], v[1], v[2], v[3]);
+    }
 }
 
 /// Rows per block of [`gather_rows`].
@@ -383,6 +426,35 @@ mod tests {
                     let mut b_want = vec![f64::NAN; len];
                     twin.gather(batch, start, &mut b_want);
                     assert_eq!((a, b), (got, b_want), "rows of {shape:?} {strides:?} from {start}");
+                }
+            }
+        }
+    }
+
+    /// Columns of one matrix gathered together (four adjacent ones transposed at a time, the
+    /// rest one by one, rows forwards or backwards, in 1-d and 2-d batches) equal each
+    /// column gathered alone.
+    #[test]
+    fn columns_of_one_matrix_gather_as_each_alone() {
+        let (rows, cols) = (203, 7);
+        let data: Vec<f64> = (0..rows * cols).map(|i| i as f64 * 1.5 - 100.0).collect();
+        // Per kind: (origin of column c, shape, strides, batch).
+        let kinds: [(usize, &[usize], &[isize], &[usize]); 3] =
+            [(0, &[203], &[7], &[203]), ((rows - 1) * cols, &[203], &[-7], &[203]), (0, &[7, 29], &[29 * 7, 7], &[7, 29])];
+        let orders: [&[usize]; 4] = [&[0, 1, 2, 3, 4, 5, 6], &[2, 3, 4, 5, 0, 1], &[6, 5, 4, 3], &[1, 2, 3, 4, 5]];
+        for (origin, shape, strides, batch) in kinds {
+            for columns in orders {
+                let layouts: Vec<Layout> =
+                    columns.iter().map(|&c| InputView::strided(&data, origin + c, shape, strides).expect("fits").layout(batch)).collect();
+                for (start, len) in [(0, 203), (5, 101), (198, 5), (30, 3)] {
+                    let mut got = vec![vec![f64::NAN; len]; layouts.len()];
+                    let mut outs: Vec<&mut [f64]> = got.iter_mut().map(|g| g.as_mut_slice()).collect();
+                    gather_rows(batch, &layouts, start, &mut outs);
+                    for (l, g) in layouts.iter().zip(&got) {
+                        let mut want = vec![f64::NAN; len];
+                        l.gather(batch, start, &mut want);
+                        assert_eq!(g, &want, "columns {columns:?} of batch {batch:?} from {start}");
+                    }
                 }
             }
         }

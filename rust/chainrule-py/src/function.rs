@@ -235,31 +235,72 @@ impl PyFunction {
 /// view, a transpose or a `np.broadcast_to` view is never copied (a copy was 4.7x W11's time,
 /// and 22 GiB for a 3e9-sample broadcast view).
 fn view_of<'a>(arr: &'a PyReadonlyArrayDyn<'_, f64>) -> PyResult<InputView<'a>> {
-    const ITEM: isize = std::mem::size_of::<f64>() as isize;
     let shape = arr.shape();
     let ptr = arr.data().cast_const();
-    let whole = |b: &isize| b % ITEM == 0;
-    if !ptr.is_aligned() || !arr.strides().iter().all(whole) {
-        return Err(PyTypeError::new_err("array arguments must be aligned float64 (strides in whole elements)"));
-    }
-    let strides: Vec<isize> = arr.strides().iter().map(|b| b / ITEM).collect();
+    let strides = element_strides(ptr, arr.strides())
+        .ok_or_else(|| PyTypeError::new_err("array arguments must be aligned float64 (strides in whole elements)"))?;
     if shape.contains(&0) {
         return guarded(|| InputView::strided(&[], 0, shape, &strides));
     }
-    let (mut low, mut high) = (0isize, 0isize);
-    for (&n, &s) in shape.iter().zip(&strides) {
-        let reach = (n as isize - 1) * s;
-        if reach < 0 {
-            low += reach;
-        } else {
-            high += reach;
+    let (low, high) = reach(shape, &strides);
+    // SAFETY: NumPy places every element of a valid array at data + sum(i * stride) inside its
+    // buffer, so these offsets stay in it.
+    let (mut from, mut to) = unsafe { (ptr.offset(low), ptr.offset(high)) };
+    // A view of a float64 array (a column, a reversed or every-other view) is read through the
+    // span of the array it views: views of one matrix then share a span, and the core reads
+    // adjacent columns together.
+    if !arr.is_c_contiguous() {
+        if let Some((b_from, b_to)) = base_span(arr) {
+            if b_from <= from && to <= b_to {
+                (from, to) = (b_from, b_to);
+            }
         }
     }
-    // SAFETY: NumPy places every element of a valid array at data + sum(i * stride) inside its
-    // buffer, so the span from the lowest to the highest element is readable; the read-only
-    // borrow keeps it alive for 'a. The view checks its own reads against the span.
-    let span = unsafe { std::slice::from_raw_parts(ptr.offset(low), (high - low + 1) as usize) };
-    guarded(|| InputView::strided(span, low.unsigned_abs(), shape, &strides))
+    // SAFETY: `from..=to` spans elements of this array or of the array it views, which it
+    // keeps alive for 'a (the read-only borrow); both ends are aligned float64 elements and
+    // `ptr` lies between them. The view checks its own reads against the span.
+    let (span, origin) = unsafe { (std::slice::from_raw_parts(from, to.offset_from(from) as usize + 1), ptr.offset_from(from) as usize) };
+    guarded(|| InputView::strided(span, origin, shape, &strides))
+}
+
+/// Byte strides as float64 element strides, for an aligned pointer and strides in whole elements.
+fn element_strides(ptr: *const f64, bytes: &[isize]) -> Option<Vec<isize>> {
+    const ITEM: isize = std::mem::size_of::<f64>() as isize;
+    (ptr.is_aligned() && bytes.iter().all(|b| b % ITEM == 0)).then(|| bytes.iter().map(|b| b / ITEM).collect())
+}
+
+/// The lowest and highest element offsets an array of `shape` (no zero size) reaches.
+fn reach(shape: &[usize], strides: &[isize]) -> (isize, isize) {
+    let (mut low, mut high) = (0isize, 0isize);
+    for (&n, &s) in shape.iter().zip(strides) {
+        let r = (n as isize - 1) * s;
+        if r < 0 {
+            low += r;
+        } else {
+            high += r;
+        }
+    }
+    (low, high)
+}
+
+/// The first and last element of the aligned float64 array `arr` is a view of, if it is one.
+fn base_span(arr: &PyReadonlyArrayDyn<'_, f64>) -> Option<(*const f64, *const f64)> {
+    // SAFETY: `arr` is a live array; `base` is NULL or a reference it owns.
+    let base = unsafe { (*arr.as_array_ptr()).fields.base };
+    if base.is_null() {
+        return None;
+    }
+    // SAFETY: a valid object pointer, borrowed for this function while `arr` holds it.
+    let base = unsafe { Bound::from_borrowed_ptr(arr.py(), base) };
+    let base = base.cast::<PyArrayDyn<f64>>().ok()?;
+    let ptr = base.data().cast_const();
+    let strides = element_strides(ptr, base.strides())?;
+    if base.shape().contains(&0) {
+        return None;
+    }
+    let (low, high) = reach(base.shape(), &strides);
+    // SAFETY: offsets of the base array's own first and last elements.
+    Some(unsafe { (ptr.offset(low), ptr.offset(high)) })
 }
 
 /// How often a running call checks Python's signal handlers.
