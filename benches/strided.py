@@ -17,6 +17,7 @@ process and reports the peak RSS growth (VmHWM), which a copy would make 8 N byt
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -125,8 +126,9 @@ print(total, time.perf_counter() - start, hwm() - before)
 
 
 def bench_broadcast(n: int) -> None:
+    env = {**os.environ, "CHAINRULE_NUM_THREADS": str(cr.get_num_threads())}
     out = subprocess.run([sys.executable, "-c", BROADCAST_CHILD, str(n)], capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, env=env)
     total, seconds, grown = out.stdout.split()
     print(f"\ncr.sum(x * 2) over np.broadcast_to(1.0, ({int(n)},)), "
           f"{cr.get_num_threads()} thread(s): "

@@ -1,6 +1,9 @@
 //! Running a tape over a batch (shapes resolved by [`crate::Function::prepare`]): each pass runs its
 //! scalar code once and its chunk code over fixed chunks of the flattened batch, on the
-//! thread pool when the batch is large enough to pay for the hand-off.
+//! thread pool when the batch is large enough to pay for the hand-off. Inputs are read where
+//! they are, through their views: in place when laid out like the batch, else gathered a chunk
+//! at a time (a broadcast axis is never expanded), so memory beyond inputs and outputs is
+//! O(threads x registers x chunk) plus O(block) partial sums, for any layout.
 //!
 //! Determinism: chunk boundaries depend only on the batch size (never on the thread count),
 //! each chunk's partial sum is computed in a fixed order, and partials are combined pairwise in
