@@ -404,12 +404,11 @@ fn by_rows<'a>(code: &[Instr], mut loads: Vec<Option<Read<'a>>>) -> Vec<Option<R
             end += 1;
         }
         if end - i > 1 {
-            let layouts = (i..end)
-                .map(|j| match std::mem::replace(&mut loads[j], Some(Read::Gathered)) {
-                    Some(Read::Gather(l)) => l,
-                    _ => unreachable!("checked by `strided`"),
-                })
+            // Every load in i..end is a `Gather` (checked by `strided`): one layout per register.
+            let layouts: Vec<Layout> = (i..end)
+                .filter_map(|j| if let Some(Read::Gather(l)) = loads[j].replace(Read::Gathered) { Some(l) } else { None })
                 .collect();
+            debug_assert_eq!(layouts.len(), regs.len());
             loads[i] = Some(Read::Rows { regs, layouts });
         }
         i = end;

@@ -366,6 +366,9 @@ fn for_each_run(batch: &[usize], strides: &[isize], start: usize, len: usize, mu
 mod tests {
     use super::*;
 
+    /// A test view: origin, shape, strides, and the batch it is read in.
+    type Case = (usize, &'static [usize], &'static [isize], &'static [usize]);
+
     /// Element `idx` of a view, the slow way.
     fn at(data: &[f64], origin: usize, strides: &[isize], idx: &[usize]) -> f64 {
         data[(origin as isize + idx.iter().zip(strides).map(|(&i, &s)| i as isize * s).sum::<isize>()) as usize]
@@ -393,7 +396,7 @@ mod tests {
     fn gathers_read_every_layout_as_indexing_does() {
         let data: Vec<f64> = (0..600).map(|i| i as f64 * 0.5 - 7.0).collect();
         // (origin, shape, strides, batch)
-        let cases: [(usize, &[usize], &[isize], &[usize]); 8] = [
+        let cases: [Case; 8] = [
             (0, &[40], &[3], &[40]),
             (117, &[40], &[-3], &[40]),
             (5, &[40], &[0], &[40]),
@@ -439,7 +442,7 @@ mod tests {
         let (rows, cols) = (203, 7);
         let data: Vec<f64> = (0..rows * cols).map(|i| i as f64 * 1.5 - 100.0).collect();
         // Per kind: (origin of column c, shape, strides, batch).
-        let kinds: [(usize, &[usize], &[isize], &[usize]); 3] =
+        let kinds: [Case; 3] =
             [(0, &[203], &[7], &[203]), ((rows - 1) * cols, &[203], &[-7], &[203]), (0, &[7, 29], &[29 * 7, 7], &[7, 29])];
         let orders: [&[usize]; 4] = [&[0, 1, 2, 3, 4, 5, 6], &[2, 3, 4, 5, 0, 1], &[6, 5, 4, 3], &[1, 2, 3, 4, 5]];
         for (origin, shape, strides, batch) in kinds {
