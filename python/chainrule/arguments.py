@@ -1,5 +1,6 @@
 """Arguments of compiled functions as the core takes them: checked, and converted to Python
-floats or C-contiguous float64 arrays. Used by in-memory calls and by the Dask path alike.
+floats or aligned float64 arrays (of any strides: the core reads views in place). Used by
+in-memory calls and by the Dask path alike.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...] | None:
 
 
 def convert(name: str, value: object):
-    """One argument as the core takes it: a Python float, or a C-contiguous float64 array.
+    """One argument as the core takes it: a Python float, or an aligned float64 array (a view
+    of any strides stays a view).
 
     >>> convert("x", 2)
     2.0
@@ -89,10 +91,12 @@ def convert(name: str, value: object):
     except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way
         raise TypeError(f"argument {name!r} cannot be read as a numeric array: {exc}") from None
     check_dtype(name, array.dtype)
-    flags = array.flags
-    if array.dtype == _FLOAT64 and flags.c_contiguous and flags.aligned and array.dtype.isnative:
+    # A float64 view of any strides (a column, a reversed or broadcast view) is read in place,
+    # chunk by chunk: copying a broadcast view costs its full size.
+    if array.dtype == _FLOAT64 and array.flags.aligned and array.dtype.isnative:
         return array
-    # ascontiguousarray keeps a misaligned buffer as it is; require() copies it.
+    # The one copy left is the float64 reading of another dtype (or of a misaligned buffer,
+    # which ascontiguousarray would keep as it is; require() copies it).
     return np.require(array, np.float64, ["C", "A"])
 
 

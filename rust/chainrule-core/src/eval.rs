@@ -1,6 +1,9 @@
 //! Running a tape over a batch (shapes resolved by [`crate::Function::prepare`]): each pass runs its
 //! scalar code once and its chunk code over fixed chunks of the flattened batch, on the
-//! thread pool when the batch is large enough to pay for the hand-off.
+//! thread pool when the batch is large enough to pay for the hand-off. Inputs are read where
+//! they are, through their views: in place when laid out like the batch, else gathered a chunk
+//! at a time (a broadcast axis is never expanded), so memory beyond inputs and outputs is
+//! O(threads x registers x chunk) plus O(block) partial sums, for any layout.
 //!
 //! Determinism: chunk boundaries depend only on the batch size (never on the thread count),
 //! each chunk's partial sum is computed in a fixed order, and partials are combined pairwise in
@@ -13,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::kernels;
 use crate::kernels::loops::{accumulate, binary, fused, scalar_op, unary, Operand};
 use crate::pool;
-use crate::shape::{for_each_offset, groups_of, keep_group_samples, padded, strides_for};
+use crate::shape::{for_each_offset, gather_rows, groups_of, keep_group_samples, padded, strides_for, InputView, Layout};
 use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape, CHUNK};
 
 /// Below this many full chunks' worth of samples a call runs on the calling thread: the
@@ -27,6 +30,16 @@ const PARALLEL_MIN_CHUNKS: usize = 8;
 /// same, bit for bit, as one in-order pass over a batch-sized buffer. 256 chunks (2 MiB per
 /// buffer) keep the pool's per-block hand-off, ~20 µs, under 1% of the block's work.
 const GROUPING_BLOCK_CHUNKS: usize = 256;
+
+/// Chunks per block in a pass with batch reductions: each block's per-chunk partial sums are
+/// summed pairwise when it ends, and the block sums pairwise at the end, which is the same
+/// tree, bit for bit, as one pairwise sum over every chunk (a block of a power of two chunks
+/// is one of its subtrees). Partials then take O(block) memory, not O(batch): 3e9 samples
+/// of a broadcast argument needed 23 MB per reduction, now 128 KiB. At 16,384 chunks (16M
+/// samples, ~5 ms of the cheapest work on a core) the per-block hand-off, ~20 µs, stays
+/// under 0.5%.
+const REDUCTION_BLOCK_CHUNKS: usize = 1 << 14;
+const _: () = assert!(REDUCTION_BLOCK_CHUNKS.is_power_of_two() && GROUPING_BLOCK_CHUNKS.is_power_of_two());
 
 /// A call's shapes, resolved: the batch, each output's shape, and the tape to run.
 pub struct Call {
@@ -58,12 +71,13 @@ impl Call {
     }
 }
 
-/// Runs a prepared call (see [`crate::Function::run_watched`]), calling `stop` on the calling
+/// Runs a prepared call (see [`crate::Function::run_views`]), calling `stop` on the calling
 /// thread every few chunks it evaluates; `empty_groups(o)` is output `o`'s value when it holds
-/// groups of samples and every group is empty.
+/// groups of samples and every group is empty. Inputs are read where they are, through their
+/// views' strides.
 pub fn run(
     call: &Call,
-    inputs: &[&[f64]],
+    inputs: &[InputView],
     outputs: &mut [&mut [f64]],
     stop: &mut dyn FnMut() -> bool,
     empty_groups: &dyn Fn(usize) -> f64,
@@ -75,7 +89,8 @@ pub fn run(
     let n = call.len();
     let n_chunks = n.div_ceil(tape.chunk);
     let mut slots = tape.slots.clone();
-    let mut partials = vec![0.0; tape.n_accs * n_chunks];
+    // Per reduction, the pairwise sums of its blocks' partials, in block order.
+    let mut block_sums: Vec<Vec<f64>> = vec![Vec::new(); tape.n_accs];
     let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
     // Where each collected buffer is reduced: its group and the inputs it is grouped by.
     let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
@@ -91,7 +106,7 @@ pub fn run(
         .collect();
     for pass in &tape.passes {
         for instr in &pass.scalar_code {
-            run_scalar(instr, call, inputs, &mut slots, &partials, n_chunks, &mut groups);
+            run_scalar(instr, call, inputs, &mut slots, &block_sums, &mut groups);
         }
         if pass.chunk_code.is_empty() {
             continue;
@@ -106,7 +121,14 @@ pub fn run(
         let stores: Vec<usize> = (0..outputs.len())
             .filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o)))
             .collect();
-        let block = if collects.is_empty() && stores.is_empty() { n_chunks.max(1) } else { GROUPING_BLOCK_CHUNKS };
+        let accs: Vec<usize> =
+            pass.chunk_code.iter().filter_map(|i| if let Instr::Accumulate { acc, .. } = i { Some(*acc) } else { None }).collect();
+        let block = match (collects.is_empty() && stores.is_empty(), accs.is_empty()) {
+            (false, _) => GROUPING_BLOCK_CHUNKS,
+            (true, false) => REDUCTION_BLOCK_CHUNKS,
+            (true, true) => n_chunks.max(1),
+        };
+        let mut partials = vec![0.0; tape.n_accs * block.min(n_chunks)];
         let block_len = (block * tape.chunk).min(n);
         let mut bufs: Vec<Vec<f64>> =
             (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
@@ -120,8 +142,8 @@ pub fn run(
             // Block buffers are addressed with the sample index, like the outputs: their
             // pointers are offset back by the block's start (never dereferenced outside it).
             let sinks = Sinks {
-                partials: SyncPtr(partials.as_mut_ptr()),
-                n_chunks,
+                partials: SyncPtr(partials.as_mut_ptr().wrapping_sub(first)),
+                acc_stride: block.min(n_chunks),
                 bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
                 outs: outputs
                     .iter_mut()
@@ -129,9 +151,13 @@ pub fn run(
                     .map(|(o, t)| SyncPtr(if t.is_empty() { o.as_mut_ptr() } else { t.as_mut_ptr().wrapping_sub(start) }))
                     .collect(),
             };
-            run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks, &slots, &sources, &sinks, &mut watch);
+            run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks.clone(), &slots, &sources, &sinks, &mut watch);
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
+            }
+            let stride = block.min(n_chunks);
+            for &acc in &accs {
+                block_sums[acc].push(pairwise(&partials[acc * stride..acc * stride + chunks.len()]));
             }
             for &buf in &collects {
                 let (group, _) = grouping[buf].expect("checked above");
@@ -179,9 +205,11 @@ pub fn run_scalars(tape: &Tape, values: &[f64], out: &mut Vec<f64>) -> Result<()
     Ok(())
 }
 
-fn check_sizes(call: &Call, inputs: &[&[f64]], outputs: &[&mut [f64]]) -> Result<()> {
+fn check_sizes(call: &Call, inputs: &[InputView], outputs: &[&mut [f64]]) -> Result<()> {
     let size = |s: &[usize]| s.iter().product::<usize>();
-    let inputs_ok = inputs.len() == call.inputs.len() && inputs.iter().zip(&call.inputs).all(|(d, s)| d.len() == size(s));
+    let rank = call.batch.len();
+    let inputs_ok = inputs.len() == call.inputs.len()
+        && inputs.iter().zip(&call.inputs).all(|(v, s)| v.shape().len() <= rank && padded(v.shape(), rank) == *s);
     let outputs_ok = outputs.len() == call.output_shapes.len() && outputs.iter().zip(&call.output_shapes).all(|(d, s)| d.len() == size(s));
     if inputs_ok && outputs_ok {
         Ok(())
@@ -203,22 +231,13 @@ fn group_shape(call: &Call, over: &[usize]) -> Vec<usize> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_scalar(
-    instr: &ScalarInstr,
-    call: &Call,
-    inputs: &[&[f64]],
-    slots: &mut [f64],
-    partials: &[f64],
-    n_chunks: usize,
-    groups: &mut [Group],
-) {
+fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[InputView], slots: &mut [f64], block_sums: &[Vec<f64>], groups: &mut [Group]) {
     match instr {
-        ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input as usize][0],
+        ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input as usize].first(),
         ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
         ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = times_count(slots[a.0 as usize], call.len()),
         ScalarInstr::Finish { dst, acc } => {
-            let acc = *acc as usize;
-            slots[dst.0 as usize] = pairwise(&partials[acc * n_chunks..(acc + 1) * n_chunks]);
+            slots[dst.0 as usize] = pairwise(&block_sums[*acc as usize]);
         }
         // Folded block by block while its operand's pass ran.
         ScalarInstr::ReduceGroups { .. } => {}
@@ -241,10 +260,12 @@ fn times_count(value: f64, count: usize) -> f64 {
 }
 
 /// Sums partials pairwise, in order: a fixed tree, independent of how chunks were scheduled.
+/// An unpaired last value goes up a level unchanged, so the sum over an aligned run of a power
+/// of two values is a subtree's (see [`REDUCTION_BLOCK_CHUNKS`]).
 fn pairwise(values: &[f64]) -> f64 {
     let mut level: Vec<f64> = values.to_vec();
     while level.len() > 1 {
-        level = level.chunks(2).map(|p| p.iter().sum()).collect();
+        level = level.chunks(2).map(|p| if let [a, b] = p { a + b } else { p[0] }).collect();
     }
     level.first().copied().unwrap_or(0.0)
 }
@@ -258,13 +279,15 @@ unsafe impl Sync for SyncPtr {}
 
 struct Sources<'a> {
     call: &'a Call,
-    inputs: &'a [&'a [f64]],
+    inputs: &'a [InputView<'a>],
     groups: &'a [Group],
 }
 
 struct Sinks {
+    /// Chunk `c`'s partial of reduction `acc` is at `acc * acc_stride + c` (the pointer is
+    /// offset back by the block's first chunk).
     partials: SyncPtr,
-    n_chunks: usize,
+    acc_stride: usize,
     bufs: Vec<SyncPtr>,
     outs: Vec<SyncPtr>,
 }
@@ -273,14 +296,30 @@ struct Sinks {
 /// in place, and instructions whose result can be written straight into an output.
 /// Measured (thread CPU time per call, N = 1e6, one thread): W1 12.4 -> 10.6 ms, W2 28.8 ->
 /// 22.7 ms against gathering every load and storing every output by copy.
-struct Plan {
-    /// Per instruction: for a `Load` of a source laid out like the batch, the source's start.
-    in_place: Vec<Option<ConstPtr>>,
+struct Plan<'a> {
+    /// Per instruction: how a `Load` reads its source.
+    loads: Vec<Option<Read<'a>>>,
     /// Per instruction and result: the output that result is written into directly (its
     /// `Store` is then skipped).
     direct: Vec<[Option<usize>; 2]>,
     /// Per instruction: a `Store` whose value was already written by [`Plan::direct`].
     skip: Vec<bool>,
+}
+
+/// How a load reads its source: in place where the source is laid out like the batch (the
+/// common case, kept free of any copy), else gathered into its register chunk by chunk.
+enum Read<'a> {
+    InPlace(ConstPtr),
+    Gather(Layout<'a>),
+    /// The first of consecutive loads of sources with the same strides, which are not 0 or 1
+    /// along the innermost dimension (columns of one matrix): it gathers them all at once, row
+    /// by row, into their registers.
+    Rows {
+        regs: Vec<Reg>,
+        layouts: Vec<Layout<'a>>,
+    },
+    /// A load the `Rows` before it gathered.
+    Gathered,
 }
 
 /// A read-only pointer shared by the chunks of a pass.
@@ -300,18 +339,23 @@ fn results(instr: &Instr) -> [Option<u32>; 2] {
     }
 }
 
-impl Plan {
-    fn new(code: &[Instr], sources: &Sources) -> Plan {
-        let in_place = code
+impl<'a> Plan<'a> {
+    fn new(code: &[Instr], sources: &Sources<'a>) -> Plan<'a> {
+        let batch = &sources.call.batch;
+        let loads = code
             .iter()
             .map(|i| match i {
                 Instr::Load { src, .. } => {
-                    let (data, shape) = source(sources, *src);
-                    (shape == sources.call.batch.as_slice()).then_some(ConstPtr(data.as_ptr()))
+                    let layout = source(sources, *src);
+                    Some(match layout.is_batch_order(batch) {
+                        true => Read::InPlace(ConstPtr(layout.data[layout.origin..].as_ptr())),
+                        false => Read::Gather(layout),
+                    })
                 }
                 _ => None,
             })
             .collect();
+        let loads = by_rows(code, loads);
         let mut direct = vec![[None; 2]; code.len()];
         let mut skip = vec![false; code.len()];
         // Per register, the instruction that last wrote it; per output, whether it has a writer.
@@ -334,8 +378,42 @@ impl Plan {
                 taken[*out] = true;
             }
         }
-        Plan { in_place, direct, skip }
+        Plan { loads, direct, skip }
     }
+}
+
+/// Joins runs of consecutive strided loads with the same strides into one [`Read::Rows`] each.
+fn by_rows<'a>(code: &[Instr], mut loads: Vec<Option<Read<'a>>>) -> Vec<Option<Read<'a>>> {
+    let strided = |read: &Option<Read>| match read {
+        Some(Read::Gather(l)) => l.strides.last().is_some_and(|s| s.unsigned_abs() > 1).then_some(l.strides.clone()),
+        _ => None,
+    };
+    let mut i = 0;
+    while i < code.len() {
+        let (Instr::Load { dst, .. }, Some(strides)) = (&code[i], strided(&loads[i])) else {
+            i += 1;
+            continue;
+        };
+        let mut regs = vec![*dst];
+        let mut end = i + 1;
+        while let (Some(Instr::Load { dst, .. }), Some(s)) = (code.get(end), loads.get(end).and_then(strided)) {
+            if s != strides || regs.contains(dst) {
+                break;
+            }
+            regs.push(*dst);
+            end += 1;
+        }
+        if end - i > 1 {
+            // Every load in i..end is a `Gather` (checked by `strided`): one layout per register.
+            let layouts: Vec<Layout> = (i..end)
+                .filter_map(|j| if let Some(Read::Gather(l)) = loads[j].replace(Read::Gathered) { Some(l) } else { None })
+                .collect();
+            debug_assert_eq!(layouts.len(), regs.len());
+            loads[i] = Some(Read::Rows { regs, layouts });
+        }
+        i = end;
+    }
+    loads
 }
 
 /// How the chunk loops learn to stop: `cancel` is read by every thread between chunks; `stop`
@@ -414,7 +492,7 @@ fn run_chunks(
 /// What every chunk of a pass shares.
 struct Ctx<'a> {
     code: &'a [Instr],
-    plan: &'a Plan,
+    plan: &'a Plan<'a>,
     width: usize,
     slots: &'a [f64],
     sources: &'a Sources<'a>,
@@ -453,7 +531,7 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
     let base = regs.as_mut_ptr();
     let (plan, sinks) = (ctx.plan, ctx.sinks);
     // SAFETY (all pointer use below): register windows are disjoint `width`-sized parts of
-    // `regs`; inputs are only read; chunk `chunk` owns partial `acc * n_chunks + chunk` and the
+    // `regs`; inputs are only read; chunk `chunk` owns partial `acc * acc_stride + chunk` and the
     // range `start..start + len` of every buffer and output, and each output is the direct
     // target of at most one result. The allocator never makes an instruction's destination
     // one of its operands, so no written slice overlaps a read one.
@@ -472,14 +550,24 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
         };
         let write = |p: *mut f64| unsafe { std::slice::from_raw_parts_mut(p, len) };
         match instr {
-            Instr::Load { dst, src } => {
-                view[dst.0 as usize] = match plan.in_place[i] {
-                    Some(p) => unsafe { p.0.add(start) },
-                    None => {
+            Instr::Load { dst, .. } => {
+                view[dst.0 as usize] = match plan.loads[i].as_ref().expect("Plan::new gives every load a read") {
+                    Read::InPlace(p) => unsafe { p.0.add(start) },
+                    Read::Gather(layout) => {
                         let t = target(*dst, 0);
-                        gather(ctx.sources, *src, start, write(t));
+                        layout.gather(&ctx.sources.call.batch, start, write(t));
                         t
                     }
+                    Read::Rows { regs, layouts } => {
+                        // Distinct registers (checked by `by_rows`), none of them an output.
+                        let mut outs: Vec<&mut [f64]> = regs.iter().map(|r| write(unsafe { base.add(r.0 as usize * ctx.width) })).collect();
+                        gather_rows(&ctx.sources.call.batch, layouts, start, &mut outs);
+                        for r in regs {
+                            view[r.0 as usize] = unsafe { base.add(r.0 as usize * ctx.width) };
+                        }
+                        view[dst.0 as usize]
+                    }
+                    Read::Gathered => view[dst.0 as usize],
                 };
             }
             Instr::Unary { op, dst, a } => {
@@ -518,7 +606,7 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
             }
             Instr::Accumulate { src, times, neg, acc } => {
                 let sum = accumulate(read(view, *src), times.as_ref().map(|b| arg(view, b)), *neg);
-                unsafe { *sinks.partials.0.add(acc * sinks.n_chunks + chunk) = sum }
+                unsafe { *sinks.partials.0.wrapping_add(acc * sinks.acc_stride + chunk) = sum }
             }
             Instr::Collect { src, buf } => unsafe {
                 std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.wrapping_add(start), len).copy_from_slice(read(view, *src))
@@ -531,50 +619,48 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
     }
 }
 
-/// A source's data and (padded) shape.
-fn source<'a>(sources: &'a Sources, src: Source) -> (&'a [f64], &'a [usize]) {
+/// A source as the batch reads it: an input through its view, a group array (C-contiguous, of
+/// its padded shape) broadcast.
+fn source<'a>(sources: &Sources<'a>, src: Source) -> Layout<'a> {
+    let batch = &sources.call.batch;
     match src {
-        Source::Input(k) => (sources.inputs[k], &sources.call.inputs[k]),
-        Source::Group(g) => (&sources.groups[g].data, &sources.groups[g].shape),
+        Source::Input(k) => sources.inputs[k].layout(batch),
+        Source::Group(g) => Layout::contiguous(&sources.groups[g].data, &sources.groups[g].shape, batch),
     }
 }
 
-fn gather(sources: &Sources, src: Source, start: usize, out: &mut [f64]) {
-    let batch = &sources.call.batch;
-    let (data, shape) = source(sources, src);
-    if shape == batch.as_slice() {
-        out.copy_from_slice(&data[start..start + out.len()]);
-        return;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values spread over many magnitudes and both signs, so any change in the order of
+    /// additions changes the bits.
+    fn spread(n: usize) -> Vec<f64> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let unit = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                unit * 10f64.powi((state % 31) as i32 - 15)
+            })
+            .collect()
     }
-    let strides = strides_for(shape, batch);
-    let inner = batch.len() - 1;
-    let mut idx = vec![0usize; batch.len()];
-    let mut rest = start;
-    for d in (0..batch.len()).rev() {
-        idx[d] = rest % batch[d];
-        rest /= batch[d];
-    }
-    let mut off: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
-    let mut filled = 0;
-    while filled < out.len() {
-        let run = (batch[inner] - idx[inner]).min(out.len() - filled);
-        let dst = &mut out[filled..filled + run];
-        if strides[inner] == 0 {
-            dst.fill(data[off]);
-        } else {
-            dst.copy_from_slice(&data[off..off + run]);
-        }
-        filled += run;
-        off += run * strides[inner];
-        idx[inner] += run;
-        for d in (0..batch.len()).rev() {
-            if idx[d] < batch[d] || d == 0 {
-                break;
+
+    /// Pairwise sums of aligned blocks of a power of two values, summed pairwise, are the
+    /// pairwise sum of all values, bit for bit: what lets reductions keep O(block) partials.
+    #[test]
+    fn block_sums_are_subtrees_of_the_pairwise_tree() {
+        for n in [0, 1, 2, 3, 7, 8, 9, 255, 256, 257, 1000, 3 * 256 + 5] {
+            let values = spread(n);
+            for block in [1, 2, 4, 64, 256, 1024] {
+                let sums: Vec<f64> = values.chunks(block).map(pairwise).collect();
+                assert_eq!(pairwise(&sums).to_bits(), pairwise(&values).to_bits(), "n = {n}, block = {block}");
             }
-            off -= strides[d] * idx[d];
-            idx[d] = 0;
-            idx[d - 1] += 1;
-            off += strides[d - 1];
         }
+        let values = spread(2 * REDUCTION_BLOCK_CHUNKS + 3);
+        let sums: Vec<f64> = values.chunks(REDUCTION_BLOCK_CHUNKS).map(pairwise).collect();
+        assert_eq!(pairwise(&sums).to_bits(), pairwise(&values).to_bits());
     }
 }

@@ -13,7 +13,7 @@ use crate::eval::{self, Call};
 use crate::expr::{Expr, Kind, Tag};
 use crate::graph::NodeId;
 use crate::kernels::loops::scalar_op;
-use crate::shape::{broadcast, groups_of, padded, shape_text};
+use crate::shape::{broadcast, groups_of, padded, shape_text, InputView};
 use crate::tape::Tape;
 
 /// Which inputs are uniform and which grouped reductions have one sample per group.
@@ -188,6 +188,18 @@ impl Function {
     /// [`Error::Interrupted`] (outputs are then incomplete). The calling thread evaluates
     /// chunks itself, beside the pool's threads: no thread is started or handed the whole call.
     pub fn run_watched(&self, call: &Call, inputs: &[&[f64]], outputs: &mut [&mut [f64]], stop: &mut dyn FnMut() -> bool) -> Result<()> {
+        let fits = |d: &[f64], s: &[usize]| d.len() == s.iter().product::<usize>();
+        if inputs.len() != call.inputs.len() || !inputs.iter().zip(&call.inputs).all(|(d, s)| fits(d, s)) {
+            return Err(Error::Internal("argument buffer sizes do not match the prepared shapes".into()));
+        }
+        let views = inputs.iter().zip(&call.inputs).map(|(d, s)| InputView::contiguous(d, s)).collect::<Result<Vec<_>>>()?;
+        self.run_views(call, &views, outputs, stop)
+    }
+
+    /// [`Function::run_watched`] with each input read through a view (strided, reversed,
+    /// broadcast or contiguous) of the shape given to `prepare`, where it is: no input is
+    /// copied beyond a chunk at a time.
+    pub fn run_views(&self, call: &Call, inputs: &[InputView], outputs: &mut [&mut [f64]], stop: &mut dyn FnMut() -> bool) -> Result<()> {
         eval::run(call, inputs, outputs, stop, &|o| self.value_over_empty_groups(o))
     }
 

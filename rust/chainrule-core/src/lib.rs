@@ -40,5 +40,6 @@ pub use eval::Call;
 pub use expr::{live_nodes, registry_pages, Expr, Kind, Name, Over, Tag};
 pub use function::Function;
 pub use graph::{Graph, NodeId};
+pub use shape::InputView;
 pub use subst::substitute;
 pub use tape::{chunk_len, Affine, Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape, CHUNK};
