@@ -110,6 +110,7 @@ mod logarithm;
 mod logistic;
 pub(crate) mod loops;
 mod poly;
+mod power;
 mod trig;
 
 use drivers::*;
@@ -117,6 +118,7 @@ use exponential::*;
 use logarithm::*;
 use logistic::*;
 use poly::*;
+use power::*;
 use trig::*;
 
 // ---------------------------------------------------------------------------
@@ -228,6 +230,40 @@ pub fn dispatch_level() -> &'static str {
 /// outputs must be as long as `x` (panics otherwise).
 pub fn sigmoid_slope_affine(x: &[f64], w: f64, b: f64, out0: &mut [f64], out1: &mut [f64]) {
     levels::sigmoid_slope_affine(active(), x, w, b, out0, out1)
+}
+
+/// A two-input kernel, by name: the op table's `kernel` column names these for binary ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// [`pow`]
+    Pow,
+}
+
+/// `out[i] = x[i] ** y[i]` with C's `pow` semantics, at most 4 ulp from the exact value; all
+/// three slices must have the same length (panics otherwise).
+pub fn pow(x: &[f64], y: &[f64], out: &mut [f64]) {
+    levels::pow(active(), x, y, out)
+}
+
+/// `x ** y` for one pair: bit for bit what [`pow`] gives for it, at any position.
+pub fn one_pow(x: f64, y: f64) -> f64 {
+    pow_one_at_level(active(), x, y)
+}
+
+/// Runs a two-input kernel over a chunk (the evaluator's binary instructions).
+#[inline(always)]
+pub(crate) fn run_binary(kernel: Binary, a: loops::Operand, b: loops::Operand, out: &mut [f64]) {
+    match kernel {
+        Binary::Pow => pow_operands(active(), a, b, out),
+    }
+}
+
+/// A two-input kernel on one pair of values, as the chunk gives it.
+#[inline(always)]
+pub(crate) fn one_binary(kernel: Binary, a: f64, b: f64) -> f64 {
+    match kernel {
+        Binary::Pow => pow_one_at_level(active(), a, b),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -374,6 +410,20 @@ macro_rules! kernels {
             /// support it (see [`Level::is_supported`]).
             pub fn run(level: Level, kernel: super::Unary, x: &[f64], out: &mut [f64]) {
                 match kernel { $(super::Unary::$variant => $name(level, x, out),)* }
+            }
+
+            /// Runs [`super::pow`] with the given level; panics if the CPU does not support it
+            /// or the lengths differ.
+            pub fn pow(level: Level, x: &[f64], y: &[f64], out: &mut [f64]) {
+                assert!(level.is_supported(), "kernel level {level:?} is not supported on this CPU");
+                assert!(x.len() == out.len() && y.len() == out.len(), "kernel input and output lengths differ");
+                super::pow_operands(level, super::loops::Operand::Chunk(x), super::loops::Operand::Chunk(y), out)
+            }
+
+            /// [`super::one_pow`] with the given level; panics if the CPU does not support it.
+            pub fn one_pow(level: Level, x: f64, y: f64) -> f64 {
+                assert!(level.is_supported(), "kernel level {level:?} is not supported on this CPU");
+                super::pow_one_at_level(level, x, y)
             }
 
             /// A two-output kernel at a given level.
