@@ -17,7 +17,7 @@
 //! the `s^3` term) is plain double. The exponential is [`exp_reduce`]'s, with the low part of
 //! `b log a` folded into its rounding correction.
 
-use super::loops::{Lane, Operand};
+use super::loops::{self, Lane, Operand};
 use super::*;
 
 /// `2 atanh(s) = 2s + s^3 (2/3 + z t(z))`: `t` has the series' coefficients `2/(2j + 5)`.
@@ -92,8 +92,22 @@ fn log_dd<const F: bool>(x: f64) -> (f64, f64) {
     fast_two_sum(b, lo)
 }
 
+/// `x ** 0.5` as C's `pow` gives it: the square root, but `+0` at `-0` and `+inf` at `-inf`
+/// (where `sqrt` gives `-0` and NaN). The compiler leaves `x ** 0.5` to this kernel and builds
+/// the other half-integer powers from it.
+#[inline(always)]
+pub(super) fn half_power(x: f64) -> f64 {
+    if x == f64::NEG_INFINITY {
+        f64::INFINITY
+    } else {
+        // Adding +0 turns -0 into +0 and changes nothing else.
+        x.sqrt() + 0.0
+    }
+}
+
 /// One lane: `x ** y` for a positive normal finite `x` with a normal result, else NaN (for
-/// the patch).
+/// the patch); [`half_power`] for `y = 0.5` whatever the operands came as, so that a chunk of
+/// exponents and a single one agree.
 #[inline(always)]
 pub(super) fn pow_lane<const F: bool>(x: f64, y: f64) -> f64 {
     let (lh, ll) = log_dd::<F>(x);
@@ -109,9 +123,11 @@ pub(super) fn pow_lane<const F: bool>(x: f64, y: f64) -> f64 {
     let c = e0 + e1;
     let h = mla::<F>(r, poly10::<F>(r, &EXP_Q), 0.5);
     let p = r + mla::<F>(r * r, h, mla::<F>(c, r, c));
-    let y = scale_1p::<F>(n, p);
-    if ok {
-        y
+    let v = scale_1p::<F>(n, p);
+    if y == 0.5 {
+        half_power(x)
+    } else if ok {
+        v
     } else {
         f64::NAN
     }
@@ -205,6 +221,8 @@ fn pow_at<A: Lane, B: Lane>(level: Level, a: A, b: B, out: &mut [f64]) {
 pub(crate) fn pow_operands(level: Level, a: Operand, b: Operand, out: &mut [f64]) {
     match (a, b) {
         (Operand::Chunk(a), Operand::Chunk(b)) => pow_at(level, a, b, out),
+        // The square root alone, without the general lane beside it.
+        (Operand::Chunk(a), Operand::Scalar(b)) if b == 0.5 => loops::each(a, out, half_power),
         (Operand::Chunk(a), Operand::Scalar(b)) => pow_at(level, a, b, out),
         (Operand::Scalar(a), Operand::Chunk(b)) => pow_at(level, a, b, out),
         (Operand::Scalar(a), Operand::Scalar(b)) => out.fill(pow_one_at_level(level, a, b)),
