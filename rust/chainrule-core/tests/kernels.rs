@@ -918,3 +918,33 @@ fn pow_is_position_independent_and_single_values_agree() {
 fn pow_mismatched_lengths_panic() {
     kernels::pow(&[1.0, 2.0], &[1.0], &mut [0.0, 0.0]);
 }
+
+/// Per-value time of `pow` at each level against libm's, for the module's table:
+/// `cargo test --release --test kernels bench_pow -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_pow() {
+    let mut rng = Rng(44);
+    let xs: Vec<f64> = (0..CHUNK).map(|_| rng.uniform(0.1, 10.0)).collect();
+    let ys: Vec<f64> = (0..CHUNK).map(|_| rng.uniform(-5.0, 5.0)).collect();
+    let mut out = vec![0.0; CHUNK];
+    let mut time = |f: &mut dyn FnMut(&mut [f64])| {
+        let mut best = f64::INFINITY;
+        for _ in 0..200 {
+            let t = std::time::Instant::now();
+            f(&mut out);
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        best * 1e9 / CHUNK as f64
+    };
+    for level in levels::available() {
+        let ns = time(&mut |o: &mut [f64]| levels::pow(level, &xs, &ys, o));
+        println!("pow {:10} {ns:.2} ns", level.name());
+    }
+    let ns = time(&mut |o: &mut [f64]| {
+        for ((o, x), y) in o.iter_mut().zip(&xs).zip(&ys) {
+            *o = x.powf(*y);
+        }
+    });
+    println!("pow libm       {ns:.2} ns");
+}

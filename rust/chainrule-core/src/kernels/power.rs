@@ -17,7 +17,7 @@
 //! the `s^3` term) is plain double. The exponential is [`exp_reduce`]'s, with the low part of
 //! `b log a` folded into its rounding correction.
 
-use super::loops::{self, Lane, Operand};
+use super::loops::{Lane, Operand};
 use super::*;
 
 /// `2 atanh(s) = 2s + s^3 (2/3 + z t(z))`: `t` has the series' coefficients `2/(2j + 5)`.
@@ -113,7 +113,7 @@ pub(super) fn pow_lane<const F: bool>(x: f64, y: f64) -> f64 {
     let (lh, ll) = log_dd::<F>(x);
     let (wh, wl) = two_prod::<F>(lh, y);
     let wl = mla::<F>(ll, y, wl);
-    let ok = x >= f64::MIN_POSITIVE && x < f64::INFINITY && wh.abs() <= 708.0;
+    let ok = (f64::MIN_POSITIVE..f64::INFINITY).contains(&x) && wh.abs() <= 708.0;
     // exp(wh + wl): w = n ln2 + r with n * LN2_HI exact and the rest of r, with wl, kept as
     // r + c; as `exp_reduce`, expm1(r + c) ~ expm1(r) + c (1 + r).
     let n = mla::<F>(wh, LOG2E, SHIFT) - SHIFT;
@@ -221,8 +221,6 @@ fn pow_at<A: Lane, B: Lane>(level: Level, a: A, b: B, out: &mut [f64]) {
 pub(crate) fn pow_operands(level: Level, a: Operand, b: Operand, out: &mut [f64]) {
     match (a, b) {
         (Operand::Chunk(a), Operand::Chunk(b)) => pow_at(level, a, b, out),
-        // The square root alone, without the general lane beside it.
-        (Operand::Chunk(a), Operand::Scalar(b)) if b == 0.5 => loops::each(a, out, half_power),
         (Operand::Chunk(a), Operand::Scalar(b)) => pow_at(level, a, b, out),
         (Operand::Scalar(a), Operand::Chunk(b)) => pow_at(level, a, b, out),
         (Operand::Scalar(a), Operand::Scalar(b)) => out.fill(pow_one_at_level(level, a, b)),
