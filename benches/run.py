@@ -1342,6 +1342,190 @@ def facts_load(start, end):
 RUNNERS = {"W1": run_w1, "W2": run_w2, "W4": run_w4, "W5": run_w5, "W6": run_w6, "MEM": run_mem}
 
 
+# --------------------------------------------------------------------------
+# Powers (issue 18): W9 softened gravity, a Lennard-Jones energy written with '**' as users
+# write it, and a field of x**3, y**0.5, q**1.5; each with its hand-derived NumPy anchor.
+# --------------------------------------------------------------------------
+
+W9_SOFTENING = 0.01
+
+
+def separations(seed, n, r_low, r_high):
+    """Separation vectors with lengths uniform in [r_low, r_high] and uniform directions."""
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=(3, n))
+    u /= np.sqrt((u * u).sum(axis=0))
+    r = rng.uniform(r_low, r_high, n)
+    return SimpleNamespace(dx=u[0] * r, dy=u[1] * r, dz=u[2] * r)
+
+
+def w9_data(n):
+    return separations(SEED + 9, n, 0.0, 2.0)
+
+
+def lj_data(n):
+    return separations(SEED + 10, n, 0.9, 2.5)
+
+
+def field_data(n):
+    rng = np.random.default_rng(SEED + 11)
+    return SimpleNamespace(
+        x=uniform(rng, n, -2.0, 2.0), y=uniform(rng, n, 0.1, 4.0), q=uniform(rng, n, 0.1, 4.0)
+    )
+
+
+def w9_numpy(dx, dy, dz):
+    """E = -1/sqrt(s), s = |d|^2 + eps; force = -dE/dd = -d / s^1.5."""
+    inv = 1.0 / np.sqrt(dx * dx + dy * dy + dz * dz + W9_SOFTENING)
+    k = -(inv * inv * inv)
+    return -inv, k * dx, k * dy, k * dz
+
+
+def lj_numpy(dx, dy, dz):
+    """E = 4 (r^-12 - r^-6); force = (48 r^-12 - 24 r^-6) / r^2 * d."""
+    ir2 = 1.0 / (dx * dx + dy * dy + dz * dz)
+    ir6 = ir2 * ir2 * ir2
+    ir12 = ir6 * ir6
+    k = (48.0 * ir12 - 24.0 * ir6) * ir2
+    return 4.0 * (ir12 - ir6), k * dx, k * dy, k * dz
+
+
+def field_numpy(x, y, q):
+    """f = x^3 + y^0.5 q^1.5 and its partials, written with products and square roots."""
+    sy, sq = np.sqrt(y), np.sqrt(q)
+    q15 = q * sq
+    return x * x * x + sy * q15, 3.0 * x * x, 0.5 * q15 / sy, 1.5 * sy * sq
+
+
+def w9_energy(dx, dy, dz):
+    return -1 / (dx**2 + dy**2 + dz**2 + W9_SOFTENING) ** 0.5
+
+
+def lj_energy(sqrt, dx, dy, dz):
+    r = sqrt(dx**2 + dy**2 + dz**2)
+    return 4 * ((1 / r) ** 12 - (1 / r) ** 6)
+
+
+def field_value(x, y, q):
+    return x**3 + y**0.5 * q**1.5
+
+
+POWER_WORKLOADS = {
+    # name: (title, data, numpy anchor, chainrule/jax energy given (sqrt, *args), names, forces?)
+    "W9": ("W9 softened gravity: E and the forces -dE/d(dx, dy, dz)", w9_data, w9_numpy,
+           lambda sqrt, *a: w9_energy(*a), "dx dy dz", True),
+    "LJ": ("Lennard-Jones 4((1/r)**12 - (1/r)**6): E and the forces", lj_data, lj_numpy,
+           lj_energy, "dx dy dz", True),
+    "FIELD": ("Field x**3 + y**0.5 * q**1.5 and its three partials", field_data, field_numpy,
+              lambda sqrt, *a: field_value(*a), "x y q", False),
+}  # fmt: skip
+
+
+def power_args(name, d):
+    return [getattr(d, v) for v in POWER_WORKLOADS[name][4].split()]
+
+
+def power_build_numpy(name):
+    return lambda np_, d: lambda: POWER_WORKLOADS[name][2](*power_args(name, d))
+
+
+def power_build_chainrule(name):
+    def build(cr, d):
+        _, _, _, energy, names, forces = POWER_WORKLOADS[name]
+        xs = cr.vars(names)
+        e = energy(cr.sqrt, *xs)
+        grads = cr.grad(e, list(xs))
+        fn = cr.compile([e, *(-g if forces else g for g in grads)], inputs=list(xs))
+        args = power_args(name, d)
+        return lambda: fn(*args)
+
+    return build
+
+
+def power_build_jax(name):
+    def build(jax, d):
+        _, _, _, energy, names, forces = POWER_WORKLOADS[name]
+        jnp = jax.numpy
+        k = len(names.split())
+        vg = jax.value_and_grad(lambda *a: energy(jnp.sqrt, *a), argnums=tuple(range(k)))
+        step = jax.jit(jax.vmap(vg))
+        args = [jax.device_put(a) for a in power_args(name, d)]
+
+        def run():
+            value, grads = step(*args)
+            grads = [-g if forces else g for g in grads]
+            return jax.block_until_ready((value, *grads))
+
+        return run
+
+    return build
+
+
+def power_build_numexpr(name):
+    texts = {
+        "W9": ("s = dx*dx + dy*dy + dz*dz + 0.01", "-1 / sqrt(s)", "-d / (s * sqrt(s))"),
+        "LJ": ("ir2 = 1 / (dx*dx + dy*dy + dz*dz)", "4 * (ir2**6 - ir2**3)",
+               "(48 * ir2**6 - 24 * ir2**3) * ir2 * d"),
+    }  # fmt: skip
+
+    def build(ne, d):
+        if name not in texts:
+            return lambda: field_numexpr(ne, d)
+        first, value, force = texts[name]
+        target, expr = (t.strip() for t in first.split("="))
+
+        def run():
+            env = {"dx": d.dx, "dy": d.dy, "dz": d.dz}
+            env[target] = ne.evaluate(expr, local_dict=env)
+            out = [ne.evaluate(value, local_dict=env)]
+            for v in ("dx", "dy", "dz"):
+                out.append(ne.evaluate(force, local_dict={**env, "d": env[v]}))
+            return tuple(out)
+
+        return run
+
+    return build
+
+
+def field_numexpr(ne, d):
+    env = {"x": d.x, "y": d.y, "q": d.q}
+    return (
+        ne.evaluate("x**3 + sqrt(y) * q * sqrt(q)", local_dict=env),
+        ne.evaluate("3 * x * x", local_dict=env),
+        ne.evaluate("0.5 * q * sqrt(q) / sqrt(y)", local_dict=env),
+        ne.evaluate("1.5 * sqrt(y) * sqrt(q)", local_dict=env),
+    )
+
+
+def power_runner(name):
+    def run(ctx):
+        title, make, anchor = POWER_WORKLOADS[name][:3]
+        n = ctx.sizes.n_w2
+        data = make(n)
+        cands = prepare_all(ctx, name, data, [("run", anchor(*power_args(name, data)))])
+        time_round_robin(cands, ctx.repeat)
+        section = speed_section(f"{title}, N = {n:,}", cands, "ms", 1e3, ("numpy", "jax"))
+        section.notes.insert(
+            0,
+            "NumPy anchor hand-derived with products and square roots; chainrule and JAX "
+            "differentiate the '**' form as written.",
+        )
+        return section
+
+    return run
+
+
+for _name in POWER_WORKLOADS:
+    BUILDERS[_name] = {
+        "numpy": power_build_numpy(_name),
+        "numexpr": power_build_numexpr(_name),
+        "jax": power_build_jax(_name),
+        "chainrule": power_build_chainrule(_name),
+    }
+    RUNNERS[_name] = power_runner(_name)
+ALL_WORKLOADS = (*ALL_WORKLOADS[:-1], *POWER_WORKLOADS, ALL_WORKLOADS[-1])
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="benches/run.py", description=__doc__.splitlines()[0])
     p.add_argument(

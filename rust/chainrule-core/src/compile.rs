@@ -12,7 +12,7 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{Error, Result};
-use crate::expr::{Expr, Kind, Tag};
+use crate::expr::{intern, Expr, Kind, Tag};
 use crate::graph::{Graph, NodeId};
 use crate::ops::Op;
 use crate::tape::{Affine, Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape};
@@ -46,7 +46,10 @@ impl ShapeClass {
 /// What compiling needs to know of a function's graph, found once: each node's input position,
 /// the reductions and the inputs they sum over, and each output's shape class.
 pub(crate) struct Analysis {
+    /// The outputs' graph with constant powers lowered (see [`lower_powers`]).
     pub(crate) graph: Graph,
+    /// The outputs as given, before lowering.
+    pub(crate) outputs: Vec<Expr>,
     /// The reduction nodes, in graph order.
     pub(crate) sums: Vec<NodeId>,
     pub(crate) inputs: Vec<Expr>,
@@ -61,7 +64,7 @@ pub(crate) struct Analysis {
 impl Analysis {
     /// Analyses `outputs` as a function of the variables `inputs`, in that order.
     pub(crate) fn new(outputs: &[Expr], inputs: &[Expr]) -> Result<Analysis> {
-        let graph = Graph::new(outputs);
+        let graph = lower_powers(Graph::new(outputs));
         let mut position: FxHashMap<&str, usize> = FxHashMap::with_capacity_and_hasher(inputs.len(), Default::default());
         for (i, v) in inputs.iter().enumerate() {
             let name = v.as_var().ok_or_else(|| Error::InvalidName(format!("{v:?}")))?;
@@ -123,7 +126,7 @@ impl Analysis {
             classes.push(class);
         }
         let classes = graph.roots.iter().map(|r| distinct[classes[r.index()] as usize].clone()).collect();
-        Ok(Analysis { graph, sums, inputs: inputs.to_vec(), input_of, over, classes })
+        Ok(Analysis { graph, outputs: outputs.to_vec(), sums, inputs: inputs.to_vec(), input_of, over, classes })
     }
 
     /// The grouped reductions of the graph with the inputs they group by.
@@ -137,6 +140,88 @@ impl Analysis {
     /// The inputs summed over by each reduction node that is a grouped reduction.
     pub(crate) fn over_of(&self, id: NodeId) -> &[usize] {
         &self.over[&id]
+    }
+}
+
+/// The largest `|n|` for which `x ** n` (and `x ** (n + 0.5)`) becomes products: x ** 64 is six
+/// squarings, and the measured error of the chain grows with the exponent (README, conventions).
+const MAX_LADDER: f64 = 64.0;
+
+/// Whether a constant exponent is lowered: an integer or half-integer of magnitude at most
+/// [`MAX_LADDER`], except 0.5, whose kernel is the square root already (0 and 1 are the
+/// simplifier's).
+fn is_lowered(c: f64) -> bool {
+    c.abs() <= MAX_LADDER + 0.5 && (2.0 * c).fract() == 0.0 && c != 0.5
+}
+
+/// `graph` with every `x ** c` of a lowered constant `c` (see [`is_lowered`]) replaced by
+/// products: `x ** n` for integer `n` multiplies the powers `x ** 2^j` of n's set bits, lowest
+/// first, from the ladder `x2 = x * x`, `x4 = x2 * x2`, ...; hash-consing makes every power of
+/// the same `x` in the graph share one ladder (x ** 12, x ** 6 and x ** 11 take x2, x4, x8 and
+/// four more products). A negative exponent is one division `1 / x ** |c|`; a half-integer one
+/// is `abs(x) ** n * x ** 0.5` (`x ** 0.5` is the pow kernel's square root, which keeps C's
+/// `+0` at `-0` and `+inf` at `-inf`; `abs` keeps the product's sign there, and a negative
+/// `x` gives NaN through the root either way). The nodes are interned as they are, not through
+/// the simplifier, which may spell products back as powers.
+///
+/// Done here rather than by the builder so that the graph a person prints keeps `x ** 12`. A
+/// graph without such powers is returned as it is, after one scan of its tags; one with them is
+/// rebuilt above the first power, one forward pass (never recursive).
+fn lower_powers(graph: Graph) -> Graph {
+    let exponent = |id: NodeId| -> Option<f64> {
+        let (Tag::Apply(Op::Pow), [_, Some(b)]) = (graph.tag(id), graph.args(id)) else { return None };
+        (graph.tag(b) == Tag::Const).then(|| graph.node(b).as_const()).flatten().filter(|c| is_lowered(*c))
+    };
+    if !graph.ids().any(|id| exponent(id).is_some()) {
+        return graph;
+    }
+    let mut rebuilt: Vec<Expr> = Vec::with_capacity(graph.len());
+    for id in graph.ids() {
+        let node = graph.node(id);
+        let args = graph.args(id).map(|a| a.map(|a| rebuilt[a.index()].clone()));
+        let same = graph.args(id).iter().zip(&args).all(|(a, b)| a.map(|a| graph.node(a)) == b.as_ref());
+        let new = match exponent(id) {
+            Some(c) => power(args[0].as_ref().expect("pow has a base"), c),
+            None if same => node.clone(),
+            None => intern(node.kind().clone(), args),
+        };
+        rebuilt.push(new);
+    }
+    let roots: Vec<Expr> = graph.roots.iter().map(|r| rebuilt[r.index()].clone()).collect();
+    Graph::new(&roots)
+}
+
+/// `x ** c` for a lowered constant `c`, as products, a square root and a division (see
+/// [`lower_powers`]).
+fn power(x: &Expr, c: f64) -> Expr {
+    let apply = |op: Op, a: &Expr, b: Option<&Expr>| intern(Kind::Apply(op), [Some(a.clone()), b.cloned()]);
+    let half = c.fract() != 0.0;
+    let mut n = c.abs().trunc() as u32;
+    let mut product: Option<Expr> = None;
+    let mut square = if half && n > 0 { apply(Op::Abs, x, None) } else { x.clone() };
+    while n > 0 {
+        if n & 1 == 1 {
+            product = Some(match product {
+                None => square.clone(),
+                Some(p) => apply(Op::Mul, &p, Some(&square)),
+            });
+        }
+        n >>= 1;
+        if n > 0 {
+            square = apply(Op::Mul, &square, Some(&square));
+        }
+    }
+    let root = || apply(Op::Pow, x, Some(&crate::build::constant(0.5)));
+    let magnitude = match (product, half) {
+        (None, false) => return crate::build::constant(1.0),
+        (None, true) => root(),
+        (Some(p), false) => p,
+        (Some(p), true) => apply(Op::Mul, &p, Some(&root())),
+    };
+    if c < 0.0 {
+        apply(Op::Div, &crate::build::constant(1.0), Some(&magnitude))
+    } else {
+        magnitude
     }
 }
 

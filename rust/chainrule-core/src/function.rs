@@ -50,7 +50,7 @@ impl Function {
 
     /// The output expressions.
     pub fn outputs(&self) -> Vec<Expr> {
-        self.analysis.graph.roots.iter().map(|r| self.analysis.graph.node(*r).clone()).collect()
+        self.analysis.outputs.clone()
     }
 
     /// The shape class of each output.

@@ -45,7 +45,8 @@ macro_rules! declare_ops {
 /// from the table (the enum here, the evaluator's chunk and single-value dispatch in
 /// [`crate::kernels`]) matches every op without a catch-all arm.
 ///
-/// `kernel` names the op's vectorised kernel (a [`crate::kernels::Unary`] variant), or `lanes`:
+/// `kernel` names the op's vectorised kernel (a [`crate::kernels::Unary`] variant, or a
+/// [`crate::kernels::Binary`] one for a binary op), or `lanes`:
 /// a loop of [`Op::eval`] that the compiler vectorises. Chunks and single values take the same
 /// one, so `f(0.3)` and `f(np.array([0.3]))` cannot differ.
 macro_rules! with_op_table {
@@ -60,7 +61,7 @@ macro_rules! with_op_table {
             /// `a / b`
             Div: "/", arity 2, infix Some(2), kernel lanes, domain (0.5, 4.0);
             /// `a ** b`, with C's `pow` semantics.
-            Pow: "**", arity 2, infix Some(4), kernel lanes, domain (0.3, 2.5);
+            Pow: "**", arity 2, infix Some(4), kernel Pow, domain (0.3, 2.5);
             /// unary `-a`
             Neg: "-", arity 1, infix Some(3), kernel lanes, domain (-4.0, 4.0);
             /// `sin(a)`

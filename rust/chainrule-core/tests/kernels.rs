@@ -783,3 +783,168 @@ fn bench_against_libm() {
     }
     println!("{line}");
 }
+
+// ---------------------------------------------------------------------------
+// The general power, a two-input kernel.
+
+/// Pairs for `pow`: bases over the whole positive range with exponents that put the result
+/// anywhere from the underflow to the overflow boundary, moderate bases and exponents, bases
+/// near 1 with huge exponents, negative bases with integer and non-integer exponents, and
+/// every pair of special values.
+fn pow_pairs(seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = Rng(seed);
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for _ in 0..600_000 {
+        let x = rng.bits().abs();
+        let w = rng.uniform(-760.0, 720.0);
+        let y = if x.is_finite() && x > 0.0 && x != 1.0 { w / x.ln() } else { rng.uniform(-5.0, 5.0) };
+        xs.push(x);
+        ys.push(y);
+    }
+    for _ in 0..600_000 {
+        xs.push(rng.uniform(0.0, 10.0));
+        ys.push(rng.uniform(-60.0, 60.0));
+    }
+    for _ in 0..300_000 {
+        let x = 1.0 + rng.uniform(-1e-6, 1e-6);
+        xs.push(x);
+        ys.push(rng.uniform(-7e8, 7e8));
+    }
+    for _ in 0..200_000 {
+        xs.push(rng.uniform(-10.0, 0.0));
+        let n = (rng.uniform(-40.0, 40.0)).round();
+        ys.push(if rng.unit() < 0.5 { n } else { n + rng.uniform(0.0, 1.0) });
+    }
+    for _ in 0..200_000 {
+        xs.push(rng.bits());
+        ys.push(rng.bits());
+    }
+    // Around sqrt(2) and 1, where the logarithm's reduction is at its edges.
+    for d in 0..20_000u64 {
+        for p in [std::f64::consts::SQRT_2, std::f64::consts::FRAC_1_SQRT_2, 1.0] {
+            xs.push(f64::from_bits(p.to_bits() + d - 10_000));
+            ys.push(rng.uniform(-700.0, 700.0) / 0.35);
+        }
+    }
+    let specials = [SPECIALS.as_slice(), &[3.0, -3.0, 0.5, -0.5, 1.5, 1e-310, 1023.0, 1024.0, -1075.0, 0.3]].concat();
+    for &x in &specials {
+        for &y in &specials {
+            xs.push(x);
+            ys.push(y);
+        }
+    }
+    (xs, ys)
+}
+
+#[test]
+fn pow_accuracy_and_special_cases() {
+    let (xs, ys) = pow_pairs(41);
+    for level in levels::available() {
+        let mut got = vec![0.0; xs.len()];
+        for ((xc, yc), oc) in xs.chunks(CHUNK).zip(ys.chunks(CHUNK)).zip(got.chunks_mut(CHUNK)) {
+            levels::pow(level, xc, yc, oc);
+        }
+        let mut worst = (0u64, 0.0, 0.0);
+        for ((&x, &y), &g) in xs.iter().zip(&ys).zip(&got) {
+            let want = x.powf(y);
+            match ulp_error(g, want) {
+                Ok(u) if u > worst.0 => worst = (u, x, y),
+                Ok(_) => {}
+                Err(why) => panic!("pow [{level:?}] ({x:e}, {y:e}): got {g:e}, want {want:e}: {why}"),
+            }
+            // C's special cases are exact: results libm gives as 0, 1, inf or NaN.
+            if want == 0.0 || want == 1.0 || want.is_infinite() {
+                assert_eq!(g.to_bits(), want.to_bits(), "pow [{level:?}] ({x:e}, {y:e})");
+            }
+        }
+        println!("pow      {:10} {:>9} pairs  max {} ulp (at {:e} ** {:e})", level.name(), xs.len(), worst.0, worst.1, worst.2);
+        assert!(worst.0 <= MAX_ULP, "pow [{level:?}]: {} ulp at {:e} ** {:e}", worst.0, worst.1, worst.2);
+    }
+}
+
+/// A double-double `x ** y` for moderate arguments, to measure the kernel's own error rather
+/// than the error against libm (which is itself up to about half an ulp off).
+#[test]
+fn pow_true_error_on_integer_powers_is_small() {
+    // x ** n for small integer n by exact double-double products: the kernel's result must be
+    // within 1 ulp of the correctly rounded value.
+    let mut rng = Rng(43);
+    for level in levels::available() {
+        for _ in 0..100_000 {
+            let x = rng.uniform(0.5, 2.0);
+            let n = (rng.uniform(2.0, 9.0)).floor() as i32;
+            let (mut hi, mut lo) = (x, 0.0f64);
+            for _ in 1..n {
+                let p = hi * x;
+                let e = hi.mul_add(x, -p) + lo * x;
+                (hi, lo) = (p + e, e - ((p + e) - p));
+            }
+            let got = levels::one_pow(level, x, n as f64);
+            let err = ((got - hi) - lo).abs() / ulp_of(hi);
+            assert!(err <= 1.0, "pow [{level:?}] {x:e} ** {n}: {got:e}, exact {hi:e} + {lo:e}: {err} ulp");
+        }
+    }
+}
+
+fn ulp_of(x: f64) -> f64 {
+    f64::from_bits(x.abs().to_bits() + 1) - x.abs()
+}
+
+#[test]
+fn pow_is_position_independent_and_single_values_agree() {
+    let (xs, ys) = pow_pairs(42);
+    let (xs, ys) = (&xs[xs.len() - 5_000..], &ys[ys.len() - 5_000..]);
+    for level in levels::available() {
+        let mut whole = vec![0.0; xs.len()];
+        levels::pow(level, xs, ys, &mut whole);
+        for start in [0, 1, 3, 7, 13] {
+            for len in [1, 5, 8, 9, 1023] {
+                let end = (start + len).min(xs.len());
+                let mut part = vec![0.0; end - start];
+                levels::pow(level, &xs[start..end], &ys[start..end], &mut part);
+                for (i, v) in part.iter().enumerate() {
+                    assert_eq!(v.to_bits(), whole[start + i].to_bits(), "pow [{level:?}] at {start}+{i} of {len}");
+                }
+            }
+        }
+        for (i, (&x, &y)) in xs.iter().zip(ys).enumerate() {
+            assert_eq!(levels::one_pow(level, x, y).to_bits(), whole[i].to_bits(), "pow [{level:?}] single ({x:e}, {y:e})");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "lengths differ")]
+fn pow_mismatched_lengths_panic() {
+    kernels::pow(&[1.0, 2.0], &[1.0], &mut [0.0, 0.0]);
+}
+
+/// Per-value time of `pow` at each level against libm's, for the module's table:
+/// `cargo test --release --test kernels bench_pow -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_pow() {
+    let mut rng = Rng(44);
+    let xs: Vec<f64> = (0..CHUNK).map(|_| rng.uniform(0.1, 10.0)).collect();
+    let ys: Vec<f64> = (0..CHUNK).map(|_| rng.uniform(-5.0, 5.0)).collect();
+    let mut out = vec![0.0; CHUNK];
+    let mut time = |f: &mut dyn FnMut(&mut [f64])| {
+        let mut best = f64::INFINITY;
+        for _ in 0..200 {
+            let t = std::time::Instant::now();
+            f(&mut out);
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        best * 1e9 / CHUNK as f64
+    };
+    for level in levels::available() {
+        let ns = time(&mut |o: &mut [f64]| levels::pow(level, &xs, &ys, o));
+        println!("pow {:10} {ns:.2} ns", level.name());
+    }
+    let ns = time(&mut |o: &mut [f64]| {
+        for ((o, x), y) in o.iter_mut().zip(&xs).zip(&ys) {
+            *o = x.powf(*y);
+        }
+    });
+    println!("pow libm       {ns:.2} ns");
+}
