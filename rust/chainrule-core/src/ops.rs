@@ -97,17 +97,17 @@ macro_rules! with_op_table {
             Xlogy: "xlogy", arity 2, infix None, kernel lanes, domain (0.3, 2.5);
             // exponentials, logarithms, roots
             /// `exp2(a) = 2 ** a`
-            Exp2: "exp2", arity 1, infix None, kernel lanes, domain (-5.0, 5.0);
+            Exp2: "exp2", arity 1, infix None, kernel Exp2, domain (-5.0, 5.0);
             /// `expm1(a) = exp(a) - 1`, accurate near 0.
             Expm1: "expm1", arity 1, infix None, kernel Expm1, domain (-5.0, 5.0);
             /// `log2(a)`; nan below zero, -inf at zero.
-            Log2: "log2", arity 1, infix None, kernel lanes, domain (0.05, 8.0);
+            Log2: "log2", arity 1, infix None, kernel Log2, domain (0.05, 8.0);
             /// `log10(a)`; nan below zero, -inf at zero.
-            Log10: "log10", arity 1, infix None, kernel lanes, domain (0.05, 8.0);
+            Log10: "log10", arity 1, infix None, kernel Log10, domain (0.05, 8.0);
             /// `log1p(a) = log(1 + a)`, accurate near 0; -inf at -1, nan below.
             Log1p: "log1p", arity 1, infix None, kernel Log1p, domain (-0.9, 8.0);
             /// `cbrt(a)`, the real cube root (negative for negative `a`); its derivative at 0 is inf.
-            Cbrt: "cbrt", arity 1, infix None, kernel lanes, domain (0.05, 8.0);
+            Cbrt: "cbrt", arity 1, infix None, kernel Cbrt, domain (0.05, 8.0);
             /// `hypot(a, b) = sqrt(a * a + b * b)` without overflow or underflow; inf if either
             /// is infinite, even when the other is nan (as C's).
             Hypot: "hypot", arity 2, infix None, kernel lanes, domain (-4.0, 4.0);

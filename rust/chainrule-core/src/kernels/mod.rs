@@ -110,6 +110,7 @@ mod logarithm;
 mod logistic;
 pub(crate) mod loops;
 mod poly;
+mod roots;
 mod trig;
 
 use drivers::*;
@@ -117,6 +118,7 @@ use exponential::*;
 use logarithm::*;
 use logistic::*;
 use poly::*;
+use roots::*;
 use trig::*;
 
 // ---------------------------------------------------------------------------
@@ -140,6 +142,11 @@ fn one_body<const F: bool>(kernel: Unary, x: f64) -> f64 {
         Unary::Sigmoid if sigmoid_outside(x) => sigmoid_edge::<F>(x),
         Unary::Sigmoid => sigmoid_lane::<F>(x),
         Unary::Sqrt => sqrt_lane(x),
+        // exponentials, logarithms, roots
+        Unary::Exp2 => exp2_lane::<F>(x),
+        Unary::Log2 => log2_lane::<F>(x),
+        Unary::Log10 => log10_lane::<F>(x),
+        Unary::Cbrt => cbrt_lane::<F>(x),
     }
 }
 
@@ -466,6 +473,16 @@ kernels! {
     /// `out[i] = sqrt x[i]` (correctly rounded); NaN for negative inputs,
     /// `sqrt(-0.0) = -0.0`.
     Sqrt: sqrt => sqrt_body;
+    // exponentials, logarithms, roots
+    /// `out[i] = 2^x[i]`, exact for integers; overflows to `inf` from 1024 on, subnormal
+    /// down to -1074, then `0`.
+    Exp2: exp2 => exp2_body;
+    /// `out[i] = log2 x[i]`, exact at powers of two; `-inf` at `±0`, NaN for negative inputs.
+    Log2: log2 => log2_body;
+    /// `out[i] = log10 x[i]`; `-inf` at `±0`, NaN for negative inputs.
+    Log10: log10 => log10_body;
+    /// `out[i] = cbrt x[i]`, the real cube root; keeps the sign of zero.
+    Cbrt: cbrt => cbrt_body;
     @pairs
     /// `out0[i] = sin x[i]`, `out1[i] = cos x[i]` from one shared argument
     /// reduction: bit for bit what [`sin`] and [`cos`] give, at about the

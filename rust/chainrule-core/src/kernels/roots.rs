@@ -1,0 +1,46 @@
+//! Roots: `cbrt` from a bit-trick seed refined by a polynomial and one Newton step (FreeBSD's
+//! s_cbrt.c scheme, made branchless: subnormals are scaled into the normal range, zeros,
+//! infinities and NaN selected at the end).
+
+use super::*;
+
+/// `cbrt(t^3 r) ~ t P(r)` near `r = 1`: takes the 5-bit seed to 23 bits.
+const CBRT_P: [f64; 5] =
+    [1.875_951_824_271_770_1, -1.884_979_795_433_771_7, 1.621_429_720_105_354_5, -0.758_397_934_778_766, 0.145_996_192_886_612_45];
+
+#[inline(always)]
+pub(super) fn cbrt_lane<const F: bool>(x: f64) -> f64 {
+    let ax = x.abs();
+    // Seed: the exponent divided by 3 in the high word (B1, B2 remove the bias, tuned so the
+    // seed's error is at most 5 bits). Subnormals are scaled by 2^54 first; the division by 3
+    // is a 32-bit multiply-high, which vectorises (a 64-bit division by 3 does not).
+    let sub = ax < f64::MIN_POSITIVE;
+    let us = if sub { ax * 18_014_398_509_481_984.0 } else { ax };
+    let high = us.to_bits() >> 32;
+    let third = (high * 0xaaaa_aaab) >> 33;
+    let bias: u64 = if sub { 696_219_795 } else { 715_094_163 };
+    let t = f64::from_bits((third + bias) << 32);
+    let r = (t * t) * (t / ax);
+    let p = &CBRT_P;
+    let t = t * (mla::<F>(r, mla::<F>(r, p[2], p[1]), p[0]) + ((r * r) * r) * mla::<F>(r, p[4], p[3]));
+    // Rounded away from zero to 23 bits, so that t * t is exact and t is above the root.
+    let t = f64::from_bits((t.to_bits() + 0x8000_0000) & 0xffff_ffff_c000_0000);
+    // One Newton step (in Halley's form) to 53 bits; the error is below 0.67 ulp.
+    let s = t * t;
+    let r = ax / s;
+    let w = t + t;
+    let r = (r - t) / (w + r);
+    let y = mla::<F>(t, r, t);
+    let y = f64::from_bits(y.to_bits() | (x.to_bits() & SIGN));
+    // cbrt(+-0) = +-0, cbrt(+-inf) = +-inf, NaN stays NaN: x itself.
+    if ax == 0.0 || ax == f64::INFINITY || x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+#[inline(always)]
+pub(super) fn cbrt_body<const F: bool>(x: &[f64], out: &mut [f64]) {
+    map(x, out, cbrt_lane::<F>);
+}
