@@ -45,7 +45,8 @@ macro_rules! declare_ops {
 /// from the table (the enum here, the evaluator's chunk and single-value dispatch in
 /// [`crate::kernels`]) matches every op without a catch-all arm.
 ///
-/// `kernel` names the op's vectorised kernel (a [`crate::kernels::Unary`] variant), or `lanes`:
+/// `kernel` names the op's vectorised kernel (a [`crate::kernels::Unary`] variant, or for a
+/// binary op a [`crate::kernels::Binary`] one), or `lanes`:
 /// a loop of [`Op::eval`] that the compiler vectorises. Chunks and single values take the same
 /// one, so `f(0.3)` and `f(np.array([0.3]))` cannot differ.
 macro_rules! with_op_table {
@@ -110,7 +111,7 @@ macro_rules! with_op_table {
             Cbrt: "cbrt", arity 1, infix None, kernel Cbrt, domain (0.05, 8.0);
             /// `hypot(a, b) = sqrt(a * a + b * b)` without overflow or underflow; inf if either
             /// is infinite, even when the other is nan (as C's).
-            Hypot: "hypot", arity 2, infix None, kernel lanes, domain (-4.0, 4.0);
+            Hypot: "hypot", arity 2, infix None, kernel Hypot, domain (-4.0, 4.0);
         }
     };
 }

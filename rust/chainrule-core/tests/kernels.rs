@@ -898,3 +898,84 @@ fn exp2_log2_cbrt_are_exact_where_exactness_is_expected() {
         assert_eq!(one(levels::log2, f64::INFINITY), f64::INFINITY);
     }
 }
+
+/// Pairs for hypot: magnitudes log-uniform over the whole range with ratios from equal to far
+/// apart (where the smaller square underflows or vanishes), random bit patterns, the scaling
+/// thresholds 2^±500, and every pair of special values.
+fn hypot_inputs(seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = Rng(seed);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..1_000_000 {
+        let x = rng.uniform(-1.0, 1.0) * 2f64.powi((rng.unit() * 2098.0) as i32 - 1074);
+        let ratio = 2f64.powi((rng.unit() * 140.0) as i32 - 70) * rng.uniform(-1.0, 1.0);
+        a.push(x);
+        b.push(x * ratio);
+    }
+    for _ in 0..500_000 {
+        a.push(rng.bits());
+        b.push(rng.bits());
+    }
+    for _ in 0..300_000 {
+        a.push(rng.uniform(-10.0, 10.0));
+        b.push(rng.uniform(-10.0, 10.0));
+    }
+    for t in [2f64.powi(500), 2f64.powi(501), 2f64.powi(-500), 2f64.powi(-501), f64::MAX, 1.0] {
+        for d in 0..200u64 {
+            let x = f64::from_bits(t.to_bits() + d - 100);
+            a.push(x);
+            b.push(x * rng.uniform(0.0, 1.5));
+        }
+    }
+    for &x in &SPECIALS {
+        for &y in &SPECIALS {
+            a.push(x);
+            b.push(y);
+        }
+    }
+    (a, b)
+}
+
+#[test]
+fn hypot_accuracy_and_bitwise_single_values() {
+    use chainrule_core::ops::Op;
+    let (a, b) = hypot_inputs(25);
+    for level in levels::available() {
+        let mut got = vec![0.0; a.len()];
+        for ((ac, bc), oc) in a.chunks(CHUNK).zip(b.chunks(CHUNK)).zip(got.chunks_mut(CHUNK)) {
+            kernels::hypot_level(level, ac, bc, oc);
+        }
+        let mut worst = (0u64, 0.0, 0.0);
+        for i in 0..a.len() {
+            let want = Op::Hypot.eval(a[i], b[i]);
+            let u = ulp_error(got[i], want)
+                .unwrap_or_else(|why| panic!("hypot({:e}, {:e}) [{level:?}]: {} vs {want:e}: {why}", a[i], b[i], got[i]));
+            if u > worst.0 {
+                worst = (u, a[i], b[i]);
+            }
+        }
+        println!("hypot    {:10} {:>9} points  max {} ulp (at {:e}, {:e})", level.name(), a.len(), worst.0, worst.1, worst.2);
+        assert!(worst.0 <= MAX_ULP, "hypot [{level:?}]: {} ulp at ({:e}, {:e})", worst.0, worst.1, worst.2);
+        // Any slice length and offset gives the same bits as the whole.
+        for start in [0usize, 1, 5, 999] {
+            for len in [0usize, 1, 3, 8, 13] {
+                let mut part = vec![0.0; len];
+                kernels::hypot_level(level, &a[start..start + len], &b[start..start + len], &mut part);
+                for j in 0..len {
+                    assert_eq!(part[j].to_bits(), got[start + j].to_bits(), "hypot [{level:?}] slice {start}+{j}");
+                }
+            }
+        }
+    }
+    // The single-value path (the active level) equals the chunk path bit for bit.
+    let mut got = vec![0.0; a.len()];
+    kernels::hypot(&a, &b, &mut got);
+    for i in (0..a.len()).step_by(7) {
+        let one = kernels::one_binary(kernels::Binary::Hypot, a[i], b[i]);
+        assert!(one.to_bits() == got[i].to_bits() || (one.is_nan() && got[i].is_nan()), "hypot({:e}, {:e})", a[i], b[i]);
+    }
+    let inf = f64::INFINITY;
+    for (x, y) in [(inf, f64::NAN), (f64::NAN, -inf), (-inf, 0.0)] {
+        assert_eq!(kernels::one_binary(kernels::Binary::Hypot, x, y), inf);
+    }
+    assert_eq!(kernels::one_binary(kernels::Binary::Hypot, -0.0, -0.0).to_bits(), 0);
+}

@@ -192,6 +192,97 @@ unsafe fn one_unchecked(level: Level, kernel: Unary, x: f64) -> f64 {
 }
 
 // ---------------------------------------------------------------------------
+// Two-input kernels (exponentials, logarithms, roots: hypot).
+
+/// A two-input kernel, by name: the op table's `kernel` column names these for binary ops.
+/// The chunk loop and single values run the same lane code ([`binary`], [`one_binary`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// [`hypot`]
+    Hypot,
+}
+
+/// `kernel` over two operands, each a chunk or one value for every sample.
+#[inline(always)]
+pub(crate) fn binary(kernel: Binary, a: loops::Operand, b: loops::Operand, out: &mut [f64]) {
+    use loops::Operand::{Chunk as V, Scalar as S};
+    let level = active();
+    match kernel {
+        Binary::Hypot => match (a, b) {
+            (V(a), V(b)) => hypot_at(level, a, b, out),
+            (V(a), S(b)) => hypot_at(level, a, b, out),
+            (S(a), V(b)) => hypot_at(level, a, b, out),
+            (S(a), S(b)) => out.fill(one_binary(kernel, a, b)),
+        },
+    }
+}
+
+/// `out[i] = sqrt(a[i]^2 + b[i]^2)` without overflow or underflow in the squares; `inf` if
+/// either is infinite, even when the other is NaN (as C's `hypot`). At most 1 ulp measured.
+/// The three slices must have one length (panics otherwise).
+pub fn hypot(a: &[f64], b: &[f64], out: &mut [f64]) {
+    hypot_level(active(), a, b, out)
+}
+
+/// [`hypot`] at a given level, for tests; panics if the CPU does not support it.
+#[doc(hidden)]
+pub fn hypot_level(level: Level, a: &[f64], b: &[f64], out: &mut [f64]) {
+    assert!(a.len() == out.len() && b.len() == out.len(), "kernel input and output lengths differ");
+    assert!(level.is_supported(), "kernel level {level:?} is not supported on this CPU");
+    hypot_at(level, a, b, out)
+}
+
+#[inline(always)]
+fn hypot_at<A: loops::Lane, B: loops::Lane>(level: Level, a: A, b: B, out: &mut [f64]) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level` is the active one or checked by `is_supported`.
+        Level::Avx2Fma => unsafe { x86_binary::hypot_avx2(a, b, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Level::Avx512 => unsafe { x86_binary::hypot_avx512(a, b, out) },
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon => hypot_body::<true, A, B>(a, b, out),
+        _ => hypot_body::<false, A, B>(a, b, out),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86_binary {
+    use super::loops::Lane;
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn hypot_avx2<A: Lane, B: Lane>(a: A, b: B, out: &mut [f64]) {
+        super::hypot_body::<true, A, B>(a, b, out)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) fn hypot_avx512<A: Lane, B: Lane>(a: A, b: B, out: &mut [f64]) {
+        super::hypot_body::<true, A, B>(a, b, out)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn one(kernel: super::Binary, a: f64, b: f64) -> f64 {
+        match kernel {
+            super::Binary::Hypot => super::hypot_lane::<true>(a, b),
+        }
+    }
+}
+
+/// `kernel` of one pair of values: bit for bit what the chunk loop gives for it.
+pub fn one_binary(kernel: Binary, a: f64, b: f64) -> f64 {
+    match active() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: both levels have AVX2 and FMA.
+        Level::Avx2Fma | Level::Avx512 => unsafe { x86_binary::one(kernel, a, b) },
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon => match kernel {
+            Binary::Hypot => hypot_lane::<true>(a, b),
+        },
+        _ => match kernel {
+            Binary::Hypot => hypot_lane::<false>(a, b),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Dispatch.
 
 use levels::Level;
