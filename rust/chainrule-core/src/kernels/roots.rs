@@ -5,8 +5,13 @@
 use super::*;
 
 /// `cbrt(t^3 r) ~ t P(r)` near `r = 1`: takes the 5-bit seed to 23 bits.
-const CBRT_P: [f64; 5] =
-    [1.875_951_824_271_770_1, -1.884_979_795_433_771_7, 1.621_429_720_105_354_5, -0.758_397_934_778_766, 0.145_996_192_886_612_45];
+const CBRT_P: [f64; 5] = [
+    f64::from_bits(0x3ffe_03e6_0f61_e692),
+    f64::from_bits(0xbffe_28e0_92f0_2420),
+    f64::from_bits(0x3ff9_f160_4a49_d6c2),
+    f64::from_bits(0xbfe8_44cb_bee7_51d9),
+    f64::from_bits(0x3fc2_b000_d4e4_edd7),
+];
 
 #[inline(always)]
 pub(super) fn cbrt_lane<const F: bool>(x: f64) -> f64 {
