@@ -66,6 +66,9 @@ NP = {
     "sign": np.sign,
     "persample": np.positive,
     "xlogy": lambda a, b: np.where((a == 0) & ~np.isnan(b), 0.0, a * np.log(b)),
+    # exponentials, logarithms, roots
+    "exp2": np.exp2, "expm1": np.expm1, "log2": np.log2, "log10": np.log10, "log1p": np.log1p,
+    "cbrt": np.cbrt, "hypot": np.hypot,
 }
 
 # Each op's partial derivatives, from its operands and its value v (for forward mode and the
@@ -91,6 +94,14 @@ PARTIALS = {
     "step": lambda a, v: (0.0,),
     "sign": lambda a, v: (0.0,),
     "persample": lambda a, v: (1.0,),
+    # exponentials, logarithms, roots (hypot's gradient is 0 at the origin, as JAX's)
+    "exp2": lambda a, v: (v * np.log(2.0),),
+    "expm1": lambda a, v: (np.exp(a),),
+    "log2": lambda a, v: (np.log2(np.e) / a,),
+    "log10": lambda a, v: (np.log10(np.e) / a,),
+    "log1p": lambda a, v: (1.0 / (1.0 + a),),
+    "cbrt": lambda a, v: (1.0 / (3.0 * (v * v)),),
+    "hypot": lambda a, b, v: (np.where(v == 0, 0.0, a / v), np.where(v == 0, 0.0, b / v)),
 }
 
 
@@ -159,6 +170,10 @@ PARTIAL_SENSITIVITY = {
     "sigmoid": lambda v: np.abs(1.0 - 2.0 * v),
     "exp": lambda v: 1.0,
     "sqrt": lambda v: 0.5 / (v * v),
+    # exponentials, logarithms, roots
+    "exp2": lambda v: np.log(2.0),
+    "cbrt": lambda v: 2.0 / (3.0 * np.abs(v) ** 3),
+    "hypot": lambda v: 1.0 / v,
 }
 
 

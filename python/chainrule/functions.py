@@ -10,6 +10,8 @@ from .expr import Expr, as_expr
 __all__ = [
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs",
     "step", "sign", "xlogy", "sum", "mean",
+    # exponentials, logarithms, roots
+    "exp2", "expm1", "log2", "log10", "log1p", "cbrt", "square", "hypot",
 ]
 
 
@@ -174,3 +176,83 @@ def mean(x: object) -> Expr:
     mean((y - x) * (y - x))
     """
     return _core.mean(as_expr(x))
+
+
+# -- exponentials, logarithms, roots ----------------------------------------------------------
+
+
+def exp2(x: object) -> Expr:
+    """2 ** x, with 2 ** n exact for integers n.
+
+    >>> print(exp2(10))
+    1024
+    """
+    return _unary("exp2", x)
+
+
+def expm1(x: object) -> Expr:
+    """exp(x) - 1, accurate near 0 where the subtraction would cancel; its derivative is exp(x).
+
+    >>> print(expm1(1e-20))
+    1e-20
+    """
+    return _unary("expm1", x)
+
+
+def log2(x: object) -> Expr:
+    """Base-2 logarithm (nan below 0, -inf at 0); the derivative at 0 is inf.
+
+    >>> print(log2(8))
+    3
+    """
+    return _unary("log2", x)
+
+
+def log10(x: object) -> Expr:
+    """Base-10 logarithm (nan below 0, -inf at 0); the derivative at 0 is inf.
+
+    >>> print(log10(1000))
+    3
+    """
+    return _unary("log10", x)
+
+
+def log1p(x: object) -> Expr:
+    """log(1 + x), accurate near 0 (log1p(1e-300) is 1e-300); -inf at -1, nan below, and the
+    derivative 1 / (1 + x) is inf at -1.
+
+    >>> print(log1p(1e-300))
+    1e-300
+    """
+    return _unary("log1p", x)
+
+
+def cbrt(x: object) -> Expr:
+    """Real cube root, negative for negative x; the derivative 1 / (3 cbrt(x)**2) is inf at 0.
+
+    >>> print(cbrt(-27))
+    -3
+    """
+    return _unary("cbrt", x)
+
+
+def square(x: object) -> Expr:
+    """x * x: the same node as ``x * x`` and ``x ** 2`` (sugar, as in the text form).
+
+    >>> from chainrule import var
+    >>> print(square(var("x")), square(var("x")) == var("x") ** 2)
+    x * x True
+    """
+    e = as_expr(x)
+    return _core.apply("mul", e, e)
+
+
+def hypot(x: object, y: object) -> Expr:
+    """sqrt(x*x + y*y) without overflow or underflow; inf if either is infinite, even when the
+    other is nan (as C's). Its gradient (x, y) / hypot(x, y) is taken to be 0 at the origin, as
+    JAX's (hypot(x, 0) is abs(x), whose derivative at 0 is 0).
+
+    >>> print(hypot(3, 4))
+    5
+    """
+    return _core.apply("hypot", x, y)

@@ -96,6 +96,22 @@ macro_rules! with_op_table {
             /// `xlogy(a, b) = a * log(b)`, and 0 where `a` is 0 (unless `b` is nan), as SciPy's and
             /// JAX's: the power rule's `d(a ** b)/db = out * log(a)` is `xlogy(out, a)`, 0 at a = 0.
             Xlogy: "xlogy", arity 2, infix None, kernel lanes, domain (0.3, 2.5);
+            // exponentials, logarithms, roots
+            /// `exp2(a) = 2 ** a`
+            Exp2: "exp2", arity 1, infix None, kernel Exp2, domain (-5.0, 5.0);
+            /// `expm1(a) = exp(a) - 1`, accurate near 0.
+            Expm1: "expm1", arity 1, infix None, kernel Expm1, domain (-5.0, 5.0);
+            /// `log2(a)`; nan below zero, -inf at zero.
+            Log2: "log2", arity 1, infix None, kernel Log2, domain (0.05, 8.0);
+            /// `log10(a)`; nan below zero, -inf at zero.
+            Log10: "log10", arity 1, infix None, kernel Log10, domain (0.05, 8.0);
+            /// `log1p(a) = log(1 + a)`, accurate near 0; -inf at -1, nan below.
+            Log1p: "log1p", arity 1, infix None, kernel Log1p, domain (-0.9, 8.0);
+            /// `cbrt(a)`, the real cube root (negative for negative `a`); its derivative at 0 is inf.
+            Cbrt: "cbrt", arity 1, infix None, kernel Cbrt, domain (0.05, 8.0);
+            /// `hypot(a, b) = sqrt(a * a + b * b)` without overflow or underflow; inf if either
+            /// is infinite, even when the other is nan (as C's).
+            Hypot: "hypot", arity 2, infix None, kernel Hypot, domain (-4.0, 4.0);
         }
     };
 }
@@ -173,6 +189,14 @@ impl Op {
                     a * b.ln()
                 }
             }
+            // exponentials, logarithms, roots
+            Op::Exp2 => a.exp2(),
+            Op::Expm1 => a.exp_m1(),
+            Op::Log2 => a.log2(),
+            Op::Log10 => a.log10(),
+            Op::Log1p => a.ln_1p(),
+            Op::Cbrt => a.cbrt(),
+            Op::Hypot => a.hypot(b),
         }
     }
 
@@ -225,6 +249,22 @@ impl Op {
             Op::Sign => [None, None],
             Op::PerSample => [plus(adj.clone()), None],
             Op::Xlogy => [need[0].then(|| Signed::plus(mul(adj, &log(b)))), need[1].then(|| Signed::plus(mul(adj, &div(a, b))))],
+            // exponentials, logarithms, roots
+            Op::Exp2 => unary(mul(out, &constant(std::f64::consts::LN_2))),
+            // exp(a), not out + 1, which cancels: 7 ulp at a = -2, 0 from a = -37 on.
+            Op::Expm1 => unary(exp(a)),
+            Op::Log2 => [plus(mul(adj, &div(&constant(std::f64::consts::LOG2_E), a))), None],
+            Op::Log10 => [plus(mul(adj, &div(&constant(std::f64::consts::LOG10_E), a))), None],
+            Op::Log1p => [plus(div(adj, &add(&one(), a))), None],
+            // 1 / (3 cbrt(a)^2): inf at a = 0, as JAX's.
+            Op::Cbrt => [plus(div(adj, &mul(&constant(3.0), &mul(out, out)))), None],
+            // a / out and b / out, with out + (1 - step(out)) below: the same bits as out except at
+            // the origin, where it is 1, so the gradient there is 0 (JAX's; hypot(a, 0) = abs(a),
+            // whose derivative at 0 is 0) instead of 0 / 0.
+            Op::Hypot => {
+                let den = add(out, &sub(&one(), &step(out)));
+                [need[0].then(|| Signed::plus(mul(adj, &div(a, &den)))), need[1].then(|| Signed::plus(mul(adj, &div(b, &den))))]
+            }
         }
     }
 }

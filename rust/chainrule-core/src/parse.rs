@@ -231,7 +231,7 @@ impl Parser<'_> {
             }
             Tok::Name(name) if self.peek()? == &Tok::Sym("(") => {
                 self.next()?;
-                if !matches!(name.as_str(), "sum" | "mean") && Op::from_call_name(&name).is_none() {
+                if !matches!(name.as_str(), "sum" | "mean" | "square") && Op::from_call_name(&name).is_none() {
                     return Err(self.error(pos, unknown_function(&name)));
                 }
                 ops.push(Pending::Call { name, pos, args: 0, over: None });
@@ -344,6 +344,8 @@ impl Parser<'_> {
                 values.push(match (name.as_str(), op) {
                     ("sum", _) => build::sum_over(&a, &over.unwrap_or_default()),
                     ("mean", _) => build::mean(&a),
+                    // Sugar, as `a ** 2`: the same node as `a * a`.
+                    ("square", _) => build::mul(&a, &a),
                     (_, op) => build::apply(op.expect("checked when opened"), &a, b.as_ref()),
                 });
                 Ok(())
@@ -372,7 +374,7 @@ fn reduce(values: &mut Vec<Expr>, op: Pending) {
 /// in spelling (those within a third of the name's length in edits), so that a typo or
 /// another library's spelling points at ours.
 fn unknown_function(name: &str) -> String {
-    let known = Op::ALL.iter().filter(|op| op.infix().is_none()).map(|op| op.name()).chain(["sum", "mean"]);
+    let known = Op::ALL.iter().filter(|op| op.infix().is_none()).map(|op| op.name()).chain(["sum", "mean", "square"]);
     let limit = name.chars().count().div_ceil(3).max(1);
     let mut near: Vec<(usize, &str)> = known.map(|k| (edit_distance(name, k), k)).filter(|&(d, _)| d <= limit).collect();
     near.sort();

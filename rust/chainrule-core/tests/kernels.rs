@@ -948,3 +948,199 @@ fn bench_pow() {
     });
     println!("pow libm       {ns:.2} ns");
 }
+
+// ---------------------------------------------------------------------------
+// exponentials, logarithms, roots: against the op table's `eval` (the reference semantics
+// the evaluator promises; libm here), each kernel of the family as its op runs it.
+
+fn op_eval(op: chainrule_core::ops::Op) -> impl Fn(f64) -> f64 {
+    move |x| op.eval(x, 0.0)
+}
+
+/// [`check_all_levels`] with a closure reference.
+fn check_against(name: &str, kernel: LevelKernel, reference: impl Fn(f64) -> f64, xs: &[f64]) {
+    for level in levels::available() {
+        let mut got = vec![0.0; xs.len()];
+        for (xc, oc) in xs.chunks(CHUNK).zip(got.chunks_mut(CHUNK)) {
+            kernel(level, xc, oc);
+        }
+        let mut worst = (0u64, 0.0f64);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = reference(x);
+            match ulp_error(g, want) {
+                Ok(u) if u > worst.0 => worst = (u, x),
+                Ok(_) => {}
+                Err(why) => panic!("{name} [{level:?}] x={x:e} ({:#x}): got {g:e}, want {want:e}: {why}", x.to_bits()),
+            }
+        }
+        let (u, x) = worst;
+        println!("{name:8} {:10} {:>9} points  max {u} ulp (at x = {x:e})", level.name(), xs.len());
+        assert!(u <= MAX_ULP, "{name} [{level:?}]: {u} ulp at x={x:e} ({:#x})", x.to_bits());
+    }
+}
+
+#[test]
+fn exp2_accuracy() {
+    let integers: Vec<f64> = (-1080..=1030).map(f64::from).collect();
+    let xs = Inputs::new(21)
+        .uniform(1_000_000, -1080.0, 1030.0)
+        .uniform(500_000, -1.0, 1.0)
+        .uniform(200_000, -1e-6, 1e-6)
+        .bits(1_000_000)
+        .values(&integers)
+        .around(&[1024.0, -1022.0, -1074.0, -1075.0, -1076.0, 0.5, -0.5, 1023.5, 0.0], 20_000)
+        .xs;
+    check_against("exp2", levels::exp2, op_eval(chainrule_core::ops::Op::Exp2), &xs);
+}
+
+/// Logarithms: the whole positive range, subnormals, around 1 (where the result cancels) and
+/// the reduction's boundary sqrt(2), exact powers of the base.
+fn log_inputs(seed: u64) -> Vec<f64> {
+    let powers: Vec<f64> = (-1074..=1023).map(|k| f64::from(k).exp2()).chain((0..=22).map(|k| 10f64.powi(k))).collect();
+    Inputs::new(seed)
+        .positive_bits(1_300_000)
+        .subnormals(100_000)
+        .uniform(1_000_000, 0.5, 2.0)
+        .uniform(200_000, 1.0 - 1e-8, 1.0 + 1e-8)
+        .bits(300_000)
+        .values(&powers)
+        .around(&[1.0, std::f64::consts::SQRT_2, std::f64::consts::FRAC_1_SQRT_2, f64::MIN_POSITIVE, f64::MAX, 10.0], 20_000)
+        .xs
+}
+
+#[test]
+fn log2_accuracy() {
+    check_against("log2", levels::log2, op_eval(chainrule_core::ops::Op::Log2), &log_inputs(22));
+}
+
+#[test]
+fn log10_accuracy() {
+    check_against("log10", levels::log10, op_eval(chainrule_core::ops::Op::Log10), &log_inputs(23));
+}
+
+#[test]
+fn cbrt_accuracy() {
+    let cubes: Vec<f64> = (-2000..=2000).map(|k: i32| f64::from(k).powi(3)).collect();
+    let xs = Inputs::new(24)
+        .uniform(1_000_000, -10.0, 10.0)
+        .bits(1_500_000)
+        .subnormals(100_000)
+        .values(&cubes)
+        .around(&[1.0, -1.0, 8.0, f64::MIN_POSITIVE, f64::MAX, 5e-324], 20_000)
+        .xs;
+    check_against("cbrt", levels::cbrt, op_eval(chainrule_core::ops::Op::Cbrt), &xs);
+}
+
+/// What the kernels give exactly, beyond the ulp bound: 2^n, log2(2^n), the cube root of a
+/// perfect cube, and the signs of zero.
+#[test]
+fn exp2_log2_cbrt_are_exact_where_exactness_is_expected() {
+    for level in levels::available() {
+        let one = |k: LevelKernel, x: f64| {
+            let mut o = [0.0];
+            k(level, &[x], &mut o);
+            o[0]
+        };
+        for n in -1074..=1023 {
+            let p = if n >= -1022 { f64::from_bits(((n + 1023) as u64) << 52) } else { f64::from_bits(1 << (n + 1074)) };
+            assert_eq!(one(levels::exp2, f64::from(n)), p, "exp2({n}) [{level:?}]");
+            assert_eq!(one(levels::log2, p), f64::from(n), "log2(2^{n}) [{level:?}]");
+        }
+        for k in -2000..=2000 {
+            let k = f64::from(k);
+            assert_eq!(one(levels::cbrt, k * k * k), k, "cbrt({k}^3) [{level:?}]");
+        }
+        for n in 0..=22 {
+            assert_eq!(one(levels::log10, 10f64.powi(n)), f64::from(n), "log10(1e{n}) [{level:?}]");
+        }
+        assert_eq!(one(levels::cbrt, -0.0).to_bits(), (-0.0f64).to_bits());
+        assert_eq!(one(levels::cbrt, f64::NEG_INFINITY), f64::NEG_INFINITY);
+        assert_eq!(one(levels::exp2, f64::NEG_INFINITY), 0.0);
+        assert_eq!(one(levels::exp2, f64::INFINITY), f64::INFINITY);
+        assert_eq!(one(levels::log2, 0.0), f64::NEG_INFINITY);
+        assert_eq!(one(levels::log10, -0.0), f64::NEG_INFINITY);
+        assert!(one(levels::log10, -1.0).is_nan() && one(levels::log2, f64::NEG_INFINITY).is_nan());
+        assert_eq!(one(levels::log2, f64::INFINITY), f64::INFINITY);
+    }
+}
+
+/// Pairs for hypot: magnitudes log-uniform over the whole range with ratios from equal to far
+/// apart (where the smaller square underflows or vanishes), random bit patterns, the scaling
+/// thresholds 2^±500, and every pair of special values.
+fn hypot_inputs(seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = Rng(seed);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..1_000_000 {
+        let x = rng.uniform(-1.0, 1.0) * 2f64.powi((rng.unit() * 2098.0) as i32 - 1074);
+        let ratio = 2f64.powi((rng.unit() * 140.0) as i32 - 70) * rng.uniform(-1.0, 1.0);
+        a.push(x);
+        b.push(x * ratio);
+    }
+    for _ in 0..500_000 {
+        a.push(rng.bits());
+        b.push(rng.bits());
+    }
+    for _ in 0..300_000 {
+        a.push(rng.uniform(-10.0, 10.0));
+        b.push(rng.uniform(-10.0, 10.0));
+    }
+    for t in [2f64.powi(500), 2f64.powi(501), 2f64.powi(-500), 2f64.powi(-501), f64::MAX, 1.0] {
+        for d in 0..200u64 {
+            let x = f64::from_bits(t.to_bits() + d - 100);
+            a.push(x);
+            b.push(x * rng.uniform(0.0, 1.5));
+        }
+    }
+    for &x in &SPECIALS {
+        for &y in &SPECIALS {
+            a.push(x);
+            b.push(y);
+        }
+    }
+    (a, b)
+}
+
+#[test]
+fn hypot_accuracy_and_bitwise_single_values() {
+    use chainrule_core::ops::Op;
+    let (a, b) = hypot_inputs(25);
+    for level in levels::available() {
+        let mut got = vec![0.0; a.len()];
+        for ((ac, bc), oc) in a.chunks(CHUNK).zip(b.chunks(CHUNK)).zip(got.chunks_mut(CHUNK)) {
+            kernels::hypot_level(level, ac, bc, oc);
+        }
+        let mut worst = (0u64, 0.0, 0.0);
+        for i in 0..a.len() {
+            let want = Op::Hypot.eval(a[i], b[i]);
+            let u = ulp_error(got[i], want)
+                .unwrap_or_else(|why| panic!("hypot({:e}, {:e}) [{level:?}]: {} vs {want:e}: {why}", a[i], b[i], got[i]));
+            if u > worst.0 {
+                worst = (u, a[i], b[i]);
+            }
+        }
+        println!("hypot    {:10} {:>9} points  max {} ulp (at {:e}, {:e})", level.name(), a.len(), worst.0, worst.1, worst.2);
+        assert!(worst.0 <= MAX_ULP, "hypot [{level:?}]: {} ulp at ({:e}, {:e})", worst.0, worst.1, worst.2);
+        // Any slice length and offset gives the same bits as the whole.
+        for start in [0usize, 1, 5, 999] {
+            for len in [0usize, 1, 3, 8, 13] {
+                let mut part = vec![0.0; len];
+                kernels::hypot_level(level, &a[start..start + len], &b[start..start + len], &mut part);
+                for j in 0..len {
+                    assert_eq!(part[j].to_bits(), got[start + j].to_bits(), "hypot [{level:?}] slice {start}+{j}");
+                }
+            }
+        }
+    }
+    // The single-value path (the active level) equals the chunk path bit for bit.
+    let mut got = vec![0.0; a.len()];
+    kernels::hypot(&a, &b, &mut got);
+    for i in (0..a.len()).step_by(7) {
+        let one = kernels::one_binary(kernels::Binary::Hypot, a[i], b[i]);
+        assert!(one.to_bits() == got[i].to_bits() || (one.is_nan() && got[i].is_nan()), "hypot({:e}, {:e})", a[i], b[i]);
+    }
+    let inf = f64::INFINITY;
+    for (x, y) in [(inf, f64::NAN), (f64::NAN, -inf), (-inf, 0.0)] {
+        assert_eq!(kernels::one_binary(kernels::Binary::Hypot, x, y), inf);
+    }
+    assert_eq!(kernels::one_binary(kernels::Binary::Hypot, -0.0, -0.0).to_bits(), 0);
+}

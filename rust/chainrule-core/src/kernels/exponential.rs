@@ -127,6 +127,37 @@ pub(super) fn tanh_lane<const F: bool>(x: f64) -> f64 {
     }
 }
 
+/// ln2 = EXP2_L1 + EXP2_L2 with EXP2_L1 of 26 bits, so that its product with a reduced
+/// argument cut to 27 bits is exact.
+const EXP2_L1: f64 = f64::from_bits(0x3fe6_2e42_f800_0000);
+const EXP2_L2: f64 = 1.299_650_689_388_988_9e-8;
+
+#[inline(always)]
+pub(super) fn exp2_lane<const F: bool>(x: f64) -> f64 {
+    // 2^-1076 rounds to 0 and 2^1024 overflows; clamping keeps n exact and within scale_1p's
+    // range.
+    let xc = clamp_keep_nan(x, -1076.0, 1024.0);
+    // x = n + r exactly, |r| <= 1/2; 2^r = exp(r ln2) with r ln2 = t + c to ~2^-80 in both
+    // instantiations: r = rh + rl, rh a multiple of 2^-28 (27 bits), so rh * EXP2_L1 is exact
+    // and the remaining terms are 2^-26 of it. Integers give r = 0 and 2^n exactly.
+    let n = (xc + SHIFT) - SHIFT;
+    let r = xc - n;
+    let rh = (r + 25_165_824.0) - 25_165_824.0;
+    let rl = r - rh;
+    let th = rh * EXP2_L1;
+    let tl = mla::<F>(rh, EXP2_L2, rl * std::f64::consts::LN_2);
+    let t = th + tl;
+    let c = (th - t) + tl;
+    // As exp_reduce: expm1(t + c) ~ t + t^2 h + c (1 + t).
+    let h = mla::<F>(t, poly10::<F>(t, &EXP_Q), 0.5);
+    let p = t + mla::<F>(t * t, h, mla::<F>(c, t, c));
+    scale_1p::<F>(n, p)
+}
+
+#[inline(always)]
+pub(super) fn exp2_body<const F: bool>(x: &[f64], out: &mut [f64]) {
+    map(x, out, exp2_lane::<F>);
+}
 #[inline(always)]
 pub(super) fn exp_body<const F: bool>(x: &[f64], out: &mut [f64]) {
     map(x, out, exp_lane::<F>);
