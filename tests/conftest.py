@@ -10,6 +10,8 @@ with NumPy, and :func:`dual_eval` runs forward mode (exact to rounding) on it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -53,6 +55,12 @@ def _sigmoid(a):
     return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _erf(a, complement):
+    # NumPy has no erf: math.erf/erfc (the C library's, within an ulp) element by element.
+    f = math.erfc if complement else math.erf
+    return np.vectorize(f, otypes=[float])(a)
+
+
 # The one NumPy reference per op, for every test that needs an op's value: each op of
 # ``_core.OPS`` has a row (test_ops checks), nan propagates as in the core (relu(nan) and
 # step(nan) are nan).
@@ -66,6 +74,12 @@ NP = {
     "sign": np.sign,
     "persample": np.positive,
     "xlogy": lambda a, b: np.where((a == 0) & ~np.isnan(b), 0.0, a * np.log(b)),
+    # special and numerically stable functions
+    "erf": lambda a: _erf(a, complement=False),
+    "erfc": lambda a: _erf(a, complement=True),
+    "softplus": lambda a: np.logaddexp(0.0, a),
+    "logsigmoid": lambda a: -np.logaddexp(0.0, -a),
+    "logaddexp": np.logaddexp,
 }
 
 # Each op's partial derivatives, from its operands and its value v (for forward mode and the
@@ -91,6 +105,12 @@ PARTIALS = {
     "step": lambda a, v: (0.0,),
     "sign": lambda a, v: (0.0,),
     "persample": lambda a, v: (1.0,),
+    # special and numerically stable functions
+    "erf": lambda a, v: (2.0 / np.sqrt(np.pi) * np.exp(-a * a),),
+    "erfc": lambda a, v: (-2.0 / np.sqrt(np.pi) * np.exp(-a * a),),
+    "softplus": lambda a, v: (_sigmoid(a),),
+    "logsigmoid": lambda a, v: (_sigmoid(-a),),
+    "logaddexp": lambda a, b, v: (_sigmoid(a - b), _sigmoid(b - a)),
 }
 
 
