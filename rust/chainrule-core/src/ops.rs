@@ -101,9 +101,9 @@ macro_rules! with_op_table {
             /// `erfc(a) = 1 - erf(a)`, with full relative accuracy in the right tail.
             Erfc: "erfc", arity 1, infix None, kernel lanes, domain (-3.0, 5.0);
             /// `softplus(a) = log(1 + exp(a))`, exact in both tails.
-            Softplus: "softplus", arity 1, infix None, kernel lanes, domain (-8.0, 8.0);
+            Softplus: "softplus", arity 1, infix None, kernel Softplus, domain (-8.0, 8.0);
             /// `log_sigmoid(a) = log(sigmoid(a)) = -softplus(-a)`, exact in both tails.
-            LogSigmoid: "log_sigmoid", arity 1, infix None, kernel lanes, domain (-8.0, 8.0);
+            LogSigmoid: "log_sigmoid", arity 1, infix None, kernel LogSigmoid, domain (-8.0, 8.0);
             /// `logaddexp(a, b) = log(exp(a) + exp(b))`, without overflow or underflow.
             Logaddexp: "logaddexp", arity 2, infix None, kernel lanes, domain (-4.0, 4.0);
         }

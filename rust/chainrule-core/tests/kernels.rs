@@ -783,3 +783,77 @@ fn bench_against_libm() {
     }
     println!("{line}");
 }
+
+// ---------------------------------------------------------------------------
+// special and numerically stable functions
+
+/// The op table's reference semantics of a unary op, the oracle its kernel is checked against.
+fn reference_of(op: chainrule_core::ops::Op) -> impl Fn(f64) -> f64 {
+    move |x| op.eval(x, 0.0)
+}
+
+/// The whole range, where `e^-|x|` underflows (-745.13) or goes subnormal (-708.4), where the
+/// correction drops below half an ulp of `x` (36 to 40) and the sign change at 0.
+fn softplus_inputs(seed: u64) -> Vec<f64> {
+    Inputs::new(seed)
+        .uniform(800_000, -800.0, 800.0)
+        .uniform(1_000_000, -40.0, 40.0)
+        .uniform(200_000, -1e-3, 1e-3)
+        .bits(1_000_000)
+        .around(&[-745.133_219_101_941_1, -708.396_418_532_264_1, 0.0, -0.0, 36.7, -36.7, 709.78, -709.78], 20_000)
+        .xs
+}
+
+fn check_against_reference(name: &str, kernel: LevelKernel, op: chainrule_core::ops::Op, xs: &[f64]) {
+    let reference = reference_of(op);
+    for level in levels::available() {
+        let mut got = vec![0.0; xs.len()];
+        for (xc, oc) in xs.chunks(CHUNK).zip(got.chunks_mut(CHUNK)) {
+            kernel(level, xc, oc);
+        }
+        let mut worst = (0u64, 0.0f64);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = reference(x);
+            match ulp_error(g, want) {
+                Ok(u) if u > worst.0 => worst = (u, x),
+                Ok(_) => {}
+                Err(why) => panic!("{name} [{level:?}] x={x:e}: got {g:e}, want {want:e}: {why}"),
+            }
+        }
+        println!("{name:8} {:10} {:>9} points  max {} ulp (at x = {:e})", level.name(), xs.len(), worst.0, worst.1);
+        assert!(worst.0 <= MAX_ULP, "{name} [{level:?}]: {} ulp at x={:e}", worst.0, worst.1);
+    }
+}
+
+#[test]
+fn softplus_accuracy() {
+    check_against_reference("softplus", levels::softplus, chainrule_core::ops::Op::Softplus, &softplus_inputs(21));
+}
+
+#[test]
+fn log_sigmoid_accuracy() {
+    check_against_reference("log_sigmoid", levels::log_sigmoid, chainrule_core::ops::Op::LogSigmoid, &softplus_inputs(22));
+}
+
+#[test]
+fn stable_forms_are_exact_in_their_tails() {
+    use kernels::{log_sigmoid, softplus};
+    let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    let inf = f64::INFINITY;
+    let cases: &[(&str, Kernel, f64, f64)] = &[
+        ("softplus(1000)", softplus, 1000.0, 1000.0),
+        ("softplus(-1000)", softplus, -1000.0, 0.0),
+        ("softplus(-700)", softplus, -700.0, (-700.0f64).exp()),
+        ("softplus(inf)", softplus, inf, inf),
+        ("softplus(-inf)", softplus, -inf, 0.0),
+        ("softplus(0)", softplus, 0.0, std::f64::consts::LN_2),
+        ("log_sigmoid(-1000)", log_sigmoid, -1000.0, -1000.0),
+        ("log_sigmoid(1000)", log_sigmoid, 1000.0, -0.0),
+        ("log_sigmoid(-inf)", log_sigmoid, -inf, -inf),
+        ("log_sigmoid(inf)", log_sigmoid, inf, -0.0),
+    ];
+    for &(what, f, x, want) in cases {
+        let got = single(f, x);
+        assert!(same(got, want), "{what}: got {got:e}, want {want:e}");
+    }
+}

@@ -128,3 +128,31 @@ pub(super) fn sigmoid_slope_affine_body<const F: bool>(x: &[f64], w: f64, b: f64
         patch_sigmoid::<F>(x, arg, sig, Some(slope));
     }
 }
+
+// softplus and log_sigmoid
+
+/// `softplus(x) = max(x, 0) + log1p(e^-|x|)`: `e^-|x|` is at most 1, so neither term overflows;
+/// the correction's error (exp's ulp, then log1p's, each at most 1 relative to it) is scaled
+/// down by the sum from x = 0 on, and is the whole result, accurate to its last bits, below
+/// (softplus(-700) = e^-700). NaN stays NaN through log1p.
+#[inline(always)]
+pub(super) fn softplus_lane<const F: bool>(x: f64) -> f64 {
+    let c = log1p_lane::<F>(exp_lane::<F>(-x.abs()));
+    let m = if x > 0.0 { x } else { 0.0 };
+    m + c
+}
+
+/// `log_sigmoid(x) = -softplus(-x)`, the same bits as the reference's spelling.
+#[inline(always)]
+pub(super) fn log_sigmoid_lane<const F: bool>(x: f64) -> f64 {
+    -softplus_lane::<F>(-x)
+}
+
+#[inline(always)]
+pub(super) fn softplus_body<const F: bool>(x: &[f64], out: &mut [f64]) {
+    map(x, out, softplus_lane::<F>);
+}
+#[inline(always)]
+pub(super) fn log_sigmoid_body<const F: bool>(x: &[f64], out: &mut [f64]) {
+    map(x, out, log_sigmoid_lane::<F>);
+}

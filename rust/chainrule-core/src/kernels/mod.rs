@@ -140,6 +140,9 @@ fn one_body<const F: bool>(kernel: Unary, x: f64) -> f64 {
         Unary::Sigmoid if sigmoid_outside(x) => sigmoid_edge::<F>(x),
         Unary::Sigmoid => sigmoid_lane::<F>(x),
         Unary::Sqrt => sqrt_lane(x),
+        // special and numerically stable functions
+        Unary::Softplus => softplus_lane::<F>(x),
+        Unary::LogSigmoid => log_sigmoid_lane::<F>(x),
     }
 }
 
@@ -466,6 +469,11 @@ kernels! {
     /// `out[i] = sqrt x[i]` (correctly rounded); NaN for negative inputs,
     /// `sqrt(-0.0) = -0.0`.
     Sqrt: sqrt => sqrt_body;
+    // special and numerically stable functions
+    /// `out[i] = log(1 + e^x[i])`, exact in both tails: `x` above 37, `e^x` below -37.
+    Softplus: softplus => softplus_body;
+    /// `out[i] = log(sigmoid(x[i])) = -softplus(-x[i])`, exact in both tails.
+    LogSigmoid: log_sigmoid => log_sigmoid_body;
     @pairs
     /// `out0[i] = sin x[i]`, `out1[i] = cos x[i]` from one shared argument
     /// reduction: bit for bit what [`sin`] and [`cos`] give, at about the
