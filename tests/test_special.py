@@ -90,9 +90,13 @@ def test_logaddexp_within_4_ulp_of_mpmath():
     a = np.concatenate([rng.uniform(-800, 800, 300), rng.uniform(-5, 5, 300), [0.0, -745.0, 709.0]])
     b = np.concatenate([rng.uniform(-800, 800, 300), a[300:600] + rng.uniform(-40, 40, 300),
                         [-0.0, -745.0, 709.5]])
+    # and near the curve e^a + e^b = 1, where the result is near 0 and max(a, b) cancels
+    a = np.concatenate([a, rng.uniform(-3, -0.1, 100)])
+    b = np.concatenate([b, np.log1p(-np.exp(a[-100:])) + rng.uniform(-1e-3, 1e-3, 100)])
     want = _exact(lambda p, q: mpmath.log(mpmath.exp(p) + mpmath.exp(q)), a, b)
     got = cr.compile(cr.logaddexp(x, y), inputs=[x, y])(a, b)
-    err = _ulp(got, want)
+    # 4 ulp, or 2^-52 absolute where the result is near 0 (documented, as NumPy's)
+    err = np.where(np.abs(got - want) <= 2.0**-52, 0.0, _ulp(got, want))
     assert err.max() <= 4, f"{err.max()} ulp at {a[np.argmax(err)]}, {b[np.argmax(err)]}"
 
 

@@ -105,7 +105,7 @@ macro_rules! with_op_table {
             /// `log_sigmoid(a) = log(sigmoid(a)) = -softplus(-a)`, exact in both tails.
             LogSigmoid: "log_sigmoid", arity 1, infix None, kernel LogSigmoid, domain (-8.0, 8.0);
             /// `logaddexp(a, b) = log(exp(a) + exp(b))`, without overflow or underflow.
-            Logaddexp: "logaddexp", arity 2, infix None, kernel lanes, domain (-4.0, 4.0);
+            Logaddexp: "logaddexp", arity 2, infix None, kernel Logaddexp, domain (-4.0, 4.0);
         }
     };
 }
@@ -337,7 +337,7 @@ pub fn softplus(a: f64) -> f64 {
     a.max(0.0) + (-a.abs()).exp().ln_1p()
 }
 
-/// `log(exp(a) + exp(b))` as NumPy's `logaddexp`: `max + log1p(exp(-|a - b|))`, and `a` itself
+/// `log(exp(a) + exp(b))` as NumPy's `logaddexp`: `max + log1p(exp(-|a - b|))`, and `a + ln 2`
 /// where `a == b` (infinities of one sign included, which `a - b` would turn into nan).
 pub fn logaddexp(a: f64, b: f64) -> f64 {
     if a == b {
@@ -345,8 +345,7 @@ pub fn logaddexp(a: f64, b: f64) -> f64 {
     }
     let d = a - b;
     if d.is_nan() {
-        // Which NaN `a - b` gives must not depend on the code path: return the first NaN operand.
-        return if a.is_nan() { a } else { b };
+        return d;
     }
     a.max(b) + (-d.abs()).exp().ln_1p()
 }

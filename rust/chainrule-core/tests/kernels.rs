@@ -857,3 +857,60 @@ fn stable_forms_are_exact_in_their_tails() {
         assert!(same(got, want), "{what}: got {got:e}, want {want:e}");
     }
 }
+
+/// The `logaddexp` kernel at every level: within 4 ulp of the op's eval (NumPy's formula with
+/// glibc's exp and log1p) over pairs from the whole range, or within 2^-52 absolute where the
+/// result is near 0 and both cancel (as its doc says); nan and infinities as NumPy's.
+#[test]
+fn logaddexp_accuracy() {
+    use chainrule_core::kernels::{levels2, Binary};
+    use chainrule_core::ops::Op;
+    let mut rng = Rng(23);
+    let a = softplus_inputs(24);
+    let b: Vec<f64> = (0..a.len())
+        .map(|i| match i % 4 {
+            0 => rng.bits(),
+            1 => a[i] + rng.uniform(-40.0, 40.0),
+            2 => rng.uniform(-3.0, 3.0),
+            _ => a[(i * 7919) % a.len()],
+        })
+        .collect();
+    for level in levels::available() {
+        let mut got = vec![0.0; a.len()];
+        for ((ac, bc), oc) in a.chunks(CHUNK).zip(b.chunks(CHUNK)).zip(got.chunks_mut(CHUNK)) {
+            levels2::run(level, Binary::Logaddexp, ac, bc, oc);
+        }
+        let mut worst = (0u64, 0.0, 0.0);
+        for i in 0..a.len() {
+            let (g, want) = (got[i], Op::Logaddexp.eval(a[i], b[i]));
+            let u = ulp_error(g, want)
+                .unwrap_or_else(|why| panic!("logaddexp({:e}, {:e}) [{level:?}]: got {g:e}, want {want:e}: {why}", a[i], b[i]));
+            if (g - want).abs() > f64::EPSILON / 2.0 && u > worst.0 {
+                worst = (u, a[i], b[i]);
+            }
+        }
+        println!("logaddexp {:10} max {} ulp (at {:e}, {:e})", level.name(), worst.0, worst.1, worst.2);
+        assert!(worst.0 <= MAX_ULP, "logaddexp [{level:?}]: {} ulp at ({:e}, {:e})", worst.0, worst.1, worst.2);
+        let inf = f64::INFINITY;
+        let cases = [
+            (inf, inf, inf),
+            (-inf, -inf, -inf),
+            (inf, -inf, inf),
+            (-inf, 3.0, 3.0),
+            (1000.0, 0.0, 1000.0),
+            (-0.0, 0.0, std::f64::consts::LN_2),
+        ];
+        for (x, y, want) in cases {
+            for (p, q) in [(x, y), (y, x)] {
+                let mut o = [0.0];
+                levels2::run(level, Binary::Logaddexp, &[p], &[q], &mut o);
+                assert_eq!(o[0], want, "logaddexp({p}, {q}) [{level:?}]");
+            }
+        }
+        for (p, q) in [(f64::NAN, inf), (1.0, f64::NAN), (-inf, f64::NAN)] {
+            let mut o = [0.0];
+            levels2::run(level, Binary::Logaddexp, &[p], &[q], &mut o);
+            assert!(o[0].is_nan(), "logaddexp({p}, {q}) [{level:?}]");
+        }
+    }
+}

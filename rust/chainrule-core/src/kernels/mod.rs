@@ -484,3 +484,100 @@ kernels! {
     /// the product give.
     sigmoid_slope => sigmoid_slope_body;
 }
+
+// ---------------------------------------------------------------------------
+// Two-input kernels (special and numerically stable functions).
+
+/// A two-input kernel, by name: the op table's `kernel` column of a binary op names these.
+/// Chunks and single values run the same lane code at the same level, so a value never
+/// depends on whether its operands came as scalars or arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// [`logaddexp`]
+    Logaddexp,
+}
+
+impl Binary {
+    /// Every two-input kernel.
+    pub const ALL: &'static [Binary] = &[Binary::Logaddexp];
+}
+
+/// `out[i] = log(e^a[i] + e^b[i])` (see the sigmoid family's `logaddexp_lane`); each operand
+/// is a chunk as long as `out` or one value for every element (panics on other lengths).
+pub fn logaddexp(a: &[f64], b: &[f64], out: &mut [f64]) {
+    levels2::run2(active(), Binary::Logaddexp, Operand::Chunk(a), Operand::Chunk(b), out)
+}
+
+/// Runs a two-input kernel over a chunk at the active level.
+#[inline(always)]
+pub(crate) fn run2(kernel: Binary, a: Operand, b: Operand, out: &mut [f64]) {
+    levels2::run2(active(), kernel, a, b, out)
+}
+
+/// `kernel` of one pair: bit for bit what [`run2`] gives for it.
+pub fn one2(kernel: Binary, a: f64, b: f64) -> f64 {
+    let mut out = [0.0];
+    levels2::run2(active(), kernel, Operand::Scalar(a), Operand::Scalar(b), &mut out);
+    out[0]
+}
+
+use loops::Operand;
+
+#[inline(always)]
+fn binary_body<const F: bool>(kernel: Binary, a: Operand, b: Operand, out: &mut [f64]) {
+    let lane = match kernel {
+        Binary::Logaddexp => logaddexp_lane::<F>,
+    };
+    assert!(
+        [&a, &b].iter().all(|o| match o {
+            Operand::Chunk(c) => c.len() == out.len(),
+            Operand::Scalar(_) => true,
+        }),
+        "kernel input and output lengths differ"
+    );
+    // Pure per-element arithmetic (no contraction: `mla` fuses explicitly), so the vector body
+    // and the scalar remainder give the same bits.
+    loops::elementwise3(a, b, Operand::Scalar(0.0), out, |x, y, _| lane(x, y));
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86_binary {
+    use super::{Binary, Operand};
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn avx2(kernel: Binary, a: Operand, b: Operand, out: &mut [f64]) {
+        super::binary_body::<true>(kernel, a, b, out)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) fn avx512(kernel: Binary, a: Operand, b: Operand, out: &mut [f64]) {
+        super::binary_body::<true>(kernel, a, b, out)
+    }
+}
+
+/// Two-input kernels at a given level, for tests. Not part of the stable API.
+#[doc(hidden)]
+pub mod levels2 {
+    use super::{Binary, Level, Operand};
+
+    /// `kernel` over a chunk with the given level; panics if the CPU does not support it.
+    pub(crate) fn run2(level: Level, kernel: Binary, a: Operand, b: Operand, out: &mut [f64]) {
+        assert!(level.is_supported(), "kernel level {level:?} is not supported on this CPU");
+        match level {
+            Level::Baseline => super::binary_body::<false>(kernel, a, b, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `is_supported` confirmed AVX2 and FMA at run time.
+            Level::Avx2Fma => unsafe { super::x86_binary::avx2(kernel, a, b, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `is_supported` confirmed AVX-512F, AVX2 and FMA.
+            Level::Avx512 => unsafe { super::x86_binary::avx512(kernel, a, b, out) },
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon => super::binary_body::<true>(kernel, a, b, out),
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("level checked by is_supported"),
+        }
+    }
+
+    /// `kernel` over two equally long slices with the given level.
+    pub fn run(level: Level, kernel: Binary, a: &[f64], b: &[f64], out: &mut [f64]) {
+        run2(level, kernel, Operand::Chunk(a), Operand::Chunk(b), out)
+    }
+}
