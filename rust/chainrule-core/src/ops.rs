@@ -97,9 +97,9 @@ macro_rules! with_op_table {
             Xlogy: "xlogy", arity 2, infix None, kernel lanes, domain (0.3, 2.5);
             // special and numerically stable functions
             /// `erf(a)`, the error function.
-            Erf: "erf", arity 1, infix None, kernel lanes, domain (-3.0, 3.0);
+            Erf: "erf", arity 1, infix None, kernel Erf, domain (-3.0, 3.0);
             /// `erfc(a) = 1 - erf(a)`, with full relative accuracy in the right tail.
-            Erfc: "erfc", arity 1, infix None, kernel lanes, domain (-3.0, 5.0);
+            Erfc: "erfc", arity 1, infix None, kernel Erfc, domain (-3.0, 5.0);
             /// `softplus(a) = log(1 + exp(a))`, exact in both tails.
             Softplus: "softplus", arity 1, infix None, kernel Softplus, domain (-8.0, 8.0);
             /// `log_sigmoid(a) = log(sigmoid(a)) = -softplus(-a)`, exact in both tails.

@@ -914,3 +914,28 @@ fn logaddexp_accuracy() {
         }
     }
 }
+
+/// The intervals' edges (0.84375, 1.25, 1/0.35, 6, 28), where erfc goes subnormal (26.55) and
+/// underflows (27.3), tiny arguments (2^-28, 2^-56) and the whole range.
+fn erf_inputs(seed: u64) -> Vec<f64> {
+    let edges = [0.84375, 1.25, 2.857_142_734_336_853, 6.0, 28.0, 26.55, 27.3, 3.725_290_298_461_914e-9, 1.387_778_780_781_445_7e-17, 0.25];
+    let mirrored: Vec<f64> = edges.iter().flat_map(|&v| [v, -v]).collect();
+    Inputs::new(seed)
+        .uniform(1_000_000, -6.5, 6.5)
+        .uniform(600_000, -30.0, 30.0)
+        .uniform(200_000, -1e-3, 1e-3)
+        .bits(600_000)
+        .subnormals(20_000)
+        .around(&mirrored, 10_000)
+        .xs
+}
+
+#[test]
+fn erf_accuracy() {
+    check_against_reference("erf", levels::erf, chainrule_core::ops::Op::Erf, &erf_inputs(31));
+}
+
+#[test]
+fn erfc_accuracy() {
+    check_against_reference("erfc", levels::erfc, chainrule_core::ops::Op::Erfc, &erf_inputs(32));
+}

@@ -110,6 +110,7 @@ mod logarithm;
 mod logistic;
 pub(crate) mod loops;
 mod poly;
+mod special;
 mod trig;
 
 use drivers::*;
@@ -117,6 +118,7 @@ use exponential::*;
 use logarithm::*;
 use logistic::*;
 use poly::*;
+use special::*;
 use trig::*;
 
 // ---------------------------------------------------------------------------
@@ -143,6 +145,8 @@ fn one_body<const F: bool>(kernel: Unary, x: f64) -> f64 {
         // special and numerically stable functions
         Unary::Softplus => softplus_lane::<F>(x),
         Unary::LogSigmoid => log_sigmoid_lane::<F>(x),
+        Unary::Erf => erf_lane::<F>(x),
+        Unary::Erfc => erfc_lane::<F>(x),
     }
 }
 
@@ -474,6 +478,11 @@ kernels! {
     Softplus: softplus => softplus_body;
     /// `out[i] = log(sigmoid(x[i])) = -softplus(-x[i])`, exact in both tails.
     LogSigmoid: log_sigmoid => log_sigmoid_body;
+    /// `out[i] = erf x[i]`; `±1` at `±inf`, keeps the sign of zero.
+    Erf: erf => erf_body;
+    /// `out[i] = erfc x[i] = 1 - erf x[i]`, with full relative accuracy up to its underflow
+    /// at 27.3; 2 at `-inf`.
+    Erfc: erfc => erfc_body;
     @pairs
     /// `out0[i] = sin x[i]`, `out1[i] = cos x[i]` from one shared argument
     /// reduction: bit for bit what [`sin`] and [`cos`] give, at about the
