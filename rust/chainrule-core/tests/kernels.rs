@@ -710,7 +710,7 @@ fn bench_against_libm() {
     use std::hint::black_box;
     use std::time::Instant;
     let mut rng = Rng(7);
-    let typical: [(&str, LevelKernel, Scalar, f64, f64); 10] = [
+    let typical: [(&str, LevelKernel, Scalar, f64, f64); 14] = [
         ("exp", levels::exp, f64::exp, -700.0, 700.0),
         ("expm1", levels::expm1, f64::exp_m1, -5.0, 5.0),
         ("log", levels::log, f64::ln, 1e-3, 1e3),
@@ -721,6 +721,10 @@ fn bench_against_libm() {
         ("tanh", levels::tanh, f64::tanh, -5.0, 5.0),
         ("sigmoid", levels::sigmoid, |x| 1.0 / (1.0 + (-x).exp()), -20.0, 20.0),
         ("sqrt", levels::sqrt, f64::sqrt, 0.0, 1e6),
+        ("erf", levels::erf, |x| chainrule_core::ops::Op::Erf.eval(x, 0.0), -5.0, 5.0),
+        ("erfc", levels::erfc, |x| chainrule_core::ops::Op::Erfc.eval(x, 0.0), -5.0, 25.0),
+        ("softplus", levels::softplus, |x| chainrule_core::ops::Op::Softplus.eval(x, 0.0), -30.0, 30.0),
+        ("log_sigmoid", levels::log_sigmoid, |x| chainrule_core::ops::Op::LogSigmoid.eval(x, 0.0), -30.0, 30.0),
     ];
     // Best of several short runs: the machine may be shared, and the minimum
     // is the figure least disturbed by other load.
