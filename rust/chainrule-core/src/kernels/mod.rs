@@ -63,6 +63,14 @@
 //!   factor every derivative of a sigmoid needs, in the same pass: it does
 //!   not cancel in the tails as `s (1 - s)` does.
 //! * `sqrt` is the hardware square root (correctly rounded).
+//! * `softplus`/`log_sigmoid`: `max(x, 0) + log1p(e^-|x|)` from the exp and log1p lanes;
+//!   `logaddexp` (a two-input kernel, [`Binary`]) the same with `max(a, b)` and `a - b`.
+//!   2.7 ns at AVX-512, 4.4 ns AVX2+FMA, against 9.4 ns for libm's exp and log1p per element.
+//! * `erf`/`erfc`: Sun's `s_erf.c` method, its four intervals' rational functions picked by
+//!   selects per coefficient so the lane has no branch; erfc's tail form splits `x^2` to keep
+//!   full relative accuracy up to its underflow at 27.3. 9.4 ns at AVX-512 against 20 ns for
+//!   the `libm` crate per element; max 1 ulp (erf) and 4 ulp (erfc) from it, 2 ulp from mpmath
+//!   on a sample.
 //!
 //! Measured on the development machine: AMD EPYC VM at 2.45 GHz (shared
 //! with other load; best of 150 runs), one core, 1024-element chunks,
