@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benches/run.py [--quick] [--workloads W1,W2,W4,W5,W6,MEM]
+    python benches/run.py [--quick] [--workloads W1,W2,W4,W5,W6,MEM,W11]
                           [--impls numpy,math,numexpr,jax,torch,chainrule]
                           [--repeat K] [--threads T] [--out benches/RESULTS.md]
 
@@ -41,7 +41,7 @@ from types import SimpleNamespace
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ALL_WORKLOADS = ("W1", "W2", "W4", "W5", "W6", "MEM")
+ALL_WORKLOADS = ("W1", "W2", "W4", "W5", "W6", "MEM", "W11")
 ALL_IMPLS = ("numpy", "math", "numexpr", "jax", "torch", "chainrule")
 RTOL = 1e-9
 SEED = 20240601
@@ -63,13 +63,14 @@ class Sizes:
     n_mem: int
     repeat: int
     w5_repeat: int
+    n_w11: int = 200_000
 
 
 # W5 runs 7 fresh processes per implementation and size: on the shared machine a process now
 # and then runs all its phases at half speed (other tenants; the same code, the same page
 # faults), and with 3 runs one such process could set the median.
 FULL = Sizes(1_000_000, 1_000_000, 2_000, (1_000, 10_000), 100, 10_000, 20_000_000, 11, 7)
-QUICK = Sizes(100_000, 100_000, 300, (100,), 100, 1_000, 1_000_000, 5, 1)
+QUICK = Sizes(100_000, 100_000, 300, (100,), 100, 1_000, 1_000_000, 5, 1, n_w11=20_000)
 
 
 class Mismatch(AssertionError):
@@ -202,6 +203,18 @@ def w5_values(n):
     return [float(v) for v in uniform(rng, n, -1.0, 1.0)]
 
 
+W11_FEATURES = 20
+
+
+def w11_data(n):
+    """Logistic regression: X (n, 20) C-ordered, labels y in {-1, 1}, weights near a fit."""
+    rng = np.random.default_rng(SEED + 11)
+    X = uniform(rng, n * W11_FEATURES, -2.0, 2.0).reshape(n, W11_FEATURES)
+    w = uniform(rng, W11_FEATURES, -1.0, 1.0)
+    y = np.where(X @ w + rng.normal(0.0, 1.0, n) > 0, 1.0, -1.0)
+    return SimpleNamespace(X=X, y=y, w=w * 0.5, b=0.1)
+
+
 def w6_data(n, samples):
     rng = np.random.default_rng(SEED + 3)
     return SimpleNamespace(X=uniform(rng, n * samples, -1.0, 1.0).reshape(n, samples))
@@ -259,6 +272,21 @@ def w2_math(x, y):
     )
 
 
+def w11_numpy(X, y, w, b):
+    """loss = mean(softplus(-y (X w + b))) and dloss/d(w, b): with m = -y z, softplus'(m) is
+    sigmoid(m), so dloss/dz = -y sigmoid(m) / N, dloss/dw = X^T (dloss/dz), dloss/db = its sum."""
+    n = y.size
+    m = -y * (X @ w + b)
+    loss = np.logaddexp(0.0, m).mean()
+    g = (-y / n) * (0.5 * np.tanh(0.5 * m) + 0.5)  # the sigmoid without overflow
+    return (loss, *(g @ X), g.sum())
+
+
+def w11_value_complex(X, y, w, b):
+    """W11's loss in a form complex-step differentiation can go through (moderate values)."""
+    return np.mean(np.log(1.0 + np.exp(-y * (X @ w + b))))
+
+
 def chain_value_numpy(X):
     """W5/W6 f over axis 0: sum_i sin(x_i x_{i+1}) + exp(-x_i^2)."""
     return np.sin(X[:-1] * X[1:]).sum(axis=0) + np.exp(-X * X).sum(axis=0)
@@ -305,6 +333,12 @@ def verify_references():
         want = complex_step(lambda *a: w2_numpy(*a)[0], (d.x, d.y), k)
         assert_close(f"reference W2 df/d{'xy'[k]}", [got[1 + k]], [want])
     assert_close("reference W4 math", w2_math(*W4_POINT), w2_numpy(*W4_POINT))
+    d = w11_data(64)
+    got = w11_numpy(d.X, d.y, d.w, d.b)
+    args = (d.X, d.y, d.w, d.b)
+    want = [complex_step(w11_value_complex, args, 2, np.eye(W11_FEATURES)[j]) for j in range(20)]
+    want.append(complex_step(w11_value_complex, args, 3))
+    assert_close("reference W11 gradient", [np.array(got[1:])], [np.array(want)])
     x = np.array(w5_values(7))
     _, g = chain_numpy(x)
     want = [complex_step(chain_value_numpy, (x,), 0, np.eye(7)[i]) for i in range(7)]
@@ -584,6 +618,54 @@ def w6_build_chainrule(cr, d):
     return (lambda: fn_f(*rows)), (lambda: fn_fg(*rows))
 
 
+def w11_build_numpy(np_, d):
+    return lambda: w11_numpy(d.X, d.y, d.w, d.b)
+
+
+def w11_build_jax(jax, d):
+    jnp = jax.numpy
+
+    def loss(w, b, X, y):
+        return jnp.mean(jax.nn.softplus(-y * (X @ w + b)))
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    X, y = jax.device_put(d.X), jax.device_put(d.y)
+
+    def run():
+        value, (gw, gb) = step(jnp.asarray(d.w), d.b, X, y)
+        value, gw, gb = jax.block_until_ready((value, gw, gb))
+        return (value, *np.asarray(gw), gb)
+
+    return run
+
+
+def w11_build_torch(torch, d):
+    X, y = torch.from_numpy(d.X), torch.from_numpy(d.y)
+
+    def run():
+        w = torch.tensor(d.w, dtype=torch.float64, requires_grad=True)
+        b = torch.tensor(d.b, dtype=torch.float64, requires_grad=True)
+        loss = torch.mean(torch.nn.functional.softplus(-y * (X @ w + b)))
+        gw, gb = torch.autograd.grad(loss, [w, b])
+        return (loss.detach(), *gw.numpy(), gb)
+
+    return run
+
+
+def w11_build_chainrule(cr, d):
+    xs = cr.vars(" ".join(f"x{j}" for j in range(W11_FEATURES)))
+    ws = cr.vars(" ".join(f"w{j}" for j in range(W11_FEATURES)))
+    y, b = cr.vars("y b")
+    z = b
+    for wj, xj in zip(ws, xs, strict=True):
+        z = z + wj * xj
+    loss = cr.mean(cr.softplus(-y * z))
+    fn = cr.compile([loss, *cr.grad(loss, [*ws, b])], inputs=[*xs, y, *ws, b])
+    columns = [d.X[:, j] for j in range(W11_FEATURES)]  # strided views, as the workload says
+    weights = [float(v) for v in d.w]
+    return lambda: fn(*columns, d.y, *weights, d.b)
+
+
 BUILDERS = {
     "W1": {
         "numpy": w1_build_numpy,
@@ -605,6 +687,12 @@ BUILDERS = {
         "jax": w4_build_jax,
         "torch": w2_build_torch,
         "chainrule": w2_build_chainrule,
+    },
+    "W11": {
+        "numpy": w11_build_numpy,
+        "jax": w11_build_jax,
+        "torch": w11_build_torch,
+        "chainrule": w11_build_chainrule,
     },
     "W6": {
         "numpy": w6_build_numpy,
@@ -912,6 +1000,24 @@ def run_w2(ctx):
         0,
         "f = sin(cos x) exp(-y^2) + log(1 + x^2) sigmoid(xy); "
         "first result = build + differentiate + compile + first call.",
+    )
+    return section
+
+
+def run_w11(ctx):
+    n = ctx.sizes.n_w11
+    data = w11_data(n)
+    ref = w11_numpy(data.X, data.y, data.w, data.b)
+    cands = prepare_all(ctx, "W11", data, [("run", ref)])
+    time_round_robin(cands, ctx.repeat)
+    section = speed_section(
+        f"W11 logistic regression: loss and its 21 partials, N = {n:,}, 20 features",
+        cands, "ms", 1e3, ("numpy", "jax"),
+    )
+    section.notes.insert(
+        0,
+        "loss = mean(softplus(-y (w . x + b))); chainrule reads X (C order) as 20 column "
+        "views X[:, j]; NumPy, JAX and PyTorch take X whole (X @ w, X^T g).",
     )
     return section
 
@@ -1339,7 +1445,10 @@ def facts_load(start, end):
 # --------------------------------------------------------------------------
 
 
-RUNNERS = {"W1": run_w1, "W2": run_w2, "W4": run_w4, "W5": run_w5, "W6": run_w6, "MEM": run_mem}
+RUNNERS = {
+    "W1": run_w1, "W2": run_w2, "W4": run_w4, "W5": run_w5, "W6": run_w6, "MEM": run_mem,
+    "W11": run_w11,
+}
 
 
 # --------------------------------------------------------------------------

@@ -10,6 +10,8 @@ with NumPy, and :func:`dual_eval` runs forward mode (exact to rounding) on it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -53,6 +55,12 @@ def _sigmoid(a):
     return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _erf(a, complement):
+    # NumPy has no erf: math.erf/erfc (the C library's, within an ulp) element by element.
+    f = math.erfc if complement else math.erf
+    return np.vectorize(f, otypes=[float])(a)
+
+
 # The one NumPy reference per op, for every test that needs an op's value: each op of
 # ``_core.OPS`` has a row (test_ops checks), nan propagates as in the core (relu(nan) and
 # step(nan) are nan).
@@ -69,6 +77,12 @@ NP = {
     # exponentials, logarithms, roots
     "exp2": np.exp2, "expm1": np.expm1, "log2": np.log2, "log10": np.log10, "log1p": np.log1p,
     "cbrt": np.cbrt, "hypot": np.hypot,
+    # special and numerically stable functions
+    "erf": lambda a: _erf(a, complement=False),
+    "erfc": lambda a: _erf(a, complement=True),
+    "softplus": lambda a: np.logaddexp(0.0, a),
+    "logsigmoid": lambda a: -np.logaddexp(0.0, -a),
+    "logaddexp": np.logaddexp,
 }
 
 # Each op's partial derivatives, from its operands and its value v (for forward mode and the
@@ -102,6 +116,12 @@ PARTIALS = {
     "log1p": lambda a, v: (1.0 / (1.0 + a),),
     "cbrt": lambda a, v: (1.0 / (3.0 * (v * v)),),
     "hypot": lambda a, b, v: (np.where(v == 0, 0.0, a / v), np.where(v == 0, 0.0, b / v)),
+    # special and numerically stable functions
+    "erf": lambda a, v: (2.0 / np.sqrt(np.pi) * np.exp(-a * a),),
+    "erfc": lambda a, v: (-2.0 / np.sqrt(np.pi) * np.exp(-a * a),),
+    "softplus": lambda a, v: (_sigmoid(a),),
+    "logsigmoid": lambda a, v: (_sigmoid(-a),),
+    "logaddexp": lambda a, b, v: (_sigmoid(a - b), _sigmoid(b - a)),
 }
 
 

@@ -12,6 +12,8 @@ __all__ = [
     "step", "sign", "xlogy", "sum", "mean",
     # exponentials, logarithms, roots
     "exp2", "expm1", "log2", "log10", "log1p", "cbrt", "square", "hypot",
+    # special and numerically stable functions
+    "erf", "erfc", "softplus", "log_sigmoid", "logaddexp",
 ]
 
 
@@ -256,3 +258,62 @@ def hypot(x: object, y: object) -> Expr:
     5
     """
     return _core.apply("hypot", x, y)
+# -- special and numerically stable functions ------------------------------------------------
+
+
+def erf(x: object) -> Expr:
+    """The error function, 2/sqrt(pi) times the integral of exp(-t**2) from 0 to x.
+
+    Its derivative is 2/sqrt(pi) * exp(-x**2), finite everywhere; it is formed from the rounded
+    x * x, so its relative error grows as x**2 * 1.1e-16 (1e-14 at |x| = 10, where it is 4e-44).
+
+    >>> print(erf(0), erf(float("inf")))
+    0 1
+    """
+    return _unary("erf", x)
+
+
+def erfc(x: object) -> Expr:
+    """1 - erf(x), with full relative accuracy in the right tail (erfc(26) = 5.7e-296, where
+    1 - erf(x) is 0); it underflows to 0 from x = 27.3 on.
+
+    Its derivative is -2/sqrt(pi) * exp(-x**2) (see :func:`erf`).
+
+    >>> print(erfc(0), erfc(30))
+    1 0
+    """
+    return _unary("erfc", x)
+
+
+def softplus(x: object) -> Expr:
+    """log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)) so neither tail overflows or
+    loses digits: softplus(1000) = 1000, softplus(-1000) = exp(-1000) (0 in float64). Its
+    derivative is sigmoid(x), as accurate in the tails.
+
+    >>> print(softplus(1000), softplus(0))
+    1000 0.6931471805599453
+    """
+    return _unary("softplus", x)
+
+
+def log_sigmoid(x: object) -> Expr:
+    """log(sigmoid(x)) = -softplus(-x), exact in both tails: log_sigmoid(-1000) = -1000. Its
+    derivative is sigmoid(-x).
+
+    >>> print(log_sigmoid(-1000))
+    -1000
+    """
+    return _unary("logsigmoid", x)
+
+
+def logaddexp(x: object, y: object) -> Expr:
+    """log(exp(x) + exp(y)) without overflow or underflow, as ``numpy.logaddexp``:
+    max(x, y) + log1p(exp(-|x - y|)); logaddexp(inf, inf) = inf, logaddexp(-inf, -inf) = -inf.
+
+    Its partial derivatives are sigmoid(x - y) and sigmoid(y - x). Where x = y = inf or
+    x = y = -inf, x - y is nan and so are both partials (as PyTorch's).
+
+    >>> print(logaddexp(1000, 1000), logaddexp(-1000, 0))
+    1000.6931471805599 0
+    """
+    return _core.apply("logaddexp", x, y)

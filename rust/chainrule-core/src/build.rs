@@ -65,11 +65,15 @@ binary_builders! {
     pow => Pow;
     /// `xlogy(a, b) = a * log(b)`, 0 where `a` is 0
     xlogy => Xlogy;
+    /// `logaddexp(a, b) = log(exp(a) + exp(b))`
+    logaddexp => Logaddexp;
 }
 
 unary_builders! {
     neg => Neg; sin => Sin; cos => Cos; tan => Tan; exp => Exp; log => Log; sqrt => Sqrt;
     tanh => Tanh; sigmoid => Sigmoid; relu => Relu; abs => Abs; step => Step; sign => Sign;
+    // special and numerically stable functions
+    erf => Erf; erfc => Erfc; softplus => Softplus; log_sigmoid => LogSigmoid;
 }
 
 /// Sum over the whole batch.

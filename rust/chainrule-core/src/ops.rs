@@ -112,6 +112,17 @@ macro_rules! with_op_table {
             /// `hypot(a, b) = sqrt(a * a + b * b)` without overflow or underflow; inf if either
             /// is infinite, even when the other is nan (as C's).
             Hypot: "hypot", arity 2, infix None, kernel Hypot, domain (-4.0, 4.0);
+            // special and numerically stable functions
+            /// `erf(a)`, the error function.
+            Erf: "erf", arity 1, infix None, kernel Erf, domain (-3.0, 3.0);
+            /// `erfc(a) = 1 - erf(a)`, with full relative accuracy in the right tail.
+            Erfc: "erfc", arity 1, infix None, kernel Erfc, domain (-3.0, 5.0);
+            /// `softplus(a) = log(1 + exp(a))`, exact in both tails.
+            Softplus: "softplus", arity 1, infix None, kernel Softplus, domain (-8.0, 8.0);
+            /// `log_sigmoid(a) = log(sigmoid(a)) = -softplus(-a)`, exact in both tails.
+            LogSigmoid: "log_sigmoid", arity 1, infix None, kernel LogSigmoid, domain (-8.0, 8.0);
+            /// `logaddexp(a, b) = log(exp(a) + exp(b))`, without overflow or underflow.
+            Logaddexp: "logaddexp", arity 2, infix None, kernel Logaddexp, domain (-4.0, 4.0);
         }
     };
 }
@@ -197,6 +208,12 @@ impl Op {
             Op::Log1p => a.ln_1p(),
             Op::Cbrt => a.cbrt(),
             Op::Hypot => a.hypot(b),
+            // special and numerically stable functions
+            Op::Erf => libm::erf(a),
+            Op::Erfc => libm::erfc(a),
+            Op::Softplus => softplus(a),
+            Op::LogSigmoid => -softplus(-a),
+            Op::Logaddexp => logaddexp(a, b),
         }
     }
 
@@ -265,6 +282,19 @@ impl Op {
                 let den = add(out, &sub(&one(), &step(out)));
                 [need[0].then(|| Signed::plus(mul(adj, &div(a, &den)))), need[1].then(|| Signed::plus(mul(adj, &div(b, &den))))]
             }
+            // special and numerically stable functions. erf' = 2/sqrt(pi) exp(-a*a): `a * a` rounds,
+            // so the slope carries a relative error up to a*a * 2^-53 (1e-14 at |a| = 10; erf'
+            // itself is below 1e-43 there); erfc' is its negation, the same node.
+            Op::Erf => unary(mul(&constant(std::f64::consts::FRAC_2_SQRT_PI), &exp(&neg(&mul(a, a))))),
+            Op::Erfc => [minus(mul(adj, &mul(&constant(std::f64::consts::FRAC_2_SQRT_PI), &exp(&neg(&mul(a, a)))))), None],
+            Op::Softplus => unary(sigmoid(a)),
+            Op::LogSigmoid => unary(sigmoid(&neg(a))),
+            // sigmoid(a - b) and sigmoid(b - a): exact in the tails and summing to 1; nan where
+            // a - b is (a = b = inf or -inf), as PyTorch's rule gives.
+            Op::Logaddexp => [
+                need[0].then(|| Signed::plus(mul(adj, &sigmoid(&sub(a, b))))),
+                need[1].then(|| Signed::plus(mul(adj, &sigmoid(&sub(b, a))))),
+            ],
         }
     }
 }
@@ -337,4 +367,26 @@ pub fn sigmoid(a: f64) -> f64 {
         let e = a.exp();
         e / (1.0 + e)
     }
+}
+
+/// `log(1 + exp(a))` as `max(a, 0) + log1p(exp(-|a|))`: neither term overflows, and the
+/// correction is exact to its last bit however small (softplus(-1000) = exp(-1000)).
+pub fn softplus(a: f64) -> f64 {
+    if a.is_nan() {
+        return a;
+    }
+    a.max(0.0) + (-a.abs()).exp().ln_1p()
+}
+
+/// `log(exp(a) + exp(b))` as NumPy's `logaddexp`: `max + log1p(exp(-|a - b|))`, and `a + ln 2`
+/// where `a == b` (infinities of one sign included, which `a - b` would turn into nan).
+pub fn logaddexp(a: f64, b: f64) -> f64 {
+    if a == b {
+        return a + std::f64::consts::LN_2;
+    }
+    let d = a - b;
+    if d.is_nan() {
+        return d;
+    }
+    a.max(b) + (-d.abs()).exp().ln_1p()
 }

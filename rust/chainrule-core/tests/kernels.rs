@@ -710,7 +710,7 @@ fn bench_against_libm() {
     use std::hint::black_box;
     use std::time::Instant;
     let mut rng = Rng(7);
-    let typical: [(&str, LevelKernel, Scalar, f64, f64); 10] = [
+    let typical: [(&str, LevelKernel, Scalar, f64, f64); 14] = [
         ("exp", levels::exp, f64::exp, -700.0, 700.0),
         ("expm1", levels::expm1, f64::exp_m1, -5.0, 5.0),
         ("log", levels::log, f64::ln, 1e-3, 1e3),
@@ -721,6 +721,10 @@ fn bench_against_libm() {
         ("tanh", levels::tanh, f64::tanh, -5.0, 5.0),
         ("sigmoid", levels::sigmoid, |x| 1.0 / (1.0 + (-x).exp()), -20.0, 20.0),
         ("sqrt", levels::sqrt, f64::sqrt, 0.0, 1e6),
+        ("erf", levels::erf, |x| chainrule_core::ops::Op::Erf.eval(x, 0.0), -5.0, 5.0),
+        ("erfc", levels::erfc, |x| chainrule_core::ops::Op::Erfc.eval(x, 0.0), -5.0, 25.0),
+        ("softplus", levels::softplus, |x| chainrule_core::ops::Op::Softplus.eval(x, 0.0), -30.0, 30.0),
+        ("log_sigmoid", levels::log_sigmoid, |x| chainrule_core::ops::Op::LogSigmoid.eval(x, 0.0), -30.0, 30.0),
     ];
     // Best of several short runs: the machine may be shared, and the minimum
     // is the figure least disturbed by other load.
@@ -1143,4 +1147,160 @@ fn hypot_accuracy_and_bitwise_single_values() {
         assert_eq!(kernels::one_binary(kernels::Binary::Hypot, x, y), inf);
     }
     assert_eq!(kernels::one_binary(kernels::Binary::Hypot, -0.0, -0.0).to_bits(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// special and numerically stable functions
+
+/// The op table's reference semantics of a unary op, the oracle its kernel is checked against.
+fn reference_of(op: chainrule_core::ops::Op) -> impl Fn(f64) -> f64 {
+    move |x| op.eval(x, 0.0)
+}
+
+/// The whole range, where `e^-|x|` underflows (-745.13) or goes subnormal (-708.4), where the
+/// correction drops below half an ulp of `x` (36 to 40) and the sign change at 0.
+fn softplus_inputs(seed: u64) -> Vec<f64> {
+    Inputs::new(seed)
+        .uniform(800_000, -800.0, 800.0)
+        .uniform(1_000_000, -40.0, 40.0)
+        .uniform(200_000, -1e-3, 1e-3)
+        .bits(1_000_000)
+        .around(&[-745.133_219_101_941_1, -708.396_418_532_264_1, 0.0, -0.0, 36.7, -36.7, 709.78, -709.78], 20_000)
+        .xs
+}
+
+fn check_against_reference(name: &str, kernel: LevelKernel, op: chainrule_core::ops::Op, xs: &[f64]) {
+    let reference = reference_of(op);
+    for level in levels::available() {
+        let mut got = vec![0.0; xs.len()];
+        for (xc, oc) in xs.chunks(CHUNK).zip(got.chunks_mut(CHUNK)) {
+            kernel(level, xc, oc);
+        }
+        let mut worst = (0u64, 0.0f64);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = reference(x);
+            match ulp_error(g, want) {
+                Ok(u) if u > worst.0 => worst = (u, x),
+                Ok(_) => {}
+                Err(why) => panic!("{name} [{level:?}] x={x:e}: got {g:e}, want {want:e}: {why}"),
+            }
+        }
+        println!("{name:8} {:10} {:>9} points  max {} ulp (at x = {:e})", level.name(), xs.len(), worst.0, worst.1);
+        assert!(worst.0 <= MAX_ULP, "{name} [{level:?}]: {} ulp at x={:e}", worst.0, worst.1);
+    }
+}
+
+#[test]
+fn softplus_accuracy() {
+    check_against_reference("softplus", levels::softplus, chainrule_core::ops::Op::Softplus, &softplus_inputs(21));
+}
+
+#[test]
+fn log_sigmoid_accuracy() {
+    check_against_reference("log_sigmoid", levels::log_sigmoid, chainrule_core::ops::Op::LogSigmoid, &softplus_inputs(22));
+}
+
+#[test]
+fn stable_forms_are_exact_in_their_tails() {
+    use kernels::{log_sigmoid, softplus};
+    let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    let inf = f64::INFINITY;
+    let cases: &[(&str, Kernel, f64, f64)] = &[
+        ("softplus(1000)", softplus, 1000.0, 1000.0),
+        ("softplus(-1000)", softplus, -1000.0, 0.0),
+        ("softplus(-700)", softplus, -700.0, (-700.0f64).exp()),
+        ("softplus(inf)", softplus, inf, inf),
+        ("softplus(-inf)", softplus, -inf, 0.0),
+        ("softplus(0)", softplus, 0.0, std::f64::consts::LN_2),
+        ("log_sigmoid(-1000)", log_sigmoid, -1000.0, -1000.0),
+        ("log_sigmoid(1000)", log_sigmoid, 1000.0, -0.0),
+        ("log_sigmoid(-inf)", log_sigmoid, -inf, -inf),
+        ("log_sigmoid(inf)", log_sigmoid, inf, -0.0),
+    ];
+    for &(what, f, x, want) in cases {
+        let got = single(f, x);
+        assert!(same(got, want), "{what}: got {got:e}, want {want:e}");
+    }
+}
+
+/// The `logaddexp` kernel at every level: within 4 ulp of the op's eval (NumPy's formula with
+/// glibc's exp and log1p) over pairs from the whole range, or within 2^-52 absolute where the
+/// result is near 0 and both cancel (as its doc says); nan and infinities as NumPy's.
+#[test]
+fn logaddexp_accuracy() {
+    use chainrule_core::kernels::{levels2, Binary};
+    use chainrule_core::ops::Op;
+    let mut rng = Rng(23);
+    let a = softplus_inputs(24);
+    let b: Vec<f64> = (0..a.len())
+        .map(|i| match i % 4 {
+            0 => rng.bits(),
+            1 => a[i] + rng.uniform(-40.0, 40.0),
+            2 => rng.uniform(-3.0, 3.0),
+            _ => a[(i * 7919) % a.len()],
+        })
+        .collect();
+    for level in levels::available() {
+        let mut got = vec![0.0; a.len()];
+        for ((ac, bc), oc) in a.chunks(CHUNK).zip(b.chunks(CHUNK)).zip(got.chunks_mut(CHUNK)) {
+            levels2::run(level, Binary::Logaddexp, ac, bc, oc);
+        }
+        let mut worst = (0u64, 0.0, 0.0);
+        for i in 0..a.len() {
+            let (g, want) = (got[i], Op::Logaddexp.eval(a[i], b[i]));
+            let u = ulp_error(g, want)
+                .unwrap_or_else(|why| panic!("logaddexp({:e}, {:e}) [{level:?}]: got {g:e}, want {want:e}: {why}", a[i], b[i]));
+            if (g - want).abs() > f64::EPSILON / 2.0 && u > worst.0 {
+                worst = (u, a[i], b[i]);
+            }
+        }
+        println!("logaddexp {:10} max {} ulp (at {:e}, {:e})", level.name(), worst.0, worst.1, worst.2);
+        assert!(worst.0 <= MAX_ULP, "logaddexp [{level:?}]: {} ulp at ({:e}, {:e})", worst.0, worst.1, worst.2);
+        let inf = f64::INFINITY;
+        let cases = [
+            (inf, inf, inf),
+            (-inf, -inf, -inf),
+            (inf, -inf, inf),
+            (-inf, 3.0, 3.0),
+            (1000.0, 0.0, 1000.0),
+            (-0.0, 0.0, std::f64::consts::LN_2),
+        ];
+        for (x, y, want) in cases {
+            for (p, q) in [(x, y), (y, x)] {
+                let mut o = [0.0];
+                levels2::run(level, Binary::Logaddexp, &[p], &[q], &mut o);
+                assert_eq!(o[0], want, "logaddexp({p}, {q}) [{level:?}]");
+            }
+        }
+        for (p, q) in [(f64::NAN, inf), (1.0, f64::NAN), (-inf, f64::NAN)] {
+            let mut o = [0.0];
+            levels2::run(level, Binary::Logaddexp, &[p], &[q], &mut o);
+            assert!(o[0].is_nan(), "logaddexp({p}, {q}) [{level:?}]");
+        }
+    }
+}
+
+/// The intervals' edges (0.84375, 1.25, 1/0.35, 6, 28), where erfc goes subnormal (26.55) and
+/// underflows (27.3), tiny arguments (2^-28, 2^-56) and the whole range.
+fn erf_inputs(seed: u64) -> Vec<f64> {
+    let edges = [0.84375, 1.25, 2.857_142_734_336_853, 6.0, 28.0, 26.55, 27.3, 3.725_290_298_461_914e-9, 1.387_778_780_781_445_7e-17, 0.25];
+    let mirrored: Vec<f64> = edges.iter().flat_map(|&v| [v, -v]).collect();
+    Inputs::new(seed)
+        .uniform(1_000_000, -6.5, 6.5)
+        .uniform(600_000, -30.0, 30.0)
+        .uniform(200_000, -1e-3, 1e-3)
+        .bits(600_000)
+        .subnormals(20_000)
+        .around(&mirrored, 10_000)
+        .xs
+}
+
+#[test]
+fn erf_accuracy() {
+    check_against_reference("erf", levels::erf, chainrule_core::ops::Op::Erf, &erf_inputs(31));
+}
+
+#[test]
+fn erfc_accuracy() {
+    check_against_reference("erfc", levels::erfc, chainrule_core::ops::Op::Erfc, &erf_inputs(32));
 }

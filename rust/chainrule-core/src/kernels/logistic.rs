@@ -128,3 +128,49 @@ pub(super) fn sigmoid_slope_affine_body<const F: bool>(x: &[f64], w: f64, b: f64
         patch_sigmoid::<F>(x, arg, sig, Some(slope));
     }
 }
+
+// softplus and log_sigmoid
+
+/// `softplus(x) = max(x, 0) + log1p(e^-|x|)`: `e^-|x|` is at most 1, so neither term overflows;
+/// the correction's error (exp's ulp, then log1p's, each at most 1 relative to it) is scaled
+/// down by the sum from x = 0 on, and is the whole result, accurate to its last bits, below
+/// (softplus(-700) = e^-700). NaN stays NaN through log1p.
+#[inline(always)]
+pub(super) fn softplus_lane<const F: bool>(x: f64) -> f64 {
+    let c = log1p_lane::<F>(exp_lane::<F>(-x.abs()));
+    let m = if x > 0.0 { x } else { 0.0 };
+    m + c
+}
+
+/// `log_sigmoid(x) = -softplus(-x)`, the same bits as the reference's spelling.
+#[inline(always)]
+pub(super) fn log_sigmoid_lane<const F: bool>(x: f64) -> f64 {
+    -softplus_lane::<F>(-x)
+}
+
+#[inline(always)]
+pub(super) fn softplus_body<const F: bool>(x: &[f64], out: &mut [f64]) {
+    map(x, out, softplus_lane::<F>);
+}
+#[inline(always)]
+pub(super) fn log_sigmoid_body<const F: bool>(x: &[f64], out: &mut [f64]) {
+    map(x, out, log_sigmoid_lane::<F>);
+}
+
+/// `logaddexp(a, b) = max(a, b) + log1p(e^-|a - b|)`, as NumPy's: `a + ln 2` where `a == b`
+/// (so two infinities of one sign give that infinity, not the nan of `a - b`), and the nan of
+/// `a - b` where either is nan. Within 2 ulp of the exact value except where the result is
+/// near 0 (`e^a + e^b` near 1: `max` and the correction cancel), where its error is absolute,
+/// about 2^-53, as NumPy's.
+#[inline(always)]
+pub(super) fn logaddexp_lane<const F: bool>(a: f64, b: f64) -> f64 {
+    let d = a - b;
+    let m = if a > b { a } else { b };
+    let c = log1p_lane::<F>(exp_lane::<F>(-d.abs()));
+    let y = if d.is_nan() { d } else { m + c };
+    if a == b {
+        a + std::f64::consts::LN_2
+    } else {
+        y
+    }
+}
