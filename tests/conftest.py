@@ -66,6 +66,10 @@ NP = {
     "sign": np.sign,
     "persample": np.positive,
     "xlogy": lambda a, b: np.where((a == 0) & ~np.isnan(b), 0.0, a * np.log(b)),
+    # inverse trig and hyperbolic
+    "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "atan2": np.arctan2,
+    "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh,
+    "atanh": np.arctanh,
 }
 
 # Each op's partial derivatives, from its operands and its value v (for forward mode and the
@@ -91,6 +95,16 @@ PARTIALS = {
     "step": lambda a, v: (0.0,),
     "sign": lambda a, v: (0.0,),
     "persample": lambda a, v: (1.0,),
+    # inverse trig and hyperbolic
+    "asin": lambda a, v: (1.0 / np.sqrt((1.0 - a) * (1.0 + a)),),
+    "acos": lambda a, v: (-1.0 / np.sqrt((1.0 - a) * (1.0 + a)),),
+    "atan": lambda a, v: (1.0 / (1.0 + a * a),),
+    "atan2": lambda a, b, v: (b / (a * a + b * b), -a / (a * a + b * b)),
+    "sinh": lambda a, v: (np.cosh(a),),
+    "cosh": lambda a, v: (np.sinh(a),),
+    "asinh": lambda a, v: (1.0 / np.sqrt(1.0 + a * a),),
+    "acosh": lambda a, v: (1.0 / (np.sqrt(a - 1.0) * np.sqrt(a + 1.0)),),
+    "atanh": lambda a, v: (1.0 / ((1.0 - a) * (1.0 + a)),),
 }
 
 

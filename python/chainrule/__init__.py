@@ -15,6 +15,22 @@ from .compiled import Function, compile, evaluate, get_num_threads, set_num_thre
 from .expr import Expr, e, grad, hessian, jacobian, parse, pi, substitute, var, vars
 from .functions import (
     abs,
+    acos,
+    acosh,
+    arccos,
+    arccosh,
+    arcsin,
+    arcsinh,
+    arctan,
+    arctan2,
+    arctanh,
+    asin,
+    asinh,
+    atan,
+    atan2,
+    atanh,
+    cosh,
+    sinh,
     cos,
     exp,
     log,
@@ -43,5 +59,8 @@ __all__ = [
     "set_num_threads", "get_num_threads", "using_threads",
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign",
     "xlogy", "sum", "mean",
+    # inverse trig and hyperbolic
+    "asin", "acos", "atan", "atan2", "sinh", "cosh", "asinh", "acosh", "atanh",
+    "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
     "check_grad", "GradCheck", "SigmoidNetwork",
 ]

@@ -72,6 +72,15 @@ unary_builders! {
     tanh => Tanh; sigmoid => Sigmoid; relu => Relu; abs => Abs; step => Step; sign => Sign;
 }
 
+// inverse trig and hyperbolic
+binary_builders! {
+    /// `atan2(a, b)`, the angle of the point (b, a)
+    atan2 => Atan2;
+}
+unary_builders! {
+    asin => Asin; acos => Acos; atan => Atan; sinh => Sinh; cosh => Cosh; asinh => Asinh; acosh => Acosh; atanh => Atanh;
+}
+
 /// Sum over the whole batch.
 pub fn sum(a: &Expr) -> Expr {
     sum_over::<&str>(a, &[])
