@@ -97,23 +97,23 @@ macro_rules! with_op_table {
             Xlogy: "xlogy", arity 2, infix None, kernel lanes, domain (0.3, 2.5);
             // inverse trig and hyperbolic
             /// `asin(a)`; nan outside [-1, 1].
-            Asin: "asin", arity 1, infix None, kernel lanes, domain (-0.9, 0.9);
+            Asin: "asin", arity 1, infix None, kernel Asin, domain (-0.9, 0.9);
             /// `acos(a)`; nan outside [-1, 1].
-            Acos: "acos", arity 1, infix None, kernel lanes, domain (-0.9, 0.9);
+            Acos: "acos", arity 1, infix None, kernel Acos, domain (-0.9, 0.9);
             /// `atan(a)`
-            Atan: "atan", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            Atan: "atan", arity 1, infix None, kernel Atan, domain (-4.0, 4.0);
             /// `atan2(a, b)`: the angle of the point (b, a), in [-pi, pi], as C's `atan2(y, x)`.
             Atan2: "atan2", arity 2, infix None, kernel lanes, domain (0.5, 4.0);
             /// `sinh(a)`
-            Sinh: "sinh", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            Sinh: "sinh", arity 1, infix None, kernel Sinh, domain (-4.0, 4.0);
             /// `cosh(a)`
-            Cosh: "cosh", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            Cosh: "cosh", arity 1, infix None, kernel Cosh, domain (-4.0, 4.0);
             /// `asinh(a)`
-            Asinh: "asinh", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            Asinh: "asinh", arity 1, infix None, kernel Asinh, domain (-4.0, 4.0);
             /// `acosh(a)`; nan below 1.
-            Acosh: "acosh", arity 1, infix None, kernel lanes, domain (1.1, 6.0);
+            Acosh: "acosh", arity 1, infix None, kernel Acosh, domain (1.1, 6.0);
             /// `atanh(a)`; nan outside [-1, 1], infinite at -1 and 1.
-            Atanh: "atanh", arity 1, infix None, kernel lanes, domain (-0.9, 0.9);
+            Atanh: "atanh", arity 1, infix None, kernel Atanh, domain (-0.9, 0.9);
         }
     };
 }
@@ -213,8 +213,10 @@ impl Op {
             Op::Sinh => a.sinh(),
             Op::Cosh => a.cosh(),
             // The `libm` crate's (musl's), not std's: std's acosh loses most digits near 1 and
-            // its asinh overflows above 1e308 / 2.
+            // its asinh overflows above 1e308 / 2. The crate's acosh answers for |a| below -1 as
+            // for |a| (acosh(-2) = 1.317), hence the guard.
             Op::Asinh => libm::asinh(a),
+            Op::Acosh if a < 1.0 => f64::NAN,
             Op::Acosh => libm::acosh(a),
             Op::Atanh => libm::atanh(a),
         }

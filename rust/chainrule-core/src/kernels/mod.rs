@@ -111,6 +111,9 @@ mod logistic;
 pub(crate) mod loops;
 mod poly;
 mod trig;
+// inverse trig and hyperbolic
+mod hyperbolic;
+mod inverse_trig;
 
 use drivers::*;
 use exponential::*;
@@ -118,6 +121,9 @@ use logarithm::*;
 use logistic::*;
 use poly::*;
 use trig::*;
+// inverse trig and hyperbolic
+use hyperbolic::*;
+use inverse_trig::*;
 
 // ---------------------------------------------------------------------------
 // Single values.
@@ -140,6 +146,15 @@ fn one_body<const F: bool>(kernel: Unary, x: f64) -> f64 {
         Unary::Sigmoid if sigmoid_outside(x) => sigmoid_edge::<F>(x),
         Unary::Sigmoid => sigmoid_lane::<F>(x),
         Unary::Sqrt => sqrt_lane(x),
+        // inverse trig and hyperbolic
+        Unary::Atan => atan_lane::<F>(x),
+        Unary::Asin => asin_lane::<F>(x),
+        Unary::Acos => acos_lane::<F>(x),
+        Unary::Sinh => sinh_lane::<F>(x),
+        Unary::Cosh => cosh_lane::<F>(x),
+        Unary::Asinh => asinh_lane::<F>(x),
+        Unary::Acosh => acosh_lane::<F>(x),
+        Unary::Atanh => atanh_lane::<F>(x),
     }
 }
 
@@ -466,6 +481,23 @@ kernels! {
     /// `out[i] = sqrt x[i]` (correctly rounded); NaN for negative inputs,
     /// `sqrt(-0.0) = -0.0`.
     Sqrt: sqrt => sqrt_body;
+    // inverse trig and hyperbolic
+    /// `out[i] = atan x[i]`, in [-pi/2, pi/2]; `±pi/2` at `±inf`.
+    Atan: atan => atan_body;
+    /// `out[i] = asin x[i]`; NaN outside [-1, 1].
+    Asin: asin => asin_body;
+    /// `out[i] = acos x[i]`, in [0, pi]; NaN outside [-1, 1].
+    Acos: acos => acos_body;
+    /// `out[i] = sinh x[i]`; overflows to `±inf` beyond 710.48.
+    Sinh: sinh => sinh_body;
+    /// `out[i] = cosh x[i]`; overflows to `inf` beyond 710.48.
+    Cosh: cosh => cosh_body;
+    /// `out[i] = asinh x[i]`, accurate near zero and up to `f64::MAX`.
+    Asinh: asinh => asinh_body;
+    /// `out[i] = acosh x[i]`, accurate near 1; NaN below 1.
+    Acosh: acosh => acosh_body;
+    /// `out[i] = atanh x[i]`; `±inf` at `±1`, NaN beyond.
+    Atanh: atanh => atanh_body;
     @pairs
     /// `out0[i] = sin x[i]`, `out1[i] = cos x[i]` from one shared argument
     /// reduction: bit for bit what [`sin`] and [`cos`] give, at about the
