@@ -61,6 +61,19 @@ def test_within_4_ulp_of_mpmath(kind):
     assert err[worst] <= 4, f"{kind}({xs[finite][worst]!r}) is {err[worst]} ulp off"
 
 
+def test_atan2_within_4_ulp_of_mpmath():
+    ys = np.concatenate([_sample("asinh"), [1e308, -1e-310, 3.0]])
+    xs = RNG.permutation(np.concatenate([_sample("asinh"), [1.5e308, 2e-310, -3.0]]))[:ys.size]
+    ys = ys[:xs.size]
+    got = cr.compile(cr.atan2(y, x), inputs=[y, x])(ys, xs)
+    mpmath.mp.prec = 120
+    pairs = zip(ys, xs, strict=True)
+    want = np.array([float(mpmath.atan2(mpmath.mpf(a), mpmath.mpf(b))) for a, b in pairs])
+    err = _ulps(got, want)
+    worst = int(np.argmax(err))
+    assert err[worst] <= 4, f"atan2({ys[worst]!r}, {xs[worst]!r}) is {err[worst]} ulp off"
+
+
 @pytest.mark.parametrize("kind", UNARY + ["atan2"])
 def test_special_values_as_numpy(kind):
     specials = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 2.0, -2.0, 1e-310,

@@ -103,7 +103,7 @@ macro_rules! with_op_table {
             /// `atan(a)`
             Atan: "atan", arity 1, infix None, kernel Atan, domain (-4.0, 4.0);
             /// `atan2(a, b)`: the angle of the point (b, a), in [-pi, pi], as C's `atan2(y, x)`.
-            Atan2: "atan2", arity 2, infix None, kernel lanes, domain (0.5, 4.0);
+            Atan2: "atan2", arity 2, infix None, kernel Atan2, domain (0.5, 4.0);
             /// `sinh(a)`
             Sinh: "sinh", arity 1, infix None, kernel Sinh, domain (-4.0, 4.0);
             /// `cosh(a)`

@@ -871,6 +871,42 @@ mod inverse_trig_and_hyperbolic {
         check_all_levels("atanh", levels::atanh, |x| Op::Atanh.eval(x, 0.0), &xs);
     }
 
+    /// atan2 over pairs: uniform, every bit pattern, both tiny or both huge (where n + d would
+    /// overflow), ratios near the reduction's boundaries, and every pair of special values
+    /// (signed zeros, infinities, nan) bit for bit as the reference.
+    #[test]
+    fn atan2_accuracy() {
+        let mut rng = Rng(29);
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
+        for _ in 0..400_000 {
+            pairs.push((rng.uniform(-10.0, 10.0), rng.uniform(-10.0, 10.0)));
+            pairs.push((rng.bits(), rng.bits()));
+            let s = [1e-300, 1e-310, 1e300, 1.7e308][rng.next_u64() as usize % 4];
+            pairs.push((s * rng.uniform(-2.0, 2.0), s * rng.uniform(-2.0, 2.0)));
+            let x = rng.uniform(-5.0, 5.0);
+            let k = [0.66, 2.414_213_562_373_095, 1.0, 1e20, 1e-20][rng.next_u64() as usize % 5];
+            pairs.push((x * k * (1.0 + rng.uniform(-1e-12, 1e-12)), x));
+        }
+        for &a in &SPECIALS {
+            for &b in &SPECIALS {
+                pairs.push((a, b));
+            }
+        }
+        let (ys, xs): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+        let mut got = vec![0.0; ys.len()];
+        kernels::atan2(&ys, &xs, &mut got);
+        let mut worst = 0;
+        for ((&y, &x), &g) in ys.iter().zip(&xs).zip(&got) {
+            let want = Op::Atan2.eval(y, x);
+            let u = ulp_error(g, want).unwrap_or_else(|why| panic!("atan2({y:e}, {x:e}): got {g:e}, want {want:e}: {why}"));
+            assert!(u <= MAX_ULP, "atan2({y:e}, {x:e}): {u} ulp: got {g:e}, want {want:e}");
+            let exact = want == 0.0 || !want.is_finite() || y == 0.0 || x == 0.0;
+            assert!(!exact || u == 0, "atan2({y:e}, {x:e}): got {g:e}, want {want:e} exactly");
+            worst = worst.max(u);
+        }
+        println!("atan2    {} pairs  max {worst} ulp", ys.len());
+    }
+
     /// Poles, limits and signed zeros, exactly.
     #[test]
     fn special_values() {

@@ -1,13 +1,13 @@
 //! The inverse trigonometric family: `atan`, `asin` and `acos` from one arctangent core of a
 //! non-negative fraction `n/d` (Cephes' reduction to `|r| <= 0.66` and its degree-4/5 rational
 //! approximation, relative error 2.6e-18), so that each function costs one reduction division
-//! and the rational's: `asin x = atan(x / sqrt((1 - x)(1 + x)))`,
-//! `acos x = 2 atan(sqrt(1 - x) / sqrt(1 + x))`. No lane needs patching: inf, nan, the
+//! and the rational's: `asin x = atan(x / sqrt((1 - x)(1 + x)))`, and `acos` the angle
+//! whose cosine is `x` and sine `sqrt((1 - x)(1 + x))`. No lane needs patching: inf, nan, the
 //! poles and the signed zeros come out of the same arithmetic.
 
 use super::*;
 
-use std::f64::consts::{FRAC_PI_2, FRAC_PI_4};
+use std::f64::consts::{FRAC_PI_2, FRAC_PI_4, PI};
 
 /// `atan r = r + r z P(z) / Q(z)`, `z = r^2`, `|r| <= 0.66` (Cephes; ascending powers).
 const ATAN_P: [f64; 5] = [
@@ -118,9 +118,47 @@ pub(super) fn asin_lane<const F: bool>(x: f64) -> f64 {
 
 #[inline(always)]
 pub(super) fn acos_lane<const F: bool>(x: f64) -> f64 {
-    // acos x = 2 atan(sqrt((1 - x)/(1 + x))), the fraction handed over unformed: at x = -1 it is
-    // 2 atan(sqrt(2)/0) = pi, at 1 it is 0, beyond nan.
-    2.0 * atan_frac::<F>((1.0 - x).sqrt(), (1.0 + x).sqrt())
+    // The angle whose cosine is |x| and sine sqrt((1 - |x|)(1 + |x|)), mirrored to pi - angle
+    // below 0: one root, where 2 atan(sqrt(1 - x) / sqrt(1 + x)) took two. At x = -1 the angle
+    // is 0 (pi), at 1 it is 0, at +-0 pi/2; beyond [-1, 1] the root is nan.
+    let a = x.abs();
+    let angle = atan_frac::<F>(((1.0 - a) * (1.0 + a)).sqrt(), a);
+    if x < 0.0 {
+        (PI - angle) + 2.0 * PI_2_LO
+    } else {
+        angle
+    }
+}
+
+/// `atan2(y, x)` without fused multiply-adds (see [`super::Binary`]): the angle of (|x|, |y|)
+/// from [`atan_frac`], mirrored to pi - angle for a negative (or -0) x and signed as y.
+#[inline(always)]
+pub(super) fn atan2_lane(y: f64, x: f64) -> f64 {
+    let (ay, ax) = (y.abs(), x.abs());
+    // Scaled by powers of two (exactly) so that n + d cannot overflow and the interval tests
+    // are not misjudged among subnormals; both infinite is the direction (1, 1).
+    let top = if ay > ax { ay } else { ax };
+    let scale = if top > 1e300 {
+        2f64.powi(-8)
+    } else if top < 1e-290 {
+        2f64.powi(900)
+    } else {
+        1.0
+    };
+    let both_inf = ay == f64::INFINITY && ax == f64::INFINITY;
+    let (n, d) = if both_inf { (1.0, 1.0) } else { (ay * scale, ax * scale) };
+    let angle = atan_frac::<false>(n, d);
+    // y = 0 (0/0 included) is angle 0, x = 0 is pi/2 exactly.
+    let angle = if ay == 0.0 { 0.0 } else { angle };
+    let angle = if ax == 0.0 && ay != 0.0 { FRAC_PI_2 } else { angle };
+    let mirrored = (PI - angle) + 2.0 * PI_2_LO;
+    let angle = if x.is_sign_negative() && (ax != 0.0 || ay == 0.0) { mirrored } else { angle };
+    let angle = with_sign_of(angle, y);
+    if x.is_nan() || y.is_nan() {
+        x + y
+    } else {
+        angle
+    }
 }
 
 #[inline(always)]

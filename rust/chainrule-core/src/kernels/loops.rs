@@ -35,7 +35,7 @@ macro_rules! op_dispatch {
         /// not depend on whether its inputs came as scalars or arrays (the kernels and libm can
         /// differ in the last bit).
         pub(crate) fn scalar_op(op: Op, a: f64, b: f64) -> f64 {
-            match op { $( Op::$variant => scalar_arm!($kernel, Op::$variant, a, b), )* }
+            match op { $( Op::$variant => scalar_arm!($arity, $kernel, Op::$variant, a, b), )* }
         }
     };
 }
@@ -52,10 +52,14 @@ macro_rules! unary_arm {
     };
 }
 
-// A binary op naming a vectorised kernel has no rule here yet, so it does not compile.
 macro_rules! binary_arm {
     (2, lanes, $op:expr, $a:ident, $b:ident, $out:ident) => {
         elementwise3($a, $b, Operand::Scalar(0.0), $out, |x, y, _| $op.eval(x, y))
+    };
+    // A two-input kernel is a lane function like `eval`, vectorised in this loop where it is
+    // inlined (see `crate::kernels::Binary`).
+    (2, $kernel:ident, $op:expr, $a:ident, $b:ident, $out:ident) => {
+        elementwise3($a, $b, Operand::Scalar(0.0), $out, |x, y, _| crate::kernels::binary_lane(crate::kernels::Binary::$kernel, x, y))
     };
     (1, $kernel:ident, $op:expr, $a:ident, $b:ident, $out:ident) => {
         unreachable!("{:?} is unary: the compiler emits it as a unary instruction", $op)
@@ -63,11 +67,14 @@ macro_rules! binary_arm {
 }
 
 macro_rules! scalar_arm {
-    (lanes, $op:expr, $a:ident, $b:ident) => {
+    ($arity:tt, lanes, $op:expr, $a:ident, $b:ident) => {
         $op.eval($a, $b)
     };
-    ($kernel:ident, $op:expr, $a:ident, $b:ident) => {
+    (1, $kernel:ident, $op:expr, $a:ident, $b:ident) => {
         crate::kernels::one(crate::kernels::Unary::$kernel, $a)
+    };
+    (2, $kernel:ident, $op:expr, $a:ident, $b:ident) => {
+        crate::kernels::binary_lane(crate::kernels::Binary::$kernel, $a, $b)
     };
 }
 

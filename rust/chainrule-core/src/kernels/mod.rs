@@ -237,6 +237,34 @@ pub fn dispatch_level() -> &'static str {
     active().name()
 }
 
+// inverse trig and hyperbolic
+/// A two-input kernel, by name, for the op table's `kernel` column. Its lane is plain code
+/// without fused multiply-adds, the same bits at every CPU level, so the evaluator inlines it
+/// into its own vectorised loops (each combination of chunk and single operands) and into the
+/// single-value path, with no dispatch of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// [`atan2`]
+    Atan2,
+}
+
+/// One lane of a two-input kernel.
+#[inline(always)]
+pub fn binary_lane(kernel: Binary, a: f64, b: f64) -> f64 {
+    match kernel {
+        Binary::Atan2 => atan2_lane(a, b),
+    }
+}
+
+/// `out[i] = atan2(y[i], x[i])`, the angle of the point (x, y) in [-pi, pi], C's special values
+/// and signed zeros. All three lengths must agree (panics otherwise).
+pub fn atan2(y: &[f64], x: &[f64], out: &mut [f64]) {
+    assert!(y.len() == out.len() && x.len() == out.len(), "kernel input and output lengths differ");
+    for ((o, &a), &b) in out.iter_mut().zip(y).zip(x) {
+        *o = atan2_lane(a, b);
+    }
+}
+
 /// `out0[i] = sigmoid(w * x[i] + b)` and `out1[i] = out0[i] * sigmoid(-(w * x[i] + b))`, with `w * x[i] + b`
 /// rounded after the product and after the sum: bit for bit [`sigmoid_slope`] of the
 /// separately computed argument, without a pass that writes it and reads it back. Both
