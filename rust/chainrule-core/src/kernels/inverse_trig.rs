@@ -24,6 +24,24 @@ const PI_2_LO: f64 = 6.123_233_995_736_766e-17;
 /// argument is `n/d`, `(n - d)/(n + d)` or `-d/n`, one division whichever applies.
 #[inline(always)]
 pub(super) fn atan_frac<const F: bool>(n: f64, d: f64) -> f64 {
+    let (base, tail) = atan_frac_parts::<F>(n, d);
+    base + tail
+}
+
+/// `pi - angle` for an angle `base + tail` from [`atan_frac_parts`], rounded once: formed as
+/// `pi - rounded angle`, the angle's rounding error is doubled into the result (one ulp off
+/// next to pi/2, where the sign of `cos` of it then flips).
+#[inline(always)]
+fn pi_minus(base: f64, tail: f64) -> f64 {
+    let hi = PI - base;
+    // Exact (Fast2Sum: PI >= base): PI - base = hi + e.
+    let e = (PI - hi) - base;
+    hi + ((e + 2.0 * PI_2_LO) - tail)
+}
+
+/// [`atan_frac`] as `base + tail`, unrounded: `base` is 0, pi/4 or pi/2.
+#[inline(always)]
+fn atan_frac_parts<const F: bool>(n: f64, d: f64) -> (f64, f64) {
     // The interval tests compare n against multiples of d; a last-bit misjudgement near a
     // boundary only moves |r| a hair past it, where the approximation still holds.
     let big = n > TAN_3PI_8 * d;
@@ -60,7 +78,7 @@ pub(super) fn atan_frac<const F: bool>(n: f64, d: f64) -> f64 {
     let z = r * r;
     let p = poly5::<F>(z, &ATAN_P);
     let q = monic5::<F>(z, &ATAN_Q);
-    base + (mla::<F>(r * z, p / q, r) + lo)
+    (base, mla::<F>(r * z, p / q, r) + lo)
 }
 
 /// `c[0] + c[1] x + ... + c[4] x^4`.
@@ -110,11 +128,11 @@ pub(super) fn acos_lane<const F: bool>(x: f64) -> f64 {
     // below 0: one root, where 2 atan(sqrt(1 - x) / sqrt(1 + x)) took two. At x = -1 the angle
     // is 0 (pi), at 1 it is 0, at +-0 pi/2; beyond [-1, 1] the root is nan.
     let a = x.abs();
-    let angle = atan_frac::<F>(((1.0 - a) * (1.0 + a)).sqrt(), a);
+    let (base, tail) = atan_frac_parts::<F>(((1.0 - a) * (1.0 + a)).sqrt(), a);
     if x < 0.0 {
-        (PI - angle) + 2.0 * PI_2_LO
+        pi_minus(base, tail)
     } else {
-        angle
+        base + tail
     }
 }
 
@@ -135,11 +153,11 @@ pub(super) fn atan2_lane(y: f64, x: f64) -> f64 {
     };
     let both_inf = ay == f64::INFINITY && ax == f64::INFINITY;
     let (n, d) = if both_inf { (1.0, 1.0) } else { (ay * scale, ax * scale) };
-    let angle = atan_frac::<false>(n, d);
+    let (base, tail) = atan_frac_parts::<false>(n, d);
     // y = 0 (0/0 included) is angle 0, x = 0 is pi/2 exactly.
-    let angle = if ay == 0.0 { 0.0 } else { angle };
-    let angle = if ax == 0.0 && ay != 0.0 { FRAC_PI_2 } else { angle };
-    let mirrored = (PI - angle) + 2.0 * PI_2_LO;
+    let (base, tail) = if ay == 0.0 { (0.0, 0.0) } else { (base, tail) };
+    let angle = if ax == 0.0 && ay != 0.0 { FRAC_PI_2 } else { base + tail };
+    let mirrored = pi_minus(base, tail);
     let angle = if x.is_sign_negative() && (ax != 0.0 || ay == 0.0) { mirrored } else { angle };
     let angle = with_sign_of(angle, y);
     if x.is_nan() || y.is_nan() {
