@@ -83,6 +83,10 @@ NP = {
     "softplus": lambda a: np.logaddexp(0.0, a),
     "logsigmoid": lambda a: -np.logaddexp(0.0, -a),
     "logaddexp": np.logaddexp,
+    # inverse trig and hyperbolic
+    "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "atan2": np.arctan2,
+    "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh,
+    "atanh": np.arctanh,
 }
 
 # Each op's partial derivatives, from its operands and its value v (for forward mode and the
@@ -122,6 +126,16 @@ PARTIALS = {
     "softplus": lambda a, v: (_sigmoid(a),),
     "logsigmoid": lambda a, v: (_sigmoid(-a),),
     "logaddexp": lambda a, b, v: (_sigmoid(a - b), _sigmoid(b - a)),
+    # inverse trig and hyperbolic
+    "asin": lambda a, v: (1.0 / np.sqrt((1.0 - a) * (1.0 + a)),),
+    "acos": lambda a, v: (-1.0 / np.sqrt((1.0 - a) * (1.0 + a)),),
+    "atan": lambda a, v: (1.0 / (1.0 + a * a),),
+    "atan2": lambda a, b, v: (b / (a * a + b * b), -a / (a * a + b * b)),
+    "sinh": lambda a, v: (np.cosh(a),),
+    "cosh": lambda a, v: (np.sinh(a),),
+    "asinh": lambda a, v: (1.0 / np.sqrt(1.0 + a * a),),
+    "acosh": lambda a, v: (1.0 / (np.sqrt(a - 1.0) * np.sqrt(a + 1.0)),),
+    "atanh": lambda a, v: (1.0 / ((1.0 - a) * (1.0 + a)),),
 }
 
 

@@ -14,6 +14,9 @@ __all__ = [
     "exp2", "expm1", "log2", "log10", "log1p", "cbrt", "square", "hypot",
     # special and numerically stable functions
     "erf", "erfc", "softplus", "log_sigmoid", "logaddexp",
+    # inverse trig and hyperbolic
+    "asin", "acos", "atan", "atan2", "sinh", "cosh", "asinh", "acosh", "atanh",
+    "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
 ]
 
 
@@ -138,6 +141,104 @@ def sign(x: object) -> Expr:
     -1
     """
     return _unary("sign", x)
+
+
+# inverse trig and hyperbolic
+
+def asin(x: object) -> Expr:
+    """Inverse sine, in [-pi/2, pi/2]; nan outside [-1, 1]. Its derivative 1 / sqrt(1 - x**2)
+    is inf at x = -1 and 1 (as JAX's). numexpr's spelling ``arcsin`` is an alias.
+
+    >>> print(asin(1), arcsin(0))
+    1.5707963267948966 0
+    """
+    return _unary("asin", x)
+
+
+def acos(x: object) -> Expr:
+    """Inverse cosine, in [0, pi]; nan outside [-1, 1]. Its derivative -1 / sqrt(1 - x**2) is
+    -inf at x = -1 and 1. numexpr's spelling ``arccos`` is an alias.
+
+    >>> print(acos(1))
+    0
+    """
+    return _unary("acos", x)
+
+
+def atan(x: object) -> Expr:
+    """Inverse tangent, in [-pi/2, pi/2]; its derivative is 1 / (1 + x**2). numexpr's spelling
+    ``arctan`` is an alias.
+
+    >>> print(atan(0))
+    0
+    """
+    return _unary("atan", x)
+
+
+def atan2(y: object, x: object) -> Expr:
+    """The angle of the point (x, y) from the positive x axis, in [-pi, pi], with C's and
+    NumPy's signed zeros (``atan2(0, -1)`` is pi, ``atan2(-0.0, -1)`` is -pi). Its partial
+    derivatives x / (x**2 + y**2) and -y / (x**2 + y**2) are written with the squares, so they
+    flush to 0 where |x|, |y| > 1e154 (true values below 1e-154) and are inf at the origin and
+    where both are below 1e-154. numexpr's spelling ``arctan2`` is an alias.
+
+    >>> from chainrule import var
+    >>> print(atan2(0, -1), atan2(var("y"), var("x")))
+    pi atan2(y, x)
+    """
+    return _core.apply("atan2", y, x)
+
+
+def sinh(x: object) -> Expr:
+    """Hyperbolic sine; its derivative is cosh(x).
+
+    >>> print(sinh(0))
+    0
+    """
+    return _unary("sinh", x)
+
+
+def cosh(x: object) -> Expr:
+    """Hyperbolic cosine; its derivative is sinh(x).
+
+    >>> print(cosh(0))
+    1
+    """
+    return _unary("cosh", x)
+
+
+def asinh(x: object) -> Expr:
+    """Inverse hyperbolic sine. Its derivative 1 / sqrt(1 + x**2) flushes to 0 where
+    |x| > 1e154 (true value below 1e-154). numexpr's spelling ``arcsinh`` is an alias.
+
+    >>> print(asinh(0))
+    0
+    """
+    return _unary("asinh", x)
+
+
+def acosh(x: object) -> Expr:
+    """Inverse hyperbolic cosine, nan below 1. Its derivative 1 / sqrt(x**2 - 1) is inf at
+    x = 1 (as JAX's). numexpr's spelling ``arccosh`` is an alias.
+
+    >>> print(acosh(1))
+    0
+    """
+    return _unary("acosh", x)
+
+
+def atanh(x: object) -> Expr:
+    """Inverse hyperbolic tangent: -inf and inf at -1 and 1, nan beyond. Its derivative
+    1 / (1 - x**2) is inf at x = -1 and 1. numexpr's spelling ``arctanh`` is an alias.
+
+    >>> print(atanh(0))
+    0
+    """
+    return _unary("atanh", x)
+
+
+arcsin, arccos, arctan, arctan2 = asin, acos, atan, atan2
+arcsinh, arccosh, arctanh = asinh, acosh, atanh
 
 
 def _over_names(over: object) -> list[str]:

@@ -76,6 +76,15 @@ unary_builders! {
     erf => Erf; erfc => Erfc; softplus => Softplus; log_sigmoid => LogSigmoid;
 }
 
+// inverse trig and hyperbolic
+binary_builders! {
+    /// `atan2(a, b)`, the angle of the point (b, a)
+    atan2 => Atan2;
+}
+unary_builders! {
+    asin => Asin; acos => Acos; atan => Atan; sinh => Sinh; cosh => Cosh; asinh => Asinh; acosh => Acosh; atanh => Atanh;
+}
+
 /// Sum over the whole batch.
 pub fn sum(a: &Expr) -> Expr {
     sum_over::<&str>(a, &[])

@@ -123,6 +123,25 @@ macro_rules! with_op_table {
             LogSigmoid: "log_sigmoid", arity 1, infix None, kernel LogSigmoid, domain (-8.0, 8.0);
             /// `logaddexp(a, b) = log(exp(a) + exp(b))`, without overflow or underflow.
             Logaddexp: "logaddexp", arity 2, infix None, kernel Logaddexp, domain (-4.0, 4.0);
+            // inverse trig and hyperbolic
+            /// `asin(a)`; nan outside [-1, 1].
+            Asin: "asin", arity 1, infix None, kernel Asin, domain (-0.9, 0.9);
+            /// `acos(a)`; nan outside [-1, 1].
+            Acos: "acos", arity 1, infix None, kernel Acos, domain (-0.9, 0.9);
+            /// `atan(a)`
+            Atan: "atan", arity 1, infix None, kernel Atan, domain (-4.0, 4.0);
+            /// `atan2(a, b)`: the angle of the point (b, a), in [-pi, pi], as C's `atan2(y, x)`.
+            Atan2: "atan2", arity 2, infix None, kernel Atan2, domain (0.5, 4.0);
+            /// `sinh(a)`
+            Sinh: "sinh", arity 1, infix None, kernel Sinh, domain (-4.0, 4.0);
+            /// `cosh(a)`
+            Cosh: "cosh", arity 1, infix None, kernel Cosh, domain (-4.0, 4.0);
+            /// `asinh(a)`
+            Asinh: "asinh", arity 1, infix None, kernel Asinh, domain (-4.0, 4.0);
+            /// `acosh(a)`; nan below 1.
+            Acosh: "acosh", arity 1, infix None, kernel Acosh, domain (1.1, 6.0);
+            /// `atanh(a)`; nan outside [-1, 1], infinite at -1 and 1.
+            Atanh: "atanh", arity 1, infix None, kernel Atanh, domain (-0.9, 0.9);
         }
     };
 }
@@ -133,8 +152,22 @@ with_op_table!(declare_ops);
 impl Op {
     /// Looks an op up by the name it is called by in text (`sin`, ...); operators are not calls.
     pub fn from_call_name(name: &str) -> Option<Op> {
+        let name = Op::ALIASES.iter().find(|&&(alias, _)| alias == name).map_or(name, |&(_, op)| op.name());
         Op::ALL.iter().copied().find(|op| op.infix().is_none() && op.name() == name)
     }
+
+    /// Other spellings the parser accepts for a call (numexpr's and NumPy's), printed as the op's
+    /// own name.
+    pub const ALIASES: &'static [(&'static str, Op)] = &[
+        // inverse trig and hyperbolic
+        ("arcsin", Op::Asin),
+        ("arccos", Op::Acos),
+        ("arctan", Op::Atan),
+        ("arctan2", Op::Atan2),
+        ("arcsinh", Op::Asinh),
+        ("arccosh", Op::Acosh),
+        ("arctanh", Op::Atanh),
+    ];
 
     /// Whether `a op b == b op a` exactly, in IEEE arithmetic.
     pub fn is_commutative(self) -> bool {
@@ -214,6 +247,20 @@ impl Op {
             Op::Softplus => softplus(a),
             Op::LogSigmoid => -softplus(-a),
             Op::Logaddexp => logaddexp(a, b),
+            // inverse trig and hyperbolic
+            Op::Asin => a.asin(),
+            Op::Acos => a.acos(),
+            Op::Atan => a.atan(),
+            Op::Atan2 => a.atan2(b),
+            Op::Sinh => a.sinh(),
+            Op::Cosh => a.cosh(),
+            // The `libm` crate's (musl's), not std's: std's acosh loses most digits near 1 and
+            // its asinh overflows above 1e308 / 2. The crate's acosh answers for |a| below -1 as
+            // for |a| (acosh(-2) = 1.317), hence the guard.
+            Op::Asinh => libm::asinh(a),
+            Op::Acosh if a < 1.0 => f64::NAN,
+            Op::Acosh => libm::acosh(a),
+            Op::Atanh => libm::atanh(a),
         }
     }
 
@@ -295,6 +342,25 @@ impl Op {
                 need[0].then(|| Signed::plus(mul(adj, &sigmoid(&sub(a, b))))),
                 need[1].then(|| Signed::plus(mul(adj, &sigmoid(&sub(b, a))))),
             ],
+            // inverse trig and hyperbolic. (1 - a)(1 + a) keeps its relative accuracy near |a| = 1,
+            // where 1 - a * a cancels; at |a| = 1 the derivatives are inf, as in JAX.
+            Op::Asin => [plus(div(adj, &sqrt(&one_minus_square(a)))), None],
+            Op::Acos => [minus(div(adj, &sqrt(&one_minus_square(a)))), None],
+            // 1 + a * a overflows only where the derivative is below 1e-308 anyway.
+            Op::Atan => [plus(div(adj, &add(&one(), &mul(a, a)))), None],
+            // d/da = b / (a^2 + b^2), d/db = -a / (a^2 + b^2): the square overflows beyond 1e154
+            // (the derivative flushes to 0, true value below 1e-154) and underflows below 1e-154.
+            Op::Atan2 => {
+                let r2 = add(&mul(a, a), &mul(b, b));
+                [need[0].then(|| Signed::plus(div(&mul(adj, b), &r2))), need[1].then(|| Signed::minus(div(&mul(adj, a), &r2)))]
+            }
+            Op::Sinh => unary(cosh(a)),
+            Op::Cosh => unary(sinh(a)),
+            // 1 / sqrt(1 + a^2) flushes to 0 beyond |a| = 1e154 (true value below 1e-154).
+            Op::Asinh => [plus(div(adj, &sqrt(&add(&one(), &mul(a, a))))), None],
+            // sqrt(a - 1) sqrt(a + 1): exact-ish near 1 (a - 1 is exact) and no overflow for huge a.
+            Op::Acosh => [plus(div(adj, &mul(&sqrt(&sub(a, &one())), &sqrt(&add(a, &one()))))), None],
+            Op::Atanh => [plus(div(adj, &one_minus_square(a))), None],
         }
     }
 }
@@ -357,6 +423,12 @@ impl Signed {
 /// it into one `sigmoid_slope` kernel.
 fn sigmoid_slope(a: &Expr) -> Expr {
     build::mul(&build::sigmoid(a), &build::sigmoid(&build::neg(a)))
+}
+
+/// `(1 - a)(1 + a)`, which keeps full relative accuracy near |a| = 1 (`1 - a` is exact there).
+fn one_minus_square(a: &Expr) -> Expr {
+    let one = build::constant(1.0);
+    build::mul(&build::sub(&one, a), &build::add(&one, a))
 }
 
 /// The logistic function, written so neither tail overflows or loses relative accuracy.

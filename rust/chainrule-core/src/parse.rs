@@ -374,7 +374,8 @@ fn reduce(values: &mut Vec<Expr>, op: Pending) {
 /// in spelling (those within a third of the name's length in edits), so that a typo or
 /// another library's spelling points at ours.
 fn unknown_function(name: &str) -> String {
-    let known = Op::ALL.iter().filter(|op| op.infix().is_none()).map(|op| op.name()).chain(["sum", "mean", "square"]);
+    let aliases = Op::ALIASES.iter().map(|&(alias, _)| alias);
+    let known = Op::ALL.iter().filter(|op| op.infix().is_none()).map(|op| op.name()).chain(aliases).chain(["sum", "mean", "square"]);
     let limit = name.chars().count().div_ceil(3).max(1);
     let mut near: Vec<(usize, &str)> = known.map(|k| (edit_distance(name, k), k)).filter(|&(d, _)| d <= limit).collect();
     near.sort();
@@ -429,7 +430,7 @@ mod tests {
     fn unknown_function_names_the_nearest() {
         assert_eq!(edit_distance("arctan3", "arctan2"), 1);
         assert_eq!(edit_distance("", "exp"), 3);
-        assert_eq!(unknown_function("tanhh"), "unknown function 'tanhh'; did you mean tanh or tan?");
+        assert_eq!(unknown_function("tanhh"), "unknown function 'tanhh'; did you mean tanh, atanh or tan?");
         assert_eq!(unknown_function("frobnicate"), "unknown function 'frobnicate'");
     }
 }

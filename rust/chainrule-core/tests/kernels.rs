@@ -1304,3 +1304,180 @@ fn erf_accuracy() {
 fn erfc_accuracy() {
     check_against_reference("erfc", levels::erfc, chainrule_core::ops::Op::Erfc, &erf_inputs(32));
 }
+
+// ---------------------------------------------------------------------------
+// inverse trig and hyperbolic: each kernel against its op's `eval` (glibc for the trig ones and
+// sinh/cosh, the libm crate for asinh/acosh/atanh); tests/test_ops_inverse_trig.py checks a
+// sample against mpmath.
+
+mod inverse_trig_and_hyperbolic {
+    use super::*;
+    use chainrule_core::ops::Op;
+
+    /// 2^-28, below which sinh, asinh and atanh return x; 2^28, above which asinh and acosh
+    /// take log(x) + ln2; where atan's reduction switches interval.
+    const EDGES: [f64; 8] = [3.725_290_298_461_914e-9, 268_435_456.0, 0.66, 2.414_213_562_373_095, 0.5, 1.0, 2.0, 22.0];
+
+    fn with_negatives(points: &[f64]) -> Vec<f64> {
+        points.iter().flat_map(|&p| [p, -p]).collect()
+    }
+
+    fn whole_range(seed: u64) -> Inputs {
+        Inputs::new(seed).bits(1_000_000).subnormals(50_000).around(&with_negatives(&EDGES), 20_000)
+    }
+
+    #[test]
+    fn atan_accuracy() {
+        let xs = whole_range(21).uniform(1_000_000, -10.0, 10.0).uniform(200_000, -1e20, 1e20).uniform(100_000, -1e-7, 1e-7).xs;
+        check_all_levels("atan", levels::atan, |x| Op::Atan.eval(x, 0.0), &xs);
+    }
+
+    #[test]
+    fn asin_accuracy() {
+        let xs = whole_range(22).uniform(1_000_000, -1.0, 1.0).uniform(200_000, 0.999, 1.0).uniform(200_000, -1.0, -0.999).xs;
+        check_all_levels("asin", levels::asin, |x| Op::Asin.eval(x, 0.0), &xs);
+    }
+
+    #[test]
+    fn acos_accuracy() {
+        let xs = whole_range(23).uniform(1_000_000, -1.0, 1.0).uniform(200_000, 0.999, 1.0).uniform(200_000, -1.0, -0.999).xs;
+        check_all_levels("acos", levels::acos, |x| Op::Acos.eval(x, 0.0), &xs);
+    }
+
+    fn sinh_cosh_inputs(seed: u64) -> Vec<f64> {
+        whole_range(seed)
+            .uniform(500_000, -720.0, 720.0)
+            .uniform(500_000, -25.0, 25.0)
+            .uniform(500_000, -1.0, 1.0)
+            .uniform(100_000, -1e-7, 1e-7)
+            .around(&with_negatives(&[710.475_860_073_943_9, 710.6, 709.78]), 20_000)
+            .xs
+    }
+
+    #[test]
+    fn sinh_accuracy() {
+        check_all_levels("sinh", levels::sinh, |x| Op::Sinh.eval(x, 0.0), &sinh_cosh_inputs(24));
+    }
+
+    #[test]
+    fn cosh_accuracy() {
+        check_all_levels("cosh", levels::cosh, |x| Op::Cosh.eval(x, 0.0), &sinh_cosh_inputs(25));
+    }
+
+    #[test]
+    fn asinh_accuracy() {
+        let xs = whole_range(26)
+            .around(&[f64::MAX, -f64::MAX], 1000)
+            .uniform(1_000_000, -3.0, 3.0)
+            .uniform(200_000, -1e12, 1e12)
+            .uniform(100_000, -1e-7, 1e-7)
+            .xs;
+        check_all_levels("asinh", levels::asinh, |x| Op::Asinh.eval(x, 0.0), &xs);
+    }
+
+    #[test]
+    fn acosh_accuracy() {
+        let xs = whole_range(27)
+            .positive_bits(500_000)
+            .uniform(1_000_000, 1.0, 3.0)
+            .uniform(200_000, 1.0, 1.0 + 1e-6)
+            .uniform(200_000, 1.0, 1e12)
+            .xs;
+        check_all_levels("acosh", levels::acosh, |x| Op::Acosh.eval(x, 0.0), &xs);
+    }
+
+    #[test]
+    fn atanh_accuracy() {
+        let xs = whole_range(28).uniform(1_000_000, -1.0, 1.0).uniform(200_000, 0.999, 1.0).uniform(200_000, -1.0, -0.999).xs;
+        check_all_levels("atanh", levels::atanh, |x| Op::Atanh.eval(x, 0.0), &xs);
+    }
+
+    /// atan2 over pairs: uniform, every bit pattern, both tiny or both huge (where n + d would
+    /// overflow), ratios near the reduction's boundaries, and every pair of special values
+    /// (signed zeros, infinities, nan) bit for bit as the reference.
+    #[test]
+    fn atan2_accuracy() {
+        let mut rng = Rng(29);
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
+        for _ in 0..400_000 {
+            pairs.push((rng.uniform(-10.0, 10.0), rng.uniform(-10.0, 10.0)));
+            pairs.push((rng.bits(), rng.bits()));
+            let s = [1e-300, 1e-310, 1e300, 1.7e308][rng.next_u64() as usize % 4];
+            pairs.push((s * rng.uniform(-2.0, 2.0), s * rng.uniform(-2.0, 2.0)));
+            let x = rng.uniform(-5.0, 5.0);
+            let k = [0.66, 2.414_213_562_373_095, 1.0, 1e20, 1e-20][rng.next_u64() as usize % 5];
+            pairs.push((x * k * (1.0 + rng.uniform(-1e-12, 1e-12)), x));
+        }
+        for &a in &SPECIALS {
+            for &b in &SPECIALS {
+                pairs.push((a, b));
+            }
+        }
+        // Next to pi/2 from above (x tiny and negative), where pi - rounded angle was an ulp off.
+        for _ in 0..100_000 {
+            pairs.push((rng.uniform(-4.0, 4.0), -rng.uniform(0.0, 1e-20)));
+        }
+        let (ys, xs): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+        let mut got = vec![0.0; ys.len()];
+        kernels::atan2(&ys, &xs, &mut got);
+        let mut worst = 0;
+        for ((&y, &x), &g) in ys.iter().zip(&xs).zip(&got) {
+            let want = Op::Atan2.eval(y, x);
+            let u = ulp_error(g, want).unwrap_or_else(|why| panic!("atan2({y:e}, {x:e}): got {g:e}, want {want:e}: {why}"));
+            assert!(u <= MAX_ULP, "atan2({y:e}, {x:e}): {u} ulp: got {g:e}, want {want:e}");
+            let next_to_half_pi = x < 0.0 && x > -1e-20 && y.abs() > 1e-3;
+            assert!(!next_to_half_pi || u == 0, "atan2({y:e}, {x:e}) next to pi/2: {u} ulp");
+            let exact = want == 0.0 || !want.is_finite() || y == 0.0 || x == 0.0;
+            assert!(!exact || u == 0, "atan2({y:e}, {x:e}): got {g:e}, want {want:e} exactly");
+            worst = worst.max(u);
+        }
+        println!("atan2    {} pairs  max {worst} ulp", ys.len());
+    }
+
+    /// Poles, limits and signed zeros, exactly.
+    #[test]
+    fn special_values() {
+        use std::f64::consts::{FRAC_PI_2, PI};
+        let (inf, nan) = (f64::INFINITY, f64::NAN);
+        let cases: &[(&str, Kernel, f64, f64)] = &[
+            ("atan(inf)", kernels::atan, inf, FRAC_PI_2),
+            ("atan(-inf)", kernels::atan, -inf, -FRAC_PI_2),
+            ("atan(-0)", kernels::atan, -0.0, -0.0),
+            ("atan(1)", kernels::atan, 1.0, std::f64::consts::FRAC_PI_4),
+            ("asin(1)", kernels::asin, 1.0, FRAC_PI_2),
+            ("asin(-1)", kernels::asin, -1.0, -FRAC_PI_2),
+            ("asin(-0)", kernels::asin, -0.0, -0.0),
+            ("asin(1.0000000000000002)", kernels::asin, 1.000_000_000_000_000_2, nan),
+            ("asin(-inf)", kernels::asin, -inf, nan),
+            ("acos(-1)", kernels::acos, -1.0, PI),
+            ("acos(1)", kernels::acos, 1.0, 0.0),
+            ("acos(0)", kernels::acos, 0.0, FRAC_PI_2),
+            ("acos(-1.0000000000000002)", kernels::acos, -1.000_000_000_000_000_2, nan),
+            ("sinh(-0)", kernels::sinh, -0.0, -0.0),
+            ("sinh(-inf)", kernels::sinh, -inf, -inf),
+            ("sinh(711)", kernels::sinh, 711.0, inf),
+            ("cosh(-0)", kernels::cosh, -0.0, 1.0),
+            ("cosh(-inf)", kernels::cosh, -inf, inf),
+            ("cosh(-711)", kernels::cosh, -711.0, inf),
+            ("asinh(-0)", kernels::asinh, -0.0, -0.0),
+            ("asinh(-inf)", kernels::asinh, -inf, -inf),
+            ("acosh(1)", kernels::acosh, 1.0, 0.0),
+            ("acosh(inf)", kernels::acosh, inf, inf),
+            ("acosh(-2)", kernels::acosh, -2.0, nan),
+            ("acosh(0.9999999999999999)", kernels::acosh, 0.999_999_999_999_999_9, nan),
+            ("acosh(-inf)", kernels::acosh, -inf, nan),
+            ("atanh(1)", kernels::atanh, 1.0, inf),
+            ("atanh(-1)", kernels::atanh, -1.0, -inf),
+            ("atanh(-0)", kernels::atanh, -0.0, -0.0),
+            ("atanh(inf)", kernels::atanh, inf, nan),
+            ("atanh(1.0000000000000002)", kernels::atanh, 1.000_000_000_000_000_2, nan),
+        ];
+        for &(what, f, x, want) in cases {
+            let got = single(f, x);
+            let same = got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan());
+            assert!(same, "{what}: got {got:e}, want {want:e}");
+        }
+        // The reference itself: the libm crate's acosh answers below -1 as for |x|.
+        assert!(Op::Acosh.eval(-2.0, 0.0).is_nan() && Op::Acosh.eval(-4.8e5, 0.0).is_nan());
+    }
+}

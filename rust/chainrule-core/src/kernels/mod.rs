@@ -148,6 +148,9 @@ mod power;
 mod roots;
 mod special;
 mod trig;
+// inverse trig and hyperbolic
+mod hyperbolic;
+mod inverse_trig;
 
 use drivers::*;
 use exponential::*;
@@ -158,6 +161,9 @@ use power::*;
 use roots::*;
 use special::*;
 use trig::*;
+// inverse trig and hyperbolic
+use hyperbolic::*;
+use inverse_trig::*;
 
 // ---------------------------------------------------------------------------
 // Single values.
@@ -190,6 +196,15 @@ fn one_body<const F: bool>(kernel: Unary, x: f64) -> f64 {
         Unary::LogSigmoid => log_sigmoid_lane::<F>(x),
         Unary::Erf => erf_lane::<F>(x),
         Unary::Erfc => erfc_lane::<F>(x),
+        // inverse trig and hyperbolic
+        Unary::Atan => atan_lane::<F>(x),
+        Unary::Asin => asin_lane::<F>(x),
+        Unary::Acos => acos_lane::<F>(x),
+        Unary::Sinh => sinh_lane::<F>(x),
+        Unary::Cosh => cosh_lane::<F>(x),
+        Unary::Asinh => asinh_lane::<F>(x),
+        Unary::Acosh => acosh_lane::<F>(x),
+        Unary::Atanh => atanh_lane::<F>(x),
     }
 }
 
@@ -247,6 +262,9 @@ pub enum Binary {
     Pow,
     /// [`logaddexp`]
     Logaddexp,
+    /// [`atan2`]: plain code without fused multiply-adds, the same bits at every CPU level, so
+    /// the evaluator inlines its lane into its own loops with no dispatch of its own.
+    Atan2,
 }
 
 /// [`hypot`] over two operands, each a chunk or one value for every sample.
@@ -307,7 +325,9 @@ mod x86_binary {
     pub(super) fn one(kernel: super::Binary, a: f64, b: f64) -> f64 {
         match kernel {
             super::Binary::Hypot => super::hypot_lane::<true>(a, b),
-            super::Binary::Pow | super::Binary::Logaddexp => unreachable!("{kernel:?} returns before the level dispatch"),
+            super::Binary::Pow | super::Binary::Logaddexp | super::Binary::Atan2 => {
+                unreachable!("{kernel:?} returns before the level dispatch")
+            }
         }
     }
 }
@@ -317,6 +337,7 @@ pub fn one_binary(kernel: Binary, a: f64, b: f64) -> f64 {
     match kernel {
         Binary::Pow => return pow_one_at_level(active(), a, b),
         Binary::Logaddexp => return one2(kernel, a, b),
+        Binary::Atan2 => return atan2_lane(a, b),
         Binary::Hypot => {}
     }
     match active() {
@@ -326,11 +347,11 @@ pub fn one_binary(kernel: Binary, a: f64, b: f64) -> f64 {
         #[cfg(target_arch = "aarch64")]
         Level::Neon => match kernel {
             Binary::Hypot => hypot_lane::<true>(a, b),
-            Binary::Pow | Binary::Logaddexp => unreachable!("{kernel:?} returns before the level dispatch"),
+            Binary::Pow | Binary::Logaddexp | Binary::Atan2 => unreachable!("{kernel:?} returns before the level dispatch"),
         },
         _ => match kernel {
             Binary::Hypot => hypot_lane::<false>(a, b),
-            Binary::Pow | Binary::Logaddexp => unreachable!("{kernel:?} returns before the level dispatch"),
+            Binary::Pow | Binary::Logaddexp | Binary::Atan2 => unreachable!("{kernel:?} returns before the level dispatch"),
         },
     }
 }
@@ -373,6 +394,15 @@ pub fn dispatch_level() -> &'static str {
     active().name()
 }
 
+/// `out[i] = atan2(y[i], x[i])`, the angle of the point (x, y) in [-pi, pi], C's special values
+/// and signed zeros. All three lengths must agree (panics otherwise).
+pub fn atan2(y: &[f64], x: &[f64], out: &mut [f64]) {
+    assert!(y.len() == out.len() && x.len() == out.len(), "kernel input and output lengths differ");
+    for ((o, &a), &b) in out.iter_mut().zip(y).zip(x) {
+        *o = atan2_lane(a, b);
+    }
+}
+
 /// `out0[i] = sigmoid(w * x[i] + b)` and `out1[i] = out0[i] * sigmoid(-(w * x[i] + b))`, with `w * x[i] + b`
 /// rounded after the product and after the sum: bit for bit [`sigmoid_slope`] of the
 /// separately computed argument, without a pass that writes it and reads it back. Both
@@ -405,6 +435,7 @@ pub(crate) fn run_binary(kernel: Binary, a: loops::Operand, b: loops::Operand, o
         },
         Binary::Hypot => hypot_operands(a, b, out),
         Binary::Logaddexp => run2(kernel, a, b, out),
+        Binary::Atan2 => loops::elementwise3(a, b, loops::Operand::Scalar(0.0), out, |y, x, _| atan2_lane(y, x)),
     }
 }
 
@@ -678,6 +709,23 @@ kernels! {
     /// `out[i] = erfc x[i] = 1 - erf x[i]`, with full relative accuracy up to its underflow
     /// at 27.3; 2 at `-inf`.
     Erfc: erfc => erfc_body;
+    // inverse trig and hyperbolic
+    /// `out[i] = atan x[i]`, in [-pi/2, pi/2]; `±pi/2` at `±inf`.
+    Atan: atan => atan_body;
+    /// `out[i] = asin x[i]`; NaN outside [-1, 1].
+    Asin: asin => asin_body;
+    /// `out[i] = acos x[i]`, in [0, pi]; NaN outside [-1, 1].
+    Acos: acos => acos_body;
+    /// `out[i] = sinh x[i]`; overflows to `±inf` beyond 710.48.
+    Sinh: sinh => sinh_body;
+    /// `out[i] = cosh x[i]`; overflows to `inf` beyond 710.48.
+    Cosh: cosh => cosh_body;
+    /// `out[i] = asinh x[i]`, accurate near zero and up to `f64::MAX`.
+    Asinh: asinh => asinh_body;
+    /// `out[i] = acosh x[i]`, accurate near 1; NaN below 1.
+    Acosh: acosh => acosh_body;
+    /// `out[i] = atanh x[i]`; `±inf` at `±1`, NaN beyond.
+    Atanh: atanh => atanh_body;
     @pairs
     /// `out0[i] = sin x[i]`, `out1[i] = cos x[i]` from one shared argument
     /// reduction: bit for bit what [`sin`] and [`cos`] give, at about the
@@ -717,7 +765,7 @@ use loops::Operand;
 fn binary_body<const F: bool>(kernel: Binary, a: Operand, b: Operand, out: &mut [f64]) {
     let lane = match kernel {
         Binary::Logaddexp => logaddexp_lane::<F>,
-        Binary::Hypot | Binary::Pow => unreachable!("{kernel:?} has its own driver"),
+        Binary::Hypot | Binary::Pow | Binary::Atan2 => unreachable!("{kernel:?} has its own driver"),
     };
     assert!(
         [&a, &b].iter().all(|o| match o {
