@@ -13,13 +13,31 @@ evaluator over NumPy arrays.
 from ._core import ChainruleError, ParseError, ShapeError
 from .compiled import Function, compile, evaluate, get_num_threads, set_num_threads, using_threads
 from .expr import Expr, e, grad, hessian, jacobian, parse, pi, substitute, var, vars
-from .functions import (
+from .functions import (  # piecewise, comparisons and logic
     abs,
+    ceil,
+    clip,
+    copysign,
     cos,
+    equal,
     exp,
+    floor,
+    fmod,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
     log,
+    logical_and,
+    logical_not,
+    logical_or,
+    maximum,
     mean,
+    minimum,
+    nextafter,
+    not_equal,
     relu,
+    round,
     sigmoid,
     sign,
     sin,
@@ -28,6 +46,8 @@ from .functions import (
     sum,
     tan,
     tanh,
+    trunc,
+    where,
     xlogy,
 )
 from .gradcheck import GradCheck, check_grad
@@ -43,5 +63,9 @@ __all__ = [
     "set_num_threads", "get_num_threads", "using_threads",
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign",
     "xlogy", "sum", "mean",
+    # piecewise, comparisons and logic
+    "minimum", "maximum", "clip", "floor", "ceil", "round", "trunc", "fmod", "copysign",
+    "nextafter", "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
+    "logical_and", "logical_or", "logical_not", "where",
     "check_grad", "GradCheck", "SigmoidNetwork",
 ]
