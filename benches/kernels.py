@@ -52,12 +52,25 @@ REFERENCE = {
     "erfc": (None, -5.0, 25.0),
     "softplus": (lambda x: np.logaddexp(0.0, x), -30.0, 30.0),
     "log_sigmoid": (lambda x: -np.logaddexp(0.0, -x), -30.0, 30.0),
+    # piecewise, comparisons and logic
+    "floor": (np.floor, -1e3, 1e3),
+    "ceil": (np.ceil, -1e3, 1e3),
+    "round": (np.round, -1e3, 1e3),
+    "trunc": (np.trunc, -1e3, 1e3),
 }
 BINARY_REFERENCE = {
     "atan2": (np.arctan2, -10.0, 10.0),
     "hypot": (np.hypot, -10.0, 10.0),
     "logaddexp": (np.logaddexp, -30.0, 30.0),
     "pow": (np.power, 0.1, 10.0),
+    # piecewise, comparisons and logic
+    "minimum": (np.minimum, -10.0, 10.0),
+    "maximum": (np.maximum, -10.0, 10.0),
+    "fmod": (np.fmod, 0.1, 10.0),
+    "copysign": (np.copysign, -10.0, 10.0),
+    "nextafter": (np.nextafter, -10.0, 10.0),
+    "less": (np.less, -10.0, 10.0),
+    "where": (lambda c, a: np.where(c > 0, a, -a), -10.0, 10.0),
 }
 
 
@@ -88,6 +101,8 @@ def _rows(cr, names, n, repeat):
         (ref, lo, hi), arity = table[name]
         if name == "pow":
             build = lambda a, b: a ** b  # noqa: E731 - the operator, not a function
+        elif name == "where":  # as its reference: select by a comparison
+            build = lambda c, a: cr.where(c > 0, a, -a)  # noqa: E731
         else:
             build = getattr(cr, name, None)
         ref = ref or _scipy(name)

@@ -39,6 +39,12 @@ BUILD = {
     # Every op of the table that the public API spells as a function, under the same name.
     **{kind: getattr(cr, kind) for kind, _, _, _ in OPS if kind in cr.__all__},
     "sum": cr.sum, "mean": cr.mean,
+    # piecewise, comparisons and logic: the operators, and the kinds whose public name differs
+    "mod": lambda a, b: a % b,
+    "less": lambda a, b: a < b, "lessequal": lambda a, b: a <= b,
+    "greater": lambda a, b: a > b, "greaterequal": lambda a, b: a >= b,
+    "equal": cr.equal, "notequal": cr.not_equal,
+    "and": lambda a, b: a & b, "or": lambda a, b: a | b, "not": lambda a: ~a,
 }
 
 
@@ -87,7 +93,23 @@ NP = {
     "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "atan2": np.arctan2,
     "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh,
     "atanh": np.arctanh,
+    # piecewise, comparisons and logic
+    "minimum": np.minimum, "maximum": np.maximum, "floor": np.floor, "ceil": np.ceil,
+    "round": np.round, "trunc": np.trunc, "fmod": np.fmod, "copysign": np.copysign,
+    "nextafter": np.nextafter, "mod": np.remainder,
+    "less": lambda a, b: np.less(a, b) * 1.0, "lessequal": lambda a, b: np.less_equal(a, b) * 1.0,
+    "greater": lambda a, b: np.greater(a, b) * 1.0,
+    "greaterequal": lambda a, b: np.greater_equal(a, b) * 1.0,
+    "equal": lambda a, b: np.equal(a, b) * 1.0, "notequal": lambda a, b: np.not_equal(a, b) * 1.0,
+    "and": lambda a, b: np.logical_and(a, b) * 1.0, "or": lambda a, b: np.logical_or(a, b) * 1.0,
+    "not": lambda a: np.logical_not(a) * 1.0,
+    "select": lambda c, a: np.where(c != 0, a, -0.0),
 }
+
+def _tie_weight(a, b):
+    """minimum's d/da: 1 below b, 0.5 at a tie (JAX's convention), 0 above."""
+    return np.where(a < b, 1.0, np.where(a == b, 0.5, 0.0))
+
 
 # Each op's partial derivatives, from its operands and its value v (for forward mode and the
 # hand rules the symbolic gradients are checked against).
@@ -136,6 +158,37 @@ PARTIALS = {
     "asinh": lambda a, v: (1.0 / np.sqrt(1.0 + a * a),),
     "acosh": lambda a, v: (1.0 / (np.sqrt(a - 1.0) * np.sqrt(a + 1.0)),),
     "atanh": lambda a, v: (1.0 / ((1.0 - a) * (1.0 + a)),),
+    # piecewise, comparisons and logic
+    "minimum": lambda a, b, v: (_tie_weight(a, b), _tie_weight(b, a)),
+    "maximum": lambda a, b, v: (_tie_weight(b, a), _tie_weight(a, b)),
+    "floor": lambda a, v: (0.0,), "ceil": lambda a, v: (0.0,), "round": lambda a, v: (0.0,),
+    "trunc": lambda a, v: (0.0,),
+    "fmod": lambda a, b, v: (1.0, -np.trunc(a / b)),
+    "mod": lambda a, b, v: (1.0, -np.floor(a / b)),
+    "copysign": lambda a, b, v: (np.sign(a) * np.sign(v), 0.0),
+    "nextafter": lambda a, b, v: (1.0, 0.0),
+    **{kind: (lambda a, b, v: (0.0, 0.0)) for kind in (
+        "less", "lessequal", "greater", "greaterequal", "equal", "notequal", "and", "or")},
+    "not": lambda a, v: (0.0,),
+    "select": lambda c, a, v: (0.0, np.where(c != 0, 1.0, 0.0)),
+}
+
+# piecewise, comparisons and logic: where each op's value (or derivative) jumps, as the
+# distance of each operand from the nearest jump; an operand within rounding of one is a kink
+# for the random-expression tests (its value may fall on either side in chainrule and NumPy).
+_FRAC = lambda a: np.abs(a - np.round(a))  # noqa: E731
+JUMPS = {
+    "minimum": lambda a, b: (np.abs(a - b), np.abs(a - b)),
+    "maximum": lambda a, b: (np.abs(a - b), np.abs(a - b)),
+    "floor": lambda a: (_FRAC(a),), "ceil": lambda a: (_FRAC(a),), "trunc": lambda a: (_FRAC(a),),
+    "round": lambda a: (_FRAC(a - 0.5),),
+    "fmod": lambda a, b: (np.abs(a - b * np.round(a / b)), np.abs(b) * _FRAC(a / b)),
+    "mod": lambda a, b: (np.abs(a - b * np.round(a / b)), np.abs(b) * _FRAC(a / b)),
+    "copysign": lambda a, b: (np.abs(a), np.abs(b)),
+    **{kind: (lambda a, b: (np.abs(a - b), np.abs(a - b))) for kind in (
+        "less", "lessequal", "greater", "greaterequal", "equal", "notequal")},
+    "and": lambda a, b: (np.abs(a), np.abs(b)), "or": lambda a, b: (np.abs(a), np.abs(b)),
+    "not": lambda a: (np.abs(a),), "select": lambda c, a: (np.abs(c), np.inf),
 }
 
 
@@ -235,6 +288,9 @@ def _apply(head, args: list[Point]) -> Point:
         near = near | a.near_kink
     if head in KINKED:
         near = near | (np.abs(values[0]) <= 1e3 * EPS * args[0].scale)
+    if head in JUMPS:
+        for a, distance in zip(args, JUMPS[head](*values), strict=True):
+            near = near | (distance <= 1e3 * EPS * (a.scale + np.abs(a.value)))
     # A subnormal result is rounded to an absolute step, not a relative one, so the relative
     # error bounds above do not hold downstream of it ((y / x) ** 0.5 with y = -2.2e-313).
     near = near | _subnormal(value) | (deriv is not None and _subnormal(deriv))

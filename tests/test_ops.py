@@ -51,8 +51,8 @@ def test_spelling(kind, text, arity, dom):
         expected = f"{text}(x, y)"
     elif arity == 2:
         expected = f"x {text} y"
-    elif text == "-":
-        expected = "-x"
+    elif text in ("-", "~"):
+        expected = f"{text}x"
     else:
         expected = f"{text}(x)"
     assert str(e) == expected

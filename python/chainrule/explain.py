@@ -28,7 +28,10 @@ _UNARY: dict[str, Callable] = {
     if op.arity == 1 and not op.infix and hasattr(cr, op.kind)
 }
 # Binding strength of the printed forms, to know where the filled-in formulas need parentheses.
-_PREC = {op.kind: op.precedence for op in _core.OPS if op.infix}
+# Counted from + and - at 1, the scale the formulas below are written in (comparisons and logic
+# bind looser still, below 1).
+_BASE = next(op.precedence for op in _core.OPS if op.kind == "add") - 1
+_PREC = {op.kind: op.precedence - _BASE for op in _core.OPS if op.infix}
 _ATOM = 5
 
 

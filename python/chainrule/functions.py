@@ -17,6 +17,10 @@ __all__ = [
     # inverse trig and hyperbolic
     "asin", "acos", "atan", "atan2", "sinh", "cosh", "asinh", "acosh", "atanh",
     "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
+    # piecewise, comparisons and logic
+    "minimum", "maximum", "clip", "floor", "ceil", "round", "trunc", "fmod", "copysign",
+    "nextafter", "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
+    "logical_and", "logical_or", "logical_not", "where",
 ]
 
 
@@ -418,3 +422,209 @@ def logaddexp(x: object, y: object) -> Expr:
     1000.6931471805599 0
     """
     return _core.apply("logaddexp", x, y)
+# -- piecewise, comparisons and logic -------------------------------------------------------
+
+
+def _binary(op: str, x: object, y: object) -> Expr:
+    return _core.apply(op, x, y)
+
+
+def minimum(x: object, y: object) -> Expr:
+    """The smaller of x and y, nan if either is (as ``np.minimum``); at a tie the gradient is
+    split 0.5/0.5, as JAX's.
+
+    >>> from chainrule import var
+    >>> print(minimum(var("x"), 0), minimum(2, 3))
+    minimum(x, 0) 2
+    """
+    return _binary("minimum", x, y)
+
+
+def maximum(x: object, y: object) -> Expr:
+    """The larger of x and y, nan if either is (as ``np.maximum``); at a tie the gradient is
+    split 0.5/0.5, as JAX's.
+
+    >>> print(maximum(2, 3))
+    3
+    """
+    return _binary("maximum", x, y)
+
+
+def clip(x: object, lo: object, hi: object) -> Expr:
+    """``minimum(maximum(x, lo), hi)``, as ``np.clip`` and ``jnp.clip`` (and so its gradient:
+    1 inside, 0 outside, 0.5 at a bound).
+
+    >>> from chainrule import var
+    >>> print(clip(var("x"), 0, 1))
+    minimum(maximum(x, 0), 1)
+    """
+    return minimum(maximum(x, lo), hi)
+
+
+def floor(x: object) -> Expr:
+    """The largest integer not above x; zero gradient.
+
+    >>> print(floor(-2.5))
+    -3
+    """
+    return _unary("floor", x)
+
+
+def ceil(x: object) -> Expr:
+    """The smallest integer not below x; zero gradient.
+
+    >>> print(ceil(-2.5))
+    -2
+    """
+    return _unary("ceil", x)
+
+
+def round(x: object) -> Expr:  # noqa: A001 - mirrors numpy.round
+    """The nearest integer, halves to even (as ``np.round``, not half away from zero); zero
+    gradient.
+
+    >>> print(round(2.5), round(3.5))
+    2 4
+    """
+    return _unary("round", x)
+
+
+def trunc(x: object) -> Expr:
+    """x rounded towards zero; zero gradient.
+
+    >>> print(trunc(-2.5))
+    -2
+    """
+    return _unary("trunc", x)
+
+
+def fmod(x: object, y: object) -> Expr:
+    """C's remainder of x / y, with the sign of x (``np.fmod``); d/dx = 1, d/dy = -trunc(x / y).
+
+    >>> print(fmod(-7, 3))
+    -1
+    """
+    return _binary("fmod", x, y)
+
+
+def copysign(x: object, y: object) -> Expr:
+    """|x| with the sign of y (its sign bit: -0.0 counts as negative); d/dx is 1 where the signs
+    of x and the result agree, -1 where not, 0 at x = 0; d/dy = 0.
+
+    >>> print(copysign(3, -0.0))
+    -3
+    """
+    return _binary("copysign", x, y)
+
+
+def nextafter(x: object, y: object) -> Expr:
+    """The next float after x towards y (``np.nextafter``); d/dx = 1 (it is x to one ulp, as
+    finite differences see it; JAX gives 0), d/dy = 0.
+
+    >>> print(nextafter(1, 2))
+    1.0000000000000002
+    """
+    return _binary("nextafter", x, y)
+
+
+def less(x: object, y: object) -> Expr:
+    """1.0 where x < y, else 0.0 (also ``x < y``); zero gradient.
+
+    >>> from chainrule import var
+    >>> print(less(var("x"), 1), less(1, 2))
+    x < 1 1
+    """
+    return _binary("less", x, y)
+
+
+def less_equal(x: object, y: object) -> Expr:
+    """1.0 where x <= y, else 0.0 (also ``x <= y``); zero gradient.
+
+    >>> print(less_equal(2, 2))
+    1
+    """
+    return _binary("lessequal", x, y)
+
+
+def greater(x: object, y: object) -> Expr:
+    """1.0 where x > y, else 0.0 (also ``x > y``); zero gradient.
+
+    >>> print(greater(2, 2))
+    0
+    """
+    return _binary("greater", x, y)
+
+
+def greater_equal(x: object, y: object) -> Expr:
+    """1.0 where x >= y, else 0.0 (also ``x >= y``); zero gradient.
+
+    >>> print(greater_equal(2, 2))
+    1
+    """
+    return _binary("greaterequal", x, y)
+
+
+def equal(x: object, y: object) -> Expr:
+    """1.0 where x == y, else 0.0 (``==`` in text; in Python ``==`` compares expressions by
+    structure); zero gradient.
+
+    >>> from chainrule import var
+    >>> print(equal(var("x"), 0))
+    x == 0
+    """
+    return _binary("equal", x, y)
+
+
+def not_equal(x: object, y: object) -> Expr:
+    """1.0 where x != y (and where either is nan), else 0.0 (``!=`` in text); zero gradient.
+
+    >>> print(not_equal(1, 2))
+    1
+    """
+    return _binary("notequal", x, y)
+
+
+def logical_and(x: object, y: object) -> Expr:
+    """1.0 where both are nonzero (nan counts as true, as NumPy's), else 0.0; also ``x & y``.
+
+    >>> from chainrule import var
+    >>> x = var("x")
+    >>> print(logical_and(x > 0, x < 1))
+    (x > 0) & (x < 1)
+    """
+    return _binary("and", x, y)
+
+
+def logical_or(x: object, y: object) -> Expr:
+    """1.0 where either is nonzero (nan counts as true), else 0.0; also ``x | y``.
+
+    >>> print(logical_or(0, 2))
+    1
+    """
+    return _binary("or", x, y)
+
+
+def logical_not(x: object) -> Expr:
+    """1.0 where x is zero, else 0.0 (nan counts as true, so gives 0.0); also ``~x``.
+
+    >>> print(logical_not(0))
+    1
+    """
+    return _unary("not", x)
+
+
+def where(condition: object, x: object, y: object) -> Expr:
+    """x where ``condition`` is nonzero (nan counts as true, as ``np.where``), else y, per
+    sample; and so is its gradient: a nan or inf in the branch not taken never reaches the
+    value or the gradient (JAX's ``where`` leaks it into the gradient).
+
+    >>> import chainrule as cr
+    >>> x = cr.var("x")
+    >>> f = where(x > 0, cr.sqrt(x), 0)
+    >>> print(f)
+    where(x > 0, sqrt(x), 0)
+    >>> float(cr.compile(cr.grad(f, x), inputs=[x])(-1.0))  # JAX: nan
+    -0.0
+    """
+    c = as_expr(condition)
+    return _binary("select", c, x) + _binary("select", ~c, y)

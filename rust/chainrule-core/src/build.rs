@@ -23,7 +23,7 @@ pub fn var(name: &str) -> Result<Expr> {
 }
 
 /// Words the parser gives a meaning of its own, so they cannot name variables.
-pub const RESERVED: &[&str] = &["inf", "nan", "pi", "e", "sum", "mean", "over"];
+pub const RESERVED: &[&str] = &["inf", "nan", "pi", "e", "sum", "mean", "over", "where", "clip"];
 
 /// Whether `name` can be a variable: an ASCII identifier that is neither reserved nor a
 /// function name.
@@ -67,6 +67,37 @@ binary_builders! {
     xlogy => Xlogy;
     /// `logaddexp(a, b) = log(exp(a) + exp(b))`
     logaddexp => Logaddexp;
+    // piecewise, comparisons and logic
+    /// `minimum(a, b)`
+    minimum => Minimum;
+    /// `maximum(a, b)`
+    maximum => Maximum;
+    /// `fmod(a, b)`
+    fmod => Fmod;
+    /// `copysign(a, b)`
+    copysign => Copysign;
+    /// `nextafter(a, b)`
+    nextafter => Nextafter;
+    /// `a % b`, with the divisor's sign
+    modulo => Mod;
+    /// `a < b`
+    less => Less;
+    /// `a <= b`
+    less_equal => LessEqual;
+    /// `a > b`
+    greater => Greater;
+    /// `a >= b`
+    greater_equal => GreaterEqual;
+    /// `a == b`
+    equal => Equal;
+    /// `a != b`
+    not_equal => NotEqual;
+    /// `a & b`
+    logical_and => And;
+    /// `a | b`
+    logical_or => Or;
+    /// `select(c, a)`: `a` where `c` is nonzero, else -0.0
+    select => Select;
 }
 
 unary_builders! {
@@ -83,6 +114,22 @@ binary_builders! {
 }
 unary_builders! {
     asin => Asin; acos => Acos; atan => Atan; sinh => Sinh; cosh => Cosh; asinh => Asinh; acosh => Acosh; atanh => Atanh;
+    // piecewise, comparisons and logic
+    floor => Floor; ceil => Ceil; round => Round; trunc => Trunc; logical_not => Not;
+}
+
+// piecewise, comparisons and logic
+
+/// `where(c, a, b)`: `a` where `c` is nonzero (nan included, as NumPy's), else `b`, lowered to
+/// `select(c, a) + select(~c, b)`: -0.0 is the exact additive identity, so the sum is `a` or
+/// `b` bit for bit, and it prints back as `where(c, a, b)`.
+pub fn where_(c: &Expr, a: &Expr, b: &Expr) -> Expr {
+    add(&select(c, a), &select(&logical_not(c), b))
+}
+
+/// `clip(a, lo, hi) = minimum(maximum(a, lo), hi)`, as NumPy's and JAX's (so is its gradient).
+pub fn clip(a: &Expr, lo: &Expr, hi: &Expr) -> Expr {
+    minimum(&maximum(a, lo), hi)
 }
 
 /// Sum over the whole batch.

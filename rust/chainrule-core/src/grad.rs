@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::build::{add, apply, constant, div, mul, sum, sum_over, sum_over_set};
+use crate::build::{add, apply, constant, div, logical_or, mul, select, sum, sum_over, sum_over_set};
 use crate::error::{Error, Result};
 use crate::expr::{Expr, Kind, Over, Tag};
 use crate::graph::{Graph, NodeId};
@@ -201,9 +201,70 @@ fn add_term(slot: &mut Option<Expr>, contribution: Expr) {
 /// [`add_term`] for adjoints that keep their signs apart.
 fn add_signed_term(slot: &mut Option<Signed>, contribution: Signed) {
     *slot = Some(match slot.take() {
-        Some(sum) => sum.plus_term(contribution),
+        Some(sum) => plus_selected(sum, contribution),
         None => contribution,
     });
+}
+
+/// `a + b`, keeping `where`'s selections outermost, so that [`Sweeper::pull`] still finds one to
+/// keep outside a node's local derivative, which may be nan or inf where no branch using the
+/// node is taken. Adjoints that meet at a node used in several branches share the conditions
+/// both are selected by (`select(c, x) + select(c, y)` -> `select(c, x + y)`); of what remains,
+/// two selected terms are wrapped in their union (`select(c | d, ...)`), except for a
+/// condition and its negation, whose union is everything. Exact where a branch is taken; -0.0
+/// elsewhere.
+fn plus_selected(a: Signed, b: Signed) -> Signed {
+    if a.e.as_op() != Some(Op::Select) || b.e.as_op() != Some(Op::Select) {
+        return a.plus_term(b);
+    }
+    let (mut x, mut y) = (a.e, b.e);
+    let mut common = Vec::new();
+    while let Some(q) = {
+        let cy = conditions(&y);
+        conditions(&x).into_iter().find(|q| cy.contains(q))
+    } {
+        x = without(&x, &q);
+        y = without(&y, &q);
+        common.push(q);
+    }
+    let union = match (conditions(&x).first(), conditions(&y).first()) {
+        (Some(c), Some(d)) if !complementary(c, d) => Some(logical_or(c, d)),
+        _ => None,
+    };
+    let sum = Signed { e: x, negated: a.negated }.plus_term(Signed { e: y, negated: b.negated });
+    let e = union.iter().chain(common.iter().rev()).fold(sum.e, |e, q| select(q, &e));
+    Signed { e, negated: sum.negated }
+}
+
+/// The conditions of the selections `e` is wrapped in, outermost first.
+fn conditions(e: &Expr) -> Vec<Expr> {
+    let mut found = Vec::new();
+    let mut e = e;
+    while let (Some(Op::Select), Some(c), Some(inner)) = (e.as_op(), e.arg0(), e.arg1()) {
+        found.push(c.clone());
+        e = inner;
+    }
+    found
+}
+
+/// `e` with its selection by `q` taken out (the caller selects by `q` again outside).
+fn without(e: &Expr, q: &Expr) -> Expr {
+    let mut outer = Vec::new();
+    let mut e = e;
+    while let (Some(Op::Select), Some(c), Some(inner)) = (e.as_op(), e.arg0(), e.arg1()) {
+        if c == q {
+            return outer.iter().rev().fold(inner.clone(), |e, c| select(c, &e));
+        }
+        outer.push(c.clone());
+        e = inner;
+    }
+    unreachable!("a condition from the chain")
+}
+
+/// Whether one condition is `~` the other: one of them is true at every sample.
+fn complementary(c: &Expr, d: &Expr) -> bool {
+    let negates = |n: &Expr, of: &Expr| n.as_op() == Some(Op::Not) && n.arg0() == Some(of);
+    negates(c, d) || negates(d, c)
 }
 
 /// Reverse sweeps over one graph, with dense per-node scratch reused between sweeps (each
@@ -273,9 +334,19 @@ impl<'g> Sweeper<'g> {
         let a = self.graph.node(args[0].expect("ops have an operand"));
         let b = args[1].map_or(a, |b| self.graph.node(b));
         let need = [0, 1].map(|i| args[i].is_some_and(|x| self.active[x.index()]));
-        for (contribution, arg) in op.pullback(a, b, node, &adj.e, need).into_iter().zip(args) {
+        // where's branches: an adjoint `select(c, inner)` is applied as `select(c, inner * d)`,
+        // never `select(c, inner) * d`, so the untaken branch's local derivative `d` (nan or inf
+        // where it is not defined) is never multiplied into the gradient.
+        let mut inner = &adj.e;
+        let mut conditions: Vec<&Expr> = Vec::new();
+        while let (Some(Op::Select), Some(c), Some(x)) = (inner.as_op(), inner.arg0(), inner.arg1()) {
+            conditions.push(c);
+            inner = x;
+        }
+        for (contribution, arg) in op.pullback(a, b, node, inner, need).into_iter().zip(args) {
             if let (Some(c), Some(arg)) = (contribution, arg) {
                 let c = c.times_sign(adj.negated);
+                let c = conditions.iter().rev().fold(c, |c, cond| Signed { e: select(cond, &c.e), ..c });
                 if !self.active[arg.index()] {
                     continue;
                 }

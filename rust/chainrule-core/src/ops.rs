@@ -53,17 +53,17 @@ macro_rules! with_op_table {
     ($then:ident) => {
         $then! {
             /// `a + b`
-            Add: "+", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            Add: "+", arity 2, infix Some(4), kernel lanes, domain (-4.0, 4.0);
             /// `a - b`
-            Sub: "-", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            Sub: "-", arity 2, infix Some(4), kernel lanes, domain (-4.0, 4.0);
             /// `a * b`
-            Mul: "*", arity 2, infix Some(2), kernel lanes, domain (-4.0, 4.0);
+            Mul: "*", arity 2, infix Some(5), kernel lanes, domain (-4.0, 4.0);
             /// `a / b`
-            Div: "/", arity 2, infix Some(2), kernel lanes, domain (0.5, 4.0);
+            Div: "/", arity 2, infix Some(5), kernel lanes, domain (0.5, 4.0);
             /// `a ** b`, with C's `pow` semantics.
-            Pow: "**", arity 2, infix Some(4), kernel Pow, domain (0.3, 2.5);
+            Pow: "**", arity 2, infix Some(7), kernel Pow, domain (0.3, 2.5);
             /// unary `-a`
-            Neg: "-", arity 1, infix Some(3), kernel lanes, domain (-4.0, 4.0);
+            Neg: "-", arity 1, infix Some(6), kernel lanes, domain (-4.0, 4.0);
             /// `sin(a)`
             Sin: "sin", arity 1, infix None, kernel Sin, domain (-6.0, 6.0);
             /// `cos(a)`
@@ -142,6 +142,51 @@ macro_rules! with_op_table {
             Acosh: "acosh", arity 1, infix None, kernel Acosh, domain (1.1, 6.0);
             /// `atanh(a)`; nan outside [-1, 1], infinite at -1 and 1.
             Atanh: "atanh", arity 1, infix None, kernel Atanh, domain (-0.9, 0.9);
+            // piecewise, comparisons and logic
+            /// `minimum(a, b)`, nan if either is (NumPy's); the gradient splits 0.5/0.5 at a tie.
+            Minimum: "minimum", arity 2, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `maximum(a, b)`, nan if either is (NumPy's); the gradient splits 0.5/0.5 at a tie.
+            Maximum: "maximum", arity 2, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `floor(a)`; zero gradient.
+            Floor: "floor", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `ceil(a)`; zero gradient.
+            Ceil: "ceil", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `round(a)`, half to even as `np.round`; zero gradient.
+            Round: "round", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `trunc(a)`, towards zero; zero gradient.
+            Trunc: "trunc", arity 1, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `fmod(a, b)`, C's remainder with the sign of `a`.
+            Fmod: "fmod", arity 2, infix None, kernel lanes, domain (0.5, 4.0);
+            /// `copysign(a, b)`: `|a|` with the sign bit of `b` (`|a|` where `b` is nan).
+            Copysign: "copysign", arity 2, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `nextafter(a, b)`: the next float after `a` towards `b`.
+            Nextafter: "nextafter", arity 2, infix None, kernel lanes, domain (-4.0, 4.0);
+            /// `a % b`, with the sign of `b` (Python's and `np.remainder`'s).
+            Mod: "%", arity 2, infix Some(5), kernel lanes, domain (0.5, 4.0);
+            /// `a < b`: 1 or 0.
+            Less: "<", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            /// `a <= b`: 1 or 0.
+            LessEqual: "<=", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            /// `a > b`: 1 or 0.
+            Greater: ">", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            /// `a >= b`: 1 or 0.
+            GreaterEqual: ">=", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            /// `a == b`: 1 or 0.
+            Equal: "==", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            /// `a != b`: 1 or 0 (1 where either is nan).
+            NotEqual: "!=", arity 2, infix Some(1), kernel lanes, domain (-4.0, 4.0);
+            /// `a & b`: 1 where both are nonzero (nan counts as true, as NumPy's logical_and).
+            And: "&", arity 2, infix Some(3), kernel lanes, domain (-4.0, 4.0);
+            /// `a | b`: 1 where either is nonzero (nan counts as true).
+            Or: "|", arity 2, infix Some(2), kernel lanes, domain (-4.0, 4.0);
+            /// `~a`: 1 where `a` is zero, else 0 (NumPy's logical_not).
+            Not: "~", arity 1, infix Some(6), kernel lanes, domain (-4.0, 4.0);
+            /// `select(c, a)`: `a` where `c` is nonzero (nan included), else -0.0, the exact additive
+            /// identity, so `where(c, a, b) = select(c, a) + select(~c, b)` gives `a` or `b` bit
+            /// for bit. Its pullback hands `select(c, adj)` to `a`, and the differentiator keeps
+            /// that selection outside every product below it, so the branch not taken never
+            /// reaches a gradient.
+            Select: "select", arity 2, infix None, kernel lanes, domain (0.5, 4.0);
         }
     };
 }
@@ -261,6 +306,47 @@ impl Op {
             Op::Acosh if a < 1.0 => f64::NAN,
             Op::Acosh => libm::acosh(a),
             Op::Atanh => libm::atanh(a),
+            // piecewise, comparisons and logic
+            Op::Minimum => {
+                if a < b || a.is_nan() {
+                    a
+                } else {
+                    b
+                }
+            }
+            Op::Maximum => {
+                if a > b || a.is_nan() {
+                    a
+                } else {
+                    b
+                }
+            }
+            Op::Floor => a.floor(),
+            Op::Ceil => a.ceil(),
+            Op::Round => a.round_ties_even(),
+            Op::Trunc => a.trunc(),
+            Op::Fmod => a % b,
+            // A NaN's sign bit is not a value (constants keep one canonical NaN): read as +.
+            Op::Copysign if b.is_nan() => a.abs(),
+            Op::Copysign => a.copysign(b),
+            Op::Nextafter => nextafter(a, b),
+            Op::Mod => remainder(a, b),
+            Op::Less => truth(a < b),
+            Op::LessEqual => truth(a <= b),
+            Op::Greater => truth(a > b),
+            Op::GreaterEqual => truth(a >= b),
+            Op::Equal => truth(a == b),
+            Op::NotEqual => truth(a != b),
+            Op::And => truth(a != 0.0 && b != 0.0),
+            Op::Or => truth(a != 0.0 || b != 0.0),
+            Op::Not => truth(a == 0.0),
+            Op::Select => {
+                if a != 0.0 {
+                    b
+                } else {
+                    -0.0
+                }
+            }
         }
     }
 
@@ -361,6 +447,24 @@ impl Op {
             // sqrt(a - 1) sqrt(a + 1): exact-ish near 1 (a - 1 is exact) and no overflow for huge a.
             Op::Acosh => [plus(div(adj, &mul(&sqrt(&sub(a, &one())), &sqrt(&add(a, &one()))))), None],
             Op::Atanh => [plus(div(adj, &one_minus_square(a))), None],
+            // piecewise, comparisons and logic
+            Op::Minimum => {
+                [need[0].then(|| Signed::plus(mul(adj, &tie_weight(a, b)))), need[1].then(|| Signed::plus(mul(adj, &tie_weight(b, a))))]
+            }
+            Op::Maximum => {
+                [need[0].then(|| Signed::plus(mul(adj, &tie_weight(b, a)))), need[1].then(|| Signed::plus(mul(adj, &tie_weight(a, b))))]
+            }
+            Op::Floor | Op::Ceil | Op::Round | Op::Trunc => [None, None],
+            // d/db as JAX's: -trunc(a / b) for fmod, -floor(a / b) for %.
+            Op::Fmod => [plus(adj.clone()), need[1].then(|| Signed::minus(mul(adj, &trunc(&div(a, b)))))],
+            Op::Mod => [plus(adj.clone()), need[1].then(|| Signed::minus(mul(adj, &floor(&div(a, b)))))],
+            // 1 where the signs of a and the result agree, -1 where not, 0 at a = 0 (abs'(0)).
+            Op::Copysign => [plus(mul(adj, &mul(&sign(a), &sign(out)))), None],
+            // The identity it steps away from by one ulp, as finite differences see it.
+            Op::Nextafter => [plus(adj.clone()), None],
+            Op::Less | Op::LessEqual | Op::Greater | Op::GreaterEqual | Op::Equal | Op::NotEqual => [None, None],
+            Op::And | Op::Or | Op::Not => [None, None],
+            Op::Select => [None, need[1].then(|| Signed::plus(select(a, adj)))],
         }
     }
 }
@@ -461,4 +565,56 @@ pub fn logaddexp(a: f64, b: f64) -> f64 {
         return d;
     }
     a.max(b) + (-d.abs()).exp().ln_1p()
+}
+
+// piecewise, comparisons and logic
+
+/// 1.0 for true, 0.0 for false: what comparisons and logic ops return.
+#[inline(always)]
+fn truth(t: bool) -> f64 {
+    if t {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// `np.remainder`: C's `fmod`, moved into the divisor's sign; a zero result takes the divisor's
+/// sign, and a zero divisor gives nan.
+#[inline(always)]
+fn remainder(a: f64, b: f64) -> f64 {
+    let m = a % b;
+    if m == 0.0 {
+        if b == 0.0 {
+            m
+        } else {
+            0.0f64.copysign(b)
+        }
+    } else if (b < 0.0) != (m < 0.0) {
+        m + b
+    } else {
+        m
+    }
+}
+
+/// C's `nextafter`: the float next to `a` in the direction of `b`; `b` when they are equal.
+#[inline(always)]
+fn nextafter(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        a + b
+    } else if a == b {
+        b
+    } else if a == 0.0 {
+        f64::from_bits(1).copysign(b)
+    } else {
+        let bits = a.to_bits();
+        // Away from zero is one up in the bits, whatever the sign.
+        f64::from_bits(if (b > a) == (a > 0.0) { bits + 1 } else { bits - 1 })
+    }
+}
+
+/// The share of `minimum(a, b)`'s gradient that goes to `a`: 1 where `a < b`, 1/2 at a tie
+/// (as JAX), 0 above; `maximum` reads it with the operands swapped.
+fn tie_weight(a: &Expr, b: &Expr) -> Expr {
+    build::mul(&build::constant(0.5), &build::add(&build::less(a, b), &build::less_equal(a, b)))
 }

@@ -1,7 +1,8 @@
 //! Text input: reads exactly what [`crate::print`] writes. Lines (separated by newlines or
 //! `;`) are either definitions `name = expr`, which later lines may use, or results. The
-//! expression grammar is Python's for the operators it has: `+ -` < `* /` < unary `-` < `**`
-//! (right-associative, and `-x ** 2` is `-(x ** 2)`), calls `f(e)`, `sum(e)`,
+//! expression grammar is Python's for the operators it has: comparisons `< <= > >= == !=`
+//! (which do not chain) < `|` < `&` < `+ -` < `* / %` < unary `-` and `~` < `**`
+//! (right-associative, and `-x ** 2` is `-(x ** 2)`), calls `f(e)`, `where(c, a, b)`, `sum(e)`,
 //! `sum(e, over=w)`, `sum(e, over=(v, w))`, `mean(e)`, numbers with exponents, `inf`, `nan`,
 //! and the constants `pi` and `e`.
 //! An operator-precedence (shunting-yard) parser with explicit stacks: nesting depth costs
@@ -28,6 +29,8 @@ struct Lexer<'a> {
 }
 
 const SYMBOLS: &[&str] = &["**", "+", "-", "*", "/", "(", ")", ",", "=", "\n", ";"];
+// piecewise, comparisons and logic: looked up before SYMBOLS, where "=" would take "==" apart.
+const LOGIC_SYMBOLS: &[&str] = &["<=", ">=", "==", "!=", "<", ">", "%", "&", "|", "~"];
 
 impl Lexer<'_> {
     /// The next token and its byte offset.
@@ -46,7 +49,7 @@ impl Lexer<'_> {
             self.pos = end;
             return Ok((Tok::Name(self.text[start..end].to_string()), start));
         }
-        for sym in SYMBOLS {
+        for sym in LOGIC_SYMBOLS.iter().chain(SYMBOLS) {
             if self.text[start..].starts_with(sym) {
                 self.pos += sym.len();
                 return Ok((Tok::Sym(sym), start));
@@ -87,7 +90,7 @@ impl Lexer<'_> {
 
 /// A pending operator on the operator stack.
 enum Pending {
-    Neg,
+    Unary(Op),
     Binary(Op, u8),
     Paren(usize),
     Call { name: String, pos: usize, args: usize, over: Option<Vec<String>> },
@@ -169,22 +172,19 @@ impl Parser<'_> {
                 continue;
             }
             match tok {
-                Tok::Sym(s @ ("+" | "-" | "*" | "/" | "**")) => {
-                    let op = match s {
-                        "+" => Op::Add,
-                        "-" => Op::Sub,
-                        "*" => Op::Mul,
-                        "/" => Op::Div,
-                        _ => Op::Pow,
-                    };
+                Tok::Sym(s) if binary_op(s).is_some() => {
+                    let op = binary_op(s).expect("just checked");
                     let prec = op.infix().expect("operator");
                     let right_assoc = op == Op::Pow;
                     while let Some(top) = ops.last() {
                         let top_prec = match top {
-                            Pending::Neg => 3,
+                            Pending::Unary(op) => op.infix().expect("prefix operator"),
                             Pending::Binary(_, p) => *p,
                             _ => break,
                         };
+                        if top_prec == prec && is_comparison(op) {
+                            return Err(self.error(pos, "chained comparisons are not supported: write (a < b) & (b < c)"));
+                        }
                         if top_prec > prec || (top_prec == prec && !right_assoc) {
                             reduce(&mut values, ops.pop().expect("top"));
                         } else {
@@ -221,7 +221,11 @@ impl Parser<'_> {
         match tok {
             Tok::Num(v) => values.push(build::constant(v)),
             Tok::Sym("-") => {
-                ops.push(Pending::Neg);
+                ops.push(Pending::Unary(Op::Neg));
+                return Ok(true);
+            }
+            Tok::Sym("~") => {
+                ops.push(Pending::Unary(Op::Not));
                 return Ok(true);
             }
             Tok::Sym("+") => return Ok(true),
@@ -231,7 +235,7 @@ impl Parser<'_> {
             }
             Tok::Name(name) if self.peek()? == &Tok::Sym("(") => {
                 self.next()?;
-                if !matches!(name.as_str(), "sum" | "mean" | "square") && Op::from_call_name(&name).is_none() {
+                if !matches!(name.as_str(), "sum" | "mean") && Op::from_call_name(&name).is_none() && sugar_arity(&name).is_none() {
                     return Err(self.error(pos, unknown_function(&name)));
                 }
                 ops.push(Pending::Call { name, pos, args: 0, over: None });
@@ -334,19 +338,18 @@ impl Parser<'_> {
             Some(Pending::Call { name, pos: call_pos, args, over }) => {
                 let given = args + 1 - usize::from(over.is_some());
                 let op = Op::from_call_name(&name);
-                let takes = op.map_or(1, |op| op.arity());
+                let takes = op.map_or_else(|| sugar_arity(&name).unwrap_or(1), |op| op.arity());
                 if given != takes {
                     let s = if takes == 1 { "" } else { "s" };
                     return Err(self.error(call_pos, format!("{name}() takes {takes} argument{s}, {given} given")));
                 }
-                let b = (takes == 2).then(|| values.pop().expect("second call operand"));
-                let a = values.pop().expect("call operand");
+                let mut args = values.split_off(values.len() - takes);
+                let a = args.remove(0);
                 values.push(match (name.as_str(), op) {
                     ("sum", _) => build::sum_over(&a, &over.unwrap_or_default()),
                     ("mean", _) => build::mean(&a),
-                    // Sugar, as `a ** 2`: the same node as `a * a`.
-                    ("square", _) => build::mul(&a, &a),
-                    (_, op) => build::apply(op.expect("checked when opened"), &a, b.as_ref()),
+                    (_, Some(op)) => build::apply(op, &a, args.first()),
+                    (sugar, None) => build_sugar(sugar, &a, &args),
                 });
                 Ok(())
             }
@@ -357,9 +360,9 @@ impl Parser<'_> {
 
 fn reduce(values: &mut Vec<Expr>, op: Pending) {
     match op {
-        Pending::Neg => {
+        Pending::Unary(op) => {
             let a = values.pop().expect("operand");
-            values.push(build::neg(&a));
+            values.push(build::apply(op, &a, None));
         }
         Pending::Binary(op, _) => {
             let b = values.pop().expect("right operand");
@@ -375,7 +378,13 @@ fn reduce(values: &mut Vec<Expr>, op: Pending) {
 /// another library's spelling points at ours.
 fn unknown_function(name: &str) -> String {
     let aliases = Op::ALIASES.iter().map(|&(alias, _)| alias);
-    let known = Op::ALL.iter().filter(|op| op.infix().is_none()).map(|op| op.name()).chain(aliases).chain(["sum", "mean", "square"]);
+    let known = Op::ALL
+        .iter()
+        .filter(|op| op.infix().is_none())
+        .map(|op| op.name())
+        .chain(aliases)
+        .chain(["sum", "mean"])
+        .chain(SUGAR.iter().map(|s| s.0));
     let limit = name.chars().count().div_ceil(3).max(1);
     let mut near: Vec<(usize, &str)> = known.map(|k| (edit_distance(name, k), k)).filter(|&(d, _)| d <= limit).collect();
     near.sort();
@@ -402,6 +411,40 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// The binary operator spelled `sym` in text.
+fn binary_op(sym: &str) -> Option<Op> {
+    Op::ALL.iter().copied().find(|op| op.arity() == 2 && op.infix().is_some() && op.name() == sym)
+}
+
+// piecewise, comparisons and logic
+
+/// Whether `op` compares: Python reads `a < b < c` as `a < b and b < c`, which a left-leaning
+/// tree would silently misread, so a chain is refused.
+fn is_comparison(op: Op) -> bool {
+    matches!(op, Op::Less | Op::LessEqual | Op::Greater | Op::GreaterEqual | Op::Equal | Op::NotEqual)
+}
+
+/// Calls that text accepts and the builders lower (no op of their own), with their arity:
+/// `where` and `clip`, and numexpr's helpers that are trivial for real input.
+const SUGAR: &[(&str, usize)] =
+    &[("square", 1), ("where", 3), ("clip", 3), ("conj", 1), ("real", 1), ("imag", 1), ("copy", 1), ("ones_like", 1)];
+
+fn sugar_arity(name: &str) -> Option<usize> {
+    SUGAR.iter().find(|s| s.0 == name).map(|s| s.1)
+}
+
+fn build_sugar(name: &str, a: &Expr, rest: &[Expr]) -> Expr {
+    match (name, rest) {
+        ("where", [x, y]) => build::where_(a, x, y),
+        ("clip", [lo, hi]) => build::clip(a, lo, hi),
+        // As `a ** 2`: the same node as `a * a`.
+        ("square", _) => build::mul(a, a),
+        ("imag", _) => build::constant(0.0),
+        ("ones_like", _) => build::constant(1.0),
+        _ => a.clone(),
+    }
 }
 
 fn describe(tok: &Tok) -> String {

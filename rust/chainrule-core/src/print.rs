@@ -13,9 +13,9 @@ use crate::graph::{Graph, NodeId};
 use crate::ops::Op;
 
 /// Precedence of atoms (names, numbers, calls): never parenthesised.
-const ATOM: u8 = 5;
+const ATOM: u8 = 8;
 /// Precedence of unary minus, which negative constants share.
-const UNARY: u8 = 3;
+const UNARY: u8 = 6;
 
 /// Prints `roots`: named shared subexpressions first, then one line per root.
 pub fn to_text(roots: &[Expr]) -> String {
@@ -136,6 +136,23 @@ fn mean_operand(graph: &Graph, names: &[Option<String>], id: NodeId) -> Option<N
     (full_sum(num) && full_sum(den) && graph.node(den_operand).is_const(1.0)).then(|| graph.args(num)[0]).flatten()
 }
 
+// piecewise, comparisons and logic
+
+/// `select(c, a) + select(~c, b)`, which `where(c, a, b)` lowers to, prints back as
+/// `where(c, a, b)`; returns `[c, a, b]`.
+fn where_operands(graph: &Graph, names: &[Option<String>], id: NodeId) -> Option<[NodeId; 3]> {
+    if graph.node(id).as_op() != Some(Op::Add) {
+        return None;
+    }
+    let [Some(taken), Some(other)] = graph.args(id) else { return None };
+    let select = |n: NodeId| match (graph.node(n).as_op(), graph.args(n), &names[n.index()]) {
+        (Some(Op::Select), [Some(c), Some(x)], None) => Some((c, x)),
+        _ => None,
+    };
+    let ((c, a), (not_c, b)) = (select(taken)?, select(other)?);
+    (graph.node(not_c).as_op() == Some(Op::Not) && graph.args(not_c)[0] == Some(c)).then_some([c, a, b])
+}
+
 fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) {
     let mut stack = vec![Task::Node(top, 0)];
     while let Some(task) = stack.pop() {
@@ -158,7 +175,8 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
         }
         let e = graph.node(id);
         let mean = mean_operand(graph, names, id);
-        let prec = if mean.is_some() { ATOM } else { precedence(e) };
+        let branches = where_operands(graph, names, id);
+        let prec = if mean.is_some() || branches.is_some() { ATOM } else { precedence(e) };
         if prec < min_prec {
             out.push('(');
             stack.push(Task::Text(")"));
@@ -168,6 +186,11 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
             out.push_str("mean(");
             stack.push(Task::Text(")"));
             stack.push(Task::Node(m, 0));
+            continue;
+        }
+        if let Some([c, x, y]) = branches {
+            out.push_str("where(");
+            stack.extend([Task::Text(")"), Task::Node(y, 0), Task::Text(", "), Task::Node(x, 0), Task::Text(", "), Task::Node(c, 0)]);
             continue;
         }
         match e.kind() {
@@ -194,14 +217,19 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
                     stack.push(Task::Node(a.expect("operand"), 0));
                 }
                 (Some(p), None) => {
-                    out.push('-');
+                    out.push_str(op.name());
                     stack.push(Task::Node(a.expect("operand"), p));
                 }
                 (Some(p), Some(b)) => {
                     // Left-associative operators need a strictly tighter right operand for the
                     // text to parse back to the same tree; `**` is right-associative, and its
                     // left operand must be an atom because `-x ** 2` is `-(x ** 2)`.
-                    let (left, right) = if *op == Op::Pow { (ATOM, UNARY) } else { (p, p + 1) };
+                    // Comparisons do not chain (`a < b < c` is refused): both operands tighter.
+                    let (left, right) = match op {
+                        Op::Pow => (ATOM, UNARY),
+                        Op::Less | Op::LessEqual | Op::Greater | Op::GreaterEqual | Op::Equal | Op::NotEqual => (p + 1, p + 1),
+                        _ => (p, p + 1),
+                    };
                     stack.push(Task::Node(b, right));
                     stack.push(Task::Owned(format!(" {} ", op.name())));
                     stack.push(Task::Node(a.expect("operand"), left));

@@ -75,6 +75,8 @@ fn binary(op: Op, a: &Expr, b: &Expr) -> Option<Expr> {
         Op::Mul => simplify_mul(a, b),
         Op::Div => simplify_div(a, b),
         Op::Pow => simplify_pow(a, b),
+        // piecewise, comparisons and logic
+        Op::Select => a.as_const().map(|c| if c != 0.0 { b.clone() } else { constant(-0.0) }),
         _ => None,
     }
 }

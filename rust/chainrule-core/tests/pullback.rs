@@ -94,3 +94,28 @@ fn power_rule_at_zero() {
     assert_eq!(format!("{:?}", d[0]), "y * x ** (y - step(abs(y)))");
     assert_eq!(format!("{:?}", d[1]), "xlogy(x ** y, x)");
 }
+
+/// `where` never leaks: the gradient of `where(x > 0, sqrt(x), 0)` and of
+/// `where(x > 0, log(x), x)` at x = -1 and 0 takes nothing from the untaken branch, to second
+/// order, and nested; JAX gives nan for the first.
+#[test]
+fn where_keeps_the_untaken_branch_out_of_gradients() {
+    let x = v("x");
+    for (f, d1, d2) in [
+        ("where(x > 0, sqrt(x), 0)", [0.0, 0.0, 0.25], [0.0, 0.0, -1.0 / 32.0]),
+        ("where(x > 0, log(x), x)", [1.0, 1.0, 0.25], [0.0, 0.0, -1.0 / 16.0]),
+        ("where(x > 0, x * sqrt(x), x * x)", [-2.0, 0.0, 3.0], [2.0, 2.0, 0.375]),
+        (
+            "where(x > 1, sqrt(x - 1), where(x > 0, log(x), 1 / (x - 1)))",
+            [-0.25, -1.0, 0.5 / 3f64.sqrt()],
+            [-0.25, -2.0, -0.25 / 3f64.powf(1.5)],
+        ),
+    ] {
+        let first = grad(&p(f), std::slice::from_ref(&x))[0].clone();
+        let second = grad(&first, std::slice::from_ref(&x))[0].clone();
+        for (i, a) in [-1.0, 0.0, 4.0].into_iter().enumerate() {
+            assert!(rel(at(&first, &[("x", a)]), d1[i]) < 1e-15, "d/dx {f} at {a}: {}", at(&first, &[("x", a)]));
+            assert!(rel(at(&second, &[("x", a)]), d2[i]) < 1e-15, "d2/dx2 {f} at {a}: {}", at(&second, &[("x", a)]));
+        }
+    }
+}

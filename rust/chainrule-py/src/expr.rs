@@ -195,7 +195,56 @@ impl PyExpr {
     }
 
     fn __bool__(&self) -> PyResult<bool> {
-        Err(PyTypeError::new_err("an expression has no truth value; compare values after evaluating it"))
+        Err(PyTypeError::new_err(
+            "an expression has no truth value (a comparison such as x < y is 0.0 or 1.0 per sample): compile it, \
+             e.g. cr.compile(x < y, inputs=[x, y])(xs, ys), and test the values; for structure use ==",
+        ))
+    }
+
+    // piecewise, comparisons and logic: `<` ... `>=` build 0/1 comparisons; `==` and `!=` stay
+    // structural equality (hashing), cr.equal and cr.not_equal compare values.
+    fn __lt__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::Less, slf, other)
+    }
+
+    fn __le__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::LessEqual, slf, other)
+    }
+
+    fn __gt__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::Greater, slf, other)
+    }
+
+    fn __ge__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::GreaterEqual, slf, other)
+    }
+
+    fn __mod__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::Mod, slf, other)
+    }
+
+    fn __rmod__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::Mod, other, slf)
+    }
+
+    fn __and__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::And, slf, other)
+    }
+
+    fn __rand__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::And, other, slf)
+    }
+
+    fn __or__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::Or, slf, other)
+    }
+
+    fn __ror__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        binary(slf.py(), Op::Or, other, slf)
+    }
+
+    fn __invert__(&self) -> NewExpr {
+        NewExpr(build::apply(Op::Not, &self.0, None))
     }
 
     fn __str__(&self, py: Python<'_>) -> String {
