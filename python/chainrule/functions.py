@@ -171,6 +171,6 @@ def mean(x: object) -> Expr:
 
     >>> from chainrule import var
     >>> print(mean((var("y") - var("x")) ** 2))
-    mean((y - x) * (y - x))
+    mean((y - x) ** 2)
     """
     return _core.mean(as_expr(x))
