@@ -409,7 +409,7 @@ def test_power_rule_at_zero_follows_autograd_and_jax(array):
 
 
 def test_constant_exponents_keep_the_plain_power_rule():
-    assert str(cr.grad(x**3, x)) == "3 * (x * x)"
+    assert str(cr.grad(x**3, x)) == "3 * x ** 2"
     assert str(cr.grad(x**0.5, x)) == "0.5 * x ** -0.5"
     assert str(cr.grad(x**y, x)) == "y * x ** (y - step(abs(y)))"
     assert str(cr.grad(x**y, y)) == "xlogy(x ** y, x)"

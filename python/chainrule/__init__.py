@@ -7,12 +7,12 @@ evaluator over NumPy arrays.
 >>> import chainrule as cr
 >>> x = cr.var("x")
 >>> print(cr.grad(cr.sin(cr.cos(x)), x))
--(cos(cos(x)) * sin(x))
+-cos(cos(x)) * sin(x)
 """
 
 from ._core import ChainruleError, ParseError, ShapeError
 from .compiled import Function, compile, evaluate, get_num_threads, set_num_threads, using_threads
-from .expr import Expr, e, grad, hessian, jacobian, parse, pi, substitute, var, vars
+from .expr import Expr, e, grad, hessian, jacobian, latex, parse, pi, substitute, var, vars
 from .functions import (  # piecewise, comparisons and logic
     abs,
     acos,
@@ -87,7 +87,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ChainruleError", "ParseError", "ShapeError",
     "Expr", "Function",
-    "var", "vars", "parse", "grad", "jacobian", "hessian", "substitute", "compile", "evaluate",
+    "var", "vars", "parse", "grad", "jacobian", "hessian", "substitute", "latex", "compile",
+    "evaluate",
     "pi", "e",
     "set_num_threads", "get_num_threads", "using_threads",
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "step", "sign",

@@ -1,5 +1,5 @@
-"""The ``chainrule`` command line: ``train``, ``diff`` (with ``--explain`` and ``--check``) and
-``bench``.
+"""The ``chainrule`` command line: ``train``, ``diff`` (with ``--explain``, ``--check`` and
+``--latex``) and ``bench``.
 
 Every command returns an exit code instead of raising: 0 on success; 1 when the command ran but
 the answer is "no" (a wrong ``--check`` candidate, an expression too big to explain) or something
@@ -87,6 +87,9 @@ def _add_diff(sub) -> None:
                         "(default: all variables)")
     p.add_argument("--explain", action="store_true",
                    help="walk through the chain rule step by step")
+    p.add_argument("--latex", action="store_true",
+                   help="print the derivative as LaTeX (\\frac, \\sqrt, powers; shared parts "
+                        "as aligned lines)")
     p.add_argument("--check", metavar="CANDIDATE", default=None,
                    help="compare a hand-derived derivative with the true one at random points "
                         "(exit code 1 if it is wrong)")
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code.
 
     >>> main(["diff", "sin(cos(x))", "--wrt", "x"])
-    d/dx = -(cos(cos(x)) * sin(x))
+    d/dx = -cos(cos(x)) * sin(x)
     0
     """
     parser = _parser()
@@ -256,8 +259,19 @@ def _diff(args: argparse.Namespace, _extra: list[str]) -> int:
     for name in names:
         if name not in present:
             print(f"note: {name} does not occur in {args.expr}, so d/d{name} = 0", file=sys.stderr)
+    if args.latex and (args.explain or args.check is not None):
+        return _fail("--latex prints the derivative; it does not combine with --explain or "
+                     "--check", 2)
     if args.check is not None:
         return _check(args, f, names)
+    if args.latex:
+        for name in names:
+            # One derivative is printed bare, so it can be pasted or piped; several are told
+            # apart by a LaTeX comment line naming each.
+            if len(names) > 1:
+                print(f"% d/d{name}")
+            print(cr.latex(cr.grad(f, cr.var(name))))
+        return 0
     for name in names:
         if args.explain:
             lines = explain(f, cr.var(name))

@@ -50,9 +50,9 @@ def explain(f: cr.Expr, x: cr.Expr, max_steps: int = MAX_EXPLAIN_STEPS) -> list[
       d/du sin(u) = cos(u)
       du/dx = -sin(x)   (basic derivative of cos)
       product: cos(cos(x)) * -sin(x)
-      simplified: -(cos(cos(x)) * sin(x))
+      simplified: -cos(cos(x)) * sin(x)
     <BLANKLINE>
-    d/dx = -(cos(cos(x)) * sin(x))
+    d/dx = -cos(cos(x)) * sin(x)
     """
     walk = _Walk(f, x, max_steps)
     lines = [f"derivative of {_one_line(f)} with respect to {x.name}", ""]

@@ -109,7 +109,7 @@ def parse(text: str) -> Expr:
     """Reads the syntax ``str(expr)`` prints (including ``t1 = ...`` lines for shared parts).
 
     >>> print(parse("sin(cos(x)) + x**2"))
-    sin(cos(x)) + x * x
+    sin(cos(x)) + x ** 2
     """
     if not isinstance(text, str):
         raise TypeError(f"parse() takes a str, not {type(text).__name__}")
@@ -141,7 +141,7 @@ def grad(f: Expr | float, wrt: Expr | list[Expr] | tuple[Expr, ...]
 
     >>> x, y = vars("x y")
     >>> print(grad(x**3, x))
-    3 * (x * x)
+    3 * x ** 2
     >>> dfdx, dfdy = grad(x * y, [x, y])
     >>> print(dfdx, dfdy)
     y x
@@ -264,11 +264,37 @@ def _subs(self: Expr, mapping: Mapping[Expr | str, Expr | float]) -> Expr:
 
     >>> x, y = vars("x y")
     >>> print((x + y).subs({y: 2 * x}))
-    x + 2 * x
+    3 * x
     """
     return substitute(self, mapping)
+
+
+def latex(expr: Expr | float | Sequence[Expr | float]) -> str:
+    r"""LaTeX for an expression (or a list of them), for notebooks and papers: ``\frac``,
+    ``\sqrt``, powers, ``\sigma`` for the sigmoid; parts used more than once come first as
+    ``t_{1} &= ...`` lines of an ``aligned`` block, as ``str()`` names them ``t1 = ...``.
+
+    >>> x = var("x")
+    >>> print(latex(x**0.5 / (2 * x**2)))
+    \frac{x^{0.5}}{2 x^{2}}
+    """
+    if isinstance(expr, str):
+        raise TypeError("latex() takes an expression, not a str; parse() it first")
+    roots = list(expr) if isinstance(expr, list | tuple) else [expr]
+    try:
+        exprs = [as_expr(r) for r in roots]
+    except TypeError:
+        raise TypeError(f"latex() takes an expression or a list of them, not "
+                        f"{type(expr).__name__}") from None
+    return _core.latex(exprs)
+
+
+def _repr_latex_(self: Expr) -> str:
+    """What Jupyter shows for an expression: its :func:`latex` in display math."""
+    return f"$\\displaystyle {latex(self)}$"
 
 
 # Expr is the extension's class; a method that only rearranges Python arguments is written
 # here, where the rest of the Python API is, rather than crossing into Rust and back.
 Expr.subs = _subs  # type: ignore[method-assign]
+Expr._repr_latex_ = _repr_latex_  # type: ignore[attr-defined]

@@ -280,7 +280,7 @@ def mean(x: object) -> Expr:
 
     >>> from chainrule import var
     >>> print(mean((var("y") - var("x")) ** 2))
-    mean((y - x) * (y - x))
+    mean((y - x) ** 2)
     """
     return _core.mean(as_expr(x))
 
@@ -348,7 +348,7 @@ def square(x: object) -> Expr:
 
     >>> from chainrule import var
     >>> print(square(var("x")), square(var("x")) == var("x") ** 2)
-    x * x True
+    x ** 2 True
     """
     e = as_expr(x)
     return _core.apply("mul", e, e)

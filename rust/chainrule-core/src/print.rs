@@ -109,8 +109,49 @@ enum Task<'a> {
     Owned(String),
 }
 
+/// How a node prints beyond its op's own spelling: readable forms that parse back to the
+/// same node (`mean(e)` is built as `sum(e) / sum(1)`, `x ** 2` as `x * x`, and `-a * b` as
+/// `-(a * b)`, since the builder moves negations out of products).
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    /// `sum(e) / sum(1)` as `mean(e)`.
+    Mean(NodeId),
+    /// `a * a` as `a ** 2`.
+    Square(NodeId),
+    /// `-(a * b)` or `-(a / b)` as `-a * b`, `-a / b`.
+    NegatedProduct(NodeId),
+    /// The op's own spelling.
+    Plain,
+}
+
+fn form(graph: &Graph, names: &[Option<String>], id: NodeId) -> Form {
+    if let Some(m) = mean_operand(graph, names, id) {
+        return Form::Mean(m);
+    }
+    let [a, b] = graph.args(id);
+    match graph.node(id).as_op() {
+        Some(Op::Mul) if a == b => Form::Square(a.expect("operand")),
+        Some(Op::Neg) => {
+            let a = a.expect("operand");
+            let product = matches!(graph.node(a).as_op(), Some(Op::Mul | Op::Div)) && names[a.index()].is_none();
+            if product && form(graph, names, a) == Form::Plain {
+                Form::NegatedProduct(a)
+            } else {
+                Form::Plain
+            }
+        }
+        _ => Form::Plain,
+    }
+}
+
 /// The precedence a node prints with.
-fn precedence(e: &Expr) -> u8 {
+fn precedence(e: &Expr, form: Form) -> u8 {
+    match form {
+        Form::Mean(_) => return ATOM,
+        Form::Square(_) => return Op::Pow.infix().expect("infix"),
+        Form::NegatedProduct(_) => return Op::Mul.infix().expect("infix"),
+        Form::Plain => {}
+    }
     match e.kind() {
         Kind::Const(c) => {
             if c.is_sign_negative() && !c.is_nan() {
@@ -174,19 +215,34 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
             }
         }
         let e = graph.node(id);
-        let mean = mean_operand(graph, names, id);
+        let form = form(graph, names, id);
         let branches = where_operands(graph, names, id);
-        let prec = if mean.is_some() || branches.is_some() { ATOM } else { precedence(e) };
+        let prec = if branches.is_some() { ATOM } else { precedence(e, form) };
         if prec < min_prec {
             out.push('(');
             stack.push(Task::Text(")"));
         }
         let [a, b] = graph.args(id);
-        if let Some(m) = mean {
-            out.push_str("mean(");
-            stack.push(Task::Text(")"));
-            stack.push(Task::Node(m, 0));
-            continue;
+        match form {
+            Form::Mean(m) => {
+                out.push_str("mean(");
+                stack.push(Task::Text(")"));
+                stack.push(Task::Node(m, 0));
+                continue;
+            }
+            Form::Square(a) => {
+                stack.push(Task::Text(" ** 2"));
+                stack.push(Task::Node(a, ATOM));
+                continue;
+            }
+            Form::NegatedProduct(p) => {
+                // `-a * b` reads as `(-a) * b`, which the builder turns back into `-(a * b)`;
+                // the product's own operands keep their usual precedences.
+                out.push('-');
+                stack.push(Task::Node(p, Op::Mul.infix().expect("infix")));
+                continue;
+            }
+            Form::Plain => {}
         }
         if let Some([c, x, y]) = branches {
             out.push_str("where(");
@@ -235,6 +291,246 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
                     stack.push(Task::Node(a.expect("operand"), left));
                 }
             },
+        }
+    }
+}
+
+/// LaTeX for `roots`, for notebooks and `chainrule diff --latex`: `\frac`, `\sqrt`, powers
+/// and the usual function names; the shared subexpressions the text names `t1 = ...` become
+/// the first lines of an `aligned` block, one line per root after them. Linear in the graph,
+/// from an explicit stack, as [`to_text`]. It is for reading only; nothing parses it.
+pub fn to_latex(roots: &[Expr]) -> String {
+    let graph = Graph::new(roots);
+    let names = choose_names(&graph);
+    let mut lines = Vec::new();
+    for id in graph.ids() {
+        if let Some(name) = &names[id.index()] {
+            let mut line = format!("{} &= ", latex_name(name));
+            emit_latex(&graph, &names, id, &mut line);
+            lines.push(line);
+        }
+    }
+    let defined = lines.len();
+    for &root in &graph.roots {
+        let mut line = String::new();
+        match &names[root.index()] {
+            Some(name) => line.push_str(&latex_name(name)),
+            None => emit_latex(&graph, &names, root, &mut line),
+        }
+        lines.push(if defined > 0 || graph.roots.len() > 1 { format!("& {line}") } else { line });
+    }
+    if lines.len() == 1 {
+        lines.pop().expect("one line")
+    } else {
+        format!("\\begin{{aligned}}\n{}\n\\end{{aligned}}", lines.join(" \\\\\n"))
+    }
+}
+
+/// A variable's name in LaTeX: Greek letters by their command, a trailing index as a
+/// subscript (`x1`, `x_1` -> `x_{1}`), and longer names upright as one word.
+fn latex_name(name: &str) -> String {
+    const GREEK: &[&str] = &[
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "pi", "rho",
+        "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi",
+        "Omega",
+    ];
+    let (stem, index) = match name.split_once('_') {
+        Some((stem, index)) if !stem.is_empty() && !index.is_empty() => (stem, Some(index)),
+        _ => {
+            let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+            if digits > 0 && digits < name.len() {
+                (&name[..name.len() - digits], Some(&name[name.len() - digits..]))
+            } else {
+                (name, None)
+            }
+        }
+    };
+    let stem = if GREEK.contains(&stem) {
+        format!("\\{stem}")
+    } else if stem.chars().count() > 1 {
+        format!("\\mathrm{{{stem}}}")
+    } else {
+        stem.to_string()
+    };
+    match index {
+        Some(index) => format!("{stem}_{{{}}}", index.replace('_', "\\_")),
+        None => stem,
+    }
+}
+
+/// A number in LaTeX: `\pi`, `e`, `\infty`, and `2.5 \cdot 10^{-7}` for exponent forms.
+fn latex_number(c: f64) -> String {
+    let text = number(c);
+    let (sign, body) = match text.strip_prefix('-') {
+        Some(body) => ("-", body),
+        None => ("", text.as_str()),
+    };
+    let body = match body {
+        "pi" => "\\pi".to_string(),
+        "inf" => "\\infty".to_string(),
+        "nan" => "\\mathrm{NaN}".to_string(),
+        _ => match body.split_once('e') {
+            Some((mantissa, exponent)) if !mantissa.is_empty() => {
+                if mantissa == "1" {
+                    format!("10^{{{exponent}}}")
+                } else {
+                    format!("{mantissa} \\cdot 10^{{{exponent}}}")
+                }
+            }
+            _ => body.to_string(),
+        },
+    };
+    format!("{sign}{body}")
+}
+
+/// How a call prints in LaTeX: a command of its own, or `\operatorname`.
+fn latex_call(name: &str) -> String {
+    match name {
+        "sin" | "cos" | "tan" | "sinh" | "cosh" | "tanh" | "log" | "exp" | "arcsin" | "arccos" | "arctan" => format!("\\{name}"),
+        "asin" | "acos" | "atan" => format!("\\arc{}", &name[1..]),
+        "log2" => "\\log_{2}".to_string(),
+        "log10" => "\\log_{10}".to_string(),
+        "sigmoid" => "\\sigma".to_string(),
+        _ => format!("\\operatorname{{{}}}", name.replace('_', "\\_")),
+    }
+}
+
+/// Whether a product needs `\cdot` before `right`: juxtaposed digits would read as one number.
+fn starts_with_digit(graph: &Graph, names: &[Option<String>], right: NodeId) -> bool {
+    if names[right.index()].is_some() {
+        return false;
+    }
+    let base = match form(graph, names, right) {
+        Form::Square(a) => a,
+        _ if graph.node(right).as_op() == Some(Op::Pow) => graph.args(right)[0].expect("base"),
+        _ => right,
+    };
+    names[base.index()].is_none() && graph.node(base).as_const().is_some_and(|c| c.is_finite() && c.abs() != std::f64::consts::PI)
+}
+
+fn emit_latex(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) {
+    let mut stack = vec![Task::Node(top, 0)];
+    while let Some(task) = stack.pop() {
+        let (id, min_prec) = match task {
+            Task::Text(t) => {
+                out.push_str(t);
+                continue;
+            }
+            Task::Owned(t) => {
+                out.push_str(&t);
+                continue;
+            }
+            Task::Node(id, p) => (id, p),
+        };
+        if id != top {
+            if let Some(name) = &names[id.index()] {
+                out.push_str(&latex_name(name));
+                continue;
+            }
+        }
+        let e = graph.node(id);
+        let form = form(graph, names, id);
+        let prec = match (form, e.as_op()) {
+            (Form::Plain, Some(Op::Div | Op::Sqrt | Op::Abs)) => ATOM,
+            (Form::Plain, Some(Op::Exp)) => Op::Pow.infix().expect("infix"),
+            _ => precedence(e, form),
+        };
+        if prec < min_prec {
+            out.push_str("\\left(");
+            stack.push(Task::Text("\\right)"));
+        }
+        let [a, b] = graph.args(id);
+        match form {
+            Form::Mean(m) => {
+                out.push_str("\\operatorname{mean}\\left(");
+                stack.push(Task::Text("\\right)"));
+                stack.push(Task::Node(m, 0));
+                continue;
+            }
+            Form::Square(a) => {
+                stack.push(Task::Text("^{2}"));
+                stack.push(Task::Node(a, ATOM));
+                continue;
+            }
+            Form::NegatedProduct(p) => {
+                out.push('-');
+                stack.push(Task::Node(p, Op::Mul.infix().expect("infix")));
+                continue;
+            }
+            Form::Plain => {}
+        }
+        match e.kind() {
+            Kind::Const(c) => out.push_str(&latex_number(*c)),
+            Kind::Var(name) => out.push_str(&latex_name(name)),
+            Kind::Sum(over) => {
+                out.push_str("\\operatorname{sum}");
+                if !over.is_empty() {
+                    let over: Vec<String> = over.iter().map(|n| latex_name(n)).collect();
+                    let _ = write!(out, "_{{{}}}", over.join(", "));
+                }
+                out.push_str("\\left(");
+                stack.push(Task::Text("\\right)"));
+                stack.push(Task::Node(a.expect("sum operand"), 0));
+            }
+            Kind::Apply(op) => {
+                let a = a.expect("operand");
+                match (op, b) {
+                    (Op::Div, Some(b)) => {
+                        out.push_str("\\frac{");
+                        stack.push(Task::Text("}"));
+                        stack.push(Task::Node(b, 0));
+                        stack.push(Task::Text("}{"));
+                        stack.push(Task::Node(a, 0));
+                    }
+                    (Op::Pow, Some(b)) => {
+                        stack.push(Task::Text("}"));
+                        stack.push(Task::Node(b, 0));
+                        stack.push(Task::Text("^{"));
+                        stack.push(Task::Node(a, ATOM));
+                    }
+                    (Op::Mul, Some(b)) => {
+                        let p = Op::Mul.infix().expect("infix");
+                        stack.push(Task::Node(b, p + 1));
+                        stack.push(Task::Text(if starts_with_digit(graph, names, b) { " \\cdot " } else { " " }));
+                        stack.push(Task::Node(a, p));
+                    }
+                    (Op::Add | Op::Sub, Some(b)) => {
+                        let p = op.infix().expect("infix");
+                        stack.push(Task::Node(b, p + 1));
+                        stack.push(Task::Text(if *op == Op::Add { " + " } else { " - " }));
+                        stack.push(Task::Node(a, p));
+                    }
+                    (Op::Neg, _) => {
+                        out.push('-');
+                        stack.push(Task::Node(a, UNARY));
+                    }
+                    (Op::Sqrt, _) => {
+                        out.push_str("\\sqrt{");
+                        stack.push(Task::Text("}"));
+                        stack.push(Task::Node(a, 0));
+                    }
+                    (Op::Exp, _) => {
+                        out.push_str("e^{");
+                        stack.push(Task::Text("}"));
+                        stack.push(Task::Node(a, 0));
+                    }
+                    (Op::Abs, _) => {
+                        out.push_str("\\left|");
+                        stack.push(Task::Text("\\right|"));
+                        stack.push(Task::Node(a, 0));
+                    }
+                    (op, b) => {
+                        out.push_str(&latex_call(op.name()));
+                        out.push_str("\\left(");
+                        stack.push(Task::Text("\\right)"));
+                        if let Some(b) = b {
+                            stack.push(Task::Node(b, 0));
+                            stack.push(Task::Text(", "));
+                        }
+                        stack.push(Task::Node(a, 0));
+                    }
+                }
+            }
         }
     }
 }

@@ -1,14 +1,35 @@
 //! The simplifier, applied at node construction. Rules are local (they look at a node and its
 //! operands only) and IEEE-safe: a rewrite never changes a value, signed zeros included. So
 //! `x + -0`, `x - 0` and `-0 - x` go, but `x + 0` and `x - -0` (+0 at x = -0) and `0 - x`
-//! (+0 at x = +0, where `-x` is -0) stay. Rules that would change a nan or inf result
-//! (`0 * x -> 0`, `x - x -> 0`) are not applied; the differentiator never creates such
-//! products in the first place, because a pullback returns nothing for a zero adjoint.
-//! Every rule looks a bounded depth into its operands, so building stays O(1) per node.
+//! (+0 at x = +0, where `-x` is -0) stay. One rule changes a non-finite result, and the README
+//! lists it: `x - x -> 0` (inf - inf is nan). `0 * x -> 0` is not applied (-0 at x = -1);
+//! the differentiator never creates such products in the first place, because a pullback
+//! returns nothing for a zero adjoint. Every rule looks a bounded depth into its operands, so
+//! building stays O(1) per node.
 //!
 //! Canonical forms, so equal values built differently meet in one node: constants go left in
 //! products (`2 * x`) and right in sums (`x + 1`, `x - 1`); negation moves outward through
 //! products and quotients (`-(a * b)`) and is absorbed by constants (`-2 * x`).
+//!
+//! Each algebraic rule, and why it is exact for finite inputs (every float op rounds the exact
+//! result once; multiplying by 2^k, k >= 0, is exact unless it overflows, and rounding commutes
+//! with it outside the subnormal range):
+//! - `a + a -> 2 * a`: both are one rounding of 2a, overflow included.
+//! - `c1 * a + c2 * a -> (c1 + c2) * a` for c1, c2 in {1, 2, 4, ...} with an exact sum: both
+//!   terms are exact or overflow with a's sign, so the sum is one rounding of (c1 + c2) a.
+//!   Not for `2 * a - 3 * a` (3a rounds) nor `4 * a - 2 * a` (4a can overflow where 2a does
+//!   not: inf against a finite result).
+//! - `a - a -> 0`: +0 for every finite a (round to nearest).
+//! - `c1 * (c2 * y) -> (c1 * c2) * y` with a finite product of constants, when either
+//!   c2 = +-2^k (k >= 0) and |c1| >= 1 (c2 * y is exact, or inf on both sides), or
+//!   c1 = +-2^k (k >= 0) and c2 is an integer (c2 * y is never rounded in the subnormal range,
+//!   so scaling it commutes with its rounding): `4 * (12 * y) -> 48 * y`. Not for
+//!   `2 * (0.5 * y)`: 0.5 y rounds away a subnormal y's last bit.
+//!
+//! Rules that are NOT applied, because rounding makes them change finite values:
+//! `a / b / c -> a / (b * c)`, `(1 / r) / r -> 1 / r ** 2`, `1 / a * b -> b / a`,
+//! `2 * a - 3 * a -> -a`, `(a + b) - b -> a`, `x * x ** 2 -> x ** 3` (`**` is C's pow, one
+//! rounding, against two for the product), and constant folding through sums.
 
 use crate::build::{add, constant, mul, neg, sub};
 use crate::expr::{intern, Expr, Kind};
@@ -37,6 +58,47 @@ fn fold(op: Op, a: &Expr, b: Option<&Expr>) -> Option<Expr> {
     Some(constant(op.eval(x, y)))
 }
 
+/// Whether `c` is +-2^k with k >= 0: multiplying by it is exact unless it overflows.
+fn is_power_of_two_at_least_one(c: f64) -> bool {
+    let c = c.abs();
+    c >= 1.0 && c.is_finite() && c.to_bits() & ((1u64 << 52) - 1) == 0
+}
+
+/// `c * y` as its constant and the rest; a term that is not scaled has the factor 1.
+fn scaled(e: &Expr) -> (f64, &Expr) {
+    if e.as_op() == Some(Op::Mul) {
+        if let (Some(c), Some(y)) = (e.arg0().and_then(Expr::as_const), e.arg1()) {
+            return (c, y);
+        }
+    }
+    (1.0, e)
+}
+
+/// `(c1 * c2) * y` for `c1 * (c2 * y)`, where that is exact (see the module doc).
+fn fold_scales(c1: f64, inner: &Expr) -> Option<Expr> {
+    if inner.as_op() != Some(Op::Mul) {
+        return None;
+    }
+    let (c2, y) = (inner.arg0()?.as_const()?, inner.arg1()?);
+    let product = c1 * c2;
+    let exact =
+        (is_power_of_two_at_least_one(c2) && c1.abs() >= 1.0) || (is_power_of_two_at_least_one(c1) && c2.fract() == 0.0 && c2 != 0.0);
+    // Exact, but `2 * (pi * x)` reads better than `6.283185307179586 * x`.
+    let named = |c: f64| c.abs() == std::f64::consts::PI || c.abs() == std::f64::consts::E;
+    (exact && product.is_finite() && !named(c1) && !named(c2)).then(|| mul(&constant(product), y))
+}
+
+/// `(c1 + c2) * a` for `c1 * a + c2 * a`, where that is exact (see the module doc).
+fn collect_like_terms(a: &Expr, b: &Expr) -> Option<Expr> {
+    let ((c1, x), (c2, y)) = (scaled(a), scaled(b));
+    if x != y || x.as_const().is_some() || !is_power_of_two_at_least_one(c1) || !is_power_of_two_at_least_one(c2) {
+        return None;
+    }
+    let total = c1 + c2;
+    let exact = c1.is_sign_positive() && c2.is_sign_positive() && total.is_finite() && total - c1 == c2 && total - c2 == c1;
+    exact.then(|| mul(&constant(total), x))
+}
+
 fn negated(e: &Expr) -> Option<&Expr> {
     (e.as_op() == Some(Op::Neg)).then(|| e.arg0().expect("neg has an operand"))
 }
@@ -59,10 +121,11 @@ fn unary(op: Op, a: &Expr) -> Option<Expr> {
             if let Some(inner) = negated(a) {
                 return Some(inner.clone());
             }
-            // -(c * x) -> (-c) * x keeps one canonical spelling for scaled terms.
-            let lhs = a.arg0()?;
-            let c = lhs.as_const()?;
-            (a.as_op() == Some(Op::Mul)).then(|| mul(&constant(-c), a.arg1().expect("binary")))
+            // -(c * x) -> (-c) * x and -(c / x) -> (-c) / x keep one canonical spelling for
+            // scaled terms, so that the printed `-c / x` reads back as the same node.
+            let c = constant(-a.arg0()?.as_const()?);
+            let op = a.as_op().filter(|op| matches!(op, Op::Mul | Op::Div))?;
+            Some(crate::build::apply(op, &c, a.arg1()))
         }
         _ => None,
     }
@@ -97,7 +160,7 @@ fn simplify_add(a: &Expr, b: &Expr) -> Option<Expr> {
     if let Some(pa) = positive_form(a) {
         return Some(sub(b, &pa));
     }
-    (a == b).then(|| mul(&constant(2.0), a))
+    collect_like_terms(a, b)
 }
 
 fn simplify_sub(a: &Expr, b: &Expr) -> Option<Expr> {
@@ -109,6 +172,10 @@ fn simplify_sub(a: &Expr, b: &Expr) -> Option<Expr> {
     }
     if let Some(c) = b.as_const().filter(|c| *c < 0.0) {
         return Some(add(a, &constant(-c)));
+    }
+    if a == b && a.as_const().is_none() {
+        // Exact for finite a; inf - inf and nan - nan were nan (listed in the README).
+        return Some(constant(0.0));
     }
     // `-a - b -> -(a + b)` is not a rule: at a = 1, b = -1 it gives -0 for +0.
     positive_form(b).map(|pb| add(a, &pb))
@@ -123,6 +190,9 @@ fn simplify_mul(a: &Expr, b: &Expr) -> Option<Expr> {
     }
     if a.is_const(-1.0) {
         return Some(neg(b));
+    }
+    if let Some(folded) = a.as_const().and_then(|c| fold_scales(c, b)) {
+        return Some(folded);
     }
     match (positive_form(a), positive_form(b)) {
         (Some(pa), Some(pb)) => Some(mul(&pa, &pb)),

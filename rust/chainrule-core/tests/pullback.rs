@@ -47,9 +47,9 @@ fn rules_reuse_the_ops_output() {
         ("exp(x)", "exp(x)"),
         // s(x) s(-x) and sech^2 = 4 s(2x) s(-2x): s (1 - s) and 1 - tanh^2 cancel in the tails.
         ("sigmoid(x)", "sigmoid(x) * sigmoid(-x)"),
-        ("sigmoid(x * y)", "sigmoid(x * y) * sigmoid(-(x * y)) * y"),
+        ("sigmoid(x * y)", "sigmoid(x * y) * sigmoid(-x * y) * y"),
         ("tanh(x)", "4 * (sigmoid(2 * x) * sigmoid(-2 * x))"),
-        ("sin(cos(x))", "-(cos(cos(x)) * sin(x))"),
+        ("sin(cos(x))", "-cos(cos(x)) * sin(x)"),
     ] {
         assert_eq!(format!("{:?}", grad(&p(f), std::slice::from_ref(&x))[0]), d, "d/dx {f}");
     }
@@ -89,7 +89,7 @@ fn power_rule_at_zero() {
         assert!(rel(fd_x, at(&d[0], &[("x", a), ("y", b)])) < 1e-7, "d/dx at ({a}, {b})");
         assert!(rel(fd_y, at(&d[1], &[("x", a), ("y", b)])) < 1e-7, "d/dy at ({a}, {b})");
     }
-    assert_eq!(format!("{:?}", grad(&p("x ** 3"), std::slice::from_ref(&x))[0]), "3 * (x * x)");
+    assert_eq!(format!("{:?}", grad(&p("x ** 3"), std::slice::from_ref(&x))[0]), "3 * x ** 2");
     assert_eq!(format!("{:?}", grad(&p("x ** 0.5"), std::slice::from_ref(&x))[0]), "0.5 * x ** -0.5");
     assert_eq!(format!("{:?}", d[0]), "y * x ** (y - step(abs(y)))");
     assert_eq!(format!("{:?}", d[1]), "xlogy(x ** y, x)");

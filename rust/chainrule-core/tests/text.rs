@@ -29,6 +29,20 @@ fn round_trips_are_the_same_node() {
         "relu(x) + abs(y) + step(x) + sign(y) + tan(x) + sqrt(y) + tanh(x)",
         "x * -0.0",
         "0.1 + x",
+        "-x * y * z",
+        "-2 / x",
+        "-(2 / x) * y",
+        "-(x / y) / z",
+        "-(2 * x * y)",
+        "-sin(x) ** 2 * y",
+        "(x * x) ** 3",
+        "(x * x) * (x * x)",
+        "-(x * x) * y",
+        "-(mean(x) * y)",
+        "-((x + 1) * y)",
+        "-(x ** y * z)",
+        "-(2 ** x * z)",
+        "exp(-(y * y)) * -(x * y)",
     ] {
         let e = p(text);
         let printed = format!("{e:?}");
@@ -38,9 +52,13 @@ fn round_trips_are_the_same_node() {
 
 #[test]
 fn minimal_parentheses() {
-    for (text, printed) in
-        [("((x)) + (y * z)", "x + y * z"), ("(x + y) * z", "(x + y) * z"), ("-(x * y)", "-(x * y)"), ("sin((x))", "sin(x)")]
-    {
+    for (text, printed) in [
+        ("((x)) + (y * z)", "x + y * z"),
+        ("(x + y) * z", "(x + y) * z"),
+        ("-(x * y)", "-x * y"),
+        ("-(x * x)", "-x ** 2"),
+        ("sin((x))", "sin(x)"),
+    ] {
         assert_eq!(format!("{:?}", p(text)), printed);
     }
 }
@@ -49,7 +67,7 @@ fn minimal_parentheses() {
 fn shared_subexpressions_are_named_once() {
     let t = p("sin(x * y + 1) * sin(x * y + 1) + cos(sin(x * y + 1))");
     let text = format!("{t:?}");
-    assert_eq!(text, "t1 = sin(x * y + 1)\nt1 * t1 + cos(t1)");
+    assert_eq!(text, "t1 = sin(x * y + 1)\nt1 ** 2 + cos(t1)");
     assert_eq!(p(&text), t);
 }
 
@@ -106,4 +124,41 @@ fn parse_errors_point_at_the_position() {
 fn definitions_and_several_results() {
     let results = parse::parse("a1 = x * y; a1 + 1\nsin(a1)").expect("parses");
     assert_eq!(results, vec![p("x * y + 1"), p("sin(x * y)")]);
+}
+
+#[test]
+fn latex_reads_as_written() {
+    for (text, latex) in [
+        ("x * x", "x^{2}"),
+        ("sqrt(x) / (2 * y)", "\\frac{\\sqrt{x}}{2 y}"),
+        ("sigmoid(x) * (1 - sigmoid(x))", "\\sigma\\left(x\\right) \\left(1 - \\sigma\\left(x\\right)\\right)"),
+        ("exp(-(x * x)) * 3", "3 e^{-x^{2}}"),
+        ("x * 2 ** y", "x \\cdot 2^{y}"),
+        ("-(x * y)", "-x y"),
+        ("(x + 1) ** 0.5", "\\left(x + 1\\right)^{0.5}"),
+        ("abs(x1) + mu", "\\left|x_{1}\\right| + \\mu"),
+        ("mean(x) - 2.5e-7 * y", "\\operatorname{mean}\\left(x\\right) - 2.5 \\cdot 10^{-7} y"),
+        ("pi * x / 1e-5", "\\frac{\\pi x}{10^{-5}}"),
+        ("sum(x, over=w) + xlogy(x, y)", "\\operatorname{sum}_{w}\\left(x\\right) + \\operatorname{xlogy}\\left(x, y\\right)"),
+    ] {
+        assert_eq!(print::to_latex(&[p(text)]), latex, "{text}");
+    }
+}
+
+#[test]
+fn latex_names_shared_parts_on_aligned_lines() {
+    let t = p("sin(x * y + 1) * sin(x * y + 1) + cos(sin(x * y + 1))");
+    assert_eq!(
+        print::to_latex(&[t]),
+        "\\begin{aligned}\nt_{1} &= \\sin\\left(x y + 1\\right) \\\\\n& t_{1}^{2} + \\cos\\left(t_{1}\\right)\n\\end{aligned}"
+    );
+}
+
+#[test]
+fn latex_of_a_deep_chain_does_not_recurse() {
+    let mut e = v("x");
+    for _ in 0..200_000 {
+        e = build::sin(&e);
+    }
+    assert_eq!(print::to_latex(std::slice::from_ref(&e)).matches("\\sin").count(), 200_000);
 }

@@ -444,6 +444,12 @@ pub(crate) fn text(py: Python<'_>, roots: Vec<PyRef<'_, PyExpr>>) -> String {
 }
 
 #[pyfunction]
+pub(crate) fn latex(py: Python<'_>, roots: Vec<PyRef<'_, PyExpr>>) -> String {
+    let roots = exprs(roots);
+    py.detach(|| print::to_latex(&roots))
+}
+
+#[pyfunction]
 pub(crate) fn parse(py: Python<'_>, source: &str) -> PyResult<Vec<NewExpr>> {
     py.detach(|| guarded(|| chainrule_core::parse::parse(source))).map(wrap)
 }

@@ -95,6 +95,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(expr::sum, m)?)?;
     m.add_function(wrap_pyfunction!(expr::mean, m)?)?;
     m.add_function(wrap_pyfunction!(expr::text, m)?)?;
+    m.add_function(wrap_pyfunction!(expr::latex, m)?)?;
     m.add_function(wrap_pyfunction!(expr::parse, m)?)?;
     m.add_function(wrap_pyfunction!(expr::grad, m)?)?;
     m.add_function(wrap_pyfunction!(expr::encode, m)?)?;

@@ -1,0 +1,76 @@
+"""Printed derivatives as a reader sees them: golden text for the article's examples, the
+readable forms (`x ** 2`, `-a * b`, `mean`) parsing back to the same node, and LaTeX."""
+
+from __future__ import annotations
+
+import pytest
+
+import chainrule as cr
+
+x, y, w1, b1, w2, b2 = cr.vars("x y w1 b1 w2 b2")
+
+ARTICLE = [
+    (cr.sin(cr.cos(x)), "-cos(cos(x)) * sin(x)"),
+    (cr.sin(x) ** 2, "2 * sin(x) * cos(x)"),
+    (cr.log(cr.sin(x)), "1 / sin(x) * cos(x)"),
+    (cr.sin(x**2), "2 * (cos(x ** 2) * x)"),
+    (cr.sigmoid(x), "sigmoid(x) * sigmoid(-x)"),
+]
+
+
+@pytest.mark.parametrize(("f", "text"), ARTICLE, ids=[str(f) for f, _ in ARTICLE])
+def test_article_derivatives_print_as_golden_text(f, text):
+    d = cr.grad(f, x)
+    assert str(d) == text
+    assert cr.parse(text) == d
+
+
+def test_network_gradient_prints_shared_parts_once():
+    loss = (y - cr.sigmoid(w2 * cr.sigmoid(w1 * x + b1) + b2)) ** 2
+    d = cr.grad(loss, w2)
+    assert str(d) == ("t1 = sigmoid(w1 * x + b1)\nt2 = w2 * t1 + b2\nt3 = sigmoid(t2)\n"
+                      "-2 * (y - t3) * (t3 * sigmoid(-t2)) * t1")
+    assert cr.parse(str(d)) == d
+
+
+@pytest.mark.parametrize(("e", "text"), [
+    (x * x, "x ** 2"),
+    ((x + 1) ** 2, "(x + 1) ** 2"),
+    (-(x * y), "-x * y"),
+    (-(x / y), "-x / y"),
+    (-(2 / x), "-2 / x"),
+    (-(x * x), "-x ** 2"),
+    (cr.mean((x - y) ** 2), "mean((x - y) ** 2)"),
+    (x - 3 * y, "x - 3 * y"),
+])
+def test_readable_forms_parse_back_to_the_same_node(e, text):
+    assert str(e) == text
+    assert cr.parse(text) == e
+
+
+@pytest.mark.parametrize(("e", "latex"), [
+    (cr.sqrt(x) / (2 * x**2), r"\frac{\sqrt{x}}{2 x^{2}}"),
+    (cr.sigmoid(w1 * x), r"\sigma\left(w_{1} x\right)"),
+    (cr.exp(-(x**2)) * cr.cos(3 * x), r"e^{-x^{2}} \cos\left(3 x\right)"),
+    (x**0.5 + x**-1.5, r"x^{0.5} + x^{-1.5}"),
+    (cr.mean(x) * cr.pi, r"\pi \operatorname{mean}\left(x\right)"),
+    (abs(x - y), r"\left|x - y\right|"),
+])
+def test_latex(e, latex):
+    assert cr.latex(e) == latex
+    assert e._repr_latex_() == f"$\\displaystyle {latex}$"
+
+
+def test_latex_names_shared_parts_on_aligned_lines():
+    t = cr.sin(x * y + 1)
+    assert cr.latex(t * t + cr.cos(t)) == (
+        "\\begin{aligned}\nt_{1} &= \\sin\\left(x y + 1\\right) \\\\\n"
+        "& t_{1}^{2} + \\cos\\left(t_{1}\\right)\n\\end{aligned}")
+    assert cr.latex([x, 2.0]) == "\\begin{aligned}\n& x \\\\\n& 2\n\\end{aligned}"
+
+
+def test_latex_rejects_text():
+    with pytest.raises(TypeError, match="parse"):
+        cr.latex("x + 1")
+    with pytest.raises(TypeError, match="latex"):
+        cr.latex(object())
