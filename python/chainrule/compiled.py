@@ -51,15 +51,21 @@ class Function(_core.Function):
         return self._outputs
 
     def _call(self, *args: object, **kwargs: object):
+        # The base's __call__ answers every call whose arguments it reads (floats, ints, NumPy
+        # scalars and arrays); this path takes the rest and raises the documented errors.
+        out = kwargs.pop("out", None) if "out" not in self._names else None
         values = self._bind(args, kwargs)
         check_shapes(self._names, values)
         if any(hasattr(v, "__dask_graph__") for v in values):
+            if out is not None:
+                raise TypeError("out= is not supported with Dask arrays; the results are Dask "
+                                "arrays, computed when asked")
             # Imported only when Dask arrays are passed, so Dask stays an optional extra.
             from . import daskarray
 
             return daskarray.call(self, values)
         converted = [convert(n, a) for n, a in zip(self._names, values, strict=True)]
-        return self._finish(self._evaluate(converted))
+        return self._finish(self._evaluate(converted, out))
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         names = self._names

@@ -2,18 +2,21 @@
 //! the one-float-per-input latency path, evaluating over arrays with the GIL released, and
 //! Ctrl-C between chunks.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chainrule_core::{Call, Expr};
 use numpy::npyffi::PY_ARRAY_API;
-use numpy::{PyArrayDescr, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
+use numpy::{PyArrayDescr, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyFloat, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 
+use crate::arguments::{self, Data, Value};
 use crate::errors::guarded;
 use crate::expr::{as_expr, variables_of, PyExpr};
 
@@ -47,21 +50,8 @@ pub(crate) struct PyFunction {
     /// The inputs' names, made when first needed (keywords, messages): W5's 10,000 strings
     /// cost ~0.8 ms, and calls with one float per input never need them.
     names: PyOnceLock<Py<PyTuple>>,
-}
-
-/// One argument, as the core reads it.
-pub(crate) enum Argument<'py> {
-    Scalar(f64),
-    Array(PyReadonlyArrayDyn<'py, f64>),
-}
-
-impl Argument<'_> {
-    fn shape(&self) -> Vec<usize> {
-        match self {
-            Argument::Scalar(_) => Vec::new(),
-            Argument::Array(a) => a.shape().to_vec(),
-        }
-    }
+    /// Each input's position by name, for keywords; made on the first call with keywords.
+    positions: OnceLock<HashMap<String, usize>>,
 }
 
 #[pymethods]
@@ -82,6 +72,7 @@ impl PyFunction {
             outputs: PyTuple::new(py, outputs)?.unbind(),
             inputs: PyTuple::new(py, inputs)?.unbind(),
             names: PyOnceLock::new(),
+            positions: OnceLock::new(),
         })
     }
 
@@ -115,85 +106,45 @@ impl PyFunction {
 
     /// Measured (timeit medians, W4: three outputs at one point): a Python `__call__` that
     /// forwards here costs ~0.25 µs of a ~0.93 µs call; answering in this slot removes it.
+    /// Every argument kind the fast path reads (see `arguments.rs`) is answered here too;
+    /// the rest, and every call that would raise, go to the subclass's `_call`.
     #[pyo3(signature = (*args, **kwargs))]
     fn __call__<'py>(
         slf: &Bound<'py, Self>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let py = slf.py();
         if kwargs.is_none_or(|k| k.is_empty()) {
-            if let Some(result) = slf.get().call_scalars(slf.py(), args)? {
+            if let Some(result) = this.call_scalars(py, args)? {
                 return Ok(result);
             }
         }
-        slf.call_method(intern!(slf.py(), "_call"), args, kwargs)
+        if let Some(results) = this.call_fast(py, args, kwargs)? {
+            return this.finish(py, results);
+        }
+        slf.call_method(intern!(py, "_call"), args, kwargs)
     }
 
-    /// Evaluates on `args` (Python floats, or C-contiguous float64 arrays). Returns a list with,
-    /// per output, an array, or a `numpy.float64` where the output is a single reduced value.
-    #[pyo3(name = "_evaluate")]
-    fn evaluate<'py>(&self, py: Python<'py>, args: Vec<Bound<'py, PyAny>>) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let mut converted = Vec::with_capacity(args.len());
-        for a in &args {
-            converted.push(match a.cast::<PyFloat>() {
-                Ok(f) => Argument::Scalar(f.value()),
-                Err(_) => Argument::Array(
-                    a.cast::<PyArrayDyn<f64>>()
-                        .map_err(|_| PyTypeError::new_err("arguments must be floats or float64 arrays"))?
-                        .try_readonly()
-                        .map_err(|e| PyValueError::new_err(e.to_string()))?,
-                ),
-            });
-        }
-        let shapes: Vec<Vec<usize>> = converted.iter().map(Argument::shape).collect();
+    /// Evaluates on `args` (Python floats, or float64 arrays, as `arguments.convert` makes
+    /// them) into `out` (None, or the `out=` arrays). Returns a list with, per output, an
+    /// array (the out array where one was given), or a `numpy.float64` where the output is a
+    /// single value and no out array was given.
+    #[pyo3(name = "_evaluate", signature = (args, out=None))]
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        args: Vec<Bound<'py, PyAny>>,
+        out: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let values = args
+            .iter()
+            .map(|a| arguments::read(a).ok_or_else(|| PyTypeError::new_err("arguments must be floats or float64 arrays")))
+            .collect::<PyResult<Vec<_>>>()?;
+        let shapes: Vec<Vec<usize>> = values.iter().map(Value::shape).collect();
         let call = guarded(|| self.core.prepare(&shapes))?;
-        let scalars: Vec<[f64; 1]> = converted.iter().map(|a| [if let Argument::Scalar(v) = a { *v } else { 0.0 }]).collect();
-        let mut data: Vec<&[f64]> = Vec::with_capacity(converted.len());
-        for (a, s) in converted.iter().zip(&scalars) {
-            data.push(match a {
-                Argument::Scalar(_) => s,
-                Argument::Array(arr) => {
-                    arr.as_slice().map_err(|_| PyTypeError::new_err("array arguments must be C-contiguous and aligned float64"))?
-                }
-            });
-        }
-        let mut singles: Vec<[f64; 1]> = vec![[0.0]; call.output_shapes.len()];
-        let mut arrays: Vec<Option<Bound<'py, PyArrayDyn<f64>>>> = Vec::new();
-        for shape in &call.output_shapes {
-            let size = shape.iter().try_fold(8usize, |acc, n| acc.checked_mul(*n));
-            if size.is_none_or(|bytes| bytes > isize::MAX as usize) {
-                return Err(PyMemoryError::new_err(format!("an output of shape {shape:?} is too large to allocate")));
-            }
-            if shape.is_empty() {
-                arrays.push(None);
-                continue;
-            }
-            // SAFETY: the evaluator writes every element of every output before it is read. A
-            // failed allocation panics inside numpy's wrapper; it becomes a MemoryError here.
-            let array = catch_unwind(AssertUnwindSafe(|| unsafe { PyArrayDyn::<f64>::new(py, shape.as_slice(), false) }))
-                .map_err(|_| PyMemoryError::new_err(format!("cannot allocate an output of shape {shape:?}")))?;
-            arrays.push(Some(array));
-        }
-        let mut views: Vec<&mut [f64]> = Vec::with_capacity(arrays.len());
-        let mut single_iter = singles.iter_mut();
-        for a in &arrays {
-            let single = single_iter.next().expect("one per output");
-            // SAFETY: freshly created arrays, not shared with Python yet.
-            views.push(match a {
-                Some(a) => unsafe { a.as_slice_mut() }.map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
-                None => single,
-            });
-        }
-        run_interruptibly(py, &self.core, &call, &data, &mut views)?;
-        drop(views);
-        let mut out = Vec::with_capacity(arrays.len());
-        for (a, s) in arrays.into_iter().zip(&singles) {
-            out.push(match a {
-                Some(a) => a.into_any(),
-                None => float64(py, s[0])?,
-            });
-        }
-        Ok(out)
+        self.run_call(py, &call, values, out)
     }
 
     /// Whether each output is a reduction.
@@ -214,7 +165,6 @@ impl PyFunction {
     /// results as `numpy.float64` (one, or a tuple when `single` is false); else None, and
     /// the caller takes the general path.
     fn call_scalars<'py>(&self, py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let single = self.single;
         if args.len() != self.core.inputs().len() {
             return Ok(None);
         }
@@ -225,11 +175,133 @@ impl PyFunction {
                 Err(_) => return Ok(None),
             }
         }
-        let mut out = Vec::new();
-        guarded(|| self.core.call_scalars(&values, &mut out))?;
-        let results = out.into_iter().map(|v| float64(py, v)).collect::<PyResult<Vec<_>>>()?;
-        Ok(Some(if single { results.into_iter().next().expect("one output") } else { PyTuple::new(py, results)?.into_any() }))
+        self.scalar_results(py, &values).and_then(|r| self.finish(py, r)).map(Some)
     }
+
+    /// One `numpy.float64` per output, at single values.
+    fn scalar_results<'py>(&self, py: Python<'py>, values: &[f64]) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let mut out = Vec::new();
+        guarded(|| self.core.call_scalars(values, &mut out))?;
+        out.into_iter().map(|v| float64(py, v)).collect()
+    }
+
+    /// The result of a call: the one output, or a tuple of them.
+    fn finish<'py>(&self, py: Python<'py>, results: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        if self.single {
+            Ok(results.into_iter().next().expect("one output"))
+        } else {
+            Ok(PyTuple::new(py, results)?.into_any())
+        }
+    }
+
+    /// The fast path for every argument kind `arguments::read` knows, by position or keyword,
+    /// with `out=`: the results, or None where the call is left to Python's path (another
+    /// kind of argument, or a call that would raise: Python's path raises the documented
+    /// error). An input named `out` takes the keyword; that function has no `out=`.
+    fn call_fast<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+        let n = self.core.inputs().len();
+        if args.len() > n {
+            return Ok(None);
+        }
+        let mut slots: Vec<Option<Value<'py>>> = Vec::with_capacity(n);
+        for a in args.iter() {
+            let Some(v) = arguments::read(&a) else { return Ok(None) };
+            slots.push(Some(v));
+        }
+        slots.resize_with(n, || None);
+        let mut out = None;
+        for (key, value) in kwargs.into_iter().flat_map(|k| k.iter()) {
+            let Ok(key) = key.cast::<PyString>() else { return Ok(None) };
+            let key = key.to_str()?;
+            match self.position(key) {
+                Some(i) if slots[i].is_none() => {
+                    let Some(v) = arguments::read(&value) else { return Ok(None) };
+                    slots[i] = Some(v);
+                }
+                None if key == "out" => out = Some(value),
+                _ => return Ok(None),
+            }
+        }
+        let Some(values) = slots.into_iter().collect::<Option<Vec<_>>>() else { return Ok(None) };
+        let values: Vec<Value<'py>> = values.into_iter().map(arguments::zero_d_as_scalar).collect();
+        if out.is_none() && values.iter().all(|v| matches!(v, Value::Scalar(_))) {
+            let scalars: Vec<f64> = values.iter().map(|v| if let Value::Scalar(s) = v { *s } else { 0.0 }).collect();
+            return self.scalar_results(py, &scalars).map(Some);
+        }
+        let shapes: Vec<Vec<usize>> = values.iter().map(Value::shape).collect();
+        let Ok(call) = guarded(|| self.core.prepare(&shapes)) else { return Ok(None) };
+        self.run_call(py, &call, values, out.as_ref()).map(Some)
+    }
+
+    /// Input `name`'s position.
+    fn position(&self, name: &str) -> Option<usize> {
+        let positions = self.positions.get_or_init(|| {
+            self.core.inputs().iter().enumerate().map(|(i, v)| (v.as_var().expect("inputs are variables").to_string(), i)).collect()
+        });
+        positions.get(name).copied()
+    }
+
+    /// Runs a prepared call on `values` into the `out=` arrays given and new ones for the
+    /// rest: per-sample outputs are written straight into the arrays returned.
+    fn run_call<'py>(
+        &self,
+        py: Python<'py>,
+        call: &Call,
+        values: Vec<Value<'py>>,
+        out: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let shapes = &call.output_shapes;
+        // Borrowed for writing before the inputs are read, so an input that overlaps one is copied.
+        let mut given = match out {
+            Some(o) if !o.is_none() => arguments::outs(o, shapes, self.single)?,
+            _ => (0..shapes.len()).map(|_| None).collect(),
+        };
+        let data = values.into_iter().map(arguments::data).collect::<PyResult<Vec<_>>>()?;
+        let slices = data.iter().map(Data::as_slice).collect::<PyResult<Vec<_>>>()?;
+        let mut arrays: Vec<Option<Bound<'py, PyArrayDyn<f64>>>> = Vec::with_capacity(shapes.len());
+        for (shape, g) in shapes.iter().zip(&given) {
+            arrays.push(if g.is_some() || shape.is_empty() { None } else { Some(new_output(py, shape)?) });
+        }
+        let mut singles: Vec<[f64; 1]> = vec![[0.0]; shapes.len()];
+        let mut views: Vec<&mut [f64]> = Vec::with_capacity(shapes.len());
+        for ((a, g), single) in arrays.iter().zip(given.iter_mut()).zip(singles.iter_mut()) {
+            views.push(match (a, g) {
+                (_, Some(g)) => g.as_slice_mut().map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
+                // SAFETY: freshly created arrays, not shared with Python yet.
+                (Some(a), None) => unsafe { a.as_slice_mut() }.map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
+                (None, None) => single,
+            });
+        }
+        run_interruptibly(py, &self.core, call, &slices, &mut views)?;
+        drop(views);
+        let mut results = Vec::with_capacity(shapes.len());
+        for ((a, g), s) in arrays.into_iter().zip(given).zip(&singles) {
+            results.push(match (a, g) {
+                (_, Some(g)) => g.as_any().clone(),
+                (Some(a), None) => a.into_any(),
+                (None, None) => float64(py, s[0])?,
+            });
+        }
+        Ok(results)
+    }
+}
+
+/// A new float64 array for an output of `shape`, uninitialised: the evaluator writes every
+/// element before it is read.
+fn new_output<'py>(py: Python<'py>, shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let size = shape.iter().try_fold(8usize, |acc, n| acc.checked_mul(*n));
+    if size.is_none_or(|bytes| bytes > isize::MAX as usize) {
+        return Err(PyMemoryError::new_err(format!("an output of shape {shape:?} is too large to allocate")));
+    }
+    // SAFETY: see above. A failed allocation panics inside numpy's wrapper; it becomes a
+    // MemoryError here.
+    catch_unwind(AssertUnwindSafe(|| unsafe { PyArrayDyn::<f64>::new(py, shape, false) }))
+        .map_err(|_| PyMemoryError::new_err(format!("cannot allocate an output of shape {shape:?}")))
 }
 
 /// How often a running call checks Python's signal handlers.

@@ -19,6 +19,7 @@
 //! - Expressions are untracked by the cycle collector (they hold no Python objects): W5's grad
 //!   27.1 -> 25.1 ms. The allocator is mimalloc (below): W5 78.7 -> 47.2 ms.
 
+mod arguments;
 mod errors;
 mod expr;
 mod function;

@@ -1,0 +1,241 @@
+//! A compiled function's arguments and `out=` arrays as the evaluator takes them. The kinds a
+//! call usually passes are read here: Python floats, ints and bools, NumPy scalars of any real
+//! dtype, and NumPy arrays (`numpy.ndarray` itself) of real dtypes. Anything else (lists, array
+//! subclasses such as masked arrays, Dask arrays, expressions, complex or object values) is
+//! left to the Python path in `arguments.py`, which converts what it can and raises the
+//! documented errors; so is any call this path would refuse (a missing or unknown argument,
+//! shapes that do not broadcast, an integer too large for float64), so the messages are the
+//! ones `tests/test_errors.py` states, written once.
+
+use std::ffi::c_int;
+
+use numpy::npyffi::{self, NpyTypes, PY_ARRAY_API};
+use numpy::{
+    BorrowError, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
+
+use crate::errors::ShapeError;
+use crate::function::FLOAT64;
+
+/// One argument as read, before any copy: its shape is known, its data not yet converted.
+pub(crate) enum Value<'py> {
+    Scalar(f64),
+    Array(Bound<'py, PyUntypedArray>),
+}
+
+impl Value<'_> {
+    pub(crate) fn shape(&self) -> Vec<usize> {
+        match self {
+            Value::Scalar(_) => Vec::new(),
+            Value::Array(a) => a.shape().to_vec(),
+        }
+    }
+}
+
+/// Whether `obj`'s type is the NumPy type `ty` itself.
+fn is_type(obj: &Bound<'_, PyAny>, ty: NpyTypes) -> bool {
+    // SAFETY: reads a type pointer from NumPy's API table (imported on first use).
+    obj.get_type().as_type_ptr() == unsafe { npyffi::get_type_object(obj.py(), ty) }
+}
+
+/// Whether a dtype kind reads as float64: bool, signed, unsigned or float.
+fn is_real(kind: u8) -> bool {
+    matches!(kind, b'b' | b'i' | b'u' | b'f')
+}
+
+/// Reads one argument if it is a kind this path knows; None sends the call to Python's path.
+pub(crate) fn read<'py>(obj: &Bound<'py, PyAny>) -> Option<Value<'py>> {
+    if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        return Some(Value::Scalar(f.value()));
+    }
+    let py = obj.py();
+    if is_type(obj, NpyTypes::PyArray_Type) {
+        // SAFETY: the type is exactly numpy.ndarray.
+        let array = unsafe { obj.cast_unchecked::<PyUntypedArray>() };
+        return is_real(array.dtype().kind()).then(|| Value::Array(array.clone()));
+    }
+    if is_type(obj, NpyTypes::PyDoubleArrType_Type) {
+        // numpy.float64 subclasses float and holds its value as one.
+        return obj.cast::<PyFloat>().ok().map(|f| Value::Scalar(f.value()));
+    }
+    if let Ok(b) = obj.cast_exact::<PyBool>() {
+        return Some(Value::Scalar(if b.is_true() { 1.0 } else { 0.0 }));
+    }
+    if let Ok(i) = obj.cast_exact::<PyInt>() {
+        // Rust's `as` rounds to nearest, ties to even, as Python's float(int) does; larger
+        // integers take Python's path, which says whether they fit.
+        return i.extract::<i64>().ok().map(|v| Value::Scalar(v as f64));
+    }
+    // SAFETY: as in `is_type`; PyObject_TypeCheck only reads the object's type.
+    let generic = unsafe { npyffi::get_type_object(py, NpyTypes::PyGenericArrType_Type) };
+    if unsafe { pyo3::ffi::PyObject_TypeCheck(obj.as_ptr(), generic) } == 0 {
+        return None;
+    }
+    numpy_scalar(obj)
+}
+
+/// A 0-d float64 array as the single value it holds, so it takes the scalar path (its
+/// results are `numpy.float64` either way); other values as they are.
+pub(crate) fn zero_d_as_scalar(value: Value<'_>) -> Value<'_> {
+    match value {
+        Value::Array(a) if a.ndim() == 0 && is_aligned(&a) => match a.cast::<PyArrayDyn<f64>>() {
+            // SAFETY: an aligned 0-d float64 array holds one native f64 at its data pointer.
+            Ok(f) => Value::Scalar(unsafe { *f.data() }),
+            Err(_) => Value::Array(a),
+        },
+        other => other,
+    }
+}
+
+/// A NumPy scalar of a real dtype, cast to float64 by NumPy itself (as float() does).
+fn numpy_scalar(obj: &Bound<'_, PyAny>) -> Option<Value<'static>> {
+    let py = obj.py();
+    let f64_descr = FLOAT64.get_or_init(py, || numpy::dtype::<f64>(py).unbind()).bind(py);
+    // SAFETY: `obj` is a NumPy scalar; DescrFromScalar returns a new reference (or NULL), and
+    // CastScalarToCtype writes one value of `f64_descr`'s type (8 bytes) to `out`.
+    unsafe {
+        let descr = PY_ARRAY_API.PyArray_DescrFromScalar(py, obj.as_ptr());
+        let descr = Bound::from_owned_ptr_or_opt(py, descr.cast::<pyo3::ffi::PyObject>())?;
+        let kind = descr.cast::<numpy::PyArrayDescr>().ok()?.kind();
+        if !is_real(kind) {
+            return None;
+        }
+        let mut out = 0.0f64;
+        let status = PY_ARRAY_API.PyArray_CastScalarToCtype(py, obj.as_ptr(), (&raw mut out).cast(), f64_descr.as_dtype_ptr());
+        if status != 0 {
+            PyErr::take(py);
+            return None;
+        }
+        Some(Value::Scalar(out))
+    }
+}
+
+/// An argument's data as the evaluator reads it.
+pub(crate) enum Data<'py> {
+    Scalar([f64; 1]),
+    Array(PyReadonlyArrayDyn<'py, f64>),
+}
+
+impl Data<'_> {
+    pub(crate) fn as_slice(&self) -> PyResult<&[f64]> {
+        match self {
+            Data::Scalar(v) => Ok(v),
+            Data::Array(a) => a.as_slice().map_err(|_| PyTypeError::new_err("array arguments must be C-contiguous and aligned float64")),
+        }
+    }
+}
+
+/// `value`'s data as C-contiguous, aligned float64: the array itself where it is one, else a
+/// copy cast by NumPy (as `np.require(a, np.float64, "CA")` makes, bit for bit). An array that
+/// overlaps an `out=` array (borrowed for writing first) is copied, so no chunk's output
+/// overwrites input another chunk has yet to read.
+pub(crate) fn data<'py>(value: Value<'py>) -> PyResult<Data<'py>> {
+    let array = match value {
+        Value::Scalar(v) => return Ok(Data::Scalar([v])),
+        Value::Array(a) => a,
+    };
+    let py = array.py();
+    let ready = array.is_c_contiguous() && is_aligned(&array);
+    let array = match array.cast::<PyArrayDyn<f64>>() {
+        Ok(a) if ready => a.clone(),
+        _ => cast_copy(&array, npyffi::NPY_ARRAY_C_CONTIGUOUS | npyffi::NPY_ARRAY_ALIGNED | npyffi::NPY_ARRAY_FORCECAST)?,
+    };
+    match array.try_readonly() {
+        Ok(r) => Ok(Data::Array(r)),
+        Err(_) => {
+            // SAFETY: NewCopy makes a fresh C-ordered array of the same dtype (float64).
+            let copy = unsafe { PY_ARRAY_API.PyArray_NewCopy(py, array.as_array_ptr(), npyffi::NPY_ORDER::NPY_CORDER) };
+            let copy = unsafe { Bound::from_owned_ptr_or_err(py, copy)? };
+            let copy = copy.cast_into::<PyArrayDyn<f64>>().map_err(PyErr::from)?;
+            Ok(Data::Array(copy.try_readonly().map_err(|e| PyValueError::new_err(e.to_string()))?))
+        }
+    }
+}
+
+fn is_aligned(array: &Bound<'_, PyUntypedArray>) -> bool {
+    array.is_aligned()
+}
+
+/// `array` converted to float64 by PyArray_FromAny with `flags`.
+fn cast_copy<'py>(array: &Bound<'py, PyUntypedArray>, flags: c_int) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let py = array.py();
+    let descr = FLOAT64.get_or_init(py, || numpy::dtype::<f64>(py).unbind()).bind(py);
+    // SAFETY: FromAny steals a reference to the descriptor, so it is given a new one; it
+    // returns a new reference to a float64 array, or NULL with an exception set.
+    unsafe {
+        pyo3::ffi::Py_INCREF(descr.as_ptr());
+        let obj = PY_ARRAY_API.PyArray_FromAny(py, array.as_ptr(), descr.as_dtype_ptr(), 0, 0, flags, std::ptr::null_mut());
+        Bound::from_owned_ptr_or_err(py, obj)?.cast_into::<PyArrayDyn<f64>>().map_err(PyErr::from)
+    }
+}
+
+/// The `out=` arrays, one entry per output (None: allocate that one), each borrowed for
+/// writing and checked against the output's shape.
+pub(crate) fn outs<'py>(
+    out: &Bound<'py, PyAny>,
+    shapes: &[Vec<usize>],
+    single: bool,
+) -> PyResult<Vec<Option<PyReadwriteArrayDyn<'py, f64>>>> {
+    let entries: Vec<Bound<'py, PyAny>> = if let Ok(t) = out.cast::<PyTuple>() {
+        t.iter().collect()
+    } else if let Ok(l) = out.cast::<PyList>() {
+        l.iter().collect()
+    } else if single {
+        vec![out.clone()]
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "out must be a tuple of {} float64 arrays (or None entries), one per output, not {}",
+            shapes.len(),
+            out.get_type().name()?
+        )));
+    };
+    if entries.len() != shapes.len() {
+        return Err(PyValueError::new_err(format!("out has {} entries; the function has {} outputs", entries.len(), shapes.len())));
+    }
+    let mut arrays = Vec::with_capacity(entries.len());
+    for (i, (entry, shape)) in entries.iter().zip(shapes).enumerate() {
+        arrays.push(if entry.is_none() { None } else { Some(out_array(entry, i, shape, single)?) });
+    }
+    Ok(arrays)
+}
+
+/// One `out=` entry, checked: a float64 array of the output's shape, C-contiguous, aligned
+/// and writeable, overlapping no other entry.
+fn out_array<'py>(entry: &Bound<'py, PyAny>, i: usize, shape: &[usize], single: bool) -> PyResult<PyReadwriteArrayDyn<'py, f64>> {
+    let name = if single { "out".to_string() } else { format!("out[{i}]") };
+    let array = entry.cast::<PyUntypedArray>().map_err(|_| {
+        let ty = entry.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string());
+        PyTypeError::new_err(format!("{name} must be a float64 NumPy array or None, not {ty}"))
+    })?;
+    let dtype = array.dtype();
+    if !dtype.is_equiv_to(&numpy::dtype::<f64>(entry.py())) {
+        return Err(PyTypeError::new_err(format!("{name} has dtype {dtype}; out arrays must be float64 (np.empty(shape))")));
+    }
+    if array.shape() != shape {
+        return Err(ShapeError::new_err(format!(
+            "{name} has shape {}; the output has shape {}",
+            shape_text(array.shape()),
+            shape_text(shape)
+        )));
+    }
+    if !array.is_c_contiguous() || !is_aligned(array) {
+        return Err(PyValueError::new_err(format!("{name} must be C-contiguous and aligned (as np.empty(shape) makes it)")));
+    }
+    let array = array.cast::<PyArrayDyn<f64>>().map_err(PyErr::from)?;
+    array.try_readwrite().map_err(|e| match e {
+        BorrowError::NotWriteable => PyValueError::new_err(format!("{name} is read-only")),
+        _ => PyValueError::new_err(format!("{name} overlaps another out array")),
+    })
+}
+
+/// A shape as Python prints a tuple: `(3,)`, `(2, 4)`, `()`.
+pub(crate) fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
