@@ -10,10 +10,7 @@
 use std::ffi::c_int;
 
 use numpy::npyffi::{self, NpyTypes, PY_ARRAY_API};
-use numpy::{
-    BorrowError, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArray,
-    PyUntypedArrayMethods,
-};
+use numpy::{PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
@@ -82,7 +79,7 @@ pub(crate) fn read<'py>(obj: &Bound<'py, PyAny>) -> Option<Value<'py>> {
 /// results are `numpy.float64` either way); other values as they are.
 pub(crate) fn zero_d_as_scalar(value: Value<'_>) -> Value<'_> {
     match value {
-        Value::Array(a) if a.ndim() == 0 && is_aligned(&a) => match a.cast::<PyArrayDyn<f64>>() {
+        Value::Array(a) if a.ndim() == 0 && a.is_aligned() => match a.cast::<PyArrayDyn<f64>>() {
             // SAFETY: an aligned 0-d float64 array holds one native f64 at its data pointer.
             Ok(f) => Value::Scalar(unsafe { *f.data() }),
             Err(_) => Value::Array(a),
@@ -114,50 +111,76 @@ fn numpy_scalar(obj: &Bound<'_, PyAny>) -> Option<Value<'static>> {
     }
 }
 
-/// An argument's data as the evaluator reads it.
+/// An argument's data as the evaluator reads it: one value, or a C-contiguous, aligned
+/// float64 array (held, so the data outlives the call).
 pub(crate) enum Data<'py> {
     Scalar([f64; 1]),
-    Array(PyReadonlyArrayDyn<'py, f64>),
+    Array(Bound<'py, PyArrayDyn<f64>>),
 }
 
 impl Data<'_> {
     pub(crate) fn as_slice(&self) -> PyResult<&[f64]> {
         match self {
             Data::Scalar(v) => Ok(v),
-            Data::Array(a) => a.as_slice().map_err(|_| PyTypeError::new_err("array arguments must be C-contiguous and aligned float64")),
+            // SAFETY: `data` made the array C-contiguous and aligned, and no `out=` array
+            // overlaps it. Python code cannot run while the call reads it except other
+            // threads' (the GIL is released), as with NumPy's own functions.
+            Data::Array(a) => {
+                unsafe { a.as_slice() }.map_err(|_| PyTypeError::new_err("array arguments must be C-contiguous and aligned float64"))
+            }
         }
     }
 }
 
 /// `value`'s data as C-contiguous, aligned float64: the array itself where it is one, else a
-/// copy cast by NumPy (as `np.require(a, np.float64, "CA")` makes, bit for bit). An array that
-/// overlaps an `out=` array (borrowed for writing first) is copied, so no chunk's output
-/// overwrites input another chunk has yet to read.
-pub(crate) fn data<'py>(value: Value<'py>) -> PyResult<Data<'py>> {
+/// copy cast by NumPy (as `np.require(a, np.float64, "CA")` makes, bit for bit). An array
+/// whose memory overlaps one of `outs` is copied, so no chunk's output overwrites input that
+/// another chunk has yet to read (NumPy's ufuncs copy such inputs too).
+pub(crate) fn data<'py>(value: Value<'py>, outs: &[Option<Bound<'py, PyArrayDyn<f64>>>]) -> PyResult<Data<'py>> {
     let array = match value {
         Value::Scalar(v) => return Ok(Data::Scalar([v])),
         Value::Array(a) => a,
     };
-    let py = array.py();
-    let ready = array.is_c_contiguous() && is_aligned(&array);
+    let ready = array.is_c_contiguous() && array.is_aligned();
     let array = match array.cast::<PyArrayDyn<f64>>() {
         Ok(a) if ready => a.clone(),
         _ => cast_copy(&array, npyffi::NPY_ARRAY_C_CONTIGUOUS | npyffi::NPY_ARRAY_ALIGNED | npyffi::NPY_ARRAY_FORCECAST)?,
     };
-    match array.try_readonly() {
-        Ok(r) => Ok(Data::Array(r)),
-        Err(_) => {
-            // SAFETY: NewCopy makes a fresh C-ordered array of the same dtype (float64).
-            let copy = unsafe { PY_ARRAY_API.PyArray_NewCopy(py, array.as_array_ptr(), npyffi::NPY_ORDER::NPY_CORDER) };
-            let copy = unsafe { Bound::from_owned_ptr_or_err(py, copy)? };
-            let copy = copy.cast_into::<PyArrayDyn<f64>>().map_err(PyErr::from)?;
-            Ok(Data::Array(copy.try_readonly().map_err(|e| PyValueError::new_err(e.to_string()))?))
-        }
+    let memory = extent(array.as_untyped());
+    if !outs.iter().flatten().any(|o| overlap(memory, extent(o.as_untyped()))) {
+        return Ok(Data::Array(array));
     }
+    let py = array.py();
+    // SAFETY: NewCopy makes a fresh C-ordered array of the same dtype (float64), or NULL.
+    let copy = unsafe { PY_ARRAY_API.PyArray_NewCopy(py, array.as_array_ptr(), npyffi::NPY_ORDER::NPY_CORDER) };
+    let copy = unsafe { Bound::from_owned_ptr_or_err(py, copy)? };
+    Ok(Data::Array(copy.cast_into::<PyArrayDyn<f64>>().map_err(PyErr::from)?))
 }
 
-fn is_aligned(array: &Bound<'_, PyUntypedArray>) -> bool {
-    array.is_aligned()
+/// The bytes an array's elements span, from its lowest to past its highest element
+/// (empty for an array of no elements), whatever its strides.
+fn extent(array: &Bound<'_, PyUntypedArray>) -> (usize, usize) {
+    let shape = array.shape();
+    if shape.contains(&0) {
+        return (0, 0);
+    }
+    // SAFETY: reads the data pointer of a live array.
+    let data = unsafe { (*npyffi::objects::_PyArray_GET_ITEM_DATA(array.as_array_ptr())).data } as isize;
+    let strides = array.strides();
+    let (mut lo, mut hi) = (data, data);
+    for (&n, &s) in shape.iter().zip(strides) {
+        let reach = s * (n as isize - 1);
+        if reach < 0 {
+            lo += reach;
+        } else {
+            hi += reach;
+        }
+    }
+    (lo as usize, hi as usize + array.dtype().itemsize())
+}
+
+fn overlap(a: (usize, usize), b: (usize, usize)) -> bool {
+    a.0 < a.1 && b.0 < b.1 && a.0 < b.1 && b.0 < a.1
 }
 
 /// `array` converted to float64 by PyArray_FromAny with `flags`.
@@ -173,13 +196,13 @@ fn cast_copy<'py>(array: &Bound<'py, PyUntypedArray>, flags: c_int) -> PyResult<
     }
 }
 
-/// The `out=` arrays, one entry per output (None: allocate that one), each borrowed for
-/// writing and checked against the output's shape.
+/// The `out=` arrays, one entry per output (None: allocate that one), each checked against
+/// the output's shape and against the other entries.
 pub(crate) fn outs<'py>(
     out: &Bound<'py, PyAny>,
     shapes: &[Vec<usize>],
     single: bool,
-) -> PyResult<Vec<Option<PyReadwriteArrayDyn<'py, f64>>>> {
+) -> PyResult<Vec<Option<Bound<'py, PyArrayDyn<f64>>>>> {
     let entries: Vec<Bound<'py, PyAny>> = if let Ok(t) = out.cast::<PyTuple>() {
         t.iter().collect()
     } else if let Ok(l) = out.cast::<PyList>() {
@@ -196,17 +219,26 @@ pub(crate) fn outs<'py>(
     if entries.len() != shapes.len() {
         return Err(PyValueError::new_err(format!("out has {} entries; the function has {} outputs", entries.len(), shapes.len())));
     }
-    let mut arrays = Vec::with_capacity(entries.len());
+    let name = |i: usize| if single { "out".to_string() } else { format!("out[{i}]") };
+    let mut arrays: Vec<Option<Bound<'py, PyArrayDyn<f64>>>> = Vec::with_capacity(entries.len());
     for (i, (entry, shape)) in entries.iter().zip(shapes).enumerate() {
-        arrays.push(if entry.is_none() { None } else { Some(out_array(entry, i, shape, single)?) });
+        if entry.is_none() {
+            arrays.push(None);
+            continue;
+        }
+        let array = out_array(entry, &name(i), shape)?;
+        let memory = extent(array.as_untyped());
+        if let Some(j) = arrays.iter().position(|a| a.as_ref().is_some_and(|a| overlap(memory, extent(a.as_untyped())))) {
+            return Err(PyValueError::new_err(format!("{} and {} overlap; each output needs its own array", name(j), name(i))));
+        }
+        arrays.push(Some(array));
     }
     Ok(arrays)
 }
 
 /// One `out=` entry, checked: a float64 array of the output's shape, C-contiguous, aligned
-/// and writeable, overlapping no other entry.
-fn out_array<'py>(entry: &Bound<'py, PyAny>, i: usize, shape: &[usize], single: bool) -> PyResult<PyReadwriteArrayDyn<'py, f64>> {
-    let name = if single { "out".to_string() } else { format!("out[{i}]") };
+/// and writeable.
+fn out_array<'py>(entry: &Bound<'py, PyAny>, name: &str, shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
     let array = entry.cast::<PyUntypedArray>().map_err(|_| {
         let ty = entry.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string());
         PyTypeError::new_err(format!("{name} must be a float64 NumPy array or None, not {ty}"))
@@ -222,14 +254,14 @@ fn out_array<'py>(entry: &Bound<'py, PyAny>, i: usize, shape: &[usize], single: 
             shape_text(shape)
         )));
     }
-    if !array.is_c_contiguous() || !is_aligned(array) {
+    if !array.is_c_contiguous() || !array.is_aligned() {
         return Err(PyValueError::new_err(format!("{name} must be C-contiguous and aligned (as np.empty(shape) makes it)")));
     }
-    let array = array.cast::<PyArrayDyn<f64>>().map_err(PyErr::from)?;
-    array.try_readwrite().map_err(|e| match e {
-        BorrowError::NotWriteable => PyValueError::new_err(format!("{name} is read-only")),
-        _ => PyValueError::new_err(format!("{name} overlaps another out array")),
-    })
+    // SAFETY: reads the flags of a live array.
+    if unsafe { (*npyffi::objects::_PyArray_GET_ITEM_DATA(array.as_array_ptr())).flags } & npyffi::NPY_ARRAY_WRITEABLE == 0 {
+        return Err(PyValueError::new_err(format!("{name} is read-only")));
+    }
+    array.cast::<PyArrayDyn<f64>>().map(Bound::clone).map_err(PyErr::from)
 }
 
 /// A shape as Python prints a tuple: `(3,)`, `(2, 4)`, `()`.

@@ -256,36 +256,40 @@ impl PyFunction {
         out: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let shapes = &call.output_shapes;
-        // Borrowed for writing before the inputs are read, so an input that overlaps one is copied.
-        let mut given = match out {
+        let given = match out {
             Some(o) if !o.is_none() => arguments::outs(o, shapes, self.single)?,
             _ => (0..shapes.len()).map(|_| None).collect(),
         };
-        let data = values.into_iter().map(arguments::data).collect::<PyResult<Vec<_>>>()?;
+        let data = values.into_iter().map(|v| arguments::data(v, &given)).collect::<PyResult<Vec<_>>>()?;
         let slices = data.iter().map(Data::as_slice).collect::<PyResult<Vec<_>>>()?;
-        let mut arrays: Vec<Option<Bound<'py, PyArrayDyn<f64>>>> = Vec::with_capacity(shapes.len());
-        for (shape, g) in shapes.iter().zip(&given) {
-            arrays.push(if g.is_some() || shape.is_empty() { None } else { Some(new_output(py, shape)?) });
-        }
+        let mut arrays: Vec<Bound<'py, PyArrayDyn<f64>>> = Vec::with_capacity(shapes.len());
         let mut singles: Vec<[f64; 1]> = vec![[0.0]; shapes.len()];
+        let mut reduced = vec![false; shapes.len()];
+        for (o, (shape, g)) in shapes.iter().zip(given).enumerate() {
+            match g {
+                Some(g) => arrays.push(g),
+                None if shape.is_empty() => reduced[o] = true,
+                None => arrays.push(new_output(py, shape)?),
+            }
+        }
         let mut views: Vec<&mut [f64]> = Vec::with_capacity(shapes.len());
-        for ((a, g), single) in arrays.iter().zip(given.iter_mut()).zip(singles.iter_mut()) {
-            views.push(match (a, g) {
-                (_, Some(g)) => g.as_slice_mut().map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
-                // SAFETY: freshly created arrays, not shared with Python yet.
-                (Some(a), None) => unsafe { a.as_slice_mut() }.map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
-                (None, None) => single,
+        let mut next = arrays.iter();
+        for (single, reduced) in singles.iter_mut().zip(&reduced) {
+            views.push(if *reduced {
+                single
+            } else {
+                // SAFETY: new arrays are not shared with Python yet; `out=` arrays were checked
+                // (C-contiguous, aligned, writeable, overlapping no other output, and every
+                // input that overlaps one was copied). The call writes every element.
+                unsafe { next.next().expect("one array per output").as_slice_mut() }.map_err(|e| PyRuntimeError::new_err(e.to_string()))?
             });
         }
         run_interruptibly(py, &self.core, call, &slices, &mut views)?;
         drop(views);
+        let mut arrays = arrays.into_iter();
         let mut results = Vec::with_capacity(shapes.len());
-        for ((a, g), s) in arrays.into_iter().zip(given).zip(&singles) {
-            results.push(match (a, g) {
-                (_, Some(g)) => g.as_any().clone(),
-                (Some(a), None) => a.into_any(),
-                (None, None) => float64(py, s[0])?,
-            });
+        for (single, reduced) in singles.iter().zip(reduced) {
+            results.push(if reduced { float64(py, single[0])? } else { arrays.next().expect("one array per output").into_any() });
         }
         Ok(results)
     }
