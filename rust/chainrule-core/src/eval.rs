@@ -14,11 +14,7 @@ use crate::kernels;
 use crate::kernels::loops::{accumulate, binary, fused, scalar_op, unary, Operand};
 use crate::pool;
 use crate::shape::{for_each_offset, groups_of, keep_group_samples, padded, strides_for};
-use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape, CHUNK};
-
-/// Below this many full chunks' worth of samples a call runs on the calling thread: the
-/// hand-off to the pool costs more than it saves.
-const PARALLEL_MIN_CHUNKS: usize = 8;
+use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape};
 
 /// Chunks per block in a pass that groups samples (a reduction over part of the batch, or an
 /// output of part of the batch's shape): the pass runs block by block, its per-sample values
@@ -350,8 +346,8 @@ struct Watch<'a> {
 /// core), large enough that each grab streams 64 KiB of every input.
 const GRAB_CHUNKS: usize = 8;
 
-/// Runs `chunks` of a pass on the calling thread and, for large enough passes, the pool's
-/// threads beside it: each takes the next `GRAB_CHUNKS` chunks from a shared counter until
+/// Runs `chunks` of a pass on the calling thread and, where [`worth_waking`] says so, the
+/// pool's threads beside it: each takes the next `GRAB_CHUNKS` chunks from a shared counter until
 /// none are left. Which thread computes a chunk never changes a result (each chunk writes its
 /// own partial sums and ranges).
 ///
@@ -399,7 +395,7 @@ fn run_chunks(
             }
         }
     };
-    if threads <= 1 || chunks.len() * chunk < PARALLEL_MIN_CHUNKS * CHUNK {
+    if !worth_waking(code, threads, chunks.len(), (chunks.len() * chunk).min(n)) {
         grab(watch.stop);
         return;
     }
@@ -409,6 +405,42 @@ fn run_chunks(
         }
         grab(watch.stop);
     });
+}
+
+/// Estimated nanoseconds per sample of a chunk instruction, at the low end of what they
+/// cost, so the estimate errs towards staying on one thread. Measured today (one thread,
+/// 65,536 samples, in L2): arithmetic 0.08-0.25 ns (`x * y + 1`: 0.32 ns a sample for its
+/// 4 instructions), a vectorised kernel (sin_cos, exp, log, sigmoid_slope) 2-4 ns (W2: 5
+/// of them and 16 others, 14.7 ns a sample; W1: 2 and 14, 10.6 ns).
+const KERNEL_NS: f64 = 1.0;
+const ARITHMETIC_NS: f64 = 0.1;
+
+/// What waking the pool costs the calling thread, in ns: a margin above the most measured
+/// today (2 cores under a load average of ~5 from other processes, the pool woken for
+/// calls in which it had nothing to do: 0.9-14 µs a call).
+const HAND_OFF_NS: f64 = 20_000.0;
+
+/// Whether a pass of `chunks` chunks (`samples` samples) of `code` is worth the pool: the
+/// time the other threads save, estimated from the instructions' cost, must pass the
+/// hand-off's. A thread takes [`GRAB_CHUNKS`] at a time, so with no more than that the
+/// caller has taken everything before a helper starts. Today's numbers (µs a call, one
+/// thread against two): `x * y + 1` on 16,384 samples 5.5 against 19.0, on 65,536 20.9
+/// against 17.9 (both stay on one thread: 11.5 µs saved at most); W1 on 16,384 54.6
+/// against 40.6, W2 145 against 78 (both woken: 28 and 55 µs estimated savings).
+fn worth_waking(code: &[Instr], threads: usize, chunks: usize, samples: usize) -> bool {
+    if threads <= 1 || chunks <= GRAB_CHUNKS {
+        return false;
+    }
+    let per_sample: f64 = code
+        .iter()
+        .map(|i| match i {
+            Instr::Unary { .. } | Instr::SinCos { .. } | Instr::SigmoidSlope { .. } => KERNEL_NS,
+            _ => ARITHMETIC_NS,
+        })
+        .sum();
+    let helpers = threads.min(chunks.div_ceil(GRAB_CHUNKS));
+    let saved = per_sample * samples as f64 * (1.0 - 1.0 / helpers as f64);
+    saved > HAND_OFF_NS
 }
 
 /// What every chunk of a pass shares.
@@ -576,5 +608,32 @@ fn gather(sources: &Sources, src: Source, start: usize, out: &mut [f64]) {
             idx[d - 1] += 1;
             off += strides[d - 1];
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Op;
+
+    fn code(kernels: usize, arithmetic: usize) -> Vec<Instr> {
+        let unary = Instr::Unary { op: Op::Exp, dst: Reg(1), a: Reg(0) };
+        let binary = Instr::Binary { op: Op::Mul, dst: Reg(1), a: Arg::Reg(Reg(0)), b: Arg::Reg(Reg(0)) };
+        std::iter::repeat_n(unary, kernels).chain(std::iter::repeat_n(binary, arithmetic)).collect()
+    }
+
+    /// A pass the calling thread takes whole in its first grab never wakes the pool, however
+    /// costly; past that, the estimated saving decides, not the size alone.
+    #[test]
+    fn the_pool_is_woken_where_it_pays() {
+        let heavy = code(20, 20);
+        assert!(!worth_waking(&heavy, 2, GRAB_CHUNKS, GRAB_CHUNKS * 1024));
+        assert!(!worth_waking(&heavy, 1, 1000, 1000 * 1024));
+        assert!(worth_waking(&heavy, 2, GRAB_CHUNKS + 1, (GRAB_CHUNKS + 1) * 1024));
+        let cheap = code(0, 4);
+        assert!(!worth_waking(&cheap, 2, 64, 64 * 1024));
+        assert!(worth_waking(&cheap, 2, 1024, 1024 * 1024));
+        // W1's pass (2 kernels, 14 others) on 16 chunks: ~28 µs saved against 20.
+        assert!(worth_waking(&code(2, 14), 2, 16, 16 * 1024));
     }
 }
