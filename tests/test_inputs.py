@@ -517,3 +517,13 @@ def test_every_kind_is_answered_without_pythons_path(monkeypatch):
     out = (np.empty(5), None, np.empty(5))
     got = FN(KINDS["small"], 2.0, out=out)
     assert got[0] is out[0] and got[2] is out[2]
+
+
+@pytest.mark.parametrize("shape_x, shape_y", [((1,), ()), ((1, 1), (1,)), ((), (1, 1, 1)), ((1,), (1,))])
+def test_one_element_arguments_of_any_shape_match_pythons_path(shape_x, shape_y):
+    """A call whose every argument holds one value is answered at that point and laid out in
+    the output shapes; Python's path prepares the call and runs its tape."""
+    f = cr.compile([cr.sin(x) * y, cr.sum(x * y), cr.grad(cr.sum(cr.exp(x) * y), x), 2.5 + 0 * x,
+                    cr.mean(x), cr.grad(cr.mean(x * y), y)], inputs=[x, y])
+    a, b = np.full(shape_x, 0.3), np.full(shape_y, -1.7)
+    same_results(f(a, b), f._call(a, b), f"{shape_x} and {shape_y}")

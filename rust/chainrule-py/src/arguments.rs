@@ -31,6 +31,19 @@ impl Value<'_> {
             Value::Array(a) => a.shape().to_vec(),
         }
     }
+
+    /// The one value of a scalar, or of an aligned float64 array of one element.
+    pub(crate) fn single(&self) -> Option<f64> {
+        match self {
+            Value::Scalar(v) => Some(*v),
+            Value::Array(a) if a.len() == 1 && a.is_aligned() => {
+                // SAFETY: an aligned float64 array of one element holds one native f64 at its
+                // data pointer, whatever its shape and strides.
+                a.cast::<PyArrayDyn<f64>>().ok().map(|f| unsafe { *f.data() })
+            }
+            Value::Array(_) => None,
+        }
+    }
 }
 
 /// Whether `obj`'s type is the NumPy type `ty` itself.
@@ -73,19 +86,6 @@ pub(crate) fn read<'py>(obj: &Bound<'py, PyAny>) -> Option<Value<'py>> {
         return None;
     }
     numpy_scalar(obj)
-}
-
-/// A 0-d float64 array as the single value it holds, so it takes the scalar path (its
-/// results are `numpy.float64` either way); other values as they are.
-pub(crate) fn zero_d_as_scalar(value: Value<'_>) -> Value<'_> {
-    match value {
-        Value::Array(a) if a.ndim() == 0 && a.is_aligned() => match a.cast::<PyArrayDyn<f64>>() {
-            // SAFETY: an aligned 0-d float64 array holds one native f64 at its data pointer.
-            Ok(f) => Value::Scalar(unsafe { *f.data() }),
-            Err(_) => Value::Array(a),
-        },
-        other => other,
-    }
 }
 
 /// A NumPy scalar of a real dtype, cast to float64 by NumPy itself (as float() does).
@@ -261,7 +261,7 @@ fn out_array<'py>(entry: &Bound<'py, PyAny>, name: &str, shape: &[usize]) -> PyR
     if unsafe { (*npyffi::objects::_PyArray_GET_ITEM_DATA(array.as_array_ptr())).flags } & npyffi::NPY_ARRAY_WRITEABLE == 0 {
         return Err(PyValueError::new_err(format!("{name} is read-only")));
     }
-    array.cast::<PyArrayDyn<f64>>().map(Bound::clone).map_err(PyErr::from)
+    array.cast::<PyArrayDyn<f64>>().cloned().map_err(PyErr::from)
 }
 
 /// A shape as Python prints a tuple: `(3,)`, `(2, 4)`, `()`.

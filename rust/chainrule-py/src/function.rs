@@ -1,6 +1,7 @@
 //! The compiled function's base class (`chainrule.Function` subclasses it in Python): compiling,
-//! the one-float-per-input latency path, evaluating over arrays with the GIL released, and
-//! Ctrl-C between chunks.
+//! the call (the one-float-per-input latency path, then every argument kind `arguments.rs`
+//! reads, by position or keyword, with `out=`), evaluating over arrays with the GIL released
+//! straight into the arrays returned, and Ctrl-C between chunks.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -36,10 +37,10 @@ pub(crate) fn float64<'py>(py: Python<'py>, value: f64) -> PyResult<Bound<'py, P
     }
 }
 
-/// A compiled function: the base class of `chainrule.Function`, which adds argument binding,
-/// Dask and pickling in Python. Calls with exactly one Python float per input (the latency
-/// path) are answered here without entering Python code; every other call goes to the
-/// subclass's `_call`.
+/// A compiled function: the base class of `chainrule.Function`, which adds the Python path
+/// for other arguments (lists, Dask, refused calls and their messages) and pickling. Calls
+/// whose arguments `arguments::read` knows are answered here without entering Python code;
+/// every other call goes to the subclass's `_call`.
 #[pyclass(frozen, subclass, module = "chainrule._core", name = "Function")]
 pub(crate) struct PyFunction {
     core: chainrule_core::Function,
@@ -228,14 +229,44 @@ impl PyFunction {
             }
         }
         let Some(values) = slots.into_iter().collect::<Option<Vec<_>>>() else { return Ok(None) };
-        let values: Vec<Value<'py>> = values.into_iter().map(arguments::zero_d_as_scalar).collect();
-        if out.is_none() && values.iter().all(|v| matches!(v, Value::Scalar(_))) {
-            let scalars: Vec<f64> = values.iter().map(|v| if let Value::Scalar(s) = v { *s } else { 0.0 }).collect();
-            return self.scalar_results(py, &scalars).map(Some);
-        }
         let shapes: Vec<Vec<usize>> = values.iter().map(Value::shape).collect();
+        if out.is_none() {
+            if let Some(point) = values.iter().map(Value::single).collect::<Option<Vec<f64>>>() {
+                return self.point_results(py, &point, &shapes);
+            }
+        }
         let Ok(call) = guarded(|| self.core.prepare(&shapes)) else { return Ok(None) };
         self.run_call(py, &call, values, out.as_ref()).map(Some)
+    }
+
+    /// A call whose every argument holds one value (`point`; `shapes` are the arguments'):
+    /// the point's results, each in its output's shape, with no tape run over arrays (the
+    /// point's values are the same bit for bit). None where the shapes are refused.
+    /// Measured (W4 on 1-element arrays, minima of interleaved timeit runs): 1.36 -> 0.79 µs
+    /// against preparing the call and running its tape.
+    fn point_results<'py>(&self, py: Python<'py>, point: &[f64], shapes: &[Vec<usize>]) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+        let all_scalars = shapes.iter().all(Vec::is_empty);
+        let output_shapes = if all_scalars {
+            None
+        } else {
+            let Ok(s) = guarded(|| self.core.shapes(shapes)) else { return Ok(None) };
+            Some(s.outputs)
+        };
+        let mut values = Vec::new();
+        guarded(|| self.core.call_scalars(point, &mut values))?;
+        let mut results = Vec::with_capacity(values.len());
+        for (o, v) in values.into_iter().enumerate() {
+            let shape = output_shapes.as_ref().map_or(&[][..], |s| s[o].as_slice());
+            results.push(if shape.is_empty() {
+                float64(py, v)?
+            } else {
+                let array = new_output(py, shape)?;
+                // SAFETY: a new array of one element (every argument holds one), not shared yet.
+                unsafe { array.as_slice_mut() }.map_err(|e| PyRuntimeError::new_err(e.to_string()))?.fill(v);
+                array.into_any()
+            });
+        }
+        Ok(Some(results))
     }
 
     /// Input `name`'s position.
