@@ -412,16 +412,21 @@ def test_out_for_a_reduced_output_is_a_0d_array():
     assert got[0] is out[0] and got[1] is out[1]
     want = fn(a, 3.0)
     assert out[0][()] == want[0] and out[1][()] == want[1]
-    with pytest.raises(cr.ShapeError, match=r"out\[0\] has shape \(1,\); the output has shape \(\)"):
+    message = r"out\[0\] has shape \(1,\); the output has shape \(\)"
+    with pytest.raises(cr.ShapeError, match=message):
         fn(a, 3.0, out=(np.empty(1), None))
 
 
 @pytest.mark.parametrize("out, error, message", [
-    ((np.empty(4), None, None), cr.ShapeError, r"out\[0\] has shape \(4,\); the output has shape \(5,\)"),
-    ((None, np.empty((5, 1)), None), cr.ShapeError, r"out\[1\] has shape \(5, 1\); the output has shape \(5,\)"),
-    ((np.empty(5, np.float32), None, None), TypeError, r"out\[0\] has dtype float32; out arrays must be float64"),
+    ((np.empty(4), None, None), cr.ShapeError,
+     r"out\[0\] has shape \(4,\); the output has shape \(5,\)"),
+    ((None, np.empty((5, 1)), None), cr.ShapeError,
+     r"out\[1\] has shape \(5, 1\); the output has shape \(5,\)"),
+    ((np.empty(5, np.float32), None, None), TypeError,
+     r"out\[0\] has dtype float32; out arrays must be float64"),
     ((np.empty(5, ">f8"), None, None), TypeError, r"out\[0\] has dtype >f8"),
-    (([0.0] * 5, None, None), TypeError, r"out\[0\] must be a float64 NumPy array or None, not list"),
+    (([0.0] * 5, None, None), TypeError,
+     r"out\[0\] must be a float64 NumPy array or None, not list"),
     ((np.empty(10)[::2], None, None), ValueError, r"out\[0\] must be C-contiguous and aligned"),
     ((np.empty(5), None), ValueError, r"out has 2 entries; the function has 3 outputs"),
     (np.empty(5), TypeError, r"out must be a tuple of 3 float64 arrays"),

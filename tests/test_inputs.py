@@ -439,7 +439,7 @@ def same_results(got, want, what):
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
         assert type(g) is type(w), f"{what}, output {k}: {type(g)} against {type(w)}"
         assert np.shape(g) == np.shape(w), f"{what}, output {k}"
-        assert np.asarray(g).tobytes() == np.asarray(w).tobytes(), f"{what}, output {k}: {g!r} != {w!r}"
+        assert np.asarray(g).tobytes() == np.asarray(w).tobytes(), f"{what}, {k}: {g!r} != {w!r}"
 
 
 @pytest.mark.parametrize("other", [2.5, np.linspace(0.5, 1.5, 5)[:1], np.float64(-0.5)],
@@ -519,7 +519,8 @@ def test_every_kind_is_answered_without_pythons_path(monkeypatch):
     assert got[0] is out[0] and got[2] is out[2]
 
 
-@pytest.mark.parametrize("shape_x, shape_y", [((1,), ()), ((1, 1), (1,)), ((), (1, 1, 1)), ((1,), (1,))])
+@pytest.mark.parametrize("shape_x, shape_y",
+                         [((1,), ()), ((1, 1), (1,)), ((), (1, 1, 1)), ((1,), (1,))])
 def test_one_element_arguments_of_any_shape_match_pythons_path(shape_x, shape_y):
     """A call whose every argument holds one value is answered at that point and laid out in
     the output shapes; Python's path prepares the call and runs its tape."""

@@ -23,7 +23,8 @@ MAX_INLINE = 400
 
 # The functions a user can call, from the core's op table (internal ops have no public name).
 _UNARY: dict[str, Callable] = {
-    op.kind: getattr(cr, op.kind) for op in _core.OPS if op.arity == 1 and not op.infix and hasattr(cr, op.kind)
+    op.kind: getattr(cr, op.kind)
+    for op in _core.OPS if op.arity == 1 and not op.infix and hasattr(cr, op.kind)
 }
 # Binding strength of the printed forms, to know where the filled-in formulas need parentheses.
 _PREC = {op.kind: op.precedence for op in _core.OPS if op.infix}
