@@ -182,6 +182,11 @@ impl Pool {
     }
 }
 
+/// Runs `f` on one of chainrule's pool threads, without waiting for it.
+pub fn spawn(f: impl FnOnce() + Send + 'static) {
+    pool().spawn(f);
+}
+
 /// Runs `f` on the calling thread with a scope whose spawned work runs on chainrule's pool;
 /// returns once all of it has finished.
 pub fn in_place_scope<'scope, R>(f: impl FnOnce(&rayon::Scope<'scope>) -> R) -> R {
