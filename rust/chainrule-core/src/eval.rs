@@ -479,11 +479,13 @@ const HAND_OFF_NS: f64 = 20_000.0;
 
 /// Whether a pass of `chunks` chunks (`samples` samples) of `code` is worth the pool: the
 /// time the other threads save, estimated from the instructions' cost, must pass the
-/// hand-off's. A thread takes [`GRAB_CHUNKS`] at a time, so with no more than that the
-/// caller has taken everything before a helper starts. Today's numbers (µs a call, one
-/// thread against two): `x * y + 1` on 16,384 samples 5.5 against 19.0, on 65,536 20.9
-/// against 17.9 (both stay on one thread: 11.5 µs saved at most); W1 on 16,384 54.6
-/// against 40.6, W2 145 against 78 (both woken: 28 and 55 µs estimated savings).
+/// hand-off's. A thread takes [`GRAB_CHUNKS`] at a time and the caller takes its first grab
+/// before any helper wakes, so helpers can take at most the chunks beyond it (and at best
+/// their share of all). Today's numbers (µs a call, one thread against two): `x * y + 1` on
+/// 16,384 samples 5.5 against 19.0, on 65,536 20.9 against 17.9 (both stay on one thread:
+/// 11.5 µs saved at most); W2 on 10,000 samples (10 chunks, 2 of them to share) 106 against
+/// 177 under load (stays: 13 µs); W1 on 16,384 54.6 against 40.6, W2 145 against 78 (both
+/// woken: 28 and 54 µs estimated savings).
 fn worth_waking(code: &[Instr], threads: usize, chunks: usize, samples: usize) -> bool {
     if threads <= 1 || chunks <= GRAB_CHUNKS {
         return false;
@@ -495,9 +497,9 @@ fn worth_waking(code: &[Instr], threads: usize, chunks: usize, samples: usize) -
             _ => ARITHMETIC_NS,
         })
         .sum();
-    let helpers = threads.min(chunks.div_ceil(GRAB_CHUNKS));
-    let saved = per_sample * samples as f64 * (1.0 - 1.0 / helpers as f64);
-    saved > HAND_OFF_NS
+    let share = chunks as f64 * (1.0 - 1.0 / threads as f64);
+    let offloaded = share.min((chunks - GRAB_CHUNKS) as f64);
+    per_sample * offloaded * (samples as f64 / chunks as f64) > HAND_OFF_NS
 }
 
 /// What every chunk of a pass shares.
@@ -683,7 +685,7 @@ mod tests {
     /// costly; past that, the estimated saving decides, not the size alone.
     #[test]
     fn the_pool_is_woken_where_it_pays() {
-        let heavy = code(20, 20);
+        let heavy = code(40, 20);
         assert!(!worth_waking(&heavy, 2, GRAB_CHUNKS, GRAB_CHUNKS * 1024));
         assert!(!worth_waking(&heavy, 1, 1000, 1000 * 1024));
         assert!(worth_waking(&heavy, 2, GRAB_CHUNKS + 1, (GRAB_CHUNKS + 1) * 1024));
@@ -692,6 +694,9 @@ mod tests {
         assert!(worth_waking(&cheap, 2, 1024, 1024 * 1024));
         // W1's pass (2 kernels, 14 others) on 16 chunks: ~28 µs saved against 20.
         assert!(worth_waking(&code(2, 14), 2, 16, 16 * 1024));
+        // W2's (5 kernels, 16 others) on 10,000 samples: helpers could take 2 of 10 chunks.
+        assert!(!worth_waking(&code(5, 16), 2, 10, 10_000));
+        assert!(worth_waking(&code(5, 16), 2, 16, 16 * 1024));
     }
 
     /// A helper that starts after the lease is closed does no work; one that holds it is
