@@ -369,12 +369,15 @@ fn run_chunks(
 ) {
     let threads = pool::current_num_threads();
     let plan = Plan::new(code, sources);
-    let ctx = Ctx { code, plan: &plan, width: chunk, slots, sources, sinks };
+    // Registers as long as the longest chunk: a 32-sample call zeroed 7 x 1024-sample
+    // registers (56 KiB) per pass before (W1 on 32 samples, minima under load: 3.1 -> 1.8 µs).
+    let width = chunk.min(n).max(1);
+    let ctx = Ctx { code, plan: &plan, width, slots, sources, sinks };
     let next = AtomicUsize::new(chunks.start);
     let cancel = watch.cancel;
     // Grabs chunks until none are left or the call is cancelled; `stop` is asked after each grab.
     let grab = |stop: &mut dyn FnMut() -> bool| {
-        let mut regs = vec![0.0f64; n_regs.max(1) * chunk];
+        let mut regs = vec![0.0f64; n_regs.max(1) * width];
         let mut view = vec![std::ptr::null(); n_regs.max(1)];
         loop {
             let from = next.fetch_add(GRAB_CHUNKS, Ordering::Relaxed);
