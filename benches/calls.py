@@ -117,6 +117,10 @@ def build(cr, jax):
             step = jax_batch if np.ndim(a) else jax_point
             impls["jax"] = lambda a=a, b=b, step=step: jax.block_until_ready(flat_jax(step(a, b)))
         rows.append((f"W2, {kind}", n, impls, ref))
+        if n == 100_000:
+            out = (np.empty(n), np.empty(n), np.empty(n))
+            impls = dict(impls, chainrule=lambda a=a, b=b, out=out: fn(a, b, out=out))
+            rows.append((f"W2, {kind}, out=", n, impls, ref))
     w1 = run.w1_build_chainrule
     for n in (32, 1_000):
         d = run.w1_data(n)
@@ -197,7 +201,8 @@ def main(argv=None) -> int:
         "is the hand-derived gradient (run.py's), JAX `jit(value_and_grad)` (with `vmap` "
         "over arrays), given the same objects; it refuses integer arguments to grad and "
         "computes float32 ones in float32, hence the dashes. 2 threads / 1: chainrule's "
-        "default thread count against one thread.",
+        "default thread count against one thread. `out=`: chainrule writes into arrays "
+        "allocated once (NumPy and JAX as in the row above).",
         "",
         table(rows, medians, names),
         "",
