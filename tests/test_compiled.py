@@ -365,3 +365,132 @@ def test_nan_propagates_through_reductions():
 def test_inf_in_reduction():
     s = cr.compile(cr.sum(1 / x), inputs=[x])(np.array([0.0, 1.0]))
     assert s == np.inf
+
+
+# -- out= -----------------------------------------------------------------------------------------
+
+
+def out_function():
+    f = cr.sin(x) * y
+    return cr.compile([f, cr.grad(f, x), cr.sum(f)], inputs=[x, y])
+
+
+def test_out_arrays_are_filled_and_returned():
+    fn = out_function()
+    a, b = RNG.normal(size=(3, 4)), RNG.normal(size=4)
+    want = fn(a, b)
+    out = (np.empty((3, 4)), np.empty((3, 4)), np.empty(()))
+    got = fn(a, b, out=out)
+    assert all(g is o for g, o in zip(got, out, strict=True))
+    for g, w in zip(got, want, strict=True):
+        assert np.asarray(g).tobytes() == np.asarray(w).tobytes()
+
+
+def test_out_none_entries_are_allocated():
+    fn = out_function()
+    a = np.linspace(0, 1, 5)
+    out = (None, np.empty(5), None)
+    got = fn(a, 2.0, out=out)
+    assert got[1] is out[1]
+    assert isinstance(got[0], np.ndarray) and got[0].shape == (5,)
+    assert type(got[2]) is np.float64  # a reduced value without an out array stays a scalar
+    np.testing.assert_array_equal(fn(a, 2.0, out=None)[1], got[1])
+    np.testing.assert_array_equal(fn(a, 2.0, out=[None, None, None])[0], got[0])
+
+
+def test_out_for_a_single_output_takes_an_array_or_a_one_tuple():
+    fn = cr.compile(x * 2, inputs=[x])
+    o = np.empty(3)
+    assert fn([1.0, 2.0, 3.0], out=o) is o  # a list argument: Python's path takes out= too
+    np.testing.assert_array_equal(o, [2.0, 4.0, 6.0])
+    assert fn(np.ones(3), out=(o,)) is o
+    np.testing.assert_array_equal(o, [2.0, 2.0, 2.0])
+
+
+def test_out_for_a_reduced_output_is_a_0d_array():
+    fn = cr.compile([cr.mean(x * y), cr.grad(cr.mean(x * y), y)], inputs=[x, y])
+    a = np.linspace(0, 1, 7)
+    out = (np.empty(()), np.empty(()))
+    got = fn(a, 3.0, out=out)
+    assert got[0] is out[0] and got[1] is out[1]
+    want = fn(a, 3.0)
+    assert out[0][()] == want[0] and out[1][()] == want[1]
+    message = r"out\[0\] has shape \(1,\); the output has shape \(\)"
+    with pytest.raises(cr.ShapeError, match=message):
+        fn(a, 3.0, out=(np.empty(1), None))
+
+
+@pytest.mark.parametrize("out, error, message", [
+    ((np.empty(4), None, None), cr.ShapeError,
+     r"out\[0\] has shape \(4,\); the output has shape \(5,\)"),
+    ((None, np.empty((5, 1)), None), cr.ShapeError,
+     r"out\[1\] has shape \(5, 1\); the output has shape \(5,\)"),
+    ((np.empty(5, np.float32), None, None), TypeError,
+     r"out\[0\] has dtype float32; out arrays must be float64"),
+    ((np.empty(5, ">f8"), None, None), TypeError, r"out\[0\] has dtype >f8"),
+    (([0.0] * 5, None, None), TypeError,
+     r"out\[0\] must be a float64 NumPy array or None, not list"),
+    ((np.empty(10)[::2], None, None), ValueError, r"out\[0\] must be C-contiguous and aligned"),
+    ((np.empty(5), None), ValueError, r"out has 2 entries; the function has 3 outputs"),
+    (np.empty(5), TypeError, r"out must be a tuple of 3 float64 arrays"),
+])
+def test_bad_out_arrays_are_refused_clearly(out, error, message):
+    fn = out_function()
+    with pytest.raises(error, match=message):
+        fn(np.linspace(0, 1, 5), 2.0, out=out)
+
+
+def test_read_only_and_overlapping_out_arrays_are_refused():
+    fn = out_function()
+    a = np.linspace(0, 1, 5)
+    frozen = np.empty(5)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match=r"out\[0\] is read-only"):
+        fn(a, 2.0, out=(frozen, None, None))
+    buf = np.empty(10)
+    with pytest.raises(ValueError, match=r"out\[0\] and out\[1\] overlap"):
+        fn(a, 2.0, out=(buf[:5], buf[4:9], None))
+    fn(a, 2.0, out=(buf[:5], buf[5:], None))  # halves of one buffer are fine
+
+
+@pytest.mark.parametrize("shift", [0, 700, -700, 3000])
+def test_out_overlapping_an_input_gives_the_values_of_separate_arrays(shift):
+    """x = f(x, out=x) updates in place; with offset views of one buffer, chunks must not read
+    input that an earlier chunk's output has overwritten (the input is copied first)."""
+    fn = cr.compile([cr.sin(x) * y + x, x * x], inputs=[x, y])
+    n = 4000
+    buf = np.linspace(-2, 2, n + 3000)
+    src = buf[max(shift, 0):max(shift, 0) + n]
+    dst = buf[max(-shift, 0):max(-shift, 0) + n]
+    want = fn(src.copy(), 0.5)
+    got = fn(src, 0.5, out=(dst, None))
+    assert got[0] is dst
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_a_training_loop_with_out_allocates_nothing_per_step():
+    import tracemalloc
+
+    fn = cr.compile([cr.sigmoid(w * x), cr.grad(cr.sigmoid(w * x), w)], inputs=[x, w])
+    a = np.linspace(-1, 1, 20_000)  # outputs of 160 kB each
+    out = (np.empty_like(a), np.empty_like(a))
+    fn(a, 0.5, out=out)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for step in range(20):
+            pred, grad = fn(a, 0.5 + step, out=out)
+            assert pred is out[0] and grad is out[1]
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < a.nbytes // 4, f"{peak} bytes allocated at peak over 20 steps"
+
+
+def test_out_is_refused_for_dask_arguments():
+    da = pytest.importorskip("dask.array")
+    fn = out_function()
+    with pytest.raises(TypeError, match="out= is not supported with Dask arrays"):
+        fn(da.ones(4, chunks=2), 1.0, out=(np.empty(4), None, None))

@@ -389,3 +389,142 @@ def test_corrupt_pickle_raises_a_clear_error(name):
     data = {"truncated": good[:-2], "trailing bytes": good + b"\x00"}.get(name, CORRUPT[name])
     with pytest.raises(cr.ChainruleError, match="cannot load chainrule data"):
         pickle.loads(pickle.dumps(Load(data)))
+
+
+# -- every argument kind on the fast path -------------------------------------------------------
+# The compiled function's call reads floats, ints, NumPy scalars and arrays of every real dtype in
+# Rust; anything else goes through arguments.py. Each kind must give, bit for bit, what the same
+# values give as a C-contiguous float64 array, and what the Python path (Function._call, which
+# converts in Python first) gives.
+
+KINDS = {
+    "float": 0.3,
+    "negative zero": -0.0,
+    "int": 7,
+    "int rounded to float64": 2**53 + 1,
+    "int at the int64 limit": -(2**63),
+    "bool": True,
+    "np.float64": np.float64(-1.25),
+    "np.float32": np.float32(0.1),
+    "np.float16": np.float16(0.1),
+    "np.longdouble": np.longdouble(1) / 3,
+    "np.int8": np.int8(-5),
+    "np.int64": np.int64(2**60 + 1),
+    "np.uint64 max": np.uint64(2**64 - 1),
+    "np.bool_": np.bool_(True),
+    "0-d float64": np.array(0.7),
+    "0-d float32": np.array(0.7, dtype=np.float32),
+    "0-d int": np.array(3),
+    "1 element": np.array([0.7]),
+    "1 element int32": np.array([3], dtype=np.int32),
+    "small": np.linspace(-1.0, 2.0, 5),
+    "one chunk and a bit": np.linspace(-1.0, 2.0, 1500),
+    "many chunks": np.linspace(-1.0, 2.0, 40_000),
+    "2-d": BASE,
+    "Fortran order": np.asfortranarray(BASE),
+    "every other element": np.linspace(-1.0, 2.0, 10)[::2],
+    "reversed": np.linspace(-1.0, 2.0, 7)[::-1],
+    "big-endian": np.linspace(-1.0, 2.0, 6).astype(">f8"),
+    "misaligned": misaligned(np.linspace(-1.0, 2.0, 6)),
+    "read-only": read_only(np.linspace(-1.0, 2.0, 6)),
+    "float32 array": np.linspace(-1.0, 2.0, 6, dtype=np.float32),
+    "uint8 array": np.arange(6, dtype=np.uint8),
+    "bool array": np.array([True, False, True]),
+    "float16 array": np.linspace(-1.0, 2.0, 6).astype(np.float16),
+}
+
+
+def same_results(got, want, what):
+    assert len(got) == len(want), what
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert type(g) is type(w), f"{what}, output {k}: {type(g)} against {type(w)}"
+        assert np.shape(g) == np.shape(w), f"{what}, output {k}"
+        assert np.asarray(g).tobytes() == np.asarray(w).tobytes(), f"{what}, {k}: {g!r} != {w!r}"
+
+
+@pytest.mark.parametrize("other", [2.5, np.linspace(0.5, 1.5, 5)[:1], np.float64(-0.5)],
+                         ids=["float", "1 element", "np.float64"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_argument_kind_equals_the_contiguous_array_bit_for_bit(kind, other):
+    value = KINDS[kind]
+    contiguous = np.array(value, dtype=np.float64, order="C")  # NumPy's own cast
+    if np.ndim(value) == 0 and not isinstance(value, np.ndarray):
+        contiguous = contiguous.reshape(())
+    want = FN(contiguous, other)
+    same_results(FN(value, other), want, f"x = {kind}")
+    same_results(FN(other, value), FN(other, contiguous), f"y = {kind}")
+    same_results(FN(x=value, y=other), want, f"x = {kind} by keyword")
+    same_results(FN(y=other, x=value), want, f"x = {kind} by keyword, reversed")
+    same_results(FN._call(value, other), want, f"x = {kind} through Python's path")
+
+
+def test_scalar_kinds_give_numpy_float64_and_arrays_keep_their_shape():
+    f = cr.compile([x * y, cr.sum(x)], inputs=[x, y])
+    for value in (1.5, 2, True, np.float32(1.5), np.int16(2), np.array(1.5)):
+        got = f(value, 2.0)
+        assert all(type(g) is np.float64 for g in got), value
+    got = f(np.array([1.5]), 2.0)
+    assert got[0].shape == (1,) and type(got[1]) is np.float64
+
+
+# Calls the fast path does not answer go to Python's path, which raises the documented error:
+# the message is the one the Python path gives on its own.
+REFUSED = [
+    ((10**400, 1.0), {}, ValueError),
+    ((np.complex128(1 + 2j), 1.0), {}, TypeError),
+    ((np.array([1 + 2j]), 1.0), {}, TypeError),
+    ((np.array(["a"]), 1.0), {}, TypeError),
+    ((np.datetime64("2020-01-01"), 1.0), {}, TypeError),
+    ((np.array([1.0, 2.0]), np.zeros(3)), {}, cr.ShapeError),
+    ((1.0,), {}, TypeError),
+    ((1.0, 2.0, 3.0), {}, TypeError),
+    ((1.0,), {"x": 2.0}, TypeError),
+    ((), {"x": 1.0, "z": 2.0}, TypeError),
+    ((), {"x": 1.0}, TypeError),
+    ((x, 1.0), {}, TypeError),
+    ((np.ma.masked_array([1.0, 2.0], mask=[0, 1]), 1.0), {}, TypeError),
+    (("1.0", 1.0), {}, TypeError),
+]
+
+
+@pytest.mark.parametrize("args, kwargs, error", REFUSED, ids=lambda v: repr(v)[:40])
+def test_refused_arguments_raise_the_python_paths_error(args, kwargs, error):
+    with pytest.raises(error) as fast:
+        FN(*args, **kwargs)
+    with pytest.raises(error) as python:
+        FN._call(*args, **kwargs)
+    assert str(fast.value) == str(python.value)
+
+
+def test_an_input_named_out_takes_the_keyword():
+    out = cr.var("out")
+    f = cr.compile(out * 2, inputs=[out])
+    assert f(out=3.0) == 6.0
+    np.testing.assert_array_equal(f(out=np.array([1.0, 2.0])), [2.0, 4.0])
+
+
+def test_every_kind_is_answered_without_pythons_path(monkeypatch):
+    """The kinds above never reach Function._call (the Python conversion path), by position,
+    keyword or with out=: the fast path answers them all."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the call went to Python's path")
+
+    want = {kind: FN(value, 2.0) for kind, value in KINDS.items()}
+    monkeypatch.setattr(cr.Function, "_call", refuse)
+    for kind, value in KINDS.items():
+        same_results(FN(value, 2.0), want[kind], kind)
+        same_results(FN(y=2.0, x=value), want[kind], kind)
+    out = (np.empty(5), None, np.empty(5))
+    got = FN(KINDS["small"], 2.0, out=out)
+    assert got[0] is out[0] and got[2] is out[2]
+
+
+@pytest.mark.parametrize("shape_x, shape_y",
+                         [((1,), ()), ((1, 1), (1,)), ((), (1, 1, 1)), ((1,), (1,))])
+def test_one_element_arguments_of_any_shape_match_pythons_path(shape_x, shape_y):
+    """A call whose every argument holds one value is answered at that point and laid out in
+    the output shapes; Python's path prepares the call and runs its tape."""
+    f = cr.compile([cr.sin(x) * y, cr.sum(x * y), cr.grad(cr.sum(cr.exp(x) * y), x), 2.5 + 0 * x,
+                    cr.mean(x), cr.grad(cr.mean(x * y), y)], inputs=[x, y])
+    a, b = np.full(shape_x, 0.3), np.full(shape_y, -1.7)
+    same_results(f(a, b), f._call(a, b), f"{shape_x} and {shape_y}")

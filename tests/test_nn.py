@@ -223,6 +223,27 @@ def test_minibatch_steps_per_epoch(scurve):
     assert small.loss(X, Y) < full.loss(X, Y)
 
 
+@pytest.mark.parametrize("hidden", [(1,), (3,)])
+def test_minibatch_fit_is_a_hand_loop_over_the_compiled_function(scurve, hidden):
+    """fit(batch_size=...) takes the same steps, bit for bit, as indexing each batch by its
+    shuffled indices and calling the compiled J and dJ/dtheta (the last batch short)."""
+    X, Y = scurve
+    batch = 16 if len(Y) % 16 else 15
+    net = SigmoidNetwork(hidden=hidden, seed=0)
+    theta = list(net.params.values())
+    fn = cr.compile([net.loss_expr, *net.gradient_exprs.values()],
+                    inputs=[*net.data_vars, net.target_var, *net.param_vars.values()])
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        order = rng.permutation(len(Y))
+        for start in range(0, len(Y), batch):
+            idx = order[start:start + batch]
+            _, *grads = fn(X[idx], Y[idx], *theta)
+            theta = [t - 0.5 * g for t, g in zip(theta, grads, strict=True)]
+    net.fit(X, Y, lr=0.5, epochs=2, batch_size=batch, seed=3)
+    assert list(net.params.values()) == [float(t) for t in theta]
+
+
 def test_progress_bar_shows_the_loss(scurve, capsys):
     X, Y = scurve
     SigmoidNetwork().fit(X, Y, lr=1.0, epochs=20, progress=True)

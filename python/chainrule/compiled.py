@@ -25,18 +25,33 @@ __all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_thread
 class Function(_core.Function):
     """A compiled function of ``inputs``. Call it with scalars or arrays, by position or name.
 
+    ``out=`` takes preallocated results: an array for a function of one output, else a tuple
+    (or list) with one entry per output, ``None`` where that one is to be allocated. Each is
+    a C-contiguous, aligned, writeable float64 array of exactly the output's shape
+    (``ShapeError`` naming both shapes; ``TypeError`` for another dtype or a non-array;
+    ``ValueError`` for another layout, a read-only array, or two entries that overlap). A
+    single reduced value is written into a 0-d array (``np.empty(())``), which is returned
+    in place of the ``numpy.float64``. The call returns the out arrays themselves; an
+    argument that shares memory with one is read as it was before the call. An input
+    named ``out`` takes that keyword instead.
+
     >>> import chainrule as cr
+    >>> import numpy as np
     >>> x = cr.var("x")
     >>> fn = cr.compile([x * x, cr.grad(x * x, x)], inputs=[x])
     >>> fn([1.0, 2.0])
     (array([1., 4.]), array([2., 4.]))
+    >>> square = np.empty(2)
+    >>> fn(np.array([3.0, 4.0]), out=(square, None))[0] is square
+    True
     """
 
     __slots__ = ("__weakref__",)
 
     # Built in __new__, as the compiled base class is, which reads the outputs and inputs
-    # (``_outputs``, ``_inputs``, ``_names``, ``_single``). Calls with one Python float per
-    # input are answered by the base's __call__ without entering Python, the rest go to _call.
+    # (``_outputs``, ``_inputs``, ``_names``, ``_single``). Calls whose arguments the base
+    # reads (floats, ints, NumPy scalars and arrays) are answered by its __call__ without
+    # entering Python; the rest go to _call.
     def __new__(cls, outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Self:
         single = isinstance(outputs, Expr | numbers.Real)
         if isinstance(inputs, Expr):
@@ -54,15 +69,21 @@ class Function(_core.Function):
         return self._outputs
 
     def _call(self, *args: object, **kwargs: object):
+        # The base's __call__ answers every call whose arguments it reads (floats, ints, NumPy
+        # scalars and arrays); this path takes the rest and raises the documented errors.
+        out = kwargs.pop("out", None) if "out" not in self._names else None
         values = self._bind(args, kwargs)
         check_shapes(self._names, values)
         if any(hasattr(v, "__dask_graph__") for v in values):
+            if out is not None:
+                raise TypeError("out= is not supported with Dask arrays; the results are Dask "
+                                "arrays, computed when asked")
             # Imported only when Dask arrays are passed, so Dask stays an optional extra.
             from . import daskarray
 
             return daskarray.call(self, values)
         converted = [convert(n, a) for n, a in zip(self._names, values, strict=True)]
-        return self._finish(self._evaluate(converted))
+        return self._finish(self._evaluate(converted, out))
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         names = self._names

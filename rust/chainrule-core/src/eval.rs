@@ -17,11 +17,7 @@ use crate::kernels;
 use crate::kernels::loops::{accumulate, binary, fused, scalar_op, unary, Operand};
 use crate::pool;
 use crate::shape::{for_each_offset, gather_rows, groups_of, keep_group_samples, padded, strides_for, InputView, Layout};
-use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape, CHUNK};
-
-/// Below this many full chunks' worth of samples a call runs on the calling thread: the
-/// hand-off to the pool costs more than it saves.
-const PARALLEL_MIN_CHUNKS: usize = 8;
+use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape};
 
 /// Chunks per block in a pass that groups samples (a reduction over part of the batch, or an
 /// output of part of the batch's shape): the pass runs block by block, its per-sample values
@@ -428,8 +424,8 @@ struct Watch<'a> {
 /// core), large enough that each grab streams 64 KiB of every input.
 const GRAB_CHUNKS: usize = 8;
 
-/// Runs `chunks` of a pass on the calling thread and, for large enough passes, the pool's
-/// threads beside it: each takes the next `GRAB_CHUNKS` chunks from a shared counter until
+/// Runs `chunks` of a pass on the calling thread and, where [`worth_waking`] says so, the
+/// pool's threads beside it: each takes the next `GRAB_CHUNKS` chunks from a shared counter until
 /// none are left. Which thread computes a chunk never changes a result (each chunk writes its
 /// own partial sums and ranges).
 ///
@@ -451,12 +447,15 @@ fn run_chunks(
 ) {
     let threads = pool::current_num_threads();
     let plan = Plan::new(code, sources);
-    let ctx = Ctx { code, plan: &plan, width: chunk, slots, sources, sinks };
+    // Registers as long as the longest chunk: a 32-sample call zeroed 7 x 1024-sample
+    // registers (56 KiB) per pass before (W1 on 32 samples, minima under load: 3.1 -> 1.8 µs).
+    let width = chunk.min(n).max(1);
+    let ctx = Ctx { code, plan: &plan, width, slots, sources, sinks };
     let next = AtomicUsize::new(chunks.start);
     let cancel = watch.cancel;
     // Grabs chunks until none are left or the call is cancelled; `stop` is asked after each grab.
     let grab = |stop: &mut dyn FnMut() -> bool| {
-        let mut regs = vec![0.0f64; n_regs.max(1) * chunk];
+        let mut regs = vec![0.0f64; n_regs.max(1) * width];
         let mut view = vec![std::ptr::null(); n_regs.max(1)];
         loop {
             let from = next.fetch_add(GRAB_CHUNKS, Ordering::Relaxed);
@@ -477,16 +476,111 @@ fn run_chunks(
             }
         }
     };
-    if threads <= 1 || chunks.len() * chunk < PARALLEL_MIN_CHUNKS * CHUNK {
+    if !worth_waking(code, threads, chunks.len(), (chunks.len() * chunk).min(n)) {
         grab(watch.stop);
         return;
     }
-    pool::in_place_scope(|scope| {
-        for _ in 1..threads {
-            scope.spawn(|_| grab(&mut || false));
-        }
-        grab(watch.stop);
+    let lease = Arc::new(Lease::default());
+    let shared: &(dyn Fn(&mut dyn FnMut() -> bool) + Sync) = &grab;
+    // SAFETY: the lifetime is erased so the helpers' jobs can be 'static; a helper calls it
+    // only while holding the lease, and the guard below does not return (or unwind) past
+    // this frame until no helper holds it.
+    let job = Job(unsafe {
+        std::mem::transmute::<&(dyn Fn(&mut dyn FnMut() -> bool) + Sync), &'static (dyn Fn(&mut dyn FnMut() -> bool) + Sync)>(shared)
     });
+    for _ in 1..threads {
+        let lease = lease.clone();
+        pool::spawn(move || lease.hold(|| (job.0)(&mut || false)));
+    }
+    let closing = Closing(&lease);
+    grab(watch.stop);
+    drop(closing);
+}
+
+/// The grab loop, shared with the pool's threads by [`Lease`].
+#[derive(Clone, Copy)]
+struct Job(&'static (dyn Fn(&mut dyn FnMut() -> bool) + Sync));
+
+/// Helpers that start after the calling thread has run out of chunks do nothing and are not
+/// waited for. Waiting for every spawned job (a rayon scope) made the caller wait for the
+/// pool's threads to be scheduled at all, which under load takes milliseconds. W2 into `out=`
+/// arrays, load average ~11 on the 2 cores, medians (p90): on 100,000 samples one thread
+/// 1.25 ms, two threads 6.7 ms with the scope, 1.24 ms with the lease; on 16,384 samples (p90)
+/// 0.20 ms on one thread, 3.2 ms on two with the scope, 0.20 ms with the lease. A helper takes
+/// the lease before it touches the pass and gives it back after; the caller closes it and
+/// waits only for helpers holding it.
+#[derive(Default)]
+struct Lease {
+    closed: AtomicBool,
+    holders: AtomicUsize,
+    panicked: AtomicBool,
+}
+
+impl Lease {
+    /// Runs `work` unless the lease is closed. SeqCst on both sides: a helper's increment and
+    /// the caller's close are ordered, so either the caller sees the holder or the helper
+    /// sees the close.
+    fn hold(&self, work: impl FnOnce()) {
+        self.holders.fetch_add(1, Ordering::SeqCst);
+        if !self.closed.load(Ordering::SeqCst) && std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
+            self.panicked.store(true, Ordering::SeqCst);
+        }
+        self.holders.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Closes a lease when dropped (also when the caller unwinds) and waits for its holders: a
+/// holder runs at most one grab of chunks after the counter runs out.
+struct Closing<'a>(&'a Lease);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        while self.0.holders.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now();
+        }
+        if self.0.panicked.load(Ordering::SeqCst) && !std::thread::panicking() {
+            panic!("an evaluation thread panicked");
+        }
+    }
+}
+
+/// Estimated nanoseconds per sample of a chunk instruction, at the low end of what they
+/// cost, so the estimate errs towards staying on one thread. Measured today (one thread,
+/// 65,536 samples, in L2): arithmetic 0.08-0.25 ns (`x * y + 1`: 0.32 ns a sample for its
+/// 4 instructions), a vectorised kernel (sin_cos, exp, log, sigmoid_slope) 2-4 ns (W2: 5
+/// of them and 16 others, 14.7 ns a sample; W1: 2 and 14, 10.6 ns).
+const KERNEL_NS: f64 = 1.0;
+const ARITHMETIC_NS: f64 = 0.1;
+
+/// What waking the pool costs the calling thread, in ns: a margin above the most measured
+/// today (2 cores under a load average of ~5 from other processes, the pool woken for
+/// calls in which it had nothing to do: 0.9-14 µs a call).
+const HAND_OFF_NS: f64 = 20_000.0;
+
+/// Whether a pass of `chunks` chunks (`samples` samples) of `code` is worth the pool: the
+/// time the other threads save, estimated from the instructions' cost, must pass the
+/// hand-off's. A thread takes [`GRAB_CHUNKS`] at a time and the caller takes its first grab
+/// before any helper wakes, so helpers can take at most the chunks beyond it (and at best
+/// their share of all). Today's numbers (µs a call, one thread against two): `x * y + 1` on
+/// 16,384 samples 5.5 against 19.0, on 65,536 20.9 against 17.9 (both stay on one thread:
+/// 11.5 µs saved at most); W2 on 10,000 samples (10 chunks, 2 of them to share) 106 against
+/// 177 under load (stays: 13 µs); W1 on 16,384 54.6 against 40.6, W2 145 against 78 (both
+/// woken: 28 and 54 µs estimated savings).
+fn worth_waking(code: &[Instr], threads: usize, chunks: usize, samples: usize) -> bool {
+    if threads <= 1 || chunks <= GRAB_CHUNKS {
+        return false;
+    }
+    let per_sample: f64 = code
+        .iter()
+        .map(|i| match i {
+            Instr::Unary { .. } | Instr::SinCos { .. } | Instr::SigmoidSlope { .. } => KERNEL_NS,
+            _ => ARITHMETIC_NS,
+        })
+        .sum();
+    let share = chunks as f64 * (1.0 - 1.0 / threads as f64);
+    let offloaded = share.min((chunks - GRAB_CHUNKS) as f64);
+    per_sample * offloaded * (samples as f64 / chunks as f64) > HAND_OFF_NS
 }
 
 /// What every chunk of a pass shares.
@@ -662,5 +756,76 @@ mod tests {
         let values = spread(2 * REDUCTION_BLOCK_CHUNKS + 3);
         let sums: Vec<f64> = values.chunks(REDUCTION_BLOCK_CHUNKS).map(pairwise).collect();
         assert_eq!(pairwise(&sums).to_bits(), pairwise(&values).to_bits());
+    }
+
+    use crate::ops::Op;
+
+    fn code(kernels: usize, arithmetic: usize) -> Vec<Instr> {
+        let unary = Instr::Unary { op: Op::Exp, dst: Reg(1), a: Reg(0) };
+        let binary = Instr::Binary { op: Op::Mul, dst: Reg(1), a: Arg::Reg(Reg(0)), b: Arg::Reg(Reg(0)) };
+        std::iter::repeat_n(unary, kernels).chain(std::iter::repeat_n(binary, arithmetic)).collect()
+    }
+
+    /// A pass the calling thread takes whole in its first grab never wakes the pool, however
+    /// costly; past that, the estimated saving decides, not the size alone.
+    #[test]
+    fn the_pool_is_woken_where_it_pays() {
+        let heavy = code(40, 20);
+        assert!(!worth_waking(&heavy, 2, GRAB_CHUNKS, GRAB_CHUNKS * 1024));
+        assert!(!worth_waking(&heavy, 1, 1000, 1000 * 1024));
+        assert!(worth_waking(&heavy, 2, GRAB_CHUNKS + 1, (GRAB_CHUNKS + 1) * 1024));
+        let cheap = code(0, 4);
+        assert!(!worth_waking(&cheap, 2, 64, 64 * 1024));
+        assert!(worth_waking(&cheap, 2, 1024, 1024 * 1024));
+        // W1's pass (2 kernels, 14 others) on 16 chunks: ~28 µs saved against 20.
+        assert!(worth_waking(&code(2, 14), 2, 16, 16 * 1024));
+        // W2's (5 kernels, 16 others) on 10,000 samples: helpers could take 2 of 10 chunks.
+        assert!(!worth_waking(&code(5, 16), 2, 10, 10_000));
+        assert!(worth_waking(&code(5, 16), 2, 16, 16 * 1024));
+    }
+
+    /// A helper that starts after the lease is closed does no work; one that holds it is
+    /// waited for; a helper's panic reaches the caller.
+    #[test]
+    fn a_lease_waits_only_for_its_holders() {
+        let lease = Arc::new(Lease::default());
+        drop(Closing(&lease));
+        let mut ran = false;
+        lease.hold(|| ran = true);
+        assert!(!ran);
+
+        let lease = Arc::new(Lease::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let (held, go) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let helper = {
+            let (lease, done, held, go) = (lease.clone(), done.clone(), held.clone(), go.clone());
+            std::thread::spawn(move || {
+                lease.hold(|| {
+                    held.store(true, Ordering::SeqCst);
+                    while !go.load(Ordering::SeqCst) {
+                        std::thread::yield_now();
+                    }
+                    done.store(true, Ordering::SeqCst);
+                })
+            })
+        };
+        while !held.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // Released later, so the close below finds the helper holding the lease (a correct
+        // close waits however long that takes; the delay only makes a wrong one visible).
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            go.store(true, Ordering::SeqCst);
+        });
+        drop(Closing(&lease));
+        assert!(done.load(Ordering::SeqCst), "the caller returned while a helper held the lease");
+        helper.join().expect("helper");
+        release.join().expect("release");
+
+        let lease = Lease::default();
+        lease.hold(|| panic!("a helper's bug"));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Closing(&lease))));
+        assert!(caught.is_err());
     }
 }

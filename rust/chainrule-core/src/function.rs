@@ -19,6 +19,17 @@ use crate::tape::Tape;
 /// Which inputs are uniform and which grouped reductions have one sample per group.
 type SpanningKey = (Vec<bool>, Vec<NodeId>);
 
+/// A call's shapes: the batch (the arguments' broadcast shape) and, per output, its shape and
+/// whether it is a reduction.
+pub struct Shapes {
+    /// The broadcast shape of all arguments.
+    pub batch: Vec<usize>,
+    /// Each output's shape.
+    pub outputs: Vec<Vec<usize>>,
+    /// Whether each output is a reduction.
+    pub reduced: Vec<bool>,
+}
+
 /// A compiled function: outputs as a graph, inputs by name, and its cached tapes.
 pub struct Function {
     analysis: Analysis,
@@ -145,27 +156,8 @@ impl Function {
 
     /// Checks argument shapes and resolves the batch and output shapes.
     pub fn prepare(&self, shapes: &[Vec<usize>]) -> Result<Call> {
-        let names = || self.inputs().iter().filter_map(|v| v.as_var()).collect::<Vec<_>>().join(", ");
-        if shapes.len() != self.inputs().len() {
-            return Err(Error::InputCount { expected: self.inputs().len(), given: shapes.len(), inputs: names() });
-        }
-        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-        let batch = broadcast(&refs)
-            .ok_or_else(|| Error::Shape { shapes: refs.iter().map(|s| shape_text(s)).collect::<Vec<_>>().join(", "), names: names() })?;
+        let Shapes { batch, outputs: output_shapes, reduced: output_reduced } = self.shapes(shapes)?;
         let uniform: Vec<bool> = shapes.iter().map(|s| s.iter().product::<usize>() == 1).collect();
-        let mut output_shapes = Vec::new();
-        let mut output_reduced = Vec::new();
-        for class in self.output_classes() {
-            let (shape, reduced) = match class {
-                ShapeClass::Neutral | ShapeClass::PerSample => (batch.clone(), false),
-                ShapeClass::Reduced(over) => {
-                    let s: Vec<&[usize]> = over.iter().map(|k| refs[*k]).collect();
-                    (broadcast(&s).expect("sub-broadcast of a valid broadcast"), true)
-                }
-            };
-            output_shapes.push(shape);
-            output_reduced.push(reduced);
-        }
         let inputs: Vec<Vec<usize>> = shapes.iter().map(|s| padded(s, batch.len())).collect();
         let spanning: Vec<_> = self
             .analysis
@@ -175,6 +167,32 @@ impl Function {
             .collect();
         let tape = self.tape_spanning(&uniform, &spanning)?;
         Ok(Call { output_shapes, output_reduced, inputs, tape, batch })
+    }
+
+    /// The batch and output shapes of a call with arguments of `shapes`, checked, without
+    /// the tape [`Function::prepare`] finds for it (a call at one point needs only these).
+    pub fn shapes(&self, shapes: &[Vec<usize>]) -> Result<Shapes> {
+        let names = || self.inputs().iter().filter_map(|v| v.as_var()).collect::<Vec<_>>().join(", ");
+        if shapes.len() != self.inputs().len() {
+            return Err(Error::InputCount { expected: self.inputs().len(), given: shapes.len(), inputs: names() });
+        }
+        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+        let batch = broadcast(&refs)
+            .ok_or_else(|| Error::Shape { shapes: refs.iter().map(|s| shape_text(s)).collect::<Vec<_>>().join(", "), names: names() })?;
+        let mut outputs = Vec::with_capacity(self.analysis.classes.len());
+        let mut reduced = Vec::with_capacity(self.analysis.classes.len());
+        for class in &self.analysis.classes {
+            let (shape, r) = match class {
+                ShapeClass::Neutral | ShapeClass::PerSample => (batch.clone(), false),
+                ShapeClass::Reduced(over) => {
+                    let s: Vec<&[usize]> = over.iter().map(|k| refs[*k]).collect();
+                    (broadcast(&s).expect("sub-broadcast of a valid broadcast"), true)
+                }
+            };
+            outputs.push(shape);
+            reduced.push(r);
+        }
+        Ok(Shapes { batch, outputs, reduced })
     }
 
     /// Runs a prepared call. `inputs` are C-contiguous float64 data of the shapes given to

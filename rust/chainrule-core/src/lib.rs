@@ -38,7 +38,7 @@ pub use compile::ShapeClass;
 pub use error::{Error, Result};
 pub use eval::Call;
 pub use expr::{live_nodes, registry_pages, Expr, Kind, Name, Over, Tag};
-pub use function::Function;
+pub use function::{Function, Shapes};
 pub use graph::{Graph, NodeId};
 pub use shape::InputView;
 pub use subst::substitute;

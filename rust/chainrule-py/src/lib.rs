@@ -1,8 +1,9 @@
 //! `chainrule._core`: the layer between Python and the core, split by class: `expr.rs` (the
 //! `Expr` class and the functions on expressions), `function.rs` (the compiled function's base
-//! class), `errors.rs` (core errors as Python exceptions); this file registers the module.
-//! Everything that thinks lives in `chainrule-core`; docs and the argument handling off the hot
-//! paths (keywords, Dask, NumPy numbers, error messages for unusable operands) live in Python.
+//! class), `arguments.rs` (a call's arguments and `out=` arrays), `errors.rs` (core errors as
+//! Python exceptions); this file registers the module. Everything that thinks lives in
+//! `chainrule-core`; docs, and the argument handling off the hot paths (lists, Dask, array
+//! subclasses, the error messages of refused calls), live in Python.
 //!
 //! Some paths live here rather than in Python because a Python step per item was a measured
 //! share of the workloads (W4: one call at a single point; W5: n = 10,000 inputs):
@@ -13,12 +14,18 @@
 //! - Compiling reads the outputs and inputs here and names the inputs only when asked: a
 //!   Python step per item and 10,000 name strings were ~2.5 ms and ~180 page faults of W5's
 //!   compile.
-//! - A call with one Python float per input is answered in `Function.__call__` (a C slot)
-//!   without a Python frame: the forwarding Python `__call__` was ~0.25 µs of a ~0.93 µs W4
-//!   call; results are made as `numpy.float64` through NumPy's C API (W4 1.2 -> 0.68 µs).
+//! - A call is answered in `Function.__call__` (a C slot) without a Python frame: the
+//!   forwarding Python `__call__` was ~0.25 µs of a ~0.93 µs W4 call; results are made as
+//!   `numpy.float64` through NumPy's C API (W4 1.2 -> 0.68 µs). Every argument kind a call
+//!   usually passes (floats, ints, NumPy scalars, arrays of real dtypes, keywords, `out=`) is
+//!   read here too: the Python binding and conversion before the core was most of a small
+//!   call. W4 (timeit minima, same process): np.float64 arguments 5.5 -> 0.42 µs, 0-d arrays
+//!   6.5 -> 0.43, 1-element arrays 8.5 -> 1.3, 100 samples 11.1 -> 3.9; keywords 4.3 -> 0.56;
+//!   W1's network on 32 samples 11.0 -> 2.7 µs (1.8-2.2 with registers sized to the call).
 //! - Expressions are untracked by the cycle collector (they hold no Python objects): W5's grad
 //!   27.1 -> 25.1 ms. The allocator is mimalloc (below): W5 78.7 -> 47.2 ms.
 
+mod arguments;
 mod errors;
 mod expr;
 mod function;
