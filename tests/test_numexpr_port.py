@@ -59,10 +59,19 @@ FUNCTION = __import__("re").compile(r"([A-Za-z_][A-Za-z_0-9]*)\s*\(")
 SPELLINGS = {op[1] for op in _core.OPS}
 
 
+def _parses_as_call(name: str) -> bool:
+    """Whether text may call ``name`` (numexpr's helpers for real input parse, with no builder)."""
+    try:
+        cr.parse(f"{name}(x)")
+    except cr.ParseError:
+        return False
+    return True
+
+
 def _missing(text: str) -> str | None:
     """What chainrule lacks for this case: a function (by its chainrule name) or an operator."""
     for name in FUNCTION.findall(text):
-        if not hasattr(cr, CR_NAME.get(name, name)):
+        if not hasattr(cr, CR_NAME.get(name, name)) and not _parses_as_call(name):
             if name in NUMEXPR_ONLY:
                 return f"function {name!r} (numexpr-only, not in chainrule's list)"
             return f"function {CR_NAME.get(name, name)!r} (numexpr's {name})"
