@@ -154,7 +154,7 @@ fn ulp_error(got: f64, want: f64) -> Result<u64, &'static str> {
 
 /// Runs `kernel` in evaluator-sized chunks and returns the max ulp error,
 /// panicking on NaN/inf/zero-sign mismatches or errors above the bound.
-fn check(name: &str, level: Level, kernel: LevelKernel, reference: Scalar, xs: &[f64]) -> u64 {
+fn check(name: &str, level: Level, kernel: LevelKernel, reference: impl Fn(f64) -> f64, xs: &[f64]) -> u64 {
     let mut got = vec![0.0; xs.len()];
     for (xc, oc) in xs.chunks(CHUNK).zip(got.chunks_mut(CHUNK)) {
         kernel(level, xc, oc);
@@ -184,9 +184,9 @@ fn check(name: &str, level: Level, kernel: LevelKernel, reference: Scalar, xs: &
     u
 }
 
-fn check_all_levels(name: &str, kernel: LevelKernel, reference: Scalar, xs: &[f64]) {
+fn check_all_levels(name: &str, kernel: LevelKernel, reference: impl Fn(f64) -> f64, xs: &[f64]) {
     for level in levels::available() {
-        check(name, level, kernel, reference, xs);
+        check(name, level, kernel, &reference, xs);
     }
 }
 
@@ -957,30 +957,10 @@ fn bench_pow() {
 // exponentials, logarithms, roots: against the op table's `eval` (the reference semantics
 // the evaluator promises; libm here), each kernel of the family as its op runs it.
 
+/// The op table's reference semantics of a unary op (`eval`), the oracle its kernel is
+/// checked against.
 fn op_eval(op: chainrule_core::ops::Op) -> impl Fn(f64) -> f64 {
     move |x| op.eval(x, 0.0)
-}
-
-/// [`check_all_levels`] with a closure reference.
-fn check_against(name: &str, kernel: LevelKernel, reference: impl Fn(f64) -> f64, xs: &[f64]) {
-    for level in levels::available() {
-        let mut got = vec![0.0; xs.len()];
-        for (xc, oc) in xs.chunks(CHUNK).zip(got.chunks_mut(CHUNK)) {
-            kernel(level, xc, oc);
-        }
-        let mut worst = (0u64, 0.0f64);
-        for (&x, &g) in xs.iter().zip(&got) {
-            let want = reference(x);
-            match ulp_error(g, want) {
-                Ok(u) if u > worst.0 => worst = (u, x),
-                Ok(_) => {}
-                Err(why) => panic!("{name} [{level:?}] x={x:e} ({:#x}): got {g:e}, want {want:e}: {why}", x.to_bits()),
-            }
-        }
-        let (u, x) = worst;
-        println!("{name:8} {:10} {:>9} points  max {u} ulp (at x = {x:e})", level.name(), xs.len());
-        assert!(u <= MAX_ULP, "{name} [{level:?}]: {u} ulp at x={x:e} ({:#x})", x.to_bits());
-    }
 }
 
 #[test]
@@ -994,7 +974,7 @@ fn exp2_accuracy() {
         .values(&integers)
         .around(&[1024.0, -1022.0, -1074.0, -1075.0, -1076.0, 0.5, -0.5, 1023.5, 0.0], 20_000)
         .xs;
-    check_against("exp2", levels::exp2, op_eval(chainrule_core::ops::Op::Exp2), &xs);
+    check_all_levels("exp2", levels::exp2, op_eval(chainrule_core::ops::Op::Exp2), &xs);
 }
 
 /// Logarithms: the whole positive range, subnormals, around 1 (where the result cancels) and
@@ -1014,12 +994,12 @@ fn log_inputs(seed: u64) -> Vec<f64> {
 
 #[test]
 fn log2_accuracy() {
-    check_against("log2", levels::log2, op_eval(chainrule_core::ops::Op::Log2), &log_inputs(22));
+    check_all_levels("log2", levels::log2, op_eval(chainrule_core::ops::Op::Log2), &log_inputs(22));
 }
 
 #[test]
 fn log10_accuracy() {
-    check_against("log10", levels::log10, op_eval(chainrule_core::ops::Op::Log10), &log_inputs(23));
+    check_all_levels("log10", levels::log10, op_eval(chainrule_core::ops::Op::Log10), &log_inputs(23));
 }
 
 #[test]
@@ -1032,7 +1012,7 @@ fn cbrt_accuracy() {
         .values(&cubes)
         .around(&[1.0, -1.0, 8.0, f64::MIN_POSITIVE, f64::MAX, 5e-324], 20_000)
         .xs;
-    check_against("cbrt", levels::cbrt, op_eval(chainrule_core::ops::Op::Cbrt), &xs);
+    check_all_levels("cbrt", levels::cbrt, op_eval(chainrule_core::ops::Op::Cbrt), &xs);
 }
 
 /// What the kernels give exactly, beyond the ulp bound: 2^n, log2(2^n), the cube root of a
@@ -1152,11 +1132,6 @@ fn hypot_accuracy_and_bitwise_single_values() {
 // ---------------------------------------------------------------------------
 // special and numerically stable functions
 
-/// The op table's reference semantics of a unary op, the oracle its kernel is checked against.
-fn reference_of(op: chainrule_core::ops::Op) -> impl Fn(f64) -> f64 {
-    move |x| op.eval(x, 0.0)
-}
-
 /// The whole range, where `e^-|x|` underflows (-745.13) or goes subnormal (-708.4), where the
 /// correction drops below half an ulp of `x` (36 to 40) and the sign change at 0.
 fn softplus_inputs(seed: u64) -> Vec<f64> {
@@ -1169,35 +1144,14 @@ fn softplus_inputs(seed: u64) -> Vec<f64> {
         .xs
 }
 
-fn check_against_reference(name: &str, kernel: LevelKernel, op: chainrule_core::ops::Op, xs: &[f64]) {
-    let reference = reference_of(op);
-    for level in levels::available() {
-        let mut got = vec![0.0; xs.len()];
-        for (xc, oc) in xs.chunks(CHUNK).zip(got.chunks_mut(CHUNK)) {
-            kernel(level, xc, oc);
-        }
-        let mut worst = (0u64, 0.0f64);
-        for (&x, &g) in xs.iter().zip(&got) {
-            let want = reference(x);
-            match ulp_error(g, want) {
-                Ok(u) if u > worst.0 => worst = (u, x),
-                Ok(_) => {}
-                Err(why) => panic!("{name} [{level:?}] x={x:e}: got {g:e}, want {want:e}: {why}"),
-            }
-        }
-        println!("{name:8} {:10} {:>9} points  max {} ulp (at x = {:e})", level.name(), xs.len(), worst.0, worst.1);
-        assert!(worst.0 <= MAX_ULP, "{name} [{level:?}]: {} ulp at x={:e}", worst.0, worst.1);
-    }
-}
-
 #[test]
 fn softplus_accuracy() {
-    check_against_reference("softplus", levels::softplus, chainrule_core::ops::Op::Softplus, &softplus_inputs(21));
+    check_all_levels("softplus", levels::softplus, op_eval(chainrule_core::ops::Op::Softplus), &softplus_inputs(21));
 }
 
 #[test]
 fn log_sigmoid_accuracy() {
-    check_against_reference("log_sigmoid", levels::log_sigmoid, chainrule_core::ops::Op::LogSigmoid, &softplus_inputs(22));
+    check_all_levels("log_sigmoid", levels::log_sigmoid, op_eval(chainrule_core::ops::Op::LogSigmoid), &softplus_inputs(22));
 }
 
 #[test]
@@ -1297,12 +1251,12 @@ fn erf_inputs(seed: u64) -> Vec<f64> {
 
 #[test]
 fn erf_accuracy() {
-    check_against_reference("erf", levels::erf, chainrule_core::ops::Op::Erf, &erf_inputs(31));
+    check_all_levels("erf", levels::erf, op_eval(chainrule_core::ops::Op::Erf), &erf_inputs(31));
 }
 
 #[test]
 fn erfc_accuracy() {
-    check_against_reference("erfc", levels::erfc, chainrule_core::ops::Op::Erfc, &erf_inputs(32));
+    check_all_levels("erfc", levels::erfc, op_eval(chainrule_core::ops::Op::Erfc), &erf_inputs(32));
 }
 
 // ---------------------------------------------------------------------------
