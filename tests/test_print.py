@@ -74,3 +74,13 @@ def test_latex_rejects_text():
         cr.latex("x + 1")
     with pytest.raises(TypeError, match="latex"):
         cr.latex(object())
+
+
+def test_latex_of_comparisons_logic_and_where():
+    x, y = cr.var("x"), cr.var("y")
+    assert cr.latex(cr.grad(cr.where(x > 0, cr.sqrt(x), 0), x)) == (
+        r"\left[x > 0\right] \frac{1}{2 \sqrt{x}}")
+    assert cr.latex(cr.where(x <= y, x % 2, -x)) == (
+        r"\begin{cases} x \bmod 2 & x \le y \\ -x & \text{otherwise} \end{cases}")
+    assert cr.latex(~(x > 1) | cr.not_equal(y, 2)) == (
+        r"\lnot \left(x > 1\right) \lor \left(y \ne 2\right)")

@@ -383,6 +383,22 @@ fn latex_number(c: f64) -> String {
     format!("{sign}{body}")
 }
 
+/// The LaTeX symbol of an infix op that has no form of its own in [`to_latex`].
+fn latex_infix(op: Op) -> Option<&'static str> {
+    Some(match op {
+        Op::Less => " < ",
+        Op::LessEqual => " \\le ",
+        Op::Greater => " > ",
+        Op::GreaterEqual => " \\ge ",
+        Op::Equal => " = ",
+        Op::NotEqual => " \\ne ",
+        Op::And => " \\land ",
+        Op::Or => " \\lor ",
+        Op::Mod => " \\bmod ",
+        _ => return None,
+    })
+}
+
 /// How a call prints in LaTeX: a command of its own, or `\operatorname`.
 fn latex_call(name: &str) -> String {
     match name {
@@ -430,8 +446,10 @@ fn emit_latex(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut St
         }
         let e = graph.node(id);
         let form = form(graph, names, id);
+        let branches = where_operands(graph, names, id);
         let prec = match (form, e.as_op()) {
-            (Form::Plain, Some(Op::Div | Op::Sqrt | Op::Abs)) => ATOM,
+            _ if branches.is_some() => ATOM,
+            (Form::Plain, Some(Op::Div | Op::Sqrt | Op::Abs | Op::Select)) => ATOM,
             (Form::Plain, Some(Op::Exp)) => Op::Pow.infix().expect("infix"),
             _ => precedence(e, form),
         };
@@ -458,6 +476,18 @@ fn emit_latex(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut St
                 continue;
             }
             Form::Plain => {}
+        }
+        if let Some([c, x, y]) = branches {
+            out.push_str("\\begin{cases} ");
+            stack.extend([
+                Task::Text(" & \\text{otherwise} \\end{cases}"),
+                Task::Node(y, 0),
+                Task::Text(" \\\\ "),
+                Task::Node(c, 0),
+                Task::Text(" & "),
+                Task::Node(x, 0),
+            ]);
+            continue;
         }
         match e.kind() {
             Kind::Const(c) => out.push_str(&latex_number(*c)),
@@ -518,6 +548,25 @@ fn emit_latex(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut St
                         out.push_str("\\left|");
                         stack.push(Task::Text("\\right|"));
                         stack.push(Task::Node(a, 0));
+                    }
+                    // Iverson's bracket: `a` where `c` holds (the untaken side is -0.0).
+                    (Op::Select, Some(b)) => {
+                        out.push_str("\\left[");
+                        stack.push(Task::Node(b, Op::Mul.infix().expect("infix")));
+                        stack.push(Task::Text("\\right] "));
+                        stack.push(Task::Node(a, 0));
+                    }
+                    (Op::Not, _) => {
+                        out.push_str("\\lnot ");
+                        stack.push(Task::Node(a, UNARY));
+                    }
+                    (op, Some(b)) if latex_infix(*op).is_some() => {
+                        // Comparisons and logic do not chain: both sides bind tighter.
+                        let p = op.infix().expect("infix");
+                        let left = if *op == Op::Mod { p } else { p + 1 };
+                        stack.push(Task::Node(b, p + 1));
+                        stack.push(Task::Text(latex_infix(*op).expect("checked")));
+                        stack.push(Task::Node(a, left));
                     }
                     (op, b) => {
                         out.push_str(&latex_call(op.name()));
