@@ -70,9 +70,13 @@ const IVLN2: [f64; 2] = [f64::from_bits(0x3ff7_1547_6520_0000), f64::from_bits(0
 const IVLN10: [f64; 2] = [f64::from_bits(0x3fdb_cb7b_1520_0000), f64::from_bits(0x3dbb_9438_ca9a_add5)];
 const LOG10_2: [f64; 2] = [f64::from_bits(0x3fd3_4413_509f_6000), f64::from_bits(0x3d59_fef3_11f1_2b36)];
 
-/// [`log_lane`]'s subnormal scaling and special cases around a logarithm of a positive normal.
+/// The logarithms' subnormal scaling and special cases around `core`, a logarithm of a
+/// positive normal given its exponent adjustment.
 #[inline(always)]
 fn log_special(x: f64, core: impl Fn(f64, u64) -> f64) -> f64 {
+    // Subnormals are scaled by 2^54 into the normal range; the exponent is corrected in the
+    // integer domain so no second select on `sub` exists (LLVM would otherwise duplicate the
+    // whole body for both arms).
     let sub = x < f64::MIN_POSITIVE;
     let mask = (sub as u64).wrapping_neg();
     let scale = f64::from_bits(1.0f64.to_bits() + (mask & (54 << 52)));
@@ -107,20 +111,7 @@ pub(super) fn log10_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 
 #[inline(always)]
 pub(super) fn log_lane<const F: bool>(x: f64) -> f64 {
-    // Subnormals are scaled by 2^54 into the normal range; the exponent is
-    // corrected in the integer domain so no second select on `sub` exists
-    // (LLVM would otherwise duplicate the whole body for both arms).
-    let sub = x < f64::MIN_POSITIVE;
-    let mask = (sub as u64).wrapping_neg();
-    let scale = f64::from_bits(1.0f64.to_bits() + (mask & (54 << 52)));
-    let y = log_core::<F>(x * scale, mask & (54 << 52), 0.0);
-    let y = if x == f64::INFINITY { x } else { y };
-    let bad = if x == 0.0 { f64::NEG_INFINITY } else { f64::NAN };
-    if x > 0.0 {
-        y
-    } else {
-        bad
-    }
+    log_special(x, |u, k_adj| log_core::<F>(u, k_adj, 0.0))
 }
 
 #[inline(always)]
