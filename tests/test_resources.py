@@ -224,6 +224,12 @@ def test_million_deep_chain_and_million_node_graph_memory():
 # -- Ctrl-C ---------------------------------------------------------------------------------------
 
 LONG_CALL = PRELUDE + textwrap.dedent("""
+    # CPython turns SIGINT into KeyboardInterrupt only if SIGINT was not ignored when it
+    # started, and a shell ignores it for background jobs (CI run as `bash .ci/run &`): the
+    # child then inherits SIG_IGN and the signal never reaches the call under test.
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     x = cr.var("x")
     xs = np.linspace(0, 1, 10_000_000)
 
