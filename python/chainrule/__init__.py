@@ -11,7 +11,8 @@ evaluator over NumPy arrays.
 """
 
 from ._core import ChainruleError, ParseError, ShapeError
-from .compiled import Function, compile, evaluate, get_num_threads, set_num_threads, using_threads
+from .arrays import ExprArray
+from .compiled import ArrayFunction, Function, compile, evaluate, get_num_threads, set_num_threads, using_threads
 from .expr import Expr, e, grad, hessian, jacobian, latex, parse, pi, substitute, var, vars
 from .functions import (  # piecewise, comparisons and logic
     abs,
@@ -86,7 +87,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChainruleError", "ParseError", "ShapeError",
-    "Expr", "Function",
+    "Expr", "ExprArray", "Function", "ArrayFunction",
     "var", "vars", "parse", "grad", "jacobian", "hessian", "substitute", "latex", "compile",
     "evaluate",
     "pi", "e",

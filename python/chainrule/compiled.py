@@ -16,9 +16,10 @@ import numpy as np
 
 from . import _core
 from .arguments import check_shapes, convert
+from .arrays import ExprArray
 from .expr import Expr, as_expr, parse
 
-__all__ = ["Function", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads",
+__all__ = ["Function", "ArrayFunction", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads",
            "load_function"]
 
 
@@ -158,8 +159,12 @@ def load_function(data: bytes, n_outputs: int, single: bool) -> Function:
     return Function(outputs[0] if single else outputs, inputs)
 
 
-def compile(outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:  # noqa: A001
+def compile(outputs, inputs):  # noqa: A001
     """Compiles one expression or a list of them as a function of ``inputs`` (variables).
+
+    Inputs and outputs may be arrays (:class:`~chainrule.ExprArray`): the argument for an
+    array variable of shape S has shape batch + S, and an array output comes back with shape
+    batch + S (per sample) or S (reduced over the batch); see :class:`ArrayFunction`.
 
     >>> import chainrule as cr
     >>> x, y = cr.vars("x y")
@@ -167,7 +172,144 @@ def compile(outputs: Expr | Sequence[Expr], inputs: Sequence[Expr]) -> Function:
     >>> fn(2.0, y=3.0)
     np.float64(6.0)
     """
+    given_outputs = [outputs] if isinstance(outputs, Expr | ExprArray) else outputs
+    given_inputs = [inputs] if isinstance(inputs, Expr | ExprArray) else inputs
+    if any(isinstance(v, ExprArray) for v in (*given_outputs, *given_inputs)):
+        return ArrayFunction(outputs, inputs)
     return Function(outputs, inputs)
+
+
+class ArrayFunction:
+    """A compiled function with array inputs or outputs. An argument for an input of shape S
+    has shape batch + S (batch dimensions lead, as NumPy's stacks of vectors and matrices do);
+    outputs of shape S come back as batch + S, or S where they are reduced over the batch.
+    Scalar inputs and outputs behave as in :class:`Function`.
+
+    >>> import chainrule as cr
+    >>> import numpy as np
+    >>> x = cr.var("x", shape=(3,)); w = cr.var("w", shape=(3,))
+    >>> J = cr.mean((x @ w) ** 2)
+    >>> fn = cr.compile([J, cr.grad(J, w)], inputs=[x, w])
+    >>> X = np.ones((4, 3)); w0 = np.array([1.0, 2.0, 3.0])
+    >>> value, gw = fn(X, w0)
+    >>> float(value), gw
+    (36.0, array([12., 12., 12.]))
+    """
+
+    __slots__ = ("_flat", "_in_shapes", "_out_shapes", "_names", "_single", "_given")
+
+    def __init__(self, outputs, inputs):
+        self._single = not isinstance(outputs, list | tuple)
+        outs = [outputs] if self._single else list(outputs)
+        ins = [inputs] if isinstance(inputs, Expr | ExprArray) else list(inputs)
+        self._given = (outputs, inputs)
+        flat_in: list[Expr] = []
+        self._in_shapes: list[tuple[int, ...] | None] = []
+        names: list[str] = []
+        for i, v in enumerate(ins):
+            if isinstance(v, ExprArray):
+                elements = v.tolist_flat()
+                if not all(e.is_var for e in elements):
+                    raise TypeError(f"inputs must be variables or arrays of variables; input "
+                                    f"{i} (shape {v.shape}) has elements that are expressions")
+                flat_in.extend(elements)
+                self._in_shapes.append(v.shape)
+                names.append(v.name or f"input{i}")
+            else:
+                if not isinstance(v, Expr) or not v.is_var:
+                    raise TypeError(f"inputs must be variables or arrays of variables, not {v!r}")
+                flat_in.append(v)
+                self._in_shapes.append(None)
+                names.append(v.name)
+        if len(set(names)) != len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise _core.ChainruleError(f"variable '{twice}' is listed twice in inputs")
+        self._names = tuple(names)
+        flat_out: list[Expr] = []
+        self._out_shapes: list[tuple[int, ...] | None] = []
+        for o in outs:
+            if isinstance(o, ExprArray):
+                flat_out.extend(o.tolist_flat())
+                self._out_shapes.append(o.shape)
+            else:
+                flat_out.append(as_expr(o))
+                self._out_shapes.append(None)
+        self._flat = Function(flat_out, flat_in)
+
+    @property
+    def inputs(self) -> tuple:
+        return tuple(self._given[1]) if isinstance(self._given[1], list | tuple) else (
+            self._given[1],)
+
+    @property
+    def flat(self) -> Function:
+        """The scalar function underneath: one input per element, one output per element."""
+        return self._flat
+
+    def __call__(self, *args: object, **kwargs: object):
+        if "out" in kwargs and "out" not in self._names:
+            raise TypeError("out= is not supported yet for functions with array inputs or "
+                            "outputs")
+        values = self._flat_arguments(self._bind(args, kwargs))
+        results = self._flat(*values)
+        return self._assemble([results] if len(self._flat.outputs) == 1 else list(results))
+
+    def _bind(self, args: tuple, kwargs: dict) -> list:
+        return Function._bind(self, args, kwargs)  # type: ignore[arg-type]
+
+    def _flat_arguments(self, values: list) -> list:
+        flat: list = []
+        for name, shape, value in zip(self._names, self._in_shapes, values, strict=True):
+            if shape is None:
+                flat.append(value)
+                continue
+            a = array_argument(name, value)
+            k = len(shape)
+            if a.ndim < k or a.shape[a.ndim - k:] != shape:
+                raise _core.ShapeError(
+                    f"argument {name} has shape {a.shape}, but {name} is an array variable of "
+                    f"shape {shape}: its argument has shape (batch..., "
+                    f"{', '.join(map(str, shape))})")
+            batch = a.shape[:a.ndim - k]
+            size = int(np.prod(shape, dtype=np.int64))
+            if not batch:
+                flat.extend(a.reshape(-1).tolist())
+            else:
+                rows = a.reshape(batch + (size,))
+                flat.extend(rows[..., j] for j in range(size))
+        return flat
+
+    def _assemble(self, results: list):
+        out = []
+        at = 0
+        for shape in self._out_shapes:
+            if shape is None:
+                out.append(results[at])
+                at += 1
+                continue
+            size = int(np.prod(shape, dtype=np.int64))
+            items = results[at:at + size]
+            at += size
+            if all(np.ndim(r) == 0 for r in items):
+                out.append(np.array(items, dtype=np.float64).reshape(shape))
+            else:
+                parts = np.broadcast_arrays(*items)
+                out.append(np.stack(parts, axis=-1).reshape(parts[0].shape + shape))
+        return out[0] if self._single else tuple(out)
+
+    def __repr__(self) -> str:
+        return f"<chainrule.ArrayFunction ({', '.join(self._names)}) -> {len(self._out_shapes)} output(s)>"
+
+    def __reduce__(self):
+        return (ArrayFunction, self._given)
+
+
+def array_argument(name: str, value: object) -> np.ndarray:
+    """The argument for array variable ``name`` as a float64 array (real numbers only)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"argument {name} must hold real numbers, not {a.dtype}")
+    return a.astype(np.float64, copy=False)
 
 
 _CACHE: OrderedDict = OrderedDict()

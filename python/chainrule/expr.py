@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from . import _core
+
+if TYPE_CHECKING:
+    from .arrays import ExprArray
 
 __all__ = ["Expr", "var", "vars", "parse", "grad", "as_expr", "pi", "e", "jacobian", "hessian",
            "substitute"]
@@ -78,19 +81,37 @@ def short_int(value: int) -> str:
     return f"{sign}{value // 10 ** (digits - 4)}…{value % 1000:03d} ({digits} digits)"
 
 
-def var(name: str) -> Expr:
-    """A variable. The same name is the same variable.
+@overload
+def var(name: str) -> Expr: ...
+@overload
+def var(name: str, shape: int | Sequence[int]) -> ExprArray: ...
+
+
+def var(name: str, shape: int | Sequence[int] | None = None) -> Expr | ExprArray:
+    """A variable. The same name is the same variable. With ``shape``, an array of variables
+    (a :class:`~chainrule.ExprArray`) whose elements are named ``name[i,j,...]``.
 
     >>> var("x") == var("x")
     True
+    >>> var("W", shape=(2, 3))[1, 2]
+    W[1,2]
     """
+    if shape is not None:
+        from .arrays import array_var
+
+        _check_name(name)
+        return array_var(name, shape)
+    _check_name(name)
+    return _core.var(name)
+
+
+def _check_name(name: object) -> None:
     if not isinstance(name, str):
         raise TypeError(f"a variable name must be a str, not {type(name).__name__}")
     if name in _CONSTANT_NAMES:
         raise _core.ChainruleError(
             f"{name!r} cannot name a variable: the text format reserves it for a constant "
             f"(use {_CONSTANT_NAMES[name]}); choose another name")
-    return _core.var(name)
 
 
 def vars(names: str | Iterable[str]) -> tuple[Expr, ...]:  # noqa: A001 - the API's name
@@ -147,6 +168,11 @@ def grad(f: Expr | float, wrt: Expr | list[Expr] | tuple[Expr, ...]
     y x
     """
     f = _output(f, "grad")
+    from .arrays import ExprArray, grad_arrays
+
+    if isinstance(wrt, ExprArray) or (
+            isinstance(wrt, list | tuple) and any(isinstance(w, ExprArray) for w in wrt)):
+        return grad_arrays(f, wrt)
     return _like(wrt, _core.grad(f, _variables(wrt, "grad")))
 
 
@@ -162,6 +188,9 @@ def _output(f: object, caller: str) -> Expr:
     if isinstance(f, list | tuple):
         raise TypeError(f"{caller}() differentiates one expression, not a {type(f).__name__}; "
                         f"for several outputs use cr.jacobian(outputs, wrt)")
+    if hasattr(f, "_block"):  # an ExprArray
+        raise TypeError(f"{caller}() differentiates one scalar expression, not an ExprArray of "
+                        f"shape {f.shape}; sum it first (.sum()) or use cr.jacobian")
     try:
         return as_expr(f)
     except TypeError:

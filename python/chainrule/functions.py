@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from . import _core
+from . import _core, arrays
+from .arrays import ExprArray
 from .expr import Expr, as_expr
 
 __all__ = [
@@ -32,10 +33,12 @@ def xlogy(x: object, y: object) -> Expr:
     >>> print(xlogy(0, 0), xlogy(var("x"), var("y")))
     0 xlogy(x, y)
     """
-    return _core.apply("xlogy", x, y)
+    return _binary("xlogy", x, y)
 
 
 def _unary(op: str, x: object) -> Expr:
+    if isinstance(x, ExprArray):
+        return arrays.unary(op, x)  # type: ignore[return-value]
     return _core.apply(op, x)  # promotes numbers as as_expr does
 
 
@@ -190,7 +193,7 @@ def atan2(y: object, x: object) -> Expr:
     >>> print(atan2(0, -1), atan2(var("y"), var("x")))
     pi atan2(y, x)
     """
-    return _core.apply("atan2", y, x)
+    return _binary("atan2", y, x)
 
 
 def sinh(x: object) -> Expr:
@@ -248,6 +251,8 @@ arcsinh, arccosh, arctanh = asinh, acosh, atanh
 def _over_names(over: object) -> list[str]:
     if over is None:
         return []
+    if isinstance(over, ExprArray):
+        return [v.name for v in over.tolist_flat()]
     if isinstance(over, Expr | str):
         items = [over]
     elif isinstance(over, Iterable):
@@ -257,6 +262,9 @@ def _over_names(over: object) -> list[str]:
                         f"{type(over).__name__}")
     names = []
     for item in items:
+        if isinstance(item, ExprArray):
+            names.extend(v.name for v in item.tolist_flat())
+            continue
         name = item.name if isinstance(item, Expr) else item
         if not isinstance(name, str):
             raise TypeError(f"over= takes variables, not {item!r}")
@@ -272,6 +280,8 @@ def sum(x: object, over: Expr | str | Iterable[Expr | str] | None = None) -> Exp
     >>> print(sum(var("x") * 2))
     sum(2 * x)
     """
+    if isinstance(x, ExprArray):
+        return arrays.reduce("sum", x, _over_names(over))  # type: ignore[return-value]
     return _core.sum(as_expr(x), _over_names(over))
 
 
@@ -282,6 +292,8 @@ def mean(x: object) -> Expr:
     >>> print(mean((var("y") - var("x")) ** 2))
     mean((y - x) ** 2)
     """
+    if isinstance(x, ExprArray):
+        return arrays.reduce("mean", x)  # type: ignore[return-value]
     return _core.mean(as_expr(x))
 
 
@@ -350,8 +362,8 @@ def square(x: object) -> Expr:
     >>> print(square(var("x")), square(var("x")) == var("x") ** 2)
     x ** 2 True
     """
-    e = as_expr(x)
-    return _core.apply("mul", e, e)
+    e = x if isinstance(x, ExprArray) else as_expr(x)
+    return _binary("mul", e, e)
 
 
 def hypot(x: object, y: object) -> Expr:
@@ -362,7 +374,7 @@ def hypot(x: object, y: object) -> Expr:
     >>> print(hypot(3, 4))
     5
     """
-    return _core.apply("hypot", x, y)
+    return _binary("hypot", x, y)
 # -- special and numerically stable functions ------------------------------------------------
 
 
@@ -421,11 +433,13 @@ def logaddexp(x: object, y: object) -> Expr:
     >>> print(logaddexp(1000, 1000), logaddexp(-1000, 0))
     1000.6931471805599 0
     """
-    return _core.apply("logaddexp", x, y)
+    return _binary("logaddexp", x, y)
 # -- piecewise, comparisons and logic -------------------------------------------------------
 
 
 def _binary(op: str, x: object, y: object) -> Expr:
+    if isinstance(x, ExprArray) or isinstance(y, ExprArray):
+        return arrays.elementwise(op, x, y)  # type: ignore[return-value]
     return _core.apply(op, x, y)
 
 
@@ -626,5 +640,7 @@ def where(condition: object, x: object, y: object) -> Expr:
     >>> float(cr.compile(cr.grad(f, x), inputs=[x])(-1.0))  # JAX: nan
     -0.0
     """
+    if any(isinstance(v, ExprArray) for v in (condition, x, y)):
+        return arrays.where(condition, x, y)  # type: ignore[return-value]
     c = as_expr(condition)
     return _binary("select", c, x) + _binary("select", ~c, y)

@@ -28,6 +28,20 @@ pub const RESERVED: &[&str] = &["inf", "nan", "pi", "e", "sum", "mean", "over", 
 /// Whether `name` can be a variable: an ASCII identifier that is neither reserved nor a
 /// function name.
 pub fn is_valid_name(name: &str) -> bool {
+    match name.split_once('[') {
+        Some((array, index)) => is_valid_name(array) && is_element_index(index),
+        None => is_identifier(name),
+    }
+}
+
+/// The tail of an element's name after `[`: indices in decimal without leading zeros,
+/// separated by commas, then `]` (`3,7]` in `W[3,7]`).
+fn is_element_index(tail: &str) -> bool {
+    let Some(inner) = tail.strip_suffix(']') else { return false };
+    inner.split(',').all(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()) && (i == "0" || !i.starts_with('0')))
+}
+
+fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     let head_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     head_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !RESERVED.contains(&name) && Op::from_call_name(name).is_none()

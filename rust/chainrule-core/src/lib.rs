@@ -14,6 +14,7 @@
 //! the binding and the tests need are re-exported below.
 #![warn(missing_docs)]
 
+pub mod array;
 pub mod build;
 mod compile;
 pub mod error;

@@ -47,7 +47,12 @@ impl Lexer<'_> {
         if c.is_ascii_alphabetic() || c == b'_' {
             let end = start + bytes[start..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
             self.pos = end;
-            return Ok((Tok::Name(self.text[start..end].to_string()), start));
+            let mut name = self.text[start..end].to_string();
+            if let Some((index, after)) = element_index(&self.text[end..]) {
+                name.push_str(&index);
+                self.pos = end + after;
+            }
+            return Ok((Tok::Name(name), start));
         }
         for sym in LOGIC_SYMBOLS.iter().chain(SYMBOLS) {
             if self.text[start..].starts_with(sym) {
@@ -94,6 +99,15 @@ enum Pending {
     Binary(Op, u8),
     Paren(usize),
     Call { name: String, pos: usize, args: usize, over: Option<Vec<String>> },
+}
+
+/// An element index right after a name (`[3, 7]` in `W[3, 7]`: an element of an array
+/// variable), written as variable names spell it (`[3,7]`), and how many bytes it took.
+fn element_index(rest: &str) -> Option<(String, usize)> {
+    let inner_end = rest.strip_prefix('[')?.find(']')? + 1;
+    let parts: Vec<&str> = rest[1..inner_end].split(',').map(str::trim).collect();
+    let digits = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    parts.iter().all(digits).then(|| (format!("[{}]", parts.join(",")), inner_end + 1))
 }
 
 /// Parses text into its result expressions (one per non-definition line).

@@ -44,7 +44,7 @@ pub(crate) fn wrap(list: Vec<Expr>) -> Vec<NewExpr> {
 /// objects, so it can be in no cycle, and tracked ones made each collection call PyO3's
 /// traverse on every live expression (W5 at n = 10,000, paired medians of 10 runs with the
 /// collector off: grad 27.1 -> 25.1 ms).
-pub(crate) struct NewExpr(Expr);
+pub(crate) struct NewExpr(pub(crate) Expr);
 
 impl<'py> IntoPyObject<'py> for NewExpr {
     type Target = PyExpr;

@@ -26,6 +26,7 @@
 //!   27.1 -> 25.1 ms. The allocator is mimalloc (below): W5 78.7 -> 47.2 ms.
 
 mod arguments;
+mod block;
 mod errors;
 mod expr;
 mod function;
@@ -115,5 +116,19 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(max_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_thread_override, m)?)?;
+    m.add_class::<block::Block>()?;
+    m.add_function(wrap_pyfunction!(block::block_vars, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_constants, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_of, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_apply, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_where, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_clip, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_reduce, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_sum_runs, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_matmul, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_substitute, m)?)?;
+    m.add_function(wrap_pyfunction!(block::block_concat, m)?)?;
     Ok(())
 }
