@@ -49,6 +49,11 @@ class ExprArray:
         self._index = index
         self._name = name
 
+    @staticmethod
+    def of(items: object) -> ExprArray:
+        """An ExprArray of expressions and numbers (nested sequences, or a NumPy array)."""
+        return asexprarray(items)
+
     # -- shape -----------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:

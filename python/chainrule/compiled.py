@@ -252,7 +252,7 @@ class ArrayFunction:
                             "outputs")
         values = self._flat_arguments(self._bind(args, kwargs))
         results = self._flat(*values)
-        return self._assemble([results] if len(self._flat.outputs) == 1 else list(results))
+        return self._assemble(list(results))  # compiled from a list: always a tuple
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         return Function._bind(self, args, kwargs)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ mod shape;
 mod simplify;
 mod subst;
 mod tape;
+pub mod train;
 
 pub use compile::ShapeClass;
 pub use error::{Error, Result};

@@ -8,10 +8,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use chainrule_core::train::{Rows, Sgd};
 use chainrule_core::{Call, Expr, InputView};
 use numpy::npyffi::PY_ARRAY_API;
-use numpy::{PyArrayDescr, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError};
+use numpy::{
+    PyArray1, PyArrayDescr, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -158,6 +162,59 @@ impl PyFunction {
     #[pyo3(name = "_tape")]
     fn tape(&self, shapes: Vec<Vec<usize>>) -> PyResult<String> {
         guarded(|| self.core.prepare(&shapes)).map(|c| c.tape().to_string())
+    }
+
+    /// One epoch of mini-batch gradient descent in the core (see `chainrule_core::train`):
+    /// `data` are C-contiguous (N, width) arrays for the leading inputs, `params` the
+    /// remaining inputs' values, updated in place; `order` the samples to visit (a shuffle),
+    /// by default all in order. Returns each step's loss. The GIL is released; Ctrl-C stops
+    /// between steps.
+    #[pyo3(name = "_sgd_epoch", signature = (data, params, lr, batch, order=None))]
+    fn sgd_epoch<'py>(
+        &self,
+        py: Python<'py>,
+        data: Vec<PyReadonlyArray2<'py, f64>>,
+        mut params: PyReadwriteArray1<'py, f64>,
+        lr: f64,
+        batch: usize,
+        order: Option<PyReadonlyArray1<'py, i64>>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let not_contiguous = || PyTypeError::new_err("epoch data and parameters must be C-contiguous float64 arrays");
+        let rows = data
+            .iter()
+            .map(|d| Ok(Rows { values: d.as_slice().map_err(|_| not_contiguous())?, width: d.shape()[1] }))
+            .collect::<PyResult<Vec<_>>>()?;
+        let params = params.as_slice_mut().map_err(|_| not_contiguous())?;
+        let order = match &order {
+            Some(o) => Some(
+                o.as_array()
+                    .iter()
+                    .map(|&i| {
+                        usize::try_from(i).map_err(|_| PyValueError::new_err(format!("sample index {i} in the epoch's order is negative")))
+                    })
+                    .collect::<PyResult<Vec<usize>>>()?,
+            ),
+            None => None,
+        };
+        let sgd = Sgd { lr, batch };
+        let mut signal: Option<PyErr> = None;
+        let mut checked = Instant::now();
+        let mut stop = || {
+            if checked.elapsed() < SIGNAL_CHECK {
+                return false;
+            }
+            checked = Instant::now();
+            if let Err(e) = Python::attach(|py| py.check_signals()) {
+                signal = Some(e);
+                return true;
+            }
+            false
+        };
+        let losses = py.detach(|| guarded(|| self.core.sgd_epoch(&rows, params, order.as_deref(), sgd, &mut stop)));
+        if let Some(e) = signal {
+            return Err(e);
+        }
+        Ok(PyArray1::from_vec(py, losses?))
     }
 }
 
