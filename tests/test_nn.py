@@ -185,7 +185,8 @@ def test_params_setter_checks_names():
 
 def test_initialisation_is_seeded_and_scaled():
     assert SigmoidNetwork(seed=4).params == SigmoidNetwork(seed=4).params
-    a, b = SigmoidNetwork(n_inputs=3, hidden=(5,), seed=4), SigmoidNetwork(n_inputs=3, hidden=(5,), seed=4)
+    a = SigmoidNetwork(n_inputs=3, hidden=(5,), seed=4)
+    b = SigmoidNetwork(n_inputs=3, hidden=(5,), seed=4)
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
     assert SigmoidNetwork(seed=4).params != SigmoidNetwork(seed=5).params
     net = SigmoidNetwork(n_inputs=2, hidden=(64,), seed=0)

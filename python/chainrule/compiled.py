@@ -19,8 +19,8 @@ from .arguments import check_shapes, convert
 from .arrays import ExprArray
 from .expr import Expr, as_expr, parse
 
-__all__ = ["Function", "ArrayFunction", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads",
-           "load_function"]
+__all__ = ["Function", "ArrayFunction", "compile", "evaluate", "set_num_threads",
+           "get_num_threads", "using_threads", "load_function"]
 
 
 class Function(_core.Function):
@@ -290,7 +290,9 @@ class ArrayFunction:
             size = int(np.prod(shape, dtype=np.int64))
             items = results[at:at + size]
             at += size
-            if all(np.ndim(r) == 0 for r in items):
+            if all(type(r) is np.float64 for r in items):
+                out.append(np.fromiter(items, dtype=np.float64, count=size).reshape(shape))
+            elif all(np.ndim(r) == 0 for r in items):
                 out.append(np.array(items, dtype=np.float64).reshape(shape))
             else:
                 parts = np.broadcast_arrays(*items)
@@ -298,7 +300,8 @@ class ArrayFunction:
         return out[0] if self._single else tuple(out)
 
     def __repr__(self) -> str:
-        return f"<chainrule.ArrayFunction ({', '.join(self._names)}) -> {len(self._out_shapes)} output(s)>"
+        outputs = len(self._out_shapes)
+        return f"<chainrule.ArrayFunction ({', '.join(self._names)}) -> {outputs} output(s)>"
 
     def __reduce__(self):
         return (ArrayFunction, self._given)

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::expr::{intern, Expr, Kind, Tag};
 use crate::graph::{Graph, NodeId};
 use crate::ops::Op;
-use crate::tape::{Affine, Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape};
+use crate::tape::{Affine, Arg, Instr, MatVec, OuterSum, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape};
 
 /// The static shape class of a node: what shape its value has once argument shapes are known.
 #[derive(Clone, Debug, PartialEq)]
@@ -463,6 +463,12 @@ enum Step {
     /// summation loop: `node` is `a`, or `a * b`, negated when `neg` (`a` per sample, `b` per
     /// sample or uniform). `node`'s value never goes to a register.
     Sum { node: NodeId, a: NodeId, b: Option<NodeId>, neg: bool, acc: usize },
+    /// Linear forms `w[i,0] * xs[0] + ... + w[i,k-1] * xs[k-1]` (uniform `w`) sharing `xs`, one
+    /// per node of `outs`, as one matrix product (see [`dense_steps`]).
+    MatVec { outs: Vec<NodeId>, w: Vec<NodeId>, xs: Vec<NodeId> },
+    /// The sums of `rows[r] * cols[c]` into accumulators `accs[r * cols.len() + c]`, replacing
+    /// the `Sum` steps of `nodes`, as one matrix product (see [`dense_steps`]).
+    OuterSum { rows: Vec<NodeId>, cols: Vec<NodeId>, accs: Vec<usize>, neg: bool, nodes: Vec<NodeId> },
 }
 
 /// The parts of a sigmoid's affine argument folded into its kernel: `(w * x) + b`, or `- b`.
@@ -510,12 +516,18 @@ impl Step {
             Step::Node(id) | Step::Fused { node: id, .. } => [Some(id), None],
             Step::SinCos { sin, cos, .. } => [Some(sin), Some(cos)],
             Step::SigmoidSlope { sig, slope, .. } => [Some(sig), Some(slope)],
-            Step::Sum { .. } => [None, None],
+            // A matrix product's results are allocated apart (any number of them).
+            Step::Sum { .. } | Step::MatVec { .. } | Step::OuterSum { .. } => [None, None],
         }
     }
 
     /// The nodes the step reads (a load reads none).
     fn operands(&self, g: &Graph, is_load: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
+        match self {
+            Step::MatVec { xs, .. } => return xs.clone(),
+            Step::OuterSum { rows, cols, .. } => return rows.iter().chain(cols).copied().collect(),
+            _ => {}
+        }
         match *self {
             Step::Node(id) if is_load(id) => Vec::new(),
             Step::Node(id) => g.args(id).iter().flatten().copied().collect(),
@@ -526,6 +538,7 @@ impl Step {
                 let outer = g.args(node).into_iter().flatten().filter(|x| *x != inner);
                 g.args(inner).iter().flatten().copied().chain(outer).collect()
             }
+            Step::MatVec { .. } | Step::OuterSum { .. } => unreachable!("returned above"),
         }
     }
 }
@@ -611,7 +624,14 @@ fn group_steps(
             }
         }
     }
-    let folded: FxHashSet<NodeId> = slope_of.values().flat_map(|(d, t, neg)| [Some(*d), Some(*t), *neg]).flatten().collect();
+    let mut folded: FxHashSet<NodeId> = slope_of.values().flat_map(|(d, t, neg)| [Some(*d), Some(*t), *neg]).flatten().collect();
+    // Groups of linear forms that run as one matrix product, by their first root.
+    let mut matvec_at: FxHashMap<NodeId, Step> = FxHashMap::default();
+    for (outs, w, xs, chain) in linear_forms(g, order, &uses, &op_of, &is_slot) {
+        folded.extend(chain);
+        folded.extend(&outs);
+        matvec_at.insert(outs[0], Step::MatVec { outs, w, xs });
+    }
     let mut steps: Vec<Option<Step>> = Vec::with_capacity(order.len());
     // Plain arithmetic steps that a later step may still absorb, by node.
     let mut absorbable: FxHashMap<NodeId, usize> = FxHashMap::default();
@@ -632,6 +652,10 @@ fn group_steps(
         (op_of(inner)? == Op::Mul && is_slot(w) && !is_slot(x) && is_slot(b)).then_some(AffineArg { x, w, b, sub })
     };
     for &id in order {
+        if let Some(step) = matvec_at.remove(&id) {
+            steps.push(Some(step));
+            continue;
+        }
         if let Some(&(slope, ..)) = slope_of.get(&id) {
             let a = g.args(id)[0].expect("operand");
             let affine = match fused_at.get(&a).map(|k| (*k, &steps[*k])) {
@@ -694,7 +718,141 @@ fn group_steps(
         let (a, b) = if is_slot(a) { (b, a) } else { (a, b) };
         Some(Step::Sum { node, a, b: Some(b), neg, acc })
     };
-    steps.into_iter().flatten().map(|step| summed(&step).unwrap_or(step)).collect()
+    let steps: Vec<Step> = steps.into_iter().flatten().map(|step| summed(&step).unwrap_or(step)).collect();
+    outer_sums(steps, &is_slot)
+}
+
+/// Smallest matrix product worth lowering to ([`linear_forms`], [`outer_sums`]), in
+/// multiply-adds per sample: below it the fused elementwise steps are as fast, and a scalar
+/// graph written by hand (a few weighted sums) keeps its exact left-to-right sums.
+const MIN_PRODUCT: usize = 32;
+
+/// The linear forms among `order` that share their per-sample vector with at least one other,
+/// as groups: (the forms' roots, their uniform factors row-major, the shared vector, the
+/// nodes the product replaces). A linear form is a left-to-right chain of sums of products
+/// of a uniform and a per-sample value, `w0 * x0 + w1 * x1 + ... + w{k-1} * x{k-1}`, what
+/// `array::matmul` builds and what reverse mode builds for the adjoint of a layer's input,
+/// whose inner sums and products nothing else reads. One pass over `order`, from the top.
+///
+/// The product computes each row's sum as a blocked matrix product does, so its last bits may
+/// differ from the chain's; everything else in the tape stays as it was.
+#[allow(clippy::type_complexity)]
+fn linear_forms(
+    g: &Graph,
+    order: &[NodeId],
+    uses: &[u32],
+    op_of: &impl Fn(NodeId) -> Option<Op>,
+    is_slot: &impl Fn(NodeId) -> bool,
+) -> Vec<(Vec<NodeId>, Vec<NodeId>, Vec<NodeId>, Vec<NodeId>)> {
+    let term = |t: NodeId| -> Option<(NodeId, NodeId)> {
+        if op_of(t) != Some(Op::Mul) || uses[t.index()] != 1 {
+            return None;
+        }
+        let [Some(a), Some(b)] = g.args(t) else { return None };
+        match (is_slot(a), is_slot(b)) {
+            (true, false) => Some((a, b)),
+            (false, true) => Some((b, a)),
+            _ => None,
+        }
+    };
+    let mut claimed: FxHashSet<NodeId> = FxHashSet::default();
+    // Per shared vector: the forms' roots, factors and replaced nodes.
+    let mut groups: FxHashMap<Vec<NodeId>, Vec<(NodeId, Vec<NodeId>, Vec<NodeId>)>> = FxHashMap::default();
+    for &root in order.iter().rev() {
+        if claimed.contains(&root) || op_of(root) != Some(Op::Add) {
+            continue;
+        }
+        let (mut terms, mut chain, mut cur) = (Vec::new(), Vec::new(), root);
+        while op_of(cur) == Some(Op::Add) && (cur == root || uses[cur.index()] == 1) {
+            let [Some(left), Some(right)] = g.args(cur) else { break };
+            let Some(t) = term(right) else { break };
+            terms.push(t);
+            chain.extend([cur, right]);
+            cur = left;
+        }
+        let Some(first) = (cur != root).then(|| term(cur)).flatten() else { continue };
+        terms.push(first);
+        chain.push(cur);
+        terms.reverse();
+        claimed.extend(chain.iter().copied());
+        let (w, x): (Vec<NodeId>, Vec<NodeId>) = terms.into_iter().unzip();
+        chain.retain(|c| *c != root);
+        groups.entry(x).or_default().push((root, w, chain));
+    }
+    let mut found = Vec::new();
+    for (xs, mut forms) in groups {
+        if forms.len() < 2 || forms.len() * xs.len() < MIN_PRODUCT {
+            continue;
+        }
+        forms.sort_unstable_by_key(|f| f.0);
+        let outs: Vec<NodeId> = forms.iter().map(|f| f.0).collect();
+        let w = forms.iter().flat_map(|f| f.1.iter().copied()).collect();
+        let chain = forms.into_iter().flat_map(|f| f.2).collect();
+        found.push((outs, w, xs, chain));
+    }
+    found.sort_unstable_by_key(|f| f.0[0]);
+    found
+}
+
+/// `steps` with each block of `Sum` steps of products of two per-sample values that covers
+/// all pairs of a set of rows and a set of columns (a dense layer's weight gradient: the
+/// batch sums of `delta[i] * a[j]`) replaced by one [`Step::OuterSum`] where the last of them
+/// was. Products are oriented by node order (the earlier node is the row).
+fn outer_sums(steps: Vec<Step>, is_slot: &impl Fn(NodeId) -> bool) -> Vec<Step> {
+    /// A product's other factor, its accumulator and its step's position.
+    type Entry = (NodeId, usize, usize);
+    /// A row and its entries.
+    type Row = (NodeId, Vec<Entry>);
+    // Per (row, neg): its entries.
+    let mut by_row: FxHashMap<(NodeId, bool), Vec<Entry>> = FxHashMap::default();
+    for (pos, step) in steps.iter().enumerate() {
+        if let Step::Sum { a, b: Some(b), neg, acc, .. } = *step {
+            if !is_slot(b) && a != b {
+                by_row.entry((a.min(b), neg)).or_default().push((a.max(b), acc, pos));
+            }
+        }
+    }
+    let mut blocks: FxHashMap<(Vec<NodeId>, bool), Vec<Row>> = FxHashMap::default();
+    for ((row, neg), mut cols) in by_row {
+        cols.sort_unstable_by_key(|c| c.0);
+        if cols.windows(2).any(|w| w[0].0 == w[1].0) {
+            continue;
+        }
+        blocks.entry((cols.iter().map(|c| c.0).collect(), neg)).or_default().push((row, cols));
+    }
+    let mut replaced: FxHashMap<usize, Option<Step>> = FxHashMap::default();
+    for ((cols, neg), mut rows) in blocks {
+        if rows.len() < 2 || cols.len() < 2 || rows.len() * cols.len() < MIN_PRODUCT {
+            continue;
+        }
+        rows.sort_unstable_by_key(|r| r.0);
+        let last = rows.iter().flat_map(|r| r.1.iter().map(|c| c.2)).max().expect("a block has sums");
+        let accs = rows.iter().flat_map(|r| r.1.iter().map(|c| c.1)).collect();
+        let positions: Vec<usize> = rows.iter().flat_map(|r| r.1.iter().map(|c| c.2)).collect();
+        let nodes = positions
+            .iter()
+            .map(|p| match steps[*p] {
+                Step::Sum { node, .. } => node,
+                _ => unreachable!("positions of sums"),
+            })
+            .collect();
+        for p in positions {
+            replaced.insert(p, None);
+        }
+        let rows = rows.into_iter().map(|r| r.0).collect();
+        replaced.insert(last, Some(Step::OuterSum { rows, cols, accs, neg, nodes }));
+    }
+    if replaced.is_empty() {
+        return steps;
+    }
+    steps
+        .into_iter()
+        .enumerate()
+        .filter_map(|(pos, step)| match replaced.remove(&pos) {
+            Some(instead) => instead,
+            None => Some(step),
+        })
+        .collect()
 }
 
 /// Emits instructions for `order` and the sinks, assigning registers by liveness: a register
@@ -719,7 +877,11 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
     let mut n_regs = 0u32;
     let mut code = Vec::with_capacity(steps.len() + sinks.len());
     for (pos, step) in steps.iter().enumerate() {
-        for id in step.results().into_iter().flatten() {
+        let many = match step {
+            Step::MatVec { outs, .. } => outs.as_slice(),
+            _ => &[],
+        };
+        for id in step.results().into_iter().flatten().chain(many.iter().copied()) {
             reg_of[id.index()] = Some(free.pop().unwrap_or_else(|| {
                 n_regs += 1;
                 Reg(n_regs - 1)
@@ -734,41 +896,64 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
             Kind::Apply(op) => *op,
             _ => unreachable!("only ops are fused"),
         };
-        code.push(match *step {
-            Step::Node(id) => match (kind(id), g.node(id).kind()) {
-                (Placement::Load(src), _) => Instr::Load { dst: reg(id), src },
-                (_, Kind::Apply(op)) => {
-                    let [a, b] = g.args(id);
-                    match (arg(a.expect("operand")), b.map(arg)) {
-                        (Arg::Reg(a), None) => Instr::Unary { op: *op, dst: reg(id), a },
-                        (a, Some(b)) => Instr::Binary { op: *op, dst: reg(id), a, b },
-                        (Arg::Slot(_), None) => unreachable!("a unary op of a uniform value is uniform"),
+        let slot = |id: NodeId| match kind(id) {
+            Placement::Slot(s) => s,
+            _ => unreachable!("a uniform operand"),
+        };
+        let dense = match step {
+            Step::MatVec { outs, w, xs } => Some(Instr::MatVec(Box::new(MatVec {
+                dst: outs.iter().map(|o| reg(*o)).collect(),
+                w: w.iter().map(|id| slot(*id)).collect(),
+                x: xs.iter().map(|x| reg(*x)).collect(),
+            }))),
+            Step::OuterSum { rows, cols, accs, neg, .. } => Some(Instr::OuterSum(Box::new(OuterSum {
+                rows: rows.iter().map(|r| reg(*r)).collect(),
+                cols: cols.iter().map(|c| reg(*c)).collect(),
+                accs: accs.clone(),
+                neg: *neg,
+            }))),
+            _ => None,
+        };
+        code.push(if let Some(instr) = dense {
+            instr
+        } else {
+            match *step {
+                Step::MatVec { .. } | Step::OuterSum { .. } => unreachable!("built above"),
+                Step::Node(id) => match (kind(id), g.node(id).kind()) {
+                    (Placement::Load(src), _) => Instr::Load { dst: reg(id), src },
+                    (_, Kind::Apply(op)) => {
+                        let [a, b] = g.args(id);
+                        match (arg(a.expect("operand")), b.map(arg)) {
+                            (Arg::Reg(a), None) => Instr::Unary { op: *op, dst: reg(id), a },
+                            (a, Some(b)) => Instr::Binary { op: *op, dst: reg(id), a, b },
+                            (Arg::Slot(_), None) => unreachable!("a unary op of a uniform value is uniform"),
+                        }
                     }
+                    _ => unreachable!("only loads and ops are computed per chunk"),
+                },
+                Step::SinCos { sin, cos, a } => Instr::SinCos { sin: reg(sin), cos: reg(cos), a: reg(a) },
+                Step::SigmoidSlope { sig, slope, a, affine: None } => {
+                    Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(a), affine: None }
                 }
-                _ => unreachable!("only loads and ops are computed per chunk"),
-            },
-            Step::SinCos { sin, cos, a } => Instr::SinCos { sin: reg(sin), cos: reg(cos), a: reg(a) },
-            Step::SigmoidSlope { sig, slope, a, affine: None } => {
-                Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(a), affine: None }
+                Step::SigmoidSlope { sig, slope, affine: Some(AffineArg { x, w, b, sub }), .. } => {
+                    let slot = |id: NodeId| match kind(id) {
+                        Placement::Slot(s) => s,
+                        _ => unreachable!("an affine argument's factor and term are uniform"),
+                    };
+                    let affine = Some(Affine { w: slot(w), b: slot(b), sub });
+                    Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(x), affine }
+                }
+                Step::Fused { node, inner } => {
+                    let [x, y] = g.args(node);
+                    let swap = x != Some(inner);
+                    let c = if swap { x } else { y };
+                    let [a, b] = g.args(inner);
+                    let (a, b) = (arg(a.expect("operand")), arg(b.expect("operand")));
+                    let c = if op_of(node) == Op::Neg { None } else { c.map(arg) };
+                    Instr::Fused { dst: reg(node), inner: op_of(inner), a, b, outer: op_of(node), c, swap }
+                }
+                Step::Sum { a, b, neg, acc, .. } => Instr::Accumulate { src: reg(a), times: b.map(arg), neg, acc },
             }
-            Step::SigmoidSlope { sig, slope, affine: Some(AffineArg { x, w, b, sub }), .. } => {
-                let slot = |id: NodeId| match kind(id) {
-                    Placement::Slot(s) => s,
-                    _ => unreachable!("an affine argument's factor and term are uniform"),
-                };
-                let affine = Some(Affine { w: slot(w), b: slot(b), sub });
-                Instr::SigmoidSlope { sig: reg(sig), slope: reg(slope), a: reg(x), affine }
-            }
-            Step::Fused { node, inner } => {
-                let [x, y] = g.args(node);
-                let swap = x != Some(inner);
-                let c = if swap { x } else { y };
-                let [a, b] = g.args(inner);
-                let (a, b) = (arg(a.expect("operand")), arg(b.expect("operand")));
-                let c = if op_of(node) == Op::Neg { None } else { c.map(arg) };
-                Instr::Fused { dst: reg(node), inner: op_of(inner), a, b, outer: op_of(node), c, swap }
-            }
-            Step::Sum { a, b, neg, acc, .. } => Instr::Accumulate { src: reg(a), times: b.map(arg), neg, acc },
         });
         // Free each operand once after its last read (`x * x` reads one register twice).
         let ops = &operands[pos];
@@ -780,7 +965,14 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
             }
         }
     }
-    let summed: FxHashSet<NodeId> = steps.iter().filter_map(|s| if let Step::Sum { node, .. } = s { Some(*node) } else { None }).collect();
+    let summed: FxHashSet<NodeId> = steps
+        .iter()
+        .flat_map(|s| match s {
+            Step::Sum { node, .. } => vec![*node],
+            Step::OuterSum { nodes, .. } => nodes.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
     for (id, sink) in sinks.iter().filter(|(id, _)| !summed.contains(id)) {
         let src = reg_of[id.index()].expect("sinks are computed");
         code.push(match sink.clone() {

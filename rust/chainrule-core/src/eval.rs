@@ -117,8 +117,15 @@ pub fn run(
         let stores: Vec<usize> = (0..outputs.len())
             .filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o)))
             .collect();
-        let accs: Vec<usize> =
-            pass.chunk_code.iter().filter_map(|i| if let Instr::Accumulate { acc, .. } = i { Some(*acc) } else { None }).collect();
+        let accs: Vec<usize> = pass
+            .chunk_code
+            .iter()
+            .flat_map(|i| match i {
+                Instr::Accumulate { acc, .. } => vec![*acc],
+                Instr::OuterSum(o) => o.accs.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
         let block = match (collects.is_empty() && stores.is_empty(), accs.is_empty()) {
             (false, _) => GROUPING_BLOCK_CHUNKS,
             (true, false) => REDUCTION_BLOCK_CHUNKS,
@@ -332,6 +339,8 @@ fn results(instr: &Instr) -> [Option<u32>; 2] {
         Instr::SinCos { sin, cos, .. } => [Some(sin.0), Some(cos.0)],
         Instr::SigmoidSlope { sig, slope, .. } => [Some(sig.0), Some(slope.0)],
         Instr::Accumulate { .. } | Instr::Collect { .. } | Instr::Store { .. } => [None, None],
+        // Written through the product's own buffer, never straight into an output.
+        Instr::MatVec(_) | Instr::OuterSum(_) => [None, None],
     }
 }
 
@@ -362,6 +371,13 @@ impl<'a> Plan<'a> {
                 let r = r as usize;
                 writer.resize(writer.len().max(r + 1), None);
                 writer[r] = Some(j);
+            }
+            if let Instr::MatVec(m) = instr {
+                for r in &m.dst {
+                    let r = r.0 as usize;
+                    writer.resize(writer.len().max(r + 1), None);
+                    writer[r] = None;
+                }
             }
             let Instr::Store { src, out } = instr else { continue };
             // A load's value may be read in place, so it has no buffer to redirect.
@@ -450,13 +466,30 @@ fn run_chunks(
     // Registers as long as the longest chunk: a 32-sample call zeroed 7 x 1024-sample
     // registers (56 KiB) per pass before (W1 on 32 samples, minima under load: 3.1 -> 1.8 µs).
     let width = chunk.min(n).max(1);
-    let ctx = Ctx { code, plan: &plan, width, slots, sources, sinks };
+    let mats = code
+        .iter()
+        .map(|i| match i {
+            Instr::MatVec(m) => m.w.iter().map(|s| slots[s.0 as usize]).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let scratch_len = code
+        .iter()
+        .map(|i| match i {
+            Instr::MatVec(m) => (m.x.len() + m.dst.len()) * width,
+            Instr::OuterSum(o) => (o.rows.len() + o.cols.len()) * width + o.accs.len(),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    let ctx = Ctx { code, plan: &plan, mats, width, slots, sources, sinks };
     let next = AtomicUsize::new(chunks.start);
     let cancel = watch.cancel;
     // Grabs chunks until none are left or the call is cancelled; `stop` is asked after each grab.
     let grab = |stop: &mut dyn FnMut() -> bool| {
         let mut regs = vec![0.0f64; n_regs.max(1) * width];
         let mut view = vec![std::ptr::null(); n_regs.max(1)];
+        let mut scratch = vec![0.0f64; scratch_len];
         loop {
             let from = next.fetch_add(GRAB_CHUNKS, Ordering::Relaxed);
             if from >= chunks.end {
@@ -468,7 +501,7 @@ fn run_chunks(
                 }
                 let start = c * chunk;
                 let len = chunk.min(n - start);
-                run_chunk(&ctx, &mut regs, &mut view, c, start, len);
+                run_chunk(&ctx, &mut regs, &mut view, &mut scratch, c, start, len);
             }
             if stop() {
                 cancel.store(true, Ordering::Relaxed);
@@ -552,6 +585,8 @@ impl Drop for Closing<'_> {
 /// of them and 16 others, 14.7 ns a sample; W1: 2 and 14, 10.6 ns).
 const KERNEL_NS: f64 = 1.0;
 const ARITHMETIC_NS: f64 = 0.1;
+/// A matrix product's multiply-add per sample (and its copies in and out), at the low end.
+const MULTIPLY_ADD_NS: f64 = 0.02;
 
 /// What waking the pool costs the calling thread, in ns: a margin above the most measured
 /// today (2 cores under a load average of ~5 from other processes, the pool woken for
@@ -575,6 +610,8 @@ fn worth_waking(code: &[Instr], threads: usize, chunks: usize, samples: usize) -
         .iter()
         .map(|i| match i {
             Instr::Unary { .. } | Instr::SinCos { .. } | Instr::SigmoidSlope { .. } => KERNEL_NS,
+            Instr::MatVec(m) => MULTIPLY_ADD_NS * (m.w.len() + m.x.len() + m.dst.len()) as f64,
+            Instr::OuterSum(o) => MULTIPLY_ADD_NS * (o.accs.len() + o.rows.len() + o.cols.len()) as f64,
             _ => ARITHMETIC_NS,
         })
         .sum();
@@ -587,6 +624,8 @@ fn worth_waking(code: &[Instr], threads: usize, chunks: usize, samples: usize) -
 struct Ctx<'a> {
     code: &'a [Instr],
     plan: &'a Plan<'a>,
+    /// Per instruction: a [`MatVec`]'s matrix, packed row-major from its slots (else empty).
+    mats: Vec<Vec<f64>>,
     width: usize,
     slots: &'a [f64],
     sources: &'a Sources<'a>,
@@ -600,28 +639,36 @@ struct Ctx<'a> {
 ///
 /// Measured (thread CPU time per call, N = 1e6, one thread, medians of interleaved runs, all
 /// other optimisations on): W1 15.1 -> 10.6 ms, W2 28.9 -> 22.7 ms for SSE2 -> AVX2 loops.
-fn run_chunk(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: usize, start: usize, len: usize) {
+fn run_chunk(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], scratch: &mut [f64], chunk: usize, start: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         if *AVX2.get_or_init(|| is_x86_feature_detected!("avx2")) {
             // SAFETY: AVX2 was detected at run time.
-            return unsafe { run_chunk_avx2(ctx, regs, view, chunk, start, len) };
+            return unsafe { run_chunk_avx2(ctx, regs, view, scratch, chunk, start, len) };
         }
     }
-    run_chunk_body(ctx, regs, view, chunk, start, len)
+    run_chunk_body(ctx, regs, view, scratch, chunk, start, len)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn run_chunk_avx2(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: usize, start: usize, len: usize) {
-    run_chunk_body(ctx, regs, view, chunk, start, len)
+unsafe fn run_chunk_avx2(
+    ctx: &Ctx,
+    regs: &mut [f64],
+    view: &mut [*const f64],
+    scratch: &mut [f64],
+    chunk: usize,
+    start: usize,
+    len: usize,
+) {
+    run_chunk_body(ctx, regs, view, scratch, chunk, start, len)
 }
 
 /// The chunk interpreter. `view[r]` is where register `r`'s current value lives: its own
 /// window of `regs`, an input read in place, or the output range it was written into.
 #[inline(always)]
-fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: usize, start: usize, len: usize) {
+fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], scratch: &mut [f64], chunk: usize, start: usize, len: usize) {
     let base = regs.as_mut_ptr();
     let (plan, sinks) = (ctx.plan, ctx.sinks);
     // SAFETY (all pointer use below): register windows are disjoint `width`-sized parts of
@@ -701,6 +748,76 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], chunk: u
             Instr::Accumulate { src, times, neg, acc } => {
                 let sum = accumulate(read(view, *src), times.as_ref().map(|b| arg(view, b)), *neg);
                 unsafe { *sinks.partials.0.wrapping_add(acc * sinks.acc_stride + chunk) = sum }
+            }
+            Instr::MatVec(m) => {
+                let (n, k) = (m.dst.len(), m.x.len());
+                let (x, rest) = scratch.split_at_mut(k * len);
+                let y = &mut rest[..n * len];
+                for (j, r) in m.x.iter().enumerate() {
+                    x[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
+                }
+                let w = &ctx.mats[i];
+                // SAFETY: `w` is n x k, `x` k x len and `y` n x len, all row-major and in bounds.
+                unsafe {
+                    matrixmultiply::dgemm(
+                        n,
+                        k,
+                        len,
+                        1.0,
+                        w.as_ptr(),
+                        k as isize,
+                        1,
+                        x.as_ptr(),
+                        len as isize,
+                        1,
+                        0.0,
+                        y.as_mut_ptr(),
+                        len as isize,
+                        1,
+                    )
+                };
+                for (row, d) in m.dst.iter().enumerate() {
+                    let t = unsafe { base.add(d.0 as usize * ctx.width) };
+                    write(t).copy_from_slice(&y[row * len..(row + 1) * len]);
+                    view[d.0 as usize] = t;
+                }
+            }
+            Instr::OuterSum(o) => {
+                let (nr, nc) = (o.rows.len(), o.cols.len());
+                let (a, rest) = scratch.split_at_mut(nr * len);
+                let (b, rest) = rest.split_at_mut(nc * len);
+                let sums = &mut rest[..nr * nc];
+                for (j, r) in o.rows.iter().enumerate() {
+                    a[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
+                }
+                for (j, r) in o.cols.iter().enumerate() {
+                    b[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
+                }
+                // Negating the product negates each sum exactly, as subtracting each product would.
+                let sign = if o.neg { -1.0 } else { 1.0 };
+                // SAFETY: `a` is nr x len, `b` nc x len (read as its len x nc transpose), `sums`
+                // nr x nc, all in bounds.
+                unsafe {
+                    matrixmultiply::dgemm(
+                        nr,
+                        len,
+                        nc,
+                        sign,
+                        a.as_ptr(),
+                        len as isize,
+                        1,
+                        b.as_ptr(),
+                        1,
+                        len as isize,
+                        0.0,
+                        sums.as_mut_ptr(),
+                        nc as isize,
+                        1,
+                    )
+                };
+                for (acc, sum) in o.accs.iter().zip(sums.iter()) {
+                    unsafe { *sinks.partials.0.wrapping_add(acc * sinks.acc_stride + chunk) = *sum }
+                }
             }
             Instr::Collect { src, buf } => unsafe {
                 std::slice::from_raw_parts_mut(sinks.bufs[*buf].0.wrapping_add(start), len).copy_from_slice(read(view, *src))

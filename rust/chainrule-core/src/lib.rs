@@ -44,4 +44,4 @@ pub use function::{Function, Shapes};
 pub use graph::{Graph, NodeId};
 pub use shape::InputView;
 pub use subst::substitute;
-pub use tape::{chunk_len, Affine, Arg, Instr, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape, CHUNK};
+pub use tape::{chunk_len, Affine, Arg, Instr, MatVec, OuterSum, OutputSource, Pass, Reg, ScalarInstr, Slot, Source, Tape, CHUNK};

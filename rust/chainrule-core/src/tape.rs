@@ -102,10 +102,46 @@ pub enum Instr {
     /// summation order is that of a plain sum, so folding a product or a negation into it
     /// changes no bit.
     Accumulate { src: Reg, times: Option<Arg>, neg: bool, acc: usize },
+    /// A matrix of uniform values times per-sample vectors, one matrix product per chunk (see
+    /// [`MatVec`]).
+    MatVec(Box<MatVec>),
+    /// The batch sums of all products of two sets of per-sample values, one matrix product per
+    /// chunk (see [`OuterSum`]).
+    OuterSum(Box<OuterSum>),
     /// Writes the chunk into full-size buffer `buf` (for reductions over some dimensions only).
     Collect { src: Reg, buf: usize },
     /// Writes the chunk into output `out`.
     Store { src: Reg, out: usize },
+}
+
+/// `dst[i] = w[i, 0] * x[0] + ... + w[i, k-1] * x[k-1]` for every sample, with `w` an
+/// `n x k` matrix of uniform values (row-major) and `x` `k` per-sample registers: a dense
+/// layer's `W @ x`, or the `W.T @ delta` of its gradient. The sums are a matrix product's
+/// (fused multiply-adds, in blocks), not the left-to-right chain the graph spells, so values
+/// may differ from it in the last bits (README, conventions).
+#[derive(Clone, PartialEq, Debug)]
+pub struct MatVec {
+    /// One register per row of `w`.
+    pub dst: Vec<Reg>,
+    /// The matrix, row-major.
+    pub w: Vec<Slot>,
+    /// The vector.
+    pub x: Vec<Reg>,
+}
+
+/// This chunk's partial sum of accumulator `accs[r * cols.len() + c]` is the sum over the
+/// chunk's samples of `rows[r] * cols[c]` (negated when `neg`): the batch sums of outer
+/// products that a dense layer's weight gradient is, as one matrix product per chunk.
+#[derive(Clone, PartialEq, Debug)]
+pub struct OuterSum {
+    /// The first factors.
+    pub rows: Vec<Reg>,
+    /// The second factors.
+    pub cols: Vec<Reg>,
+    /// The accumulators, row-major.
+    pub accs: Vec<usize>,
+    /// Whether the products are subtracted.
+    pub neg: bool,
 }
 
 /// The affine argument `(w * a) + b`, or `(w * a) - b` when `sub`, of a fused sigmoid.
@@ -245,6 +281,11 @@ fn listing(i: &Instr) -> String {
                 None => format!("acc{acc} {sign}= sum({src:?})"),
                 Some(b) => format!("acc{acc} {sign}= sum({src:?} * {})", arg(b)),
             }
+        }
+        Instr::MatVec(m) => format!("{:?} = matmul({}x{} [{:?} ..], {:?})", m.dst, m.dst.len(), m.x.len(), m.w[0], m.x),
+        Instr::OuterSum(o) => {
+            let sign = if o.neg { "-" } else { "+" };
+            format!("acc{:?} {sign}= sum(outer({:?}, {:?}))", o.accs, o.rows, o.cols)
         }
         Instr::Collect { src, buf } => format!("buf{buf} <- {src:?}"),
         Instr::Store { src, out } => format!("out{out} <- {src:?}"),
