@@ -76,6 +76,15 @@ def test_numpy_reference_is_checked_against_the_complex_step(monkeypatch):
         dense.verify_numpy_gradient(net)
 
 
+def test_w8_data_without_scikit_learn_has_the_digits_shape(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
+    net, again = dense.digits_net(), dense.digits_net()
+    assert net.source.startswith("synthetic")
+    assert net.X.shape == (1_797, 64) and net.Y.shape == (1_797, 10)
+    assert net.X.min() >= 0 and net.X.max() <= 1 and np.all(net.Y.sum(axis=1) == 1)
+    assert np.array_equal(net.X, again.X) and np.array_equal(net.Y, again.Y)  # seeded
+
+
 class FakeArray:
     """Stands in for cr.ExprArray until chainrule has it: follows shapes by NumPy's rules and
     remembers what grad was taken of, so that the benchmark's array rows can be run."""
