@@ -19,6 +19,7 @@ _spec = importlib.util.spec_from_file_location("dense_bench", _PATH)
 dense = importlib.util.module_from_spec(_spec)
 sys.modules["dense_bench"] = dense  # dataclasses look the module up while it executes
 _spec.loader.exec_module(dense)
+nets = dense.nets  # benches/dense_nets.py: the networks, per library
 
 JAX_ROWS = {"jax jit(value_and_grad)", "jax jit per step", "jax lax.scan"}
 
@@ -63,22 +64,23 @@ def test_without_jax_its_rows_say_so(tmp_path, capsys):
 
 
 def test_numpy_reference_is_checked_against_the_complex_step(monkeypatch):
-    net = dense.digits_net()
-    dense.verify_numpy_gradient(net)
-    right = dense.numpy_value_grad
+    net = nets.digits_net()
+    nets.verify_numpy_gradient(net)
+    right = nets.numpy_value_grad
 
     def forgets_the_factor_2(*args):
         J, gW1, gb1, gW2, gb2 = right(*args)
         return J, gW1, gb1, gW2, gb2 / 2
 
-    monkeypatch.setattr(dense, "numpy_value_grad", forgets_the_factor_2)
+    monkeypatch.setattr(nets, "numpy_value_grad", forgets_the_factor_2)
     with pytest.raises(dense.run.Mismatch, match="complex step"):
-        dense.verify_numpy_gradient(net)
+        nets.verify_numpy_gradient(net)
 
 
 def test_w8_data_without_scikit_learn_has_the_digits_shape(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
-    net, again = dense.digits_net(), dense.digits_net()
+    for name in ("sklearn", "sklearn.datasets"):  # importing them now raises ImportError
+        monkeypatch.setitem(sys.modules, name, None)
+    net, again = nets.digits_net(), nets.digits_net()
     assert net.source.startswith("synthetic")
     assert net.X.shape == (1_797, 64) and net.Y.shape == (1_797, 10)
     assert net.X.min() >= 0 and net.X.max() <= 1 and np.all(net.Y.sum(axis=1) == 1)
@@ -138,17 +140,17 @@ class FakeChainrule:
                 assert arg.shape[1:] == var.shape, (var.name, arg.shape)
             for arg, var in zip(params, inputs[2:], strict=True):
                 assert arg.shape == var.shape, (var.name, arg.shape)
-            J, *grads = dense.numpy_value_grad(X, Y, *params)
+            J, *grads = nets.numpy_value_grad(X, Y, *params)
             return (J, *[g * self.scale for g in grads])
 
         return fn
 
 
-@pytest.mark.parametrize("rows, workload", [(dense.VALUE_GRAD_ROWS, "a"), (dense.EPOCH_ROWS, "b")])
+@pytest.mark.parametrize("rows, workload", [(nets.VALUE_GRAD_ROWS, "a"), (nets.EPOCH_ROWS, "b")])
 def test_array_rows_are_checked_before_timing(rows, workload):
-    net = dense.digits_net()
-    ref = (dense.numpy_value_grad(net.X, net.Y, *net.params) if workload == "a"
-           else dense.numpy_epoch(net))
+    net = nets.digits_net()
+    ref = (nets.numpy_value_grad(net.X, net.Y, *net.params) if workload == "a"
+           else nets.numpy_epoch(net))
     arrays = [row for row in rows if row[0] == "chainrule arrays"]
     for scale, status in ((1.0, "ok"), (1.0 + 1e-6, "MISMATCH")):
         mods = {"numpy": np, "chainrule arrays": FakeChainrule(scale)}
