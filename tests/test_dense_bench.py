@@ -158,3 +158,14 @@ def test_array_rows_are_checked_before_timing(rows, workload):
         assert cand.status.split(":")[0] == status
     dense.time_interleaved([cand], repeat=1, round_s=0.0)
     assert cand.samples == {}  # a row that failed its check is not timed
+
+
+def test_array_first_result_runs_lap_by_lap(monkeypatch):
+    # The fresh process imports chainrule itself; here it finds the stand-in instead.
+    monkeypatch.setitem(sys.modules, "chainrule", FakeChainrule())
+    net = nets.big_net(20)
+    times, out, again = nets.child_arrays(net)
+    assert list(times) == ["import", "build", "grad", "compile", "first_call"]
+    ref = nets.numpy_value_grad(net.X, net.Y, *net.params)
+    assert dense.run.assert_close("arrays", out, ref) == 0
+    assert dense.run.assert_close("arrays, again", again(), ref) == 0
