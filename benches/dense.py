@@ -137,7 +137,8 @@ def prepare_rows(rows, mods, missing, net, ref, workload):
             refs = [("run", ref)]
             cands.append(run.prepare(name, mods, build, net, refs, workload=workload))
         # Set around a whole timed run: threadpoolctl's own cost stays out of the timing.
-        cands[-1].limits = mods[lib] if lib == "numpy 1 BLAS thread" else contextlib.nullcontext
+        cands[-1].limits = mods.get(lib) if lib == "numpy 1 BLAS thread" and lib in mods \
+            else contextlib.nullcontext
         if cands[-1].status.startswith(("MISMATCH", "ERROR")):
             print(f"!! {workload} {name}: {cands[-1].status}", file=sys.stderr)
     return cands

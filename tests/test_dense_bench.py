@@ -54,13 +54,18 @@ def test_quick_run_exits_0_after_its_cross_check(tmp_path):
     assert len(rows) == 1 and rows[0].endswith("| ok |")
 
 
-def test_without_jax_its_rows_say_so(tmp_path, capsys):
+def test_without_jax_and_threadpoolctl_their_rows_say_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
     out = tmp_path / "dense.md"
     assert dense.main(["--quick", "--no-jax", "--workloads", "a", "--out", str(out)]) == 0
     workloads, agree, failed = agreeing_rows(capsys.readouterr().out)
     assert workloads == "a" and failed == "none" and not JAX_ROWS & agree
-    row = next(ln for ln in out.read_text().splitlines() if ln.startswith("| jax jit("))
+    text = out.read_text()
+    row = next(ln for ln in text.splitlines() if ln.startswith("| jax jit("))
     assert row.endswith("| not installed (--no-jax) |")
+    row = next(ln for ln in text.splitlines() if ln.startswith("| numpy, 1 BLAS thread |"))
+    assert row.endswith("| skipped: threadpoolctl not installed |")
+    assert "numpy BLAS (matmuls) unknown (threadpoolctl not installed)" in text
 
 
 def test_numpy_reference_is_checked_against_the_complex_step(monkeypatch):
