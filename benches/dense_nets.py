@@ -388,6 +388,21 @@ def build_arrays_epoch(mods, net):
     return epoch
 
 
+def build_arrays_core_epoch(mods, net):
+    """The epoch as nn.SigmoidNetwork.fit runs it: one call into the core, which gathers each
+    shuffled batch, evaluates J and its gradient and steps the parameters in place."""
+    fn = arrays_function(mods["chainrule arrays"], net.n_inputs)
+    order = epoch_order(len(net.X)).astype(np.int64)
+    X, Y = np.ascontiguousarray(net.X), np.ascontiguousarray(net.Y)
+
+    def epoch():
+        theta = flat_params(net.params)
+        fn.flat._sgd_epoch([X, Y], theta, LR, BATCH, order)
+        return unflat_params(theta, net.params)
+
+    return epoch
+
+
 # (row name, library it needs, builder); the matmuls alone are timed, not checked. The "1 BLAS
 # thread" rows are there because OpenBLAS's threads wait for each other by spinning: on the
 # shared 2-core machine at load 5-9, NumPy's W8 value + gradient took a median of 195 ms with
@@ -408,6 +423,7 @@ EPOCH_ROWS = (
     ("jax lax.scan", "jax", build_jax_scan),
     ("chainrule scalar-vars", "chainrule", build_scalar_vars_epoch),
     ("chainrule arrays", "chainrule arrays", build_arrays_epoch),
+    ("chainrule arrays, epoch in the core", "chainrule arrays", build_arrays_core_epoch),
 )
 
 
