@@ -104,7 +104,7 @@ class SigmoidNetwork:
         a = cr.ExprArray.of([x]) if self.n_inputs == 1 else x
         widths = (self.n_inputs, *self.hidden, self.n_outputs)
         z = None
-        for layer, (fan_in, units) in enumerate(zip(widths, widths[1:]), start=1):
+        for layer, (fan_in, units) in enumerate(zip(widths, widths[1:], strict=False), start=1):
             W = cr.var(f"W{layer}", shape=(units, fan_in))
             b = cr.var(f"b{layer}", shape=(units,))
             self._param_vars[f"W{layer}"], self._fan_in[f"W{layer}"] = W, fan_in
@@ -146,7 +146,7 @@ class SigmoidNetwork:
             return np.arange(4)
         places, at = [], 0
         names = list(self._param_vars)
-        for W, b in zip(names[::2], names[1::2], strict=True):
+        for W, _b in zip(names[::2], names[1::2], strict=True):
             units, fan_in = self._shape(W)
             per_unit = at + np.arange(units)[:, None] * (fan_in + 1)
             places += [(per_unit + np.arange(fan_in)).ravel(), per_unit[:, 0] + fan_in]
