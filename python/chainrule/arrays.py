@@ -31,8 +31,8 @@ class ExprArray:
     >>> import chainrule as cr
     >>> W = cr.var("W", shape=(2, 3)); x = cr.var("x", shape=(3,))
     >>> h = W @ x
-    >>> h.shape, W.T.shape, W[1, 2]
-    ((2,), (3, 2), W[1,2])
+    >>> h.shape, W.T.shape, str(W[1, 2])
+    ((2,), (3, 2), 'W[1,2]')
     >>> print(h[0])
     W[0,0] * x[0] + W[0,1] * x[1] + W[0,2] * x[2]
     >>> cr.grad(h.sum(), x).shape

@@ -50,26 +50,33 @@ def _parser() -> argparse.ArgumentParser:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train the sigmoid network on a built-in data set",
-        description="Trains the article's network (one input, one sigmoid hidden node, sigmoid "
-                    "output) by gradient descent on J = mean((y - yhat)**2), then prints the "
-                    "learned parameters, the final loss and the accuracy. Settings left out "
-                    "take the data set's defaults.")
-    sets = "; ".join(f"{name}: {text}" for name, text in data.DESCRIPTIONS.items())
+        description="Trains a sigmoid network (by default the article's: one input, one sigmoid "
+                    "hidden node, sigmoid output) by gradient descent on J = mean((y - yhat)**2), "
+                    "then prints the learned parameters, the final loss and the accuracy (on "
+                    "held-out samples too for digits). Settings left out take the data set's "
+                    "defaults.")
+    # argparse formats help with %, so a literal percent sign must be doubled.
+    sets = "; ".join(f"{name}: {text}" for name, text in data.DESCRIPTIONS.items()).replace(
+        "%", "%%")
     p.add_argument("--data", choices=data.NAMES, default="scurve",
                    help=f"built-in data set (default: scurve). {sets}")
     p.add_argument("--hidden", type=_widths, default=None, metavar="W[,W...]",
-                   help="hidden layer widths, e.g. 4 or 8,4 (default: 1 for scurve, 4 otherwise)")
+                   help="hidden layer widths, e.g. 4 or 8,4 (default: 1 for scurve, 30 for digits, "
+                        "4 otherwise)")
     p.add_argument("--epochs", type=_non_negative, default=None,
-                   help="passes over the data (default: the data set's, 2000 for scurve)")
+                   help="passes over the data (default: the data set's, 2000 for scurve, 30 for "
+                        "digits)")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate alpha in theta := theta - alpha * dJ/dtheta "
                         "(default: the data set's, 2.0 for scurve)")
     p.add_argument("--batch-size", type=_positive, default=None, metavar="N",
-                   help="shuffled mini-batches of N samples (default: full batch)")
+                   help="shuffled mini-batches of N samples (default: 20 for digits, full batch "
+                        "otherwise)")
     p.add_argument("--seed", type=int, default=0, help="seed for the initial weights and "
                    "the mini-batch order (default: 0)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
-                   help="draw the loss curve and the fitted function (needs matplotlib)")
+                   help="draw the loss curve and the fitted function, or for digits the "
+                        "misclassified test digits (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=_train)
 
@@ -172,23 +179,45 @@ def _train(args: argparse.Namespace, _extra: list[str]) -> int:
     hidden = args.hidden or settings["hidden"]
     lr = args.lr if args.lr is not None else settings["lr"]
     epochs = args.epochs if args.epochs is not None else settings["epochs"]
-    X, Y = data.load(args.data)
+    batch_size = args.batch_size if args.batch_size is not None else settings.get("batch_size")
+    try:
+        X, Y = data.load(args.data)
+    except ImportError as exc:  # an optional extra (scikit-learn for digits) is missing
+        return _fail(str(exc), 1)
+    test = None
+    if "test_fraction" in settings:
+        X, Y, *test = data.split(X, Y, settings["test_fraction"])
     n_inputs = 1 if X.ndim == 1 else X.shape[1]
-    net = SigmoidNetwork(n_inputs=n_inputs, hidden=hidden, seed=args.seed)
-    inputs = f"{n_inputs} input" + ("s" if n_inputs > 1 else "")
-    article = " (the article's network)" if net.param_names == ("w1", "b1", "w2", "b2") else ""
-    batches = "full batch" if args.batch_size is None else f"mini-batches of {args.batch_size}"
-    print(f"data: {args.data}, {len(Y)} samples, {inputs}")
+    n_outputs = settings.get("n_outputs", 1)
+    net = SigmoidNetwork(n_inputs=n_inputs, hidden=hidden, n_outputs=n_outputs, seed=args.seed)
+    inputs = _count(n_inputs, "input")
+    article = " (the article's network)" if net.article else ""
+    batches = "full batch" if batch_size is None else f"mini-batches of {batch_size}"
+    samples = _count(len(Y) + (0 if test is None else len(test[1])), "sample")
+    if test is not None:
+        samples += f" ({len(Y)} to train on, {len(test[1])} held out to test)"
+    n_params = sum(int(np.size(value)) for value in net.params.values())
+    print(f"data: {args.data}, {samples}, {inputs}")
     print(f"network: {inputs} -> hidden {','.join(map(str, hidden))} (sigmoid) -> "
-          f"1 sigmoid output, {len(net.param_names)} parameters{article}")
+          f"{_count(n_outputs, 'sigmoid output')}, {n_params} parameters{article}")
     print(f"training: {epochs} epochs, lr {lr:g}, {batches}, seed {args.seed}", flush=True)
-    history = net.fit(X, Y, lr=lr, epochs=epochs, batch_size=args.batch_size,
+    history = net.fit(X, Y, lr=lr, epochs=epochs, batch_size=batch_size,
                       progress=not args.no_progress, seed=args.seed)
-    _report(net, X, Y, history)
-    return 0 if args.plot is None else _plot(args.plot, net, X, Y, history)
+    _report(net, X, Y, history, test)
+    if args.plot is None:
+        return 0
+    if test is None:
+        return _save(_fit_figure(net, X, Y, history), args.plot)
+    X_test, Y_test = test
+    return _save(_digits_figure(history, X_test, net.predict(X_test).argmax(axis=1), Y_test),
+                 args.plot)
 
 
-def _report(net, X: np.ndarray, Y: np.ndarray, history: np.ndarray) -> None:
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("s" if n != 1 else "")
+
+
+def _report(net, X: np.ndarray, Y: np.ndarray, history: np.ndarray, test=None) -> None:
     from .nn import is_binary
 
     print("learned parameters:")
@@ -196,9 +225,17 @@ def _report(net, X: np.ndarray, Y: np.ndarray, history: np.ndarray) -> None:
     if len(history):
         print(f"initial loss: {history[0]:.6g}")
     print(f"final loss: {net.loss(X, Y):.6g}")
-    rule = "prediction on the target's side of 0.5" if is_binary(Y) else \
-        "prediction within 0.1 of the target"
-    print(f"accuracy: {100 * net.accuracy(X, Y):.1f}% ({rule})")
+    if net.n_outputs > 1:
+        rule = "the largest output names the class"
+    elif is_binary(Y):
+        rule = "prediction on the target's side of 0.5"
+    else:
+        rule = "prediction within 0.1 of the target"
+    if test is None:
+        print(f"accuracy: {100 * net.accuracy(X, Y):.1f}% ({rule})")
+        return
+    print(f"train accuracy: {100 * net.accuracy(X, Y):.1f}% ({_count(len(Y), 'sample')}; {rule})")
+    print(f"test accuracy: {100 * net.accuracy(*test):.1f}% ({len(test[1])} held-out samples)")
 
 
 def _have_matplotlib() -> bool:
@@ -209,21 +246,45 @@ def _have_matplotlib() -> bool:
     return True
 
 
-def _print_params(params: dict[str, float], per_line: int = 4) -> None:
+def _print_params(params: dict, per_line: int = 4) -> None:
+    """The article's floats in full, several to a line; an array of a dense network as its
+    shape, norm and range, since its hundreds of numbers would bury the report."""
     width = max(map(len, params))
-    items = [f"{name:>{width}} = {value:>10.6f}" for name, value in params.items()]
-    for start in range(0, len(items), per_line):
-        print("  " + "   ".join(items[start:start + per_line]))
+    if all(np.ndim(value) == 0 for value in params.values()):
+        items = [f"{name:>{width}} = {value:>10.6f}" for name, value in params.items()]
+        for start in range(0, len(items), per_line):
+            print("  " + "   ".join(items[start:start + per_line]))
+        return
+    shapes = {name: str(np.shape(value)) for name, value in params.items()}
+    shape_width = max(map(len, shapes.values()))
+    for name, value in params.items():
+        array = np.asarray(value, dtype=float)
+        print(f"  {name:>{width}}  shape {shapes[name]:<{shape_width}}  "
+              f"norm {np.linalg.norm(array):>9.4f}  min {array.min():>8.4f}  "
+              f"max {array.max():>8.4f}")
 
 
-def _plot(path: str, net, X: np.ndarray, Y: np.ndarray, history: np.ndarray) -> int:
+def _save(fig, path: str) -> int:
+    try:
+        fig.savefig(path)
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot write the plot to {path}: {exc}", 1)
+    print(f"plot written to {path}")
+    return 0
+
+
+def _loss_axes(ax, history: np.ndarray) -> None:
+    ax.plot(np.arange(len(history)), history)
+    ax.set(xlabel="epoch", ylabel="J = mean((y - yhat)^2)", title="loss", yscale="log")
+
+
+def _fit_figure(net, X: np.ndarray, Y: np.ndarray, history: np.ndarray):
     # The object-oriented API draws off screen without choosing a global backend.
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax_loss, ax_fit = fig.subplots(1, 2)
-    ax_loss.plot(np.arange(len(history)), history)
-    ax_loss.set(xlabel="epoch", ylabel="J = mean((y - yhat)^2)", title="loss", yscale="log")
+    _loss_axes(ax_loss, history)
     if X.ndim == 1:
         grid = np.linspace(X.min(), X.max(), 400)
         ax_fit.scatter(X, Y, s=8, color="0.6", label="data")
@@ -238,12 +299,38 @@ def _plot(path: str, net, X: np.ndarray, Y: np.ndarray, history: np.ndarray) -> 
                        linewidths=0.5, s=18)
         fig.colorbar(filled, ax=ax_fit, label="network output")
         ax_fit.set(xlabel="x0", ylabel="x1", title="fit (points: data)")
-    try:
-        fig.savefig(path)
-    except (OSError, ValueError) as exc:
-        return _fail(f"cannot write the plot to {path}: {exc}", 1)
-    print(f"plot written to {path}")
-    return 0
+    return fig
+
+
+def _digits_figure(history: np.ndarray, images: np.ndarray, predicted, labels, limit: int = 40,
+                   columns: int = 8):
+    """The loss curve beside a grid of the misclassified test digits (the first ``limit``),
+    each titled with the network's class and the true one."""
+    from matplotlib.figure import Figure
+
+    predicted, labels = np.asarray(predicted).astype(int), np.asarray(labels).astype(int)
+    wrong = np.flatnonzero(predicted != labels)
+    shown = wrong[:limit]
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=(1, 1.3))
+    _loss_axes(left.subplots(), history)
+    title = f"misclassified test digits: {len(wrong)} of {len(labels)}"
+    if len(wrong) > len(shown):
+        title += f" (the first {len(shown)})"
+    right.suptitle(title + "; predicted (true)")
+    if not len(shown):
+        ax = right.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "none", ha="center", va="center")
+        return fig
+    side = int(round(np.sqrt(images.shape[1])))
+    axes = right.subplots(-(-len(shown) // columns), columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, shown, strict=False):
+        ax.imshow(images[i].reshape(side, side), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"{predicted[i]} ({labels[i]})", fontsize=9)
+    return fig
 
 
 # -- diff -------------------------------------------------------------------------------------

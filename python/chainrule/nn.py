@@ -256,7 +256,7 @@ class SigmoidNetwork:
         theta = np.ascontiguousarray(self._theta, dtype=np.float64)
         for epoch in bar:
             if lazy:
-                history[epoch] = self._dask_step(x, y, lr, batch_size, rng)
+                history[epoch] = self._dask_step(x, y, theta, lr, batch_size)
             elif batch_size is None:
                 history[epoch] = self._epoch_fn._sgd_epoch(rows, theta, lr, len(y))[0]
             else:
@@ -269,15 +269,15 @@ class SigmoidNetwork:
         bar.close()
         return history
 
-    def _dask_step(self, x, y, lr: float, batch_size: int | None, rng) -> float:
+    def _dask_step(self, x, y, theta: np.ndarray, lr: float, batch_size: int | None) -> float:
         """A full-batch step on Dask arrays: J and dJ/dtheta of all blocks in one Dask
-        computation."""
+        computation. Steps ``theta`` in place, as the core's epochs do, since fit keeps it."""
         import dask
 
         if batch_size is not None or not self.article:
             raise TypeError("Dask arrays train the article's network, full batch only")
-        loss, *grads = dask.compute(*self._step_fn(x, y, *self._theta.tolist()))
-        self._theta = self._theta - lr * np.array(grads)
+        loss, *grads = dask.compute(*self._step_fn(x, y, *theta.tolist()))
+        theta -= lr * np.array(grads)
         return float(loss)
 
     def predict(self, X) -> np.ndarray:
