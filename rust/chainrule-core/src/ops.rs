@@ -365,13 +365,13 @@ impl Op {
         let one = || constant(1.0);
         let plus = |e: Expr| Some(Signed::plus(e));
         let minus = |e: Expr| Some(Signed::minus(e));
-        let unary = |d: Expr| [plus(mul(adj, &d)), None];
+        let unary = |d: Expr| [plus(times(adj, &d)), None];
         match self {
             Op::Add => [plus(adj.clone()), plus(adj.clone())],
             Op::Sub => [plus(adj.clone()), minus(adj.clone())],
             // x * x: one contribution 2 * (adj * x) instead of two equal ones.
-            Op::Mul if a == b => [plus(mul(&constant(2.0), &mul(adj, a))), None],
-            Op::Mul => [need[0].then(|| Signed::plus(mul(adj, b))), need[1].then(|| Signed::plus(mul(adj, a)))],
+            Op::Mul if a == b => [plus(mul(&constant(2.0), &times(adj, a))), None],
+            Op::Mul => [need[0].then(|| Signed::plus(times(adj, b))), need[1].then(|| Signed::plus(times(adj, a)))],
             Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&mul(adj, out), b)))],
             // A constant exponent keeps b * a ** (b - 1) (x ** 3 -> 3 * (x * x)). Else the exponent
             // is b - step(abs(b)), the same bits as b - 1 except at b = 0, where it is 0, so that
@@ -379,7 +379,7 @@ impl Op {
             Op::Pow => [
                 need[0].then(|| {
                     let less = if b.as_const().is_some() { one() } else { step(&abs(b)) };
-                    Signed::plus(mul(adj, &mul(b, &pow(a, &sub(b, &less)))))
+                    Signed::plus(times(adj, &mul(b, &pow(a, &sub(b, &less)))))
                 }),
                 need[1].then(|| Signed::plus(mul(adj, &xlogy(out, a)))),
             ],
@@ -519,6 +519,30 @@ impl Signed {
         } else {
             self.e
         }
+    }
+}
+
+/// `adj * d` for a pullback, written `d / q` where either factor is `1 / q` (`-(d / q)` for
+/// `-1 / q`): `log(sin(x))` gives `cos(x) / sin(x)`, not `1 / sin(x) * cos(x)`. Not the value of
+/// the product, but at least as accurate everywhere: one rounding instead of two, no overflow or
+/// underflow of `1 / q` on the way, and the same inf, nan and signed zeros where `d` or `q` is
+/// zero or infinite. The simplifier may not do this for expressions users build (it would change
+/// their values); a derivative is ours to write as accurately as we can.
+fn times(adj: &Expr, d: &Expr) -> Expr {
+    let reciprocal = |e: &Expr| match (e.as_op(), e.arg0().and_then(Expr::as_const), e.arg1()) {
+        (Some(Op::Div), Some(c), Some(q)) if c.abs() == 1.0 => Some((c, q.clone())),
+        _ => None,
+    };
+    let (over, (c, q)) = match (reciprocal(adj), reciprocal(d)) {
+        (Some(r), _) => (d, r),
+        (None, Some(r)) => (adj, r),
+        (None, None) => return build::mul(adj, d),
+    };
+    let quotient = build::div(over, &q);
+    if c < 0.0 {
+        build::neg(&quotient)
+    } else {
+        quotient
     }
 }
 
