@@ -87,6 +87,21 @@ def test_latex_of_comparisons_logic_and_where():
         r"\lnot \left(x > 1\right) \lor \left(y \ne 2\right)")
 
 
+def test_gradient_of_a_mean_is_a_mean_without_one_over_n():
+    w = cr.var("w")
+    d = cr.grad(cr.mean((y - w * x) ** 2), w)
+    assert str(d) == "mean(-2 * (y - w * x) * x, over=w)"
+    assert cr.parse(str(d)) == d
+    assert cr.parse("mean(x, over=w)") == cr.sum(x, over="w") / cr.sum(1)
+    assert cr.latex(d) == r"\operatorname{mean}_{w}\left(-2 \left(y - w x\right) x\right)"
+    # The value is the mean of the per-sample derivatives: one division of the total by N.
+    xs, ys = np.linspace(-1, 2, 7), np.linspace(3, 1, 7)
+    got = cr.compile(d, inputs=[x, y, w])(xs, ys, 0.3)
+    assert got == pytest.approx(np.mean(-2 * (ys - 0.3 * xs) * xs), rel=1e-15)
+    per_sample = cr.compile(d, inputs=[x, y, w])(xs, ys, np.full(7, 0.3))
+    np.testing.assert_array_equal(per_sample, -2 * (ys - 0.3 * xs) * xs / 7)
+
+
 def test_a_reciprocal_adjoint_becomes_a_quotient():
     # log's 1 / q meets the inner derivative d as d / q: one rounding, not two.
     d = cr.grad(cr.log(cr.sin(x)), x)

@@ -166,15 +166,35 @@ fn precedence(e: &Expr, form: Form) -> u8 {
 }
 
 /// `sum(e) / sum(1)`, which `mean(e)` lowers to, prints back as `mean(e)`.
+/// So does `sum(e, over=w) / sum(1)`, the gradient of a mean, as `mean(e, over=w)`.
 fn mean_operand(graph: &Graph, names: &[Option<String>], id: NodeId) -> Option<NodeId> {
     let e = graph.node(id);
     if e.as_op() != Some(Op::Div) {
         return None;
     }
     let [Some(num), Some(den)] = graph.args(id) else { return None };
+    let unnamed_sum = |n: NodeId| matches!(graph.node(n).kind(), Kind::Sum(_)) && names[n.index()].is_none();
     let full_sum = |n: NodeId| matches!(graph.node(n).kind(), Kind::Sum(over) if over.is_empty()) && names[n.index()].is_none();
     let den_operand = graph.args(den)[0]?;
-    (full_sum(num) && full_sum(den) && graph.node(den_operand).is_const(1.0)).then(|| graph.args(num)[0]).flatten()
+    (unnamed_sum(num) && full_sum(den) && graph.node(den_operand).is_const(1.0)).then(|| graph.args(num)[0]).flatten()
+}
+
+/// The text after a reduction's operand: `)`, or `, over=w)` and `, over=(v, w))`.
+fn over_suffix(over: &[std::sync::Arc<str>]) -> String {
+    match over.len() {
+        0 => ")".to_string(),
+        1 => format!(", over={})", over[0]),
+        _ => format!(", over=({}))", over.join(", ")),
+    }
+}
+
+/// The `over` set of the sum that a [`Form::Mean`] node divides.
+fn mean_over(graph: &Graph, id: NodeId) -> &[std::sync::Arc<str>] {
+    let num = graph.args(id)[0].expect("mean's sum");
+    match graph.node(num).kind() {
+        Kind::Sum(over) => over.as_slice(),
+        _ => unreachable!("a mean divides a sum"),
+    }
 }
 
 // piecewise, comparisons and logic
@@ -226,7 +246,7 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
         match form {
             Form::Mean(m) => {
                 out.push_str("mean(");
-                stack.push(Task::Text(")"));
+                stack.push(Task::Owned(over_suffix(mean_over(graph, id))));
                 stack.push(Task::Node(m, 0));
                 continue;
             }
@@ -254,11 +274,7 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
             Kind::Var(name) => out.push_str(name),
             Kind::Sum(over) => {
                 out.push_str("sum(");
-                stack.push(Task::Owned(match over.len() {
-                    0 => ")".to_string(),
-                    1 => format!(", over={})", over[0]),
-                    _ => format!(", over=({}))", over.join(", ")),
-                }));
+                stack.push(Task::Owned(over_suffix(over)));
                 stack.push(Task::Node(a.expect("sum operand"), 0));
             }
             Kind::Apply(op) => match (op.infix(), b) {
@@ -460,7 +476,13 @@ fn emit_latex(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut St
         let [a, b] = graph.args(id);
         match form {
             Form::Mean(m) => {
-                out.push_str("\\operatorname{mean}\\left(");
+                out.push_str("\\operatorname{mean}");
+                let over = mean_over(graph, id);
+                if !over.is_empty() {
+                    let over: Vec<String> = over.iter().map(|n| latex_name(n)).collect();
+                    let _ = write!(out, "_{{{}}}", over.join(", "));
+                }
+                out.push_str("\\left(");
                 stack.push(Task::Text("\\right)"));
                 stack.push(Task::Node(m, 0));
                 continue;
