@@ -113,3 +113,18 @@ def test_a_reciprocal_adjoint_becomes_a_quotient():
     got, quotient, product = fn(xs)
     np.testing.assert_array_equal(got, quotient)
     assert (quotient != product).any()
+
+
+def test_hypot_gradient_reads_short_and_keeps_zero_at_the_origin():
+    d = cr.grad(cr.hypot(x, y), x)
+    assert str(d) == "x / (hypot(x, y) + (hypot(x, y) == 0))"
+    fn = cr.compile(d, inputs=[x, y])
+    np.testing.assert_array_equal(fn(np.array([0.0, 3.0, -0.0]), np.array([0.0, 4.0, 0.0])),
+                                  [0.0, 0.6, -0.0])
+
+
+def test_quotient_rule_reuses_the_reciprocal_quotient():
+    # d/dr of 1/r: -(1 / r) / r, not -(1 * (1 / r)) / r or -1 / r * (1 / r) / r.
+    r = cr.var("r")
+    assert str(cr.grad(1 / r, r)) == "-1 / r / r"
+    assert str(cr.grad((1 / r) ** 3, r)) == "-3 * (1 / r) ** 2 / r / r"

@@ -372,7 +372,7 @@ impl Op {
             // x * x: one contribution 2 * (adj * x) instead of two equal ones.
             Op::Mul if a == b => [plus(mul(&constant(2.0), &times(adj, a))), None],
             Op::Mul => [need[0].then(|| Signed::plus(times(adj, b))), need[1].then(|| Signed::plus(times(adj, a)))],
-            Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&mul(adj, out), b)))],
+            Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&times(adj, out), b)))],
             // A constant exponent keeps b * a ** (b - 1) (x ** 3 -> 3 * (x * x)). Else the exponent
             // is b - step(abs(b)), the same bits as b - 1 except at b = 0, where it is 0, so that
             // d/da is 0 * a ** 0 = 0 (not 0 * inf at a = 0), as autograd and JAX.
@@ -408,11 +408,11 @@ impl Op {
             Op::Log1p => [plus(div(adj, &add(&one(), a))), None],
             // 1 / (3 cbrt(a)^2): inf at a = 0, as JAX's.
             Op::Cbrt => [plus(div(adj, &mul(&constant(3.0), &mul(out, out)))), None],
-            // a / out and b / out, with out + (1 - step(out)) below: the same bits as out except at
-            // the origin, where it is 1, so the gradient there is 0 (JAX's; hypot(a, 0) = abs(a),
-            // whose derivative at 0 is 0) instead of 0 / 0.
+            // a / out and b / out, with out + (out == 0) below: the same bits as out except at the
+            // origin, where it is 1, so the gradient there is 0 (JAX's; hypot(a, 0) = abs(a),
+            // whose derivative at 0 is 0) instead of 0 / 0. A nan out stays nan.
             Op::Hypot => {
-                let den = add(out, &sub(&one(), &step(out)));
+                let den = add(out, &equal(out, &constant(0.0)));
                 [need[0].then(|| Signed::plus(mul(adj, &div(a, &den)))), need[1].then(|| Signed::plus(mul(adj, &div(b, &den))))]
             }
             // special and numerically stable functions. erf' = 2/sqrt(pi) exp(-a*a): `a * a` rounds,
