@@ -66,9 +66,67 @@ pub fn number(c: f64) -> String {
     }
 }
 
+/// How a constant prints and its precedence: a short formula where the float64 value is that
+/// formula's, folded as the parser folds it (`sqrt(2)`, `2 / sqrt(pi)`, `log(2)`, `pi / 2`), so
+/// the text reads back as the same node and says where the number came from; else [`number`].
+fn constant_text(c: f64) -> (String, u8) {
+    let plain = number(c);
+    let sign = if c.is_sign_negative() && !c.is_nan() { "-" } else { "" };
+    let found = (plain.len() > 8).then(|| formula(c.abs())).flatten();
+    match found {
+        Some((text, prec)) if text.len() < plain.len() => {
+            (format!("{sign}{text}"), if prec == ATOM && !sign.is_empty() { UNARY } else { prec })
+        }
+        _ => {
+            let prec = if sign.is_empty() { ATOM } else { UNARY };
+            (plain, prec)
+        }
+    }
+}
+
+/// The first formula of a short list whose folded value is `c` exactly, with its precedence.
+fn formula(c: f64) -> Option<(String, u8)> {
+    use std::f64::consts::{E, PI};
+    let product = Op::Mul.infix().expect("infix");
+    let (sqrt, log, div) = (|a: f64| Op::Sqrt.eval(a, 0.0), |a: f64| Op::Log.eval(a, 0.0), |a: f64, b: f64| Op::Div.eval(a, b));
+    static TABLE: std::sync::OnceLock<Vec<(f64, String, u8)>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let two_pi = Op::Mul.eval(2.0, PI);
+        let mut candidates: Vec<(f64, String, u8)> = Vec::new();
+        for k in [2.0, 3.0, 5.0, 6.0, 7.0, 8.0, 10.0] {
+            candidates.push((sqrt(k), format!("sqrt({k})"), ATOM));
+            candidates.push((div(1.0, sqrt(k)), format!("1 / sqrt({k})"), product));
+        }
+        for k in [2.0, 3.0, 10.0] {
+            candidates.push((log(k), format!("log({k})"), ATOM));
+            candidates.push((div(1.0, log(k)), format!("1 / log({k})"), product));
+        }
+        candidates.extend([
+            (Op::Log2.eval(E, 0.0), "log2(e)".to_string(), ATOM),
+            (Op::Log10.eval(E, 0.0), "log10(e)".to_string(), ATOM),
+            (sqrt(PI), "sqrt(pi)".to_string(), ATOM),
+            (sqrt(two_pi), "sqrt(2 * pi)".to_string(), ATOM),
+            (div(1.0, sqrt(PI)), "1 / sqrt(pi)".to_string(), product),
+            (div(2.0, sqrt(PI)), "2 / sqrt(pi)".to_string(), product),
+            (div(1.0, sqrt(two_pi)), "1 / sqrt(2 * pi)".to_string(), product),
+            (two_pi, "2 * pi".to_string(), product),
+            (div(1.0, PI), "1 / pi".to_string(), product),
+            (div(2.0, PI), "2 / pi".to_string(), product),
+        ]);
+        for k in [2.0, 3.0, 4.0, 6.0] {
+            candidates.push((div(PI, k), format!("pi / {k}"), product));
+        }
+        candidates
+    });
+    table.iter().find(|(v, _, _)| v.to_bits() == c.to_bits()).map(|(_, text, prec)| (text.clone(), *prec))
+}
+
 /// A node is inlined wherever it is used if its text is at most this long: naming `y - x`
 /// would make the text longer, not clearer.
 const TINY: usize = 10;
+/// ... unless it is used three times or more and at least this long: `t1 = x ** 2 + 1` once
+/// reads better than `x ** 2 + 1` in every factor of a third derivative.
+const SHORT: usize = 9;
 
 /// Rough inline text length of each node (named children count as their name), saturated so
 /// the estimate stays cheap; and the names of shared nodes that are not tiny.
@@ -91,13 +149,14 @@ fn choose_names(graph: &Graph) -> Vec<Option<String>> {
     for id in graph.ids() {
         let arg_len = |i: usize| graph.args(id)[i].map_or(0, |a| names[a.index()].as_ref().map_or(len[a.index()], String::len));
         let own = match graph.node(id).kind() {
-            Kind::Const(c) => number(*c).len(),
+            Kind::Const(c) => constant_text(*c).0.len(),
             Kind::Var(name) => name.len(),
             Kind::Apply(op) => op.name().len() + 2 + arg_len(0) + arg_len(1),
             Kind::Sum(over) => 5 + arg_len(0) + over.iter().map(|n| n.len() + 7).sum::<usize>(),
         };
         let own = own.min(4 * TINY);
-        names.push((uses[id.index()] > 1 && own > TINY).then(&mut fresh));
+        let used = uses[id.index()];
+        names.push((used > 1 && own > TINY || used > 2 && own >= SHORT).then(&mut fresh));
         len.push(own);
     }
     names
@@ -153,13 +212,7 @@ fn precedence(e: &Expr, form: Form) -> u8 {
         Form::Plain => {}
     }
     match e.kind() {
-        Kind::Const(c) => {
-            if c.is_sign_negative() && !c.is_nan() {
-                UNARY
-            } else {
-                ATOM
-            }
-        }
+        Kind::Const(c) => constant_text(*c).1,
         Kind::Apply(op) => op.infix().unwrap_or(ATOM),
         Kind::Var(_) | Kind::Sum(_) => ATOM,
     }
@@ -270,7 +323,7 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
             continue;
         }
         match e.kind() {
-            Kind::Const(c) => out.push_str(&number(*c)),
+            Kind::Const(c) => out.push_str(&constant_text(*c).0),
             Kind::Var(name) => out.push_str(name),
             Kind::Sum(over) => {
                 out.push_str("sum(");
