@@ -323,6 +323,9 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
             continue;
         }
         match e.kind() {
+            // A constant on its own line is the number a reader asked for (`asin(1)` is
+            // 1.5707963267948966); inside an expression, where it came from.
+            Kind::Const(c) if id == top => out.push_str(&number(*c)),
             Kind::Const(c) => out.push_str(&constant_text(*c).0),
             Kind::Var(name) => out.push_str(name),
             Kind::Sum(over) => {

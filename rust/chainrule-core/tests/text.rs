@@ -88,6 +88,8 @@ fn constants_print_as_the_formula_they_fold_from() {
         // Only exact matches: one ulp off stays a number.
         ("1.4142135623730954 * x", "1.4142135623730954 * x"),
         ("0.5 * x", "0.5 * x"),
+        // On its own, a constant is the number.
+        ("sqrt(2)", "1.4142135623730951"),
     ] {
         assert_eq!(format!("{:?}", p(text)), printed, "{text}");
     }
