@@ -370,7 +370,7 @@ impl Op {
             Op::Add => [plus(adj.clone()), plus(adj.clone())],
             Op::Sub => [plus(adj.clone()), minus(adj.clone())],
             // x * x: one contribution 2 * (adj * x) instead of two equal ones.
-            Op::Mul if a == b => [plus(mul(&constant(2.0), &times(adj, a))), None],
+            Op::Mul if a == b => [plus(twice(adj, a)), None],
             Op::Mul => [need[0].then(|| Signed::plus(times(adj, b))), need[1].then(|| Signed::plus(times(adj, a)))],
             Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&times(adj, out), b)))],
             // A constant exponent keeps b * a ** (b - 1) (x ** 3 -> 3 * (x * x)). Else the exponent
@@ -543,6 +543,23 @@ fn times(adj: &Expr, d: &Expr) -> Expr {
         build::neg(&quotient)
     } else {
         quotient
+    }
+}
+
+/// `2 * (adj * a)`, the square's pullback, as `p * a` where `adj` is `p / 2` or `0.5 * p` (the
+/// square in `x ** 2 / 2` or `0.5 * k * x ** 2`): halving and doubling are exact, so the two
+/// agree bit for bit except where `adj` or `adj * a` is subnormal, and there `p * a` has the
+/// bits the halving rounded away.
+fn twice(adj: &Expr, a: &Expr) -> Expr {
+    let half = match (adj.as_op(), adj.arg0(), adj.arg1()) {
+        (Some(Op::Div), Some(p), Some(two)) if two.is_const(2.0) => Some(p),
+        (Some(Op::Mul), Some(half), Some(p)) if half.is_const(0.5) => Some(p),
+        _ => None,
+    };
+    match half {
+        Some(p) => times(p, a),
+        None if adj.is_const(0.5) => a.clone(),
+        None => build::mul(&build::constant(2.0), &times(adj, a)),
     }
 }
 
