@@ -352,6 +352,12 @@ impl<'g> Sweeper<'g> {
     /// operands; `through_sums` selects [`Sweeper::send`]'s rule for global operands (a sweep
     /// that stops at sums keeps per-sample partials instead).
     fn pull(&mut self, id: NodeId, op: Op, adj: &Signed, through_sums: bool) {
+        // An adjoint that came out as the constant 0 (from `a - a` in a higher derivative) is
+        // structurally zero: its contributions would be `0 * d` terms, +-0 (or nan where d is
+        // not finite) added to the true derivative, so leaving them out is at least as accurate.
+        if adj.e.as_const() == Some(0.0) {
+            return;
+        }
         let node = self.graph.node(id);
         let args = self.graph.args(id);
         // The operands from the view rather than from the node: no wait on the node's memory.
