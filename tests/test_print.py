@@ -134,7 +134,7 @@ def test_the_half_in_a_squared_term_cancels_against_the_power_rule():
     k = cr.var("k")
     assert str(cr.grad(0.5 * k * x**2, x)) == "k * x"
     assert str(cr.grad(x**2 / 2, x)) == "x"
-    assert str(cr.grad(cr.exp(-(x**2) / 2), [x, x][0])) == "-exp(-x ** 2 / 2) * x"
+    assert str(cr.grad(cr.exp(-(x**2) / 2), x)) == "-exp(-x ** 2 / 2) * x"
     # The same bits as 2 * ((k / 2) * x) wherever nothing is subnormal.
     ks, xs = np.linspace(-3, 3, 101), np.linspace(5, -2, 101)
     fn = cr.compile([cr.grad(k * x**2 / 2, x), 2 * (k / 2 * x)], inputs=[k, x])
@@ -150,4 +150,5 @@ def test_a_zero_adjoint_adds_no_zero_terms():
     assert "0 *" not in str(d)
     xs = np.linspace(-2, 2, 9)
     got = cr.compile(d, inputs=[x])(xs)
-    np.testing.assert_allclose(got, 2 * (np.cos(xs) - np.sin(xs)) * np.exp(xs), rtol=1e-13, atol=1e-15)
+    want = 2 * (np.cos(xs) - np.sin(xs)) * np.exp(xs)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
