@@ -46,6 +46,22 @@ pub fn grad(output: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
     let has_sums = graph.ids().any(|id| graph.tag(id) == Tag::Sum);
     let mut sweeper = Sweeper::new(&graph, &active, &global, has_sums);
     if global[root.index()] {
+        if let Some(total) = mean_total(&graph, root) {
+            // mean(e) = sum(e) / N: its gradient is the mean of e's, `sum(de, over=w) / N`, rather
+            // than the per-sample sum of `1 / N * de` that the division's rule hands down. One
+            // division of the total instead of a rounded 1/N times every term: at least as
+            // accurate, and it reads (and prints) as `mean(de, over=w)`.
+            let fields = sweeper.through_sums(total, &wrt_ids);
+            let count = sum(&constant(1.0));
+            return Ok(fields
+                .into_iter()
+                .zip(wrt)
+                .map(|(f, w)| match f {
+                    Some(f) => div(&sum_over(&f, &[var_name(w)]), &count),
+                    None => sum_over(&constant(0.0), &[var_name(w)]),
+                })
+                .collect());
+        }
         let fields = sweeper.through_sums(root, &wrt_ids);
         return Ok(fields.into_iter().zip(wrt).map(|(f, w)| sum_over(&f.unwrap_or_else(|| constant(0.0)), &[var_name(w)])).collect());
     }
@@ -113,6 +129,14 @@ type Derivatives = FxHashMap<NodeId, Vec<Option<Reduced>>>;
 
 fn var_name(w: &Expr) -> &str {
     w.as_var().expect("wrt holds variables")
+}
+
+/// The full sum `sum(e)` of a root `mean(e)`, which the builder writes `sum(e) / sum(1)`.
+fn mean_total(graph: &Graph, root: NodeId) -> Option<NodeId> {
+    let full_sum = |id: NodeId| matches!(graph.node(id).kind(), Kind::Sum(over) if over.is_empty());
+    let [Some(total), Some(count)] = graph.args(root) else { return None };
+    let counts_samples = graph.args(count)[0].is_some_and(|one| graph.node(one).is_const(1.0));
+    (graph.node(root).as_op() == Some(Op::Div) && full_sum(total) && full_sum(count) && counts_samples).then_some(total)
 }
 
 /// Whether each node has one value for the whole batch: constants, full sums, and pointwise
@@ -328,6 +352,12 @@ impl<'g> Sweeper<'g> {
     /// operands; `through_sums` selects [`Sweeper::send`]'s rule for global operands (a sweep
     /// that stops at sums keeps per-sample partials instead).
     fn pull(&mut self, id: NodeId, op: Op, adj: &Signed, through_sums: bool) {
+        // An adjoint that came out as the constant 0 (from `a - a` in a higher derivative) is
+        // structurally zero: its contributions would be `0 * d` terms, +-0 (or nan where d is
+        // not finite) added to the true derivative, so leaving them out is at least as accurate.
+        if adj.e.as_const() == Some(0.0) {
+            return;
+        }
         let node = self.graph.node(id);
         let args = self.graph.args(id);
         // The operands from the view rather than from the node: no wait on the node's memory.

@@ -365,21 +365,21 @@ impl Op {
         let one = || constant(1.0);
         let plus = |e: Expr| Some(Signed::plus(e));
         let minus = |e: Expr| Some(Signed::minus(e));
-        let unary = |d: Expr| [plus(mul(adj, &d)), None];
+        let unary = |d: Expr| [plus(times(adj, &d)), None];
         match self {
             Op::Add => [plus(adj.clone()), plus(adj.clone())],
             Op::Sub => [plus(adj.clone()), minus(adj.clone())],
             // x * x: one contribution 2 * (adj * x) instead of two equal ones.
-            Op::Mul if a == b => [plus(mul(&constant(2.0), &mul(adj, a))), None],
-            Op::Mul => [need[0].then(|| Signed::plus(mul(adj, b))), need[1].then(|| Signed::plus(mul(adj, a)))],
-            Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&mul(adj, out), b)))],
+            Op::Mul if a == b => [plus(twice(adj, a)), None],
+            Op::Mul => [need[0].then(|| Signed::plus(times(adj, b))), need[1].then(|| Signed::plus(times(adj, a)))],
+            Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&times(adj, out), b)))],
             // A constant exponent keeps b * a ** (b - 1) (x ** 3 -> 3 * (x * x)). Else the exponent
             // is b - step(abs(b)), the same bits as b - 1 except at b = 0, where it is 0, so that
             // d/da is 0 * a ** 0 = 0 (not 0 * inf at a = 0), as autograd and JAX.
             Op::Pow => [
                 need[0].then(|| {
                     let less = if b.as_const().is_some() { one() } else { step(&abs(b)) };
-                    Signed::plus(mul(adj, &mul(b, &pow(a, &sub(b, &less)))))
+                    Signed::plus(times(adj, &mul(b, &pow(a, &sub(b, &less)))))
                 }),
                 need[1].then(|| Signed::plus(mul(adj, &xlogy(out, a)))),
             ],
@@ -408,11 +408,11 @@ impl Op {
             Op::Log1p => [plus(div(adj, &add(&one(), a))), None],
             // 1 / (3 cbrt(a)^2): inf at a = 0, as JAX's.
             Op::Cbrt => [plus(div(adj, &mul(&constant(3.0), &mul(out, out)))), None],
-            // a / out and b / out, with out + (1 - step(out)) below: the same bits as out except at
-            // the origin, where it is 1, so the gradient there is 0 (JAX's; hypot(a, 0) = abs(a),
-            // whose derivative at 0 is 0) instead of 0 / 0.
+            // a / out and b / out, with out + (out == 0) below: the same bits as out except at the
+            // origin, where it is 1, so the gradient there is 0 (JAX's; hypot(a, 0) = abs(a),
+            // whose derivative at 0 is 0) instead of 0 / 0. A nan out stays nan.
             Op::Hypot => {
-                let den = add(out, &sub(&one(), &step(out)));
+                let den = add(out, &equal(out, &constant(0.0)));
                 [need[0].then(|| Signed::plus(mul(adj, &div(a, &den)))), need[1].then(|| Signed::plus(mul(adj, &div(b, &den))))]
             }
             // special and numerically stable functions. erf' = 2/sqrt(pi) exp(-a*a): `a * a` rounds,
@@ -519,6 +519,47 @@ impl Signed {
         } else {
             self.e
         }
+    }
+}
+
+/// `adj * d` for a pullback, written `d / q` where either factor is `1 / q` (`-(d / q)` for
+/// `-1 / q`): `log(sin(x))` gives `cos(x) / sin(x)`, not `1 / sin(x) * cos(x)`. Not the value of
+/// the product, but at least as accurate everywhere: one rounding instead of two, no overflow or
+/// underflow of `1 / q` on the way, and the same inf, nan and signed zeros where `d` or `q` is
+/// zero or infinite. The simplifier may not do this for expressions users build (it would change
+/// their values); a derivative is ours to write as accurately as we can.
+fn times(adj: &Expr, d: &Expr) -> Expr {
+    let reciprocal = |e: &Expr| match (e.as_op(), e.arg0().and_then(Expr::as_const), e.arg1()) {
+        (Some(Op::Div), Some(c), Some(q)) if c.abs() == 1.0 => Some((c, q.clone())),
+        _ => None,
+    };
+    let (over, (c, q)) = match (reciprocal(adj), reciprocal(d)) {
+        (Some(r), _) => (d, r),
+        (None, Some(r)) => (adj, r),
+        (None, None) => return build::mul(adj, d),
+    };
+    let quotient = build::div(over, &q);
+    if c < 0.0 {
+        build::neg(&quotient)
+    } else {
+        quotient
+    }
+}
+
+/// `2 * (adj * a)`, the square's pullback, as `p * a` where `adj` is `p / 2` or `0.5 * p` (the
+/// square in `x ** 2 / 2` or `0.5 * k * x ** 2`): halving and doubling are exact, so the two
+/// agree bit for bit except where `adj` or `adj * a` is subnormal, and there `p * a` has the
+/// bits the halving rounded away.
+fn twice(adj: &Expr, a: &Expr) -> Expr {
+    let half = match (adj.as_op(), adj.arg0(), adj.arg1()) {
+        (Some(Op::Div), Some(p), Some(two)) if two.is_const(2.0) => Some(p),
+        (Some(Op::Mul), Some(half), Some(p)) if half.is_const(0.5) => Some(p),
+        _ => None,
+    };
+    match half {
+        Some(p) => times(p, a),
+        None if adj.is_const(0.5) => a.clone(),
+        None => build::mul(&build::constant(2.0), &times(adj, a)),
     }
 }
 

@@ -3,7 +3,8 @@
 //! expression grammar is Python's for the operators it has: comparisons `< <= > >= == !=`
 //! (which do not chain) < `|` < `&` < `+ -` < `* / %` < unary `-` and `~` < `**`
 //! (right-associative, and `-x ** 2` is `-(x ** 2)`), calls `f(e)`, `where(c, a, b)`, `sum(e)`,
-//! `sum(e, over=w)`, `sum(e, over=(v, w))`, `mean(e)`, numbers with exponents, `inf`, `nan`,
+//! `sum(e, over=w)`, `sum(e, over=(v, w))`, `mean(e)`, `mean(e, over=w)` (`sum(e, over=w) /
+//! sum(1)`, how a mean's gradient prints), numbers with exponents, `inf`, `nan`,
 //! and the constants `pi` and `e`.
 //! An operator-precedence (shunting-yard) parser with explicit stacks: nesting depth costs
 //! heap, never stack.
@@ -298,7 +299,7 @@ impl Parser<'_> {
     /// After a comma inside a call: reads `over=...` for `sum`, else expects another operand.
     fn after_comma(&mut self, ops: &mut [Pending]) -> Result<bool> {
         let Some(Pending::Call { name, over, .. }) = ops.last_mut() else { return Ok(true) };
-        if name != "sum" || self.peek()? != &Tok::Name("over".into()) {
+        if !matches!(name.as_str(), "sum" | "mean") || self.peek()? != &Tok::Name("over".into()) {
             return Ok(true);
         }
         self.next()?;
@@ -361,7 +362,8 @@ impl Parser<'_> {
                 let a = args.remove(0);
                 values.push(match (name.as_str(), op) {
                     ("sum", _) => build::sum_over(&a, &over.unwrap_or_default()),
-                    ("mean", _) => build::mean(&a),
+                    // A mean's gradient: the batch total over w's broadcast dimensions, over N.
+                    ("mean", _) => build::div(&build::sum_over(&a, &over.unwrap_or_default()), &build::sum(&build::constant(1.0))),
                     (_, Some(op)) => build::apply(op, &a, args.first()),
                     (sugar, None) => build_sugar(sugar, &a, &args),
                 });

@@ -66,9 +66,67 @@ pub fn number(c: f64) -> String {
     }
 }
 
+/// How a constant prints and its precedence: a short formula where the float64 value is that
+/// formula's, folded as the parser folds it (`sqrt(2)`, `2 / sqrt(pi)`, `log(2)`, `pi / 2`), so
+/// the text reads back as the same node and says where the number came from; else [`number`].
+fn constant_text(c: f64) -> (String, u8) {
+    let plain = number(c);
+    let sign = if c.is_sign_negative() && !c.is_nan() { "-" } else { "" };
+    let found = (plain.len() > 8).then(|| formula(c.abs())).flatten();
+    match found {
+        Some((text, prec)) if text.len() < plain.len() => {
+            (format!("{sign}{text}"), if prec == ATOM && !sign.is_empty() { UNARY } else { prec })
+        }
+        _ => {
+            let prec = if sign.is_empty() { ATOM } else { UNARY };
+            (plain, prec)
+        }
+    }
+}
+
+/// The first formula of a short list whose folded value is `c` exactly, with its precedence.
+fn formula(c: f64) -> Option<(String, u8)> {
+    use std::f64::consts::{E, PI};
+    let product = Op::Mul.infix().expect("infix");
+    let (sqrt, log, div) = (|a: f64| Op::Sqrt.eval(a, 0.0), |a: f64| Op::Log.eval(a, 0.0), |a: f64, b: f64| Op::Div.eval(a, b));
+    static TABLE: std::sync::OnceLock<Vec<(f64, String, u8)>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let two_pi = Op::Mul.eval(2.0, PI);
+        let mut candidates: Vec<(f64, String, u8)> = Vec::new();
+        for k in [2.0, 3.0, 5.0, 6.0, 7.0, 8.0, 10.0] {
+            candidates.push((sqrt(k), format!("sqrt({k})"), ATOM));
+            candidates.push((div(1.0, sqrt(k)), format!("1 / sqrt({k})"), product));
+        }
+        for k in [2.0, 3.0, 10.0] {
+            candidates.push((log(k), format!("log({k})"), ATOM));
+            candidates.push((div(1.0, log(k)), format!("1 / log({k})"), product));
+        }
+        candidates.extend([
+            (Op::Log2.eval(E, 0.0), "log2(e)".to_string(), ATOM),
+            (Op::Log10.eval(E, 0.0), "log10(e)".to_string(), ATOM),
+            (sqrt(PI), "sqrt(pi)".to_string(), ATOM),
+            (sqrt(two_pi), "sqrt(2 * pi)".to_string(), ATOM),
+            (div(1.0, sqrt(PI)), "1 / sqrt(pi)".to_string(), product),
+            (div(2.0, sqrt(PI)), "2 / sqrt(pi)".to_string(), product),
+            (div(1.0, sqrt(two_pi)), "1 / sqrt(2 * pi)".to_string(), product),
+            (two_pi, "2 * pi".to_string(), product),
+            (div(1.0, PI), "1 / pi".to_string(), product),
+            (div(2.0, PI), "2 / pi".to_string(), product),
+        ]);
+        for k in [2.0, 3.0, 4.0, 6.0] {
+            candidates.push((div(PI, k), format!("pi / {k}"), product));
+        }
+        candidates
+    });
+    table.iter().find(|(v, _, _)| v.to_bits() == c.to_bits()).map(|(_, text, prec)| (text.clone(), *prec))
+}
+
 /// A node is inlined wherever it is used if its text is at most this long: naming `y - x`
 /// would make the text longer, not clearer.
 const TINY: usize = 10;
+/// ... unless it is used three times or more and at least this long: `t1 = x ** 2 + 1` once
+/// reads better than `x ** 2 + 1` in every factor of a third derivative.
+const SHORT: usize = 9;
 
 /// Rough inline text length of each node (named children count as their name), saturated so
 /// the estimate stays cheap; and the names of shared nodes that are not tiny.
@@ -91,13 +149,14 @@ fn choose_names(graph: &Graph) -> Vec<Option<String>> {
     for id in graph.ids() {
         let arg_len = |i: usize| graph.args(id)[i].map_or(0, |a| names[a.index()].as_ref().map_or(len[a.index()], String::len));
         let own = match graph.node(id).kind() {
-            Kind::Const(c) => number(*c).len(),
+            Kind::Const(c) => constant_text(*c).0.len(),
             Kind::Var(name) => name.len(),
             Kind::Apply(op) => op.name().len() + 2 + arg_len(0) + arg_len(1),
             Kind::Sum(over) => 5 + arg_len(0) + over.iter().map(|n| n.len() + 7).sum::<usize>(),
         };
         let own = own.min(4 * TINY);
-        names.push((uses[id.index()] > 1 && own > TINY).then(&mut fresh));
+        let used = uses[id.index()];
+        names.push((used > 1 && own > TINY || used > 2 && own >= SHORT).then(&mut fresh));
         len.push(own);
     }
     names
@@ -153,28 +212,42 @@ fn precedence(e: &Expr, form: Form) -> u8 {
         Form::Plain => {}
     }
     match e.kind() {
-        Kind::Const(c) => {
-            if c.is_sign_negative() && !c.is_nan() {
-                UNARY
-            } else {
-                ATOM
-            }
-        }
+        Kind::Const(c) => constant_text(*c).1,
         Kind::Apply(op) => op.infix().unwrap_or(ATOM),
         Kind::Var(_) | Kind::Sum(_) => ATOM,
     }
 }
 
 /// `sum(e) / sum(1)`, which `mean(e)` lowers to, prints back as `mean(e)`.
+/// So does `sum(e, over=w) / sum(1)`, the gradient of a mean, as `mean(e, over=w)`.
 fn mean_operand(graph: &Graph, names: &[Option<String>], id: NodeId) -> Option<NodeId> {
     let e = graph.node(id);
     if e.as_op() != Some(Op::Div) {
         return None;
     }
     let [Some(num), Some(den)] = graph.args(id) else { return None };
+    let unnamed_sum = |n: NodeId| matches!(graph.node(n).kind(), Kind::Sum(_)) && names[n.index()].is_none();
     let full_sum = |n: NodeId| matches!(graph.node(n).kind(), Kind::Sum(over) if over.is_empty()) && names[n.index()].is_none();
     let den_operand = graph.args(den)[0]?;
-    (full_sum(num) && full_sum(den) && graph.node(den_operand).is_const(1.0)).then(|| graph.args(num)[0]).flatten()
+    (unnamed_sum(num) && full_sum(den) && graph.node(den_operand).is_const(1.0)).then(|| graph.args(num)[0]).flatten()
+}
+
+/// The text after a reduction's operand: `)`, or `, over=w)` and `, over=(v, w))`.
+fn over_suffix(over: &[std::sync::Arc<str>]) -> String {
+    match over.len() {
+        0 => ")".to_string(),
+        1 => format!(", over={})", over[0]),
+        _ => format!(", over=({}))", over.join(", ")),
+    }
+}
+
+/// The `over` set of the sum that a [`Form::Mean`] node divides.
+fn mean_over(graph: &Graph, id: NodeId) -> &[std::sync::Arc<str>] {
+    let num = graph.args(id)[0].expect("mean's sum");
+    match graph.node(num).kind() {
+        Kind::Sum(over) => over.as_slice(),
+        _ => unreachable!("a mean divides a sum"),
+    }
 }
 
 // piecewise, comparisons and logic
@@ -226,7 +299,7 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
         match form {
             Form::Mean(m) => {
                 out.push_str("mean(");
-                stack.push(Task::Text(")"));
+                stack.push(Task::Owned(over_suffix(mean_over(graph, id))));
                 stack.push(Task::Node(m, 0));
                 continue;
             }
@@ -250,15 +323,14 @@ fn emit(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut String) 
             continue;
         }
         match e.kind() {
-            Kind::Const(c) => out.push_str(&number(*c)),
+            // A constant on its own line is the number a reader asked for (`asin(1)` is
+            // 1.5707963267948966); inside an expression, where it came from.
+            Kind::Const(c) if id == top => out.push_str(&number(*c)),
+            Kind::Const(c) => out.push_str(&constant_text(*c).0),
             Kind::Var(name) => out.push_str(name),
             Kind::Sum(over) => {
                 out.push_str("sum(");
-                stack.push(Task::Owned(match over.len() {
-                    0 => ")".to_string(),
-                    1 => format!(", over={})", over[0]),
-                    _ => format!(", over=({}))", over.join(", ")),
-                }));
+                stack.push(Task::Owned(over_suffix(over)));
                 stack.push(Task::Node(a.expect("sum operand"), 0));
             }
             Kind::Apply(op) => match (op.infix(), b) {
@@ -460,7 +532,13 @@ fn emit_latex(graph: &Graph, names: &[Option<String>], top: NodeId, out: &mut St
         let [a, b] = graph.args(id);
         match form {
             Form::Mean(m) => {
-                out.push_str("\\operatorname{mean}\\left(");
+                out.push_str("\\operatorname{mean}");
+                let over = mean_over(graph, id);
+                if !over.is_empty() {
+                    let over: Vec<String> = over.iter().map(|n| latex_name(n)).collect();
+                    let _ = write!(out, "_{{{}}}", over.join(", "));
+                }
+                out.push_str("\\left(");
                 stack.push(Task::Text("\\right)"));
                 stack.push(Task::Node(m, 0));
                 continue;

@@ -20,6 +20,8 @@
 //!   Not for `2 * a - 3 * a` (3a rounds) nor `4 * a - 2 * a` (4a can overflow where 2a does
 //!   not: inf against a finite result).
 //! - `a - a -> 0`: +0 for every finite a (round to nearest).
+//! - Both, where one side is the other with a sum's or product's operands swapped
+//!   (`p * q + q * p -> 2 * (p * q)`): IEEE addition and multiplication are commutative.
 //! - `c1 * (c2 * y) -> (c1 * c2) * y` with a finite product of constants, when either
 //!   c2 = +-2^k (k >= 0) and |c1| >= 1 (c2 * y is exact, or inf on both sides), or
 //!   c1 = +-2^k (k >= 0) and c2 is an integer (c2 * y is never rounded in the subnormal range,
@@ -88,10 +90,18 @@ fn fold_scales(c1: f64, inner: &Expr) -> Option<Expr> {
     (exact && product.is_finite() && !named(c1) && !named(c2)).then(|| mul(&constant(product), y))
 }
 
+/// Whether `a` and `b` are the same node, or the same sum or product with its operands swapped:
+/// `p * q` and `q * p` round the same exact value, so they are equal bit for bit. The
+/// differentiator builds both orders (`3 * x ** 2 * cos(x)` from one rule, `cos(x) * (3 * x ** 2)`
+/// from another), and this lets like terms meet without reordering what users wrote.
+fn same_value(a: &Expr, b: &Expr) -> bool {
+    a == b || (a.as_op().is_some_and(Op::is_commutative) && a.as_op() == b.as_op() && a.arg0() == b.arg1() && a.arg1() == b.arg0())
+}
+
 /// `(c1 + c2) * a` for `c1 * a + c2 * a`, where that is exact (see the module doc).
 fn collect_like_terms(a: &Expr, b: &Expr) -> Option<Expr> {
     let ((c1, x), (c2, y)) = (scaled(a), scaled(b));
-    if x != y || x.as_const().is_some() || !is_power_of_two_at_least_one(c1) || !is_power_of_two_at_least_one(c2) {
+    if !same_value(x, y) || x.as_const().is_some() || !is_power_of_two_at_least_one(c1) || !is_power_of_two_at_least_one(c2) {
         return None;
     }
     let total = c1 + c2;
@@ -173,7 +183,7 @@ fn simplify_sub(a: &Expr, b: &Expr) -> Option<Expr> {
     if let Some(c) = b.as_const().filter(|c| *c < 0.0) {
         return Some(add(a, &constant(-c)));
     }
-    if a == b && a.as_const().is_none() {
+    if same_value(a, b) && a.as_const().is_none() {
         // Exact for finite a; inf - inf and nan - nan were nan (listed in the README).
         return Some(constant(0.0));
     }

@@ -86,6 +86,12 @@ simplifies! {
     division_chain_kept: "a / b / c" => "a / b / c";
     reciprocal_times_kept: "1 / a * b" => "1 / a * b";
     pow_half_is_kept: "x ** 0.5" => "x ** 0.5";
+    // p * q and q * p are one value bit for bit: like terms, and a zero difference.
+    swapped_products_collect: "sin(x) * y + y * sin(x)" => "2 * (sin(x) * y)";
+    swapped_sums_collect: "(x + y) + (y + x)" => "2 * (x + y)";
+    swapped_products_cancel: "x * y - y * x" => "0";
+    // Division is not commutative.
+    swapped_quotients_kept: "x / y + y / x" => "x / y + y / x";
 }
 
 /// Random expressions over `x`, `y` and constants that hit the rules (zeros of both signs,

@@ -25,6 +25,11 @@ fn round_trips_are_the_same_node() {
         "x - -inf",
         "mean(x * x)",
         "sum(x, over=y) / sum(1)",
+        "mean(x * y, over=y)",
+        "mean(x, over=(x, y)) + mean(y)",
+        "x / sqrt(2) + 2 / sqrt(pi) * y",
+        "x ** (1 / sqrt(2)) - (-sqrt(2)) ** y",
+        "-1 / sqrt(2 * pi) * x + log(2) * y * (pi / 2)",
         "sum(x * y, over=(x, y))",
         "relu(x) + abs(y) + step(x) + sign(y) + tan(x) + sqrt(y) + tanh(x)",
         "x * -0.0",
@@ -69,6 +74,35 @@ fn shared_subexpressions_are_named_once() {
     let text = format!("{t:?}");
     assert_eq!(text, "t1 = sin(x * y + 1)\nt1 ** 2 + cos(t1)");
     assert_eq!(p(&text), t);
+}
+
+#[test]
+fn constants_print_as_the_formula_they_fold_from() {
+    for (text, printed) in [
+        ("x / sqrt(2)", "x / sqrt(2)"),
+        ("x * 1.4142135623730951", "sqrt(2) * x"),
+        ("1.1283791670955126 * x", "2 / sqrt(pi) * x"),
+        ("x * (1 / sqrt(2 * pi))", "1 / sqrt(2 * pi) * x"),
+        ("-0.6931471805599453 * x", "-log(2) * x"),
+        ("x ** 0.7071067811865475", "x ** (1 / sqrt(2))"),
+        // Only exact matches: one ulp off stays a number.
+        ("1.4142135623730954 * x", "1.4142135623730954 * x"),
+        ("0.5 * x", "0.5 * x"),
+        // On its own, a constant is the number.
+        ("sqrt(2)", "1.4142135623730951"),
+    ] {
+        assert_eq!(format!("{:?}", p(text)), printed, "{text}");
+    }
+}
+
+#[test]
+fn a_part_used_three_times_is_named_even_when_short() {
+    let e = p("x / (x * x + 1) + y / (x * x + 1) - z * (x * x + 1)");
+    let text = format!("{e:?}");
+    assert_eq!(text, "t1 = x ** 2 + 1\nx / t1 + y / t1 - z * t1");
+    assert_eq!(p(&text), e);
+    // Twice, it stays inline.
+    assert_eq!(format!("{:?}", p("x / (x * x + 1) + y / (x * x + 1)")), "x / (x ** 2 + 1) + y / (x ** 2 + 1)");
 }
 
 #[test]
@@ -140,6 +174,7 @@ fn latex_reads_as_written() {
         ("mean(x) - 2.5e-7 * y", "\\operatorname{mean}\\left(x\\right) - 2.5 \\cdot 10^{-7} y"),
         ("pi * x / 1e-5", "\\frac{\\pi x}{10^{-5}}"),
         ("sum(x, over=w) + xlogy(x, y)", "\\operatorname{sum}_{w}\\left(x\\right) + \\operatorname{xlogy}\\left(x, y\\right)"),
+        ("mean(x * y, over=w)", "\\operatorname{mean}_{w}\\left(x y\\right)"),
     ] {
         assert_eq!(print::to_latex(&[p(text)]), latex, "{text}");
     }
