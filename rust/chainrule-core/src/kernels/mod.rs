@@ -242,7 +242,10 @@ unsafe fn one_unchecked(level: Level, kernel: Unary, x: f64) -> f64 {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller guarantees AVX2 and FMA (both levels have them).
-        Level::Avx2Fma | Level::Avx512 => unsafe { x86_one::one(kernel, x) },
+        Level::Avx2Fma => unsafe { x86_one::one(kernel, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller guarantees AVX-512F.
+        Level::Avx512 => unsafe { x86::one512(kernel, x) },
         #[cfg(target_arch = "aarch64")]
         Level::Neon => one_body::<true>(kernel, x),
         _ => one_body::<false>(kernel, x),
@@ -451,8 +454,28 @@ mod x86_affine {
     }
 }
 
+/// A kernel's AVX-512 instantiation: its own body where the row names one (`, avx512 module::function`),
+/// else the generic body; and a single value at that level, as a one-lane tail of that body
+/// where there is one, so that it is bit for bit the slice's value.
+macro_rules! avx512_arm {
+    (slice $x:ident, $out:ident, $body:ident) => {
+        super::super::$body::<true>($x, $out)
+    };
+    (slice $x:ident, $out:ident, $body:ident, $m:ident::$f:ident) => {
+        super::super::$m::$f($x, $out)
+    };
+    (one $k:ident, $x:ident, $body:ident) => {
+        super::x86_one::one($k, $x)
+    };
+    (one $k:ident, $x:ident, $body:ident, $m:ident::$f:ident) => {{
+        let mut o = [0.0];
+        super::$m::$f(&[$x], &mut o);
+        o[0]
+    }};
+}
+
 macro_rules! kernels {
-    ($($(#[$doc:meta])* $variant:ident: $name:ident => $body:ident;)*
+    ($($(#[$doc:meta])* $variant:ident: $name:ident => $body:ident $(, avx512 $m:ident::$f:ident)?;)*
      @pairs $($(#[$pdoc:meta])* $pname:ident => $pbody:ident;)*) => {
         /// A one-input kernel, by name: the op table's `kernel` column names these, and the
         /// latency path evaluates single values through the same lane code as the chunks
@@ -501,10 +524,14 @@ macro_rules! kernels {
                     }
                     #[target_feature(enable = "avx512f,avx2,fma")]
                     pub(in super::super) fn avx512(x: &[f64], out: &mut [f64]) {
-                        super::super::$body::<true>(x, out)
+                        avx512_arm!(slice x, out, $body $(, $m::$f)?)
                     }
                 }
             )*
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            pub(super) fn one512(kernel: super::Unary, x: f64) -> f64 {
+                match kernel { $(super::Unary::$variant => avx512_arm!(one kernel, x, $body $(, $m::$f)?),)* }
+            }
             $(
                 pub(super) mod $pname {
                     #[target_feature(enable = "avx2,fma")]
@@ -672,9 +699,9 @@ kernels! {
     /// `out[i] = e^x[i] - 1`, accurate near zero; `expm1(-0.0) = -0.0`.
     Expm1: expm1 => expm1_body;
     /// `out[i] = ln x[i]`; `-inf` at `±0`, NaN for negative inputs.
-    Log: log => log_body;
+    Log: log => log_body, avx512 log512::log;
     /// `out[i] = ln(1 + x[i])`, accurate near zero; `-inf` at `-1`, NaN below.
-    Log1p: log1p => log1p_body;
+    Log1p: log1p => log1p_body, avx512 log512::log1p;
     /// `out[i] = sin x[i]` (radians); NaN for infinite inputs.
     Sin: sin => sin_body;
     /// `out[i] = cos x[i]` (radians); NaN for infinite inputs.
@@ -694,9 +721,9 @@ kernels! {
     /// down to -1074, then `0`.
     Exp2: exp2 => exp2_body;
     /// `out[i] = log2 x[i]`, exact at powers of two; `-inf` at `±0`, NaN for negative inputs.
-    Log2: log2 => log2_body;
+    Log2: log2 => log2_body, avx512 log512::log2;
     /// `out[i] = log10 x[i]`; `-inf` at `±0`, NaN for negative inputs.
-    Log10: log10 => log10_body;
+    Log10: log10 => log10_body, avx512 log512::log10;
     /// `out[i] = cbrt x[i]`, the real cube root; keeps the sign of zero.
     Cbrt: cbrt => cbrt_body;
     // special and numerically stable functions
