@@ -509,6 +509,26 @@ pub(super) mod log512 {
         }
     }
 
+    /// `atanh` of eight lanes: `log1p(2t/(1 - t))/2` for `t = |x|`, the quotient formed as the
+    /// generic lane forms it (whole from 1/2 on, `2t + 2t^2/(1 - t)` below), through
+    /// [`log1p8`]; below 2^-28 the result is `x` itself. The division stays: `rcp14` with two
+    /// Newton steps and a remainder correction took 1.99 ns a value against 1.51.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn atanh8(x: __m512d) -> __m512d {
+        let set = _mm512_set1_pd;
+        let t = _mm512_abs_pd(x);
+        let t2 = _mm512_add_pd(t, t);
+        let low = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(t, set(0.5));
+        let num = _mm512_mask_mul_pd(t2, low, t2, t);
+        let q = _mm512_div_pd(num, _mm512_sub_pd(set(1.0), t));
+        let u = _mm512_mask_add_pd(q, low, t2, q);
+        let y = _mm512_mul_pd(set(0.5), log1p8(u));
+        let sign = _mm512_and_si512(_mm512_castpd_si512(x), _mm512_set1_epi64(i64::MIN));
+        let y = _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(y), sign));
+        _mm512_mask_mov_pd(y, _mm512_cmp_pd_mask::<_CMP_LT_OQ>(t, set(3.725_290_298_461_914e-9)), x)
+    }
+
     /// `log x` over a slice; the caller guarantees AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -532,5 +552,11 @@ pub(super) mod log512 {
     #[target_feature(enable = "avx512f")]
     pub(in super::super) fn log1p(x: &[f64], out: &mut [f64]) {
         map8(x, out, |v| log1p8(v))
+    }
+    /// `atanh x` over a slice.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) fn atanh(x: &[f64], out: &mut [f64]) {
+        map8(x, out, |v| atanh8(v))
     }
 }

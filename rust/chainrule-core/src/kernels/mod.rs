@@ -752,7 +752,7 @@ kernels! {
     /// `out[i] = acosh x[i]`, accurate near 1; NaN below 1.
     Acosh: acosh => acosh_body;
     /// `out[i] = atanh x[i]`; `±inf` at `±1`, NaN beyond.
-    Atanh: atanh => atanh_body;
+    Atanh: atanh => atanh_body, avx512 log512::atanh;
     @pairs
     /// `out0[i] = sin x[i]`, `out1[i] = cos x[i]` from one shared argument
     /// reduction: bit for bit what [`sin`] and [`cos`] give, at about the
