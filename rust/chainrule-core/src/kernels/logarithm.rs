@@ -491,7 +491,7 @@ pub(super) mod log512 {
     /// (inactive lanes hold 1.0, an ordinary input) through the same code.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(super) fn map8(x: &[f64], out: &mut [f64], lane: impl Fn(__m512d) -> __m512d) {
+    pub(in super::super) fn map8(x: &[f64], out: &mut [f64], lane: impl Fn(__m512d) -> __m512d) {
         assert_eq!(x.len(), out.len(), "kernel input and output lengths differ");
         let (xc, xt) = x.as_chunks::<8>();
         let (oc, ot) = out.as_chunks_mut::<8>();

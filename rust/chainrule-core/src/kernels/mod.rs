@@ -725,7 +725,7 @@ kernels! {
     /// `out[i] = log10 x[i]`; `-inf` at `±0`, NaN for negative inputs.
     Log10: log10 => log10_body, avx512 log512::log10;
     /// `out[i] = cbrt x[i]`, the real cube root; keeps the sign of zero.
-    Cbrt: cbrt => cbrt_body;
+    Cbrt: cbrt => cbrt_body, avx512 cbrt512::cbrt;
     // special and numerically stable functions
     /// `out[i] = log(1 + e^x[i])`, exact in both tails: `x` above 37, `e^x` below -37.
     Softplus: softplus => softplus_body;
