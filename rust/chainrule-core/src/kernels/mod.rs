@@ -32,6 +32,9 @@
 //! `1.5 * 2^52` shifter, which rounds to nearest and leaves the integer in
 //! the low mantissa bits. Polynomial coefficients are minimax fits made for
 //! this module (weighted Remez in mpmath), evaluated by Estrin's scheme.
+//! The exception is AVX-512, where a row of the `kernels!` list may name its own body
+//! (`, avx512 module::function`): 16-entry tables held in two registers
+//! (`permutex2var`), masked tails, and a single value run as a one-lane tail of that body.
 //!
 //! * `exp`/`expm1`: `x = n ln2 + r`, `|r| <= ln2/2` (Cody-Waite, two-part
 //!   `ln2`, with the rounding error of `r` recovered and folded back in),

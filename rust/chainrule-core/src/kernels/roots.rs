@@ -1,6 +1,7 @@
 //! Roots: `cbrt` from a bit-trick seed refined by a polynomial and one Newton step (FreeBSD's
 //! s_cbrt.c scheme, made branchless: subnormals are scaled into the normal range, zeros,
-//! infinities and NaN selected at the end).
+//! infinities and NaN selected at the end). At the AVX-512 level [`cbrt512`] replaces its three
+//! divisions by register tables and a Newton step (1.17 -> 0.85 ns a value).
 
 use super::*;
 
