@@ -1435,3 +1435,42 @@ mod inverse_trig_and_hyperbolic {
         assert!(Op::Acosh.eval(-2.0, 0.0).is_nan() && Op::Acosh.eval(-4.8e5, 0.0).is_nan());
     }
 }
+
+// ---------------------------------------------------------------------------
+// The table bodies (AVX-512 log, log2, log10, log1p, atanh, cbrt): around the edges of their
+// sixteen table entries, where the reduced argument is largest, at many scales.
+
+mod table_edges {
+    use super::*;
+    use chainrule_core::ops::Op;
+
+    /// The logarithms' entry edges: `m = bits(OFF) + j 2^48`, `OFF` as in `logarithm.rs`.
+    fn log_edges() -> Vec<f64> {
+        let edges = (0..=16u64).map(|j| f64::from_bits(0x3fe7_5555_5550_0000 + (j << 48)));
+        edges.flat_map(|m| [-1074, -1030, -1022, -300, -1, 0, 1, 7, 300, 1022].map(|k| m * f64::from(k).exp2())).collect()
+    }
+
+    #[test]
+    fn logarithms_around_their_table_edges() {
+        let xs = Inputs::new(31).around(&log_edges(), 300).xs;
+        check_all_levels("log", levels::log, |x| Op::Log.eval(x, 0.0), &xs);
+        check_all_levels("log2", levels::log2, |x| Op::Log2.eval(x, 0.0), &xs);
+        check_all_levels("log10", levels::log10, |x| Op::Log10.eval(x, 0.0), &xs);
+        let shifted: Vec<f64> = log_edges().iter().map(|u| u - 1.0).collect();
+        let xs = Inputs::new(32).around(&shifted, 300).xs;
+        check_all_levels("log1p", levels::log1p, |x| Op::Log1p.eval(x, 0.0), &xs);
+        // atanh(t) = log((1 + t)/(1 - t))/2: t where that quotient sits on an edge.
+        let ts: Vec<f64> = log_edges().iter().filter(|&&w| w > 1.0).map(|w| (w - 1.0) / (w + 1.0)).flat_map(|t| [t, -t]).collect();
+        let xs = Inputs::new(33).around(&ts, 300).xs;
+        check_all_levels("atanh", levels::atanh, |x| Op::Atanh.eval(x, 0.0), &xs);
+    }
+
+    #[test]
+    fn cbrt_around_its_table_edges() {
+        let edges = (0..=16).map(|j| 1.0 + f64::from(j) / 16.0);
+        let points: Vec<f64> =
+            edges.flat_map(|m| [-1074, -1060, -1022, -3, -2, -1, 0, 1, 2, 3, 1021, 1022, 1023].map(|k| m * f64::from(k).exp2())).collect();
+        let xs = Inputs::new(34).around(&points, 300).values(&points.iter().map(|p| -p).collect::<Vec<_>>()).xs;
+        check_all_levels("cbrt", levels::cbrt, |x| Op::Cbrt.eval(x, 0.0), &xs);
+    }
+}

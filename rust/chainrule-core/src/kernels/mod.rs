@@ -32,6 +32,9 @@
 //! `1.5 * 2^52` shifter, which rounds to nearest and leaves the integer in
 //! the low mantissa bits. Polynomial coefficients are minimax fits made for
 //! this module (weighted Remez in mpmath), evaluated by Estrin's scheme.
+//! The exception is AVX-512, where a row of the `kernels!` list may name its own body
+//! (`, avx512 module::function`): 16-entry tables held in two registers
+//! (`permutex2var`), masked tails, and a single value run as a one-lane tail of that body.
 //!
 //! * `exp`/`expm1`: `x = n ln2 + r`, `|r| <= ln2/2` (Cody-Waite, two-part
 //!   `ln2`, with the rounding error of `r` recovered and folded back in),
@@ -242,7 +245,10 @@ unsafe fn one_unchecked(level: Level, kernel: Unary, x: f64) -> f64 {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller guarantees AVX2 and FMA (both levels have them).
-        Level::Avx2Fma | Level::Avx512 => unsafe { x86_one::one(kernel, x) },
+        Level::Avx2Fma => unsafe { x86_one::one(kernel, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller guarantees AVX-512F.
+        Level::Avx512 => unsafe { x86::one512(kernel, x) },
         #[cfg(target_arch = "aarch64")]
         Level::Neon => one_body::<true>(kernel, x),
         _ => one_body::<false>(kernel, x),
@@ -451,8 +457,28 @@ mod x86_affine {
     }
 }
 
+/// A kernel's AVX-512 instantiation: its own body where the row names one (`, avx512 module::function`),
+/// else the generic body; and a single value at that level, as a one-lane tail of that body
+/// where there is one, so that it is bit for bit the slice's value.
+macro_rules! avx512_arm {
+    (slice $x:ident, $out:ident, $body:ident) => {
+        super::super::$body::<true>($x, $out)
+    };
+    (slice $x:ident, $out:ident, $body:ident, $m:ident::$f:ident) => {
+        super::super::$m::$f($x, $out)
+    };
+    (one $k:ident, $x:ident, $body:ident) => {
+        super::x86_one::one($k, $x)
+    };
+    (one $k:ident, $x:ident, $body:ident, $m:ident::$f:ident) => {{
+        let mut o = [0.0];
+        super::$m::$f(&[$x], &mut o);
+        o[0]
+    }};
+}
+
 macro_rules! kernels {
-    ($($(#[$doc:meta])* $variant:ident: $name:ident => $body:ident;)*
+    ($($(#[$doc:meta])* $variant:ident: $name:ident => $body:ident $(, avx512 $m:ident::$f:ident)?;)*
      @pairs $($(#[$pdoc:meta])* $pname:ident => $pbody:ident;)*) => {
         /// A one-input kernel, by name: the op table's `kernel` column names these, and the
         /// latency path evaluates single values through the same lane code as the chunks
@@ -501,10 +527,14 @@ macro_rules! kernels {
                     }
                     #[target_feature(enable = "avx512f,avx2,fma")]
                     pub(in super::super) fn avx512(x: &[f64], out: &mut [f64]) {
-                        super::super::$body::<true>(x, out)
+                        avx512_arm!(slice x, out, $body $(, $m::$f)?)
                     }
                 }
             )*
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            pub(super) fn one512(kernel: super::Unary, x: f64) -> f64 {
+                match kernel { $(super::Unary::$variant => avx512_arm!(one kernel, x, $body $(, $m::$f)?),)* }
+            }
             $(
                 pub(super) mod $pname {
                     #[target_feature(enable = "avx2,fma")]
@@ -672,9 +702,9 @@ kernels! {
     /// `out[i] = e^x[i] - 1`, accurate near zero; `expm1(-0.0) = -0.0`.
     Expm1: expm1 => expm1_body;
     /// `out[i] = ln x[i]`; `-inf` at `±0`, NaN for negative inputs.
-    Log: log => log_body;
+    Log: log => log_body, avx512 log512::log;
     /// `out[i] = ln(1 + x[i])`, accurate near zero; `-inf` at `-1`, NaN below.
-    Log1p: log1p => log1p_body;
+    Log1p: log1p => log1p_body, avx512 log512::log1p;
     /// `out[i] = sin x[i]` (radians); NaN for infinite inputs.
     Sin: sin => sin_body;
     /// `out[i] = cos x[i]` (radians); NaN for infinite inputs.
@@ -694,11 +724,11 @@ kernels! {
     /// down to -1074, then `0`.
     Exp2: exp2 => exp2_body;
     /// `out[i] = log2 x[i]`, exact at powers of two; `-inf` at `±0`, NaN for negative inputs.
-    Log2: log2 => log2_body;
+    Log2: log2 => log2_body, avx512 log512::log2;
     /// `out[i] = log10 x[i]`; `-inf` at `±0`, NaN for negative inputs.
-    Log10: log10 => log10_body;
+    Log10: log10 => log10_body, avx512 log512::log10;
     /// `out[i] = cbrt x[i]`, the real cube root; keeps the sign of zero.
-    Cbrt: cbrt => cbrt_body;
+    Cbrt: cbrt => cbrt_body, avx512 cbrt512::cbrt;
     // special and numerically stable functions
     /// `out[i] = log(1 + e^x[i])`, exact in both tails: `x` above 37, `e^x` below -37.
     Softplus: softplus => softplus_body;
@@ -725,7 +755,7 @@ kernels! {
     /// `out[i] = acosh x[i]`, accurate near 1; NaN below 1.
     Acosh: acosh => acosh_body;
     /// `out[i] = atanh x[i]`; `±inf` at `±1`, NaN beyond.
-    Atanh: atanh => atanh_body;
+    Atanh: atanh => atanh_body, avx512 log512::atanh;
     @pairs
     /// `out0[i] = sin x[i]`, `out1[i] = cos x[i]` from one shared argument
     /// reduction: bit for bit what [`sin`] and [`cos`] give, at about the
