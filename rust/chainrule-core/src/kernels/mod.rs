@@ -46,7 +46,9 @@
 //!   remainder is carried as a double-double, which keeps it accurate to far
 //!   below an ulp even for the double closest to a multiple of pi/2 in range
 //!   (91.106186954104, within 2^-59.5 of 58 pi/2). Degree-5 polynomials in
-//!   `r^2` for sin and cos on `|r| <= pi/4`; tan is their quotient. Lanes
+//!   `r^2` for sin and cos on `|r| <= pi/4`. tan: a rational of degree 3/4
+//!   in `r^2` (one division; with FMA the reduction takes four fewer
+//!   operations, see `trig.rs`). Lanes
 //!   with `|x| > 2^20`, NaN or inf are patched with libm after the vector
 //!   pass (one vectorised any-test per call when there are none).
 //! * `tanh`: with `e = exp(-2|x|) = 2^n (1 + p)`, `(1 - e)/(1 + e)`, whose
@@ -104,7 +106,7 @@
 //! | log1p    | 2.5         | 5.8     | 7.5     | 3.0x    | 1       | 0.80 |
 //! | sin      | 3.0         | 6.5     | 10.8    | 3.7x    | 1       | 0.89 |
 //! | cos      | 2.5         | 6.1     | 11.0    | 4.4x    | 1       | 0.89 |
-//! | tan      | 3.2         | 7.3     | 15.9    | 5.0x    | 2       | 2.12 |
+//! | tan      | 2.0         | 4.9     | 15.9    | 8.0x    | 3       | 2.26 |
 //! | tanh     | 2.5         | 6.6     | 15.7    | 6.2x    | 3       | 1.92 |
 //! | sigmoid  | 2.2         | 6.3     | 6.7     | 3.0x    | 2       | 1.75*|
 //! | sqrt     | 0.7         | 1.4     | 2.9     | 4.0x    | 0       | 0    |
