@@ -192,10 +192,10 @@ pub(super) fn acos_lane<const F: bool>(x: f64) -> f64 {
     minus_series::<F>(hi, lo, u, p)
 }
 
-/// `atan2(y, x)` without fused multiply-adds (see [`super::Binary`]): the angle of (|x|, |y|)
-/// from [`atan_frac`], mirrored to pi - angle for a negative (or -0) x and signed as y.
+/// `atan2(y, x)`: the angle of (|x|, |y|) from [`atan_frac`], mirrored to pi - angle for a
+/// negative (or -0) x and signed as y.
 #[inline(always)]
-pub(super) fn atan2_lane(y: f64, x: f64) -> f64 {
+pub(super) fn atan2_lane<const F: bool>(y: f64, x: f64) -> f64 {
     let (ay, ax) = (y.abs(), x.abs());
     // Scaled by powers of two (exactly) so that n + d cannot overflow and the interval tests
     // are not misjudged among subnormals; both infinite is the direction (1, 1).
@@ -209,7 +209,7 @@ pub(super) fn atan2_lane(y: f64, x: f64) -> f64 {
     };
     let both_inf = ay == f64::INFINITY && ax == f64::INFINITY;
     let (n, d) = if both_inf { (1.0, 1.0) } else { (ay * scale, ax * scale) };
-    let (base, tail) = atan_frac_parts::<false>(n, d);
+    let (base, tail) = atan_frac_parts::<F>(n, d);
     // y = 0 (0/0 included) is angle 0, x = 0 is pi/2 exactly.
     let (base, tail) = if ay == 0.0 { (0.0, 0.0) } else { (base, tail) };
     let angle = if ax == 0.0 && ay != 0.0 { FRAC_PI_2 } else { base + tail };
