@@ -198,7 +198,7 @@ pub(super) fn acos_lane<const F: bool>(x: f64) -> f64 {
 pub(super) fn atan2_lane<const F: bool>(y: f64, x: f64) -> f64 {
     let (ay, ax) = (y.abs(), x.abs());
     // Scaled by powers of two (exactly) so that n + d cannot overflow and the interval tests
-    // are not misjudged among subnormals; both infinite is the direction (1, 1).
+    // are not misjudged among subnormals.
     let top = if ay > ax { ay } else { ax };
     let scale = if top > 1e300 {
         2f64.powi(-8)
@@ -207,14 +207,19 @@ pub(super) fn atan2_lane<const F: bool>(y: f64, x: f64) -> f64 {
     } else {
         1.0
     };
-    let both_inf = ay == f64::INFINITY && ax == f64::INFINITY;
-    let (n, d) = if both_inf { (1.0, 1.0) } else { (ay * scale, ax * scale) };
+    // Both infinite is the direction (1, 1) and both zero the angle 0 (0/0 would be nan). Every
+    // other pair comes out of the arithmetic exactly, signed zeros included: y = 0 gives r = 0,
+    // so 0 or pi; x = 0 gives r = -0 in the top interval, so pi/2 + PI_2_LO, which rounds to
+    // pi/2 mirrored or not. No selects for those cases (eight operations fewer a lane).
+    let (n, d) = if ay == f64::INFINITY && ax == f64::INFINITY {
+        (1.0, 1.0)
+    } else if top == 0.0 {
+        (0.0, 1.0)
+    } else {
+        (ay * scale, ax * scale)
+    };
     let (base, tail) = atan_frac_parts::<F>(n, d);
-    // y = 0 (0/0 included) is angle 0, x = 0 is pi/2 exactly.
-    let (base, tail) = if ay == 0.0 { (0.0, 0.0) } else { (base, tail) };
-    let angle = if ax == 0.0 && ay != 0.0 { FRAC_PI_2 } else { base + tail };
-    let mirrored = pi_minus(base, tail);
-    let angle = if x.is_sign_negative() && (ax != 0.0 || ay == 0.0) { mirrored } else { angle };
+    let angle = if x.is_sign_negative() { pi_minus(base, tail) } else { base + tail };
     let angle = with_sign_of(angle, y);
     if x.is_nan() || y.is_nan() {
         x + y
