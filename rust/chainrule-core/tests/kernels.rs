@@ -1374,8 +1374,35 @@ mod inverse_trig_and_hyperbolic {
         let (ys, xs): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
         let mut got = vec![0.0; ys.len()];
         kernels::atan2(&ys, &xs, &mut got);
+        // Single values (the latency path) take the active level's lane code, bit for bit.
+        for i in (0..ys.len()).step_by(7) {
+            let one = kernels::one_binary(kernels::Binary::Atan2, ys[i], xs[i]);
+            assert_eq!(one.to_bits(), got[i].to_bits(), "atan2({:e}, {:e}) alone", ys[i], xs[i]);
+        }
+        for level in levels::available() {
+            atan2_check(level, &ys, &xs);
+        }
+    }
+
+    /// atan2 at one level against the reference, in evaluator-sized chunks, and the same bits at
+    /// any offset and length (the vector body and the scalar remainder run the same lane code).
+    fn atan2_check(level: Level, ys: &[f64], xs: &[f64]) {
+        use kernels::{levels2, Binary};
+        let mut got = vec![0.0; ys.len()];
+        for ((yc, xc), oc) in ys.chunks(CHUNK).zip(xs.chunks(CHUNK)).zip(got.chunks_mut(CHUNK)) {
+            levels2::run(level, Binary::Atan2, yc, xc, oc);
+        }
+        for start in [0usize, 1, 3, 5, 1003] {
+            for len in 0..=19 {
+                let mut part = vec![0.0; len];
+                levels2::run(level, Binary::Atan2, &ys[start..start + len], &xs[start..start + len], &mut part);
+                for (j, v) in part.iter().enumerate() {
+                    assert_eq!(v.to_bits(), got[start + j].to_bits(), "atan2 [{level:?}] slice {start}+{len} index {j}");
+                }
+            }
+        }
         let mut worst = 0;
-        for ((&y, &x), &g) in ys.iter().zip(&xs).zip(&got) {
+        for ((&y, &x), &g) in ys.iter().zip(xs).zip(&got) {
             let want = Op::Atan2.eval(y, x);
             let u = ulp_error(g, want).unwrap_or_else(|why| panic!("atan2({y:e}, {x:e}): got {g:e}, want {want:e}: {why}"));
             assert!(u <= MAX_ULP, "atan2({y:e}, {x:e}): {u} ulp: got {g:e}, want {want:e}");
@@ -1385,7 +1412,7 @@ mod inverse_trig_and_hyperbolic {
             assert!(!exact || u == 0, "atan2({y:e}, {x:e}): got {g:e}, want {want:e} exactly");
             worst = worst.max(u);
         }
-        println!("atan2    {} pairs  max {worst} ulp", ys.len());
+        println!("atan2    {:10} {} pairs  max {worst} ulp", level.name(), ys.len());
     }
 
     /// Poles, limits and signed zeros, exactly.
