@@ -10,7 +10,13 @@
 //! negative bases with integer exponents, signed zeros). A finite positive result is never NaN,
 //! so the patch needs no second flag: it looks for NaN in the output.
 //!
-//! `log a = k ln2 + 2 atanh(s)` with `a = 2^k m`, `m` in `[sqrt(1/2), sqrt(2))`, `s = (m-1)/(m+1)`
+//! Two bodies share that contract and the patch: at AVX-512 an explicit one (module `avx512`:
+//! a table in registers, no division; 2.5 ns a value against the portable lane's 4.5 at the
+//! same level, best of 200 chunks, interleaved), elsewhere the portable lane below. Each level
+//! gives one value the same bits at any position and as a single value; the levels agree
+//! within the ulp bound, not bit for bit.
+//!
+//! The portable lane: `log a = k ln2 + 2 atanh(s)` with `a = 2^k m`, `m` in `[sqrt(1/2), sqrt(2))`, `s = (m-1)/(m+1)`
 //! as a double-double and `2 atanh(s) = 2s + s^3 (2/3 + z t(z))`, `z = s^2 <= 0.0295`; `t` is the
 //! atanh series' own (Taylor) coefficients to `z^9`, whose truncation is below 2^-65 relative.
 //! `s^3`, `2/3` and the sums into `k ln2 + 2s` are double-double; only `z t(z)` (about 1% of
