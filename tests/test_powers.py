@@ -85,6 +85,40 @@ def test_general_pow_within_4_ulp_of_mpmath():
     assert ulps(got, a2, np.full_like(a2, 2.3)).max() <= 4
 
 
+def test_general_pow_near_one_and_at_table_edges_within_4_ulp_of_mpmath():
+    # Bases within 1e-9 of 1 with exponents up to 1e11, and both sides of the edges of the
+    # AVX-512 body's logarithm table (32 slices an octave, from bit pattern 0x3fe7c...), where
+    # the reduction changes entry; w = y log x spread over [-700, 700].
+    rng = np.random.default_rng(11)
+    near = 1.0 + rng.uniform(-1e-9, 1e-9, 600)
+    edges = (0x3FE7C00000000000 + (np.arange(32, dtype=np.int64) << 47)).view(np.float64)
+    edges = np.concatenate([edges * s for s in (2.0**-600, 0.25, 1.0, 8.0, 2.0**500)])
+    side = np.concatenate([np.nextafter(edges, 0), edges, np.nextafter(edges, np.inf)])
+    xs = np.concatenate([near, side])
+    ys = rng.uniform(-700, 700, xs.size) / np.log(xs)
+    x, y = cr.vars("x y")
+    got = cr.compile(x**y, inputs=[x, y])(xs, ys)
+    err = ulps(got, xs, ys)
+    assert err.max() <= 4, (err.max(), xs[err.argmax()], ys[err.argmax()])
+
+
+def test_general_pow_same_bits_anywhere_in_a_chunk():
+    # A value does not depend on its neighbours, its position or a ragged tail: every slice of
+    # every length gives the bits of the whole call, and a single call gives them too.
+    rng = np.random.default_rng(12)
+    xs, ys = np.exp(rng.uniform(-20, 20, 300)), rng.uniform(-30, 30, 300)
+    xs[::17], ys[::13] = -2.0, 0.5  # patched lanes and square-root lanes among the others
+    x, y = cr.vars("x y")
+    fn = cr.compile(x**y, inputs=[x, y])
+    whole = fn(xs, ys)
+    for start in (0, 1, 5, 8):
+        for n in (1, 3, 7, 8, 9, 15, 17, 100):
+            part, want = fn(xs[start:start + n], ys[start:start + n]), whole[start:start + n]
+            np.testing.assert_array_equal(part.view(np.int64), want.view(np.int64))
+    for i in range(0, 300, 11):
+        assert np.float64(fn(float(xs[i]), float(ys[i]))).view(np.int64) == whole[i].view(np.int64)
+
+
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0, 1.5, np.inf, -np.inf, np.nan,
            5e-324, -5e-324, 1e-310, 1e308, -1e308, 1023.0, 1025.0, -1075.0]  # fmt: skip
 

@@ -164,15 +164,25 @@ fn is_lowered(c: f64) -> bool {
 /// `x` gives NaN through the root either way). The nodes are interned as they are, not through
 /// the simplifier, which may spell products back as powers.
 ///
+/// The same pass spells `-1 / x` as `-(1 / x)`, the same bits (IEEE division is exact in its
+/// sign; only a NaN's sign bit may differ), so that a graph holding both shares one division:
+/// W9's energy `-1 / q` and its gradient's `1 / q` (also `x ** -0.5` lowered) took two of its
+/// three divisions per sample, and the divider is most of its time. Where `1 / x` is not
+/// shared, the fuser makes `-(1 / x)` one instruction again.
+///
 /// Done here rather than by the builder so that the graph a person prints keeps `x ** 12`. A
-/// graph without such powers is returned as it is, after one scan of its tags; one with them is
-/// rebuilt above the first power, one forward pass (never recursive).
+/// graph without such nodes is returned as it is, after one scan of its tags; one with them is
+/// rebuilt above the first one, one forward pass (never recursive).
 fn lower_powers(graph: Graph) -> Graph {
     let exponent = |id: NodeId| -> Option<f64> {
         let (Tag::Apply(Op::Pow), [_, Some(b)]) = (graph.tag(id), graph.args(id)) else { return None };
         (graph.tag(b) == Tag::Const).then(|| graph.node(b).as_const()).flatten().filter(|c| is_lowered(*c))
     };
-    if !graph.ids().any(|id| exponent(id).is_some()) {
+    let minus_reciprocal = |id: NodeId| -> bool {
+        let (Tag::Apply(Op::Div), [Some(a), Some(b)]) = (graph.tag(id), graph.args(id)) else { return false };
+        graph.tag(a) == Tag::Const && graph.node(a).as_const() == Some(-1.0) && graph.tag(b) != Tag::Const
+    };
+    if !graph.ids().any(|id| exponent(id).is_some() || minus_reciprocal(id)) {
         return graph;
     }
     let mut rebuilt: Vec<Expr> = Vec::with_capacity(graph.len());
@@ -182,6 +192,10 @@ fn lower_powers(graph: Graph) -> Graph {
         let same = graph.args(id).iter().zip(&args).all(|(a, b)| a.map(|a| graph.node(a)) == b.as_ref());
         let new = match exponent(id) {
             Some(c) => power(args[0].as_ref().expect("pow has a base"), c),
+            None if minus_reciprocal(id) => {
+                let reciprocal = intern(Kind::Apply(Op::Div), [Some(crate::build::constant(1.0)), args[1].clone()]);
+                intern(Kind::Apply(Op::Neg), [Some(reciprocal), None])
+            }
             None if same => node.clone(),
             None => intern(node.kind().clone(), args),
         };

@@ -372,6 +372,13 @@ impl Op {
             // x * x: one contribution 2 * (adj * x) instead of two equal ones.
             Op::Mul if a == b => [plus(twice(adj, a)), None],
             Op::Mul => [need[0].then(|| Signed::plus(times(adj, b))), need[1].then(|| Signed::plus(times(adj, a)))],
+            // 1 / b and -1 / b: d/db = -a / b^2 is -a * out * out, a product where the general rule
+            // divides again (W9's force: one division per sample of its two, and the divider
+            // bounds its speed); for both signs out * out is 1 / b^2, with the same overflow.
+            Op::Div if a.is_const(1.0) || a.is_const(-1.0) => {
+                let square = times(adj, &mul(out, out));
+                [None, need[1].then(|| if a.is_const(1.0) { Signed::minus(square) } else { Signed::plus(square) })]
+            }
             Op::Div => [need[0].then(|| Signed::plus(div(adj, b))), need[1].then(|| Signed::minus(div(&times(adj, out), b)))],
             // A constant exponent keeps b * a ** (b - 1) (x ** 3 -> 3 * (x * x)). Else the exponent
             // is b - step(abs(b)), the same bits as b - 1 except at b = 0, where it is 0, so that

@@ -830,6 +830,17 @@ fn pow_pairs(seed: u64) -> (Vec<f64>, Vec<f64>) {
             ys.push(rng.uniform(-700.0, 700.0) / 0.35);
         }
     }
+    // Both sides of every edge of the AVX-512 body's 32 table slices per octave (bit patterns
+    // 0x3fe7c.. + i 2^47) in a few octaves, with exponents that take the result far out.
+    for i in 0..32u64 {
+        for octave in [-1000i64, -3, 0, 1, 700] {
+            let edge = (0x3fe7_c000_0000_0000u64 + (i << 47)).wrapping_add_signed(octave << 52);
+            for d in 0..64u64 {
+                xs.push(f64::from_bits(edge + d - 32));
+                ys.push(rng.uniform(-700.0, 700.0) / f64::from_bits(edge).ln().abs().max(1e-3));
+            }
+        }
+    }
     let specials = [SPECIALS.as_slice(), &[3.0, -3.0, 0.5, -0.5, 1.5, 1e-310, 1023.0, 1024.0, -1075.0, 0.3]].concat();
     for &x in &specials {
         for &y in &specials {

@@ -105,3 +105,84 @@ fn the_power_rule_gives_n_times_x_to_the_n_minus_one() {
     let d = grad(&p("x ** 3"), &[v("x")]).remove(0);
     assert_eq!(at(&d, &[("x", 0.0)]), 0.0);
 }
+
+/// W9's energy and forces as benches/run.py builds them: `-1 / (d . d + 0.01) ** 0.5` and the
+/// negated gradient.
+fn w9() -> Function {
+    let d = [v("dx"), v("dy"), v("dz")];
+    let e = p("-1 / (dx ** 2 + dy ** 2 + dz ** 2 + 0.01) ** 0.5");
+    let mut outputs = vec![e.clone()];
+    outputs.extend(grad(&e, &d).iter().map(chainrule_core::build::neg));
+    Function::new(&outputs, &d).expect("compiles")
+}
+
+#[test]
+fn w9_takes_one_division_and_one_square_root_per_sample() {
+    // The divider is most of W9's time: the energy's -1 / q shares the gradient's 1 / q, and
+    // the gradient squares it instead of dividing by q again (three divisions before).
+    let t = w9().tape(&[false; 3]).to_string();
+    assert_eq!((t.matches(" / ").count(), t.matches(" ** ").count()), (1, 1), "{t}");
+}
+
+#[test]
+fn w9_forces_match_the_hand_derived_formula() {
+    let f = w9();
+    let n = 3000;
+    let d: Vec<Vec<f64>> = (0..3).map(|k| values(n, 40 + k, -2.0, 2.0)).collect();
+    let call = f.prepare(&[vec![n], vec![n], vec![n]]).expect("shapes");
+    let mut outs = vec![vec![0.0; n]; 4];
+    let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+    f.run(&call, &[&d[0], &d[1], &d[2]], &mut views).expect("runs");
+    for i in 0..n {
+        let s = d[0][i] * d[0][i] + d[1][i] * d[1][i] + d[2][i] * d[2][i] + 0.01;
+        let inv = 1.0 / s.sqrt();
+        assert!(rel(outs[0][i], -inv) < 1e-15, "E at {i}");
+        for k in 0..3 {
+            let want = -inv * inv * inv * d[k][i];
+            // Both sides round the cube of a rounded reciprocal root: a few ulp each.
+            assert!((outs[k + 1][i] - want).abs() <= 2e-15 * want.abs(), "F{k} at {i}: {} vs {want}", outs[k + 1][i]);
+        }
+    }
+}
+
+#[test]
+fn minus_one_over_x_shares_the_reciprocal_and_keeps_every_bit() {
+    // -1 / x is compiled as -(1 / x) when 1 / x is in the graph too: the same bits as the graph's
+    // own evaluation, signed zeros and infinities included.
+    let outputs = [p("-1 / x"), p("1 / x"), p("-1 / (x * x)")];
+    let f = Function::new(&outputs, &[v("x")]).expect("compiles");
+    let t = f.tape(&[false]).to_string();
+    assert_eq!(t.matches(" / ").count(), 2, "{t}");
+    let mut xs = values(2000, 11, -5.0, 5.0);
+    xs.extend([0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 5e-324, -5e-324, 1e-310, f64::MAX, -f64::MAX]);
+    let call = f.prepare(&[vec![xs.len()]]).expect("shapes");
+    let mut outs = vec![vec![0.0; xs.len()]; 3];
+    let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+    f.run(&call, &[&xs], &mut views).expect("runs");
+    let want = chainrule_core::reference::evaluate(&outputs, &[("x", &xs, &[xs.len()])]).expect("evaluates");
+    for (k, (got, want)) in outs.iter().zip(&want).enumerate() {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "output {k} at x = {:e}: {g:e} vs {w:e}", xs[i]);
+        }
+    }
+}
+
+#[test]
+fn reciprocal_gradients_square_the_output() {
+    // d(1/x)/dx = -(1/x)^2 and d(-1/x)/dx = (1/x)^2, within an ulp and a half of the exact
+    // value (here against a twice-rounded reference), with the general rule's values at the ends: -inf at 0, -0 at infinity.
+    let x = v("x");
+    for (text, sign) in [("1 / x", -1.0), ("-1 / x", 1.0)] {
+        let d = &grad(&p(text), std::slice::from_ref(&x))[0];
+        for &a in &values(500, 12, -30.0, 30.0) {
+            let (got, want) = (at(d, &[("x", a)]), sign / (a * a)); // itself two roundings off
+            assert!((got - want).abs() <= 6e-16 * want.abs(), "{text} at {a}: {got:e} vs {want:e}");
+        }
+        for (a, want) in
+            [(0.0, sign * f64::INFINITY), (-0.0, sign * f64::INFINITY), (f64::INFINITY, sign * 0.0), (f64::NEG_INFINITY, sign * 0.0)]
+        {
+            let got = at(d, &[("x", a)]);
+            assert_eq!(got.to_bits(), want.to_bits(), "{text} at {a}: {got:e} vs {want:e}");
+        }
+    }
+}
