@@ -31,8 +31,8 @@ class ExprArray:
     >>> import chainrule as cr
     >>> W = cr.var("W", shape=(2, 3)); x = cr.var("x", shape=(3,))
     >>> h = W @ x
-    >>> h.shape, W.T.shape, W[1, 2]
-    ((2,), (3, 2), W[1,2])
+    >>> h.shape, W.T.shape, str(W[1, 2])
+    ((2,), (3, 2), 'W[1,2]')
     >>> print(h[0])
     W[0,0] * x[0] + W[0,1] * x[1] + W[0,2] * x[2]
     >>> cr.grad(h.sum(), x).shape
@@ -247,7 +247,10 @@ class ExprArray:
         index = self._index.transpose(*rest, *axes)
         kept = tuple(self.shape[a] for a in rest)
         count = int(np.prod([self.shape[a] for a in axes], dtype=np.int64))
-        block = _core.block_sum_runs(self._block.take(np.ascontiguousarray(index)), count)
+        if count == 0:  # a sum of no elements is 0, one per kept position
+            block = _core.block_constants(np.zeros(int(np.prod(kept, dtype=np.int64))))
+        else:
+            block = _core.block_sum_runs(self._block.take(np.ascontiguousarray(index)), count)
         out = np.arange(len(block), dtype=np.intp).reshape(kept)
         if keepdims:
             out = out.reshape([1 if a in axes else n for a, n in enumerate(self.shape)])
@@ -322,11 +325,11 @@ def array_var(name: str, shape: int | Sequence[int]) -> ExprArray:
     """An array of variables ``name[i,j,...]`` of ``shape`` (``cr.var(name, shape=...)``)."""
     if isinstance(shape, numbers.Integral):
         shape = (shape,)
-    try:
-        dims = tuple(int(n) for n in shape)  # type: ignore[union-attr]
-    except TypeError:
-        raise TypeError(f"shape must be an int or a sequence of ints, not {shape!r}") from None
-    if any(n < 0 for n in dims) or any(not isinstance(n, numbers.Integral) for n in shape):
+    if isinstance(shape, str | bytes) or not isinstance(shape, Sequence | np.ndarray) or any(
+            not isinstance(n, numbers.Integral) or isinstance(n, bool) for n in shape):
+        raise TypeError(f"shape must be an int or a sequence of ints, not {shape!r}")
+    dims = tuple(int(n) for n in shape)
+    if any(n < 0 for n in dims):
         raise ValueError(f"shape must be non-negative integers, not {shape!r}")
     return ExprArray(_core.block_vars(name, list(dims)),
                      np.arange(int(np.prod(dims, dtype=np.int64)), dtype=np.intp).reshape(dims),
@@ -358,7 +361,9 @@ def asexprarray(value: object) -> ExprArray:
 
 def _broadcast(*arrays: ExprArray) -> list[np.ndarray]:
     try:
-        return [np.ascontiguousarray(i) for i in np.broadcast_arrays(*(a._index for a in arrays))]
+        # np.array, not np.ascontiguousarray: the latter makes a 0-d index 1-d, and a 0-d
+        # operand's result would come out with shape (1,).
+        return [np.array(i, order="C") for i in np.broadcast_arrays(*(a._index for a in arrays))]
     except ValueError:
         shapes = " and ".join(str(a.shape) for a in arrays)
         raise _core.ShapeError(f"ExprArrays of shapes {shapes} do not broadcast together"
@@ -410,13 +415,14 @@ def matmul(x: object, y: object) -> ExprArray | Expr:
     except ValueError:
         raise _core.ShapeError(f"matmul: the stacks of shapes {a.shape} and {b.shape} do not "
                                f"broadcast together") from None
-    ia = np.broadcast_to(ia, batch + (n, k)).reshape(-1, n, k)
-    ib = np.broadcast_to(ib, batch + (k, m)).reshape(-1, k, m)
+    # the count of matrices is explicit: with k = 0 a -1 in reshape would be ambiguous
+    count = int(np.prod(batch, dtype=np.int64))
+    ia = np.broadcast_to(ia, batch + (n, k)).reshape(count, n, k)
+    ib = np.broadcast_to(ib, batch + (k, m)).reshape(count, k, m)
     blocks = [_core.block_matmul(a._block.take(np.ascontiguousarray(pa)),
                                  b._block.take(np.ascontiguousarray(pb)), n, k, m)
               for pa, pb in zip(ia, ib, strict=True)]
-    block = blocks[0] if len(blocks) == 1 else _core.block_of(
-        [e for blk in blocks for e in blk.items(np.arange(len(blk), dtype=np.intp))])
+    block = blocks[0] if len(blocks) == 1 else _core.block_concat(blocks)
     shape = batch + (n, m)
     if a.ndim == 1:
         shape = shape[:-2] + shape[-1:]

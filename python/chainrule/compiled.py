@@ -19,8 +19,8 @@ from .arguments import check_shapes, convert
 from .arrays import ExprArray
 from .expr import Expr, as_expr, parse
 
-__all__ = ["Function", "ArrayFunction", "compile", "evaluate", "set_num_threads", "get_num_threads", "using_threads",
-           "load_function"]
+__all__ = ["Function", "ArrayFunction", "compile", "evaluate", "set_num_threads",
+           "get_num_threads", "using_threads", "load_function"]
 
 
 class Function(_core.Function):
@@ -250,18 +250,22 @@ class ArrayFunction:
         if "out" in kwargs and "out" not in self._names:
             raise TypeError("out= is not supported yet for functions with array inputs or "
                             "outputs")
-        values = self._flat_arguments(self._bind(args, kwargs))
+        values, batch = self._flat_arguments(self._bind(args, kwargs))
         results = self._flat(*values)
-        return self._assemble(list(results))  # compiled from a list: always a tuple
+        return self._assemble(list(results), batch)  # compiled from a list: always a tuple
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         return Function._bind(self, args, kwargs)  # type: ignore[arg-type]
 
-    def _flat_arguments(self, values: list) -> list:
+    def _flat_arguments(self, values: list) -> tuple[list, tuple[int, ...]]:
+        """The flat function's arguments, and the batch shape they broadcast to (what an
+        output of no elements, which has no values to show it, takes as its batch)."""
         flat: list = []
+        batches: list[tuple[int, ...]] = []
         for name, shape, value in zip(self._names, self._in_shapes, values, strict=True):
             if shape is None:
                 flat.append(value)
+                batches.append(np.shape(value))
                 continue
             a = array_argument(name, value)
             k = len(shape)
@@ -271,15 +275,20 @@ class ArrayFunction:
                     f"shape {shape}: its argument has shape (batch..., "
                     f"{', '.join(map(str, shape))})")
             batch = a.shape[:a.ndim - k]
+            batches.append(batch)
             size = int(np.prod(shape, dtype=np.int64))
             if not batch:
                 flat.extend(a.reshape(-1).tolist())
             else:
                 rows = a.reshape(batch + (size,))
                 flat.extend(rows[..., j] for j in range(size))
-        return flat
+        try:
+            return flat, np.broadcast_shapes(*batches)
+        except ValueError:
+            # the flat call names the arguments that do not broadcast
+            return flat, ()
 
-    def _assemble(self, results: list):
+    def _assemble(self, results: list, batch: tuple[int, ...] = ()):
         out = []
         at = 0
         for shape in self._out_shapes:
@@ -290,7 +299,9 @@ class ArrayFunction:
             size = int(np.prod(shape, dtype=np.int64))
             items = results[at:at + size]
             at += size
-            if all(np.ndim(r) == 0 for r in items):
+            if size == 0:
+                out.append(np.zeros(batch + shape))
+            elif all(np.ndim(r) == 0 for r in items):
                 out.append(np.array(items, dtype=np.float64).reshape(shape))
             else:
                 parts = np.broadcast_arrays(*items)
@@ -298,7 +309,8 @@ class ArrayFunction:
         return out[0] if self._single else tuple(out)
 
     def __repr__(self) -> str:
-        return f"<chainrule.ArrayFunction ({', '.join(self._names)}) -> {len(self._out_shapes)} output(s)>"
+        return (f"<chainrule.ArrayFunction ({', '.join(self._names)}) -> "
+                f"{len(self._out_shapes)} output(s)>")
 
     def __reduce__(self):
         return (ArrayFunction, self._given)

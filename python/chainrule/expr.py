@@ -93,7 +93,7 @@ def var(name: str, shape: int | Sequence[int] | None = None) -> Expr | ExprArray
 
     >>> var("x") == var("x")
     True
-    >>> var("W", shape=(2, 3))[1, 2]
+    >>> print(var("W", shape=(2, 3))[1, 2])
     W[1,2]
     """
     if shape is not None:
