@@ -583,6 +583,59 @@ def test_size_0_arrays():
     assert cr.grad(Z.sum(), Z).shape == (0, 3)
 
 
+# -- out= and Dask ----------------------------------------------------------------------------
+
+
+def _layer():
+    W, x = cr.var("W", shape=(2, 3)), cr.var("x", shape=(3,))
+    h = W @ x
+    gW = cr.grad(cr.mean(h.sum()), W)  # reduced: W's own shape
+    return cr.compile([h, cr.sum(h), gW], inputs=[W, x]), values(0, (2, 3)), values(1, (4, 3))
+
+
+def test_out_arrays_are_filled_and_returned():
+    fn, w, X = _layer()
+    want = fn(w, X)
+    per, total = np.empty((4, 2)), np.empty(2)
+    column = np.empty((3, 2)).T  # any layout: the results are copied in
+    got = fn(w, X, out=(per, total, column))
+    assert got[0] is per and got[1] is total and got[2] is column
+    for g, wnt in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, wnt)
+    got = fn(w, X, out=[None, None, column])
+    assert got[2] is column and got[0].shape == (4, 2)
+    single = cr.compile(cr.var("v", shape=(2,)) * 3, inputs=[cr.var("v", shape=(2,))])
+    buf = np.empty((5, 2))
+    assert single(np.ones((5, 2)), out=buf) is buf and (buf == 3).all()
+    assert single(np.ones((5, 2)), out=(buf,)) is buf  # a one-tuple, as for Function
+
+
+def test_bad_out_arrays_are_refused_clearly():
+    fn, w, X = _layer()
+    with pytest.raises(cr.ShapeError, match=r"out has shape \(4, 3\).*result has shape \(4, 2\)"):
+        fn(w, X, out=(np.empty((4, 3)), None, None))
+    with pytest.raises(TypeError, match="float64"):
+        fn(w, X, out=(np.empty((4, 2), dtype=np.float32), None, None))
+    with pytest.raises(TypeError, match="3 entries"):
+        fn(w, X, out=(np.empty((4, 2)),))
+    with pytest.raises(TypeError, match="3 entries"):
+        fn(w, X, out=np.empty((4, 2)))
+    read_only = np.empty((4, 2))
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fn(w, X, out=(read_only, None, None))
+    shared = np.empty((2, 3))
+    with pytest.raises(ValueError, match="share memory"):
+        fn(w, X, out=(None, shared[0, :2], shared))
+
+
+def test_dask_arguments_are_refused_with_the_fix():
+    da = pytest.importorskip("dask.array")
+    fn, w, X = _layer()
+    with pytest.raises(TypeError, match=r"argument x is a Dask array.*compute"):
+        fn(w, da.from_array(X))
+
+
 # -- pickling, printing, parsing ------------------------------------------------------------
 
 
