@@ -6,7 +6,11 @@ outputs; errors that name the shapes; pickling, printing and parsing of elements
 from __future__ import annotations
 
 import doctest
+import pathlib
 import pickle
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -697,3 +701,39 @@ def test_variables_and_object_arrays():
 def test_docstring_examples():
     result = doctest.testmod(arrays, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+# -- types ---------------------------------------------------------------------------------
+
+
+def _readme_arrays_block() -> str:
+    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("### Arrays of expressions"):]
+    return section[section.index("```python\n") + 10:section.index("```\n")]
+
+
+def _mypy(tmp_path, source: str) -> subprocess.CompletedProcess:
+    pytest.importorskip("mypy")
+    path = tmp_path / "usage.py"
+    path.write_text(source)
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary", "--cache-dir",
+         str(tmp_path / ".mypy_cache"), "--follow-imports=silent", str(path)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+
+def test_mypy_accepts_the_readme_array_example_and_catches_a_misuse(tmp_path):
+    """Functions of arrays are typed as arrays, grad with respect to arrays gives arrays, and
+    an Expr is still not an ExprArray (the last line is the misuse)."""
+    source = _readme_arrays_block() + textwrap.dedent("""
+        v: cr.ExprArray = cr.tanh(W) + cr.maximum(W, 0.0) * cr.where(W > 0, 1.0, W)
+        m: cr.ExprArray = cr.mean(cr.sum(W, over=W)) + cr.grad(J, W)
+        g: cr.ExprArray = cr.grad(J, (W, b))[0]
+        wrong: cr.ExprArray = cr.sin(cr.var("t"))
+        """)
+    result = _mypy(tmp_path, source)
+    last = len(source.rstrip("\n").splitlines())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f'usage.py:{last}: error: Incompatible types in assignment (expression has type "Expr", '
+        f'variable has type "ExprArray")  [assignment]'], result.stdout

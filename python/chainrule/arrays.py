@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,12 +78,15 @@ class ExprArray:
             raise TypeError("len() of a 0-d ExprArray")
         return self.shape[0]
 
-    def _view(self, index: np.ndarray) -> ExprArray | Expr:
+    # Where the result is an ExprArray or, for one element, an Expr depending on shapes known
+    # only at run time, the annotation is Any (as NumPy's ndarray.__getitem__ and .sum are), so
+    # that typed code can use either without a cast.
+    def _view(self, index: np.ndarray) -> Any:
         if index.ndim == 0:
             return self._block.items(index.reshape(1))[0]
         return ExprArray(self._block, index)
 
-    def __getitem__(self, key: object) -> ExprArray | Expr:
+    def __getitem__(self, key: object) -> Any:
         if isinstance(key, ExprArray | Expr):
             raise IndexError("an ExprArray is indexed by integers, slices and NumPy index "
                              "arrays, not by expressions")
@@ -91,7 +95,7 @@ class ExprArray:
     def __setitem__(self, key: object, value: object) -> None:
         raise TypeError("ExprArray is immutable; build a new one (e.g. with cr.where)")
 
-    def __iter__(self) -> Iterator[ExprArray | Expr]:
+    def __iter__(self) -> Iterator[Any]:
         for i in range(len(self)):
             yield self[i]
 
@@ -113,7 +117,7 @@ class ExprArray:
 
     flatten = ravel
 
-    def squeeze(self, axis: int | tuple[int, ...] | None = None) -> ExprArray | Expr:
+    def squeeze(self, axis: int | tuple[int, ...] | None = None) -> Any:
         return self._view(self._index.squeeze(axis))
 
     # -- elements --------------------------------------------------------------------------
@@ -231,15 +235,14 @@ class ExprArray:
         raise TypeError("the truth value of an ExprArray is ambiguous; compare elements with "
                         "cr.equal or structurally with ==, then use .all() on the result")
 
-    def __matmul__(self, other: object) -> ExprArray | Expr:
+    def __matmul__(self, other: object) -> Any:
         return matmul(self, other)
 
-    def __rmatmul__(self, other: object) -> ExprArray | Expr:
+    def __rmatmul__(self, other: object) -> Any:
         return matmul(other, self)
 
     # -- reductions over elements ------------------------------------------------------------
-    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
-            ) -> ExprArray | Expr:
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
         """The sum of elements along ``axis`` (all of them by default), as ``ndarray.sum``;
         per sample (``cr.sum`` sums over the batch instead)."""
         axes = _axes(axis, self.ndim)
@@ -256,13 +259,12 @@ class ExprArray:
             out = out.reshape([1 if a in axes else n for a, n in enumerate(self.shape)])
         return ExprArray(block, out) if out.ndim else block.items(out.reshape(1))[0]
 
-    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
-             ) -> ExprArray | Expr:
+    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
         """The mean of elements along ``axis``, as ``ndarray.mean`` (per sample)."""
         count = int(np.prod([self.shape[a] for a in _axes(axis, self.ndim)], dtype=np.int64))
         return self.sum(axis, keepdims) / count
 
-    def dot(self, other: object) -> ExprArray | Expr:
+    def dot(self, other: object) -> Any:
         return matmul(self, other)
 
     # -- printing and pickling ---------------------------------------------------------------
@@ -397,7 +399,7 @@ def reduce(kind: str, x: ExprArray, over: list[str] | None = None) -> ExprArray:
     return _fresh(_core.block_reduce(kind, x._dense(), over or []), x.shape)
 
 
-def matmul(x: object, y: object) -> ExprArray | Expr:
+def matmul(x: object, y: object) -> Any:
     """``x @ y`` with NumPy's rules: 1-d operands are a row or a column (that axis is then
     dropped), and leading axes broadcast as a stack of matrices."""
     a, b = asexprarray(x), asexprarray(y)
