@@ -6,6 +6,7 @@ outputs; errors that name the shapes; pickling, printing and parsing of elements
 from __future__ import annotations
 
 import doctest
+import gc
 import pathlib
 import pickle
 import subprocess
@@ -737,3 +738,59 @@ def test_mypy_accepts_the_readme_array_example_and_catches_a_misuse(tmp_path):
     assert result.stdout.splitlines() == [
         f'usage.py:{last}: error: Incompatible types in assignment (expression has type "Expr", '
         f'variable has type "ExprArray")  [assignment]'], result.stdout
+
+
+def test_the_stubs_declare_every_block_call():
+    import ast
+
+    from chainrule import _core
+
+    stub = ast.parse((pathlib.Path(cr.__file__).parent / "_core.pyi").read_text())
+    declared = {n.name for n in stub.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    exported = {n for n in dir(_core) if n.startswith("block_") or n == "Block"}
+    assert exported <= declared, exported - declared
+
+
+# -- cost: calls into the core, not a loop over elements ------------------------------------
+
+
+def _python_events(build) -> int:
+    """How many Python-level calls and returns (of Python and C functions) ``build`` makes."""
+    events = 0
+
+    def profile(frame, event, arg):
+        nonlocal events
+        events += 1
+
+    # without collections: a gc callback (Hypothesis installs one) would count per collection
+    gc.disable()
+    sys.setprofile(profile)
+    try:
+        build()
+    finally:
+        sys.setprofile(None)
+        gc.enable()
+    return events
+
+
+def test_building_differentiating_and_compiling_layers_cost_the_same_at_any_size():
+    """A 64-30-10 network (2,230 parameters) takes exactly the Python work of a 3-2-2 one:
+    each operation is one call into the core for the whole array, never a loop over
+    elements (a loop would add calls per element)."""
+
+    def build(sizes):
+        def run():
+            J, x, y, params = _chainrule_network(sizes, "quadratic")
+            grads = cr.grad(J, params)
+            cr.compile([J, *grads], inputs=[x, y, *params])
+        return run
+
+    build((2, 2, 2))()  # imports and caches warmed
+    assert _python_events(build((3, 2, 2))) == _python_events(build((64, 30, 10)))
+
+
+def test_shapes_too_large_are_refused_before_anything_is_built():
+    with pytest.raises(cr.ChainruleError, match="more than"):
+        cr.var("W", shape=(10**6, 10**6))
+    with pytest.raises(cr.ChainruleError, match="invalid variable name"):
+        cr.var("W[", shape=(2,))
