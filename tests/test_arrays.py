@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 
 import chainrule as cr
 from chainrule import arrays
-from conftest import BUILD, DOMAIN, NP, OPS
+from conftest import BUILD, DOMAIN, NP, OPS, PARTIALS
 
 SETTINGS = settings(max_examples=40, deadline=None)
 RTOL = 1e-12  # chainrule sums left to right where NumPy sums pairwise
@@ -499,6 +499,27 @@ def test_dense_layer_gradients_match_backprop_and_forward_mode(sizes, loss):
         tangent = _forward(duals, X, Y, loss).t
         along = sum(float((g * d).sum()) for g, d in zip(got, directions, strict=True))
         np.testing.assert_allclose(along, tangent, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", [k for k in UNARY_OPS if k in PARTIALS])
+def test_gradients_of_every_function_elementwise(kind):
+    low, high = DOMAIN[kind]
+    A = cr.var("A", shape=(2, 3))
+    a = values(11, A.shape, low, high)
+    got = evaluate(cr.grad(BUILD[kind](A).sum(), A), [A], a)
+    np.testing.assert_allclose(got, np.broadcast_to(PARTIALS[kind](a, NP[kind](a))[0], a.shape),
+                               rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", [k for k in BINARY_OPS if k in PARTIALS])
+def test_gradients_of_binary_ops_sum_over_broadcast_axes(kind):
+    low, high = DOMAIN[kind]
+    A, B = cr.var("A", shape=(2, 3)), cr.var("B", shape=(3,))
+    a, b = values(12, A.shape, low, high), values(13, B.shape, low, high)
+    gA, gB = evaluate(cr.grad(BUILD[kind](A, B).sum(), [A, B]), [A, B], a, b)
+    pa, pb = (np.broadcast_to(p, a.shape) for p in PARTIALS[kind](a, b, NP[kind](a, b)))
+    np.testing.assert_allclose(gA, pa, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(gB, pb.sum(axis=0), rtol=1e-10, atol=1e-14)  # B broadcast twice
 
 
 def test_grad_with_respect_to_a_mixed_list_and_tuple():
