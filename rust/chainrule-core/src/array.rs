@@ -64,7 +64,7 @@ pub fn sum_runs(items: &[Expr], k: usize) -> Result<Vec<Expr>> {
     if k == 0 {
         return Ok(vec![build::constant(0.0)]);
     }
-    if items.len() % k != 0 {
+    if !items.len().is_multiple_of(k) {
         return Err(Error::Internal(format!("{} elements do not split into runs of {k}", items.len())));
     }
     Ok(items.chunks(k).map(|run| run[1..].iter().fold(run[0].clone(), |acc, x| build::add(&acc, x))).collect())

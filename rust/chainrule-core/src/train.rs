@@ -56,7 +56,7 @@ impl Function {
         }
         let mut rows: Option<usize> = None;
         for d in data {
-            let n = if d.width == 0 { 0 } else { d.values.len() / d.width };
+            let n = d.values.len().checked_div(d.width).unwrap_or(0);
             if d.width == 0 || n * d.width != d.values.len() || rows.is_some_and(|r| r != n) {
                 return Err(Error::Unsupported("every data group needs the same number of samples".into()));
             }
