@@ -12,7 +12,15 @@ evaluator over NumPy arrays.
 
 from ._core import ChainruleError, ParseError, ShapeError
 from .arrays import ExprArray
-from .compiled import ArrayFunction, Function, compile, evaluate, get_num_threads, set_num_threads, using_threads
+from .compiled import (
+    ArrayFunction,
+    Function,
+    compile,
+    evaluate,
+    get_num_threads,
+    set_num_threads,
+    using_threads,
+)
 from .expr import Expr, e, grad, hessian, jacobian, latex, parse, pi, substitute, var, vars
 from .functions import (  # piecewise, comparisons and logic
     abs,
