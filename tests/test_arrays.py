@@ -231,6 +231,8 @@ def test_bad_axes_are_refused_as_numpy_refuses_them():
         A.sum(axis=2)
     with pytest.raises(ValueError, match="duplicate"):
         A.sum(axis=(0, -2))
+    with pytest.raises(TypeError, match="axis must be"):
+        A.sum(axis=1.0)
 
 
 def test_batch_reductions_of_an_array_stay_elementwise():
@@ -320,6 +322,21 @@ def test_an_argument_of_the_wrong_shape_is_named_with_both_shapes():
         fn(1.0)
     with pytest.raises(TypeError, match="real numbers"):
         fn(np.zeros(64, dtype=complex))
+
+
+def test_arguments_whose_batches_do_not_broadcast_are_named_by_array():
+    """Regression: the error listed every element's column (W[0,0]: (4,), W[0,1]: ...)."""
+    W, x = cr.var("W", shape=(2, 3)), cr.var("x", shape=(3,))
+    fn = cr.compile(W @ x, inputs=[W, x])
+    with pytest.raises(cr.ShapeError, match=r"\(W: \(4,\), x: \(5,\)\)$"):
+        fn(np.ones((4, 2, 3)), np.ones((5, 3)))
+
+
+def test_masked_array_arguments_are_refused():
+    """Regression: np.asarray dropped the mask and computed with the values under it."""
+    x = cr.var("x", shape=(2,))
+    with pytest.raises(TypeError, match="masked array"):
+        cr.compile(x.sum(), inputs=[x])(np.ma.masked_array([[1.0, 2.0]], mask=[[0, 1]]))
 
 
 def test_inputs_must_be_variables_or_arrays_of_them():
@@ -813,5 +830,7 @@ def test_building_differentiating_and_compiling_layers_cost_the_same_at_any_size
 def test_shapes_too_large_are_refused_before_anything_is_built():
     with pytest.raises(cr.ChainruleError, match="more than"):
         cr.var("W", shape=(10**6, 10**6))
+    with pytest.raises(cr.ChainruleError, match="too many elements"):
+        cr.var("W", shape=(2**70,))
     with pytest.raises(cr.ChainruleError, match="invalid variable name"):
         cr.var("W[", shape=(2,))

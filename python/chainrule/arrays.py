@@ -311,6 +311,8 @@ def _fresh(block: _core.Block, shape: tuple[int, ...]) -> ExprArray:
 def _axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
+    if not isinstance(axis, numbers.Integral | tuple | list):
+        raise TypeError(f"axis must be an int, a tuple of ints or None, not {axis!r}")
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     out = []
     for a in axes:
@@ -333,6 +335,8 @@ def array_var(name: str, shape: int | Sequence[int]) -> ExprArray:
     dims = tuple(int(n) for n in shape)
     if any(n < 0 for n in dims):
         raise ValueError(f"shape must be non-negative integers, not {shape!r}")
+    if any(n >= 2**63 for n in dims):  # the core's limit, before the conversion overflows
+        raise _core.ChainruleError(f"an array variable of shape {dims} has too many elements")
     return ExprArray(_core.block_vars(name, list(dims)),
                      np.arange(int(np.prod(dims, dtype=np.int64)), dtype=np.intp).reshape(dims),
                      name)

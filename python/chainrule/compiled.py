@@ -15,7 +15,7 @@ from typing import Self
 import numpy as np
 
 from . import _core
-from .arguments import check_shapes, convert
+from .arguments import check_shapes, convert, refuse_masked
 from .arrays import ExprArray
 from .expr import Expr, as_expr, parse
 
@@ -323,8 +323,10 @@ class ArrayFunction:
         try:
             return flat, np.broadcast_shapes(*batches)
         except ValueError:
-            # the flat call names the arguments that do not broadcast
-            return flat, ()
+            shown = ", ".join(f"{n}: {b}" for n, b in zip(self._names, batches, strict=True))
+            raise _core.ShapeError(f"the arguments' batch shapes (their shapes without the "
+                                   f"array variables' own) do not broadcast together "
+                                   f"({shown})") from None
 
     def _assemble(self, results: list, batch: tuple[int, ...] = ()):
         out = []
@@ -356,6 +358,7 @@ class ArrayFunction:
 
 def array_argument(name: str, value: object) -> np.ndarray:
     """The argument for array variable ``name`` as a float64 array (real numbers only)."""
+    refuse_masked(name, value)
     a = np.asarray(value)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"argument {name} must hold real numbers, not {a.dtype}")
