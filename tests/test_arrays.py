@@ -539,6 +539,23 @@ def test_gradients_of_binary_ops_sum_over_broadcast_axes(kind):
     np.testing.assert_allclose(gB, pb.sum(axis=0), rtol=1e-10, atol=1e-14)  # B broadcast twice
 
 
+def test_the_design_example_64_30_10():
+    """DESIGN.md's example as written: gW comes back (30, 64), reduced over the batch."""
+    W, b = cr.var("W", shape=(30, 64)), cr.var("b", shape=(30,))
+    V, c = cr.var("V", shape=(10, 30)), cr.var("c", shape=(10,))
+    x, y = cr.var("x", shape=(64,)), cr.var("y", shape=(10,))
+    h = cr.sigmoid(W @ x + b)
+    J = cr.mean(((y - cr.sigmoid(V @ h + c)) ** 2).sum())
+    gW = cr.grad(J, W)
+    fn = cr.compile([J, gW], inputs=[x, y, W, b, V, c])
+    params, X, Y = _network((64, 30, 10), seed=5)
+    value, got = fn(X, Y, *params)
+    assert got.shape == (30, 64)
+    np.testing.assert_allclose(value, _forward(params, X, Y, "quadratic"), rtol=1e-13)
+    np.testing.assert_allclose(got, _backprop(params, X, Y, "quadratic")[0], rtol=1e-11,
+                               atol=1e-15)
+
+
 def test_grad_with_respect_to_a_mixed_list_and_tuple():
     W, b, s = cr.var("W", shape=(2, 3)), cr.var("b", shape=(2,)), cr.var("s")
     x = cr.var("x", shape=(3,))
