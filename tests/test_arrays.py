@@ -539,6 +539,53 @@ def test_gradients_of_binary_ops_sum_over_broadcast_axes(kind):
     np.testing.assert_allclose(gB, pb.sum(axis=0), rtol=1e-10, atol=1e-14)  # B broadcast twice
 
 
+# Steps of a random array program, each as (for ExprArrays, for NumPy arrays): shape
+# operations, broadcasting against a slice of itself, @, reductions along axes and smooth
+# functions, so that the chain's gradient can be checked by central differences.
+STEPS = [
+    (lambda e: e.T, lambda a: a.T),
+    (lambda e: e[..., ::-1], lambda a: a[..., ::-1]),
+    (lambda e: e.reshape(-1), lambda a: a.reshape(-1)),
+    (lambda e: e[:, None] if e.ndim == 1 else e, lambda a: a[:, None] if a.ndim == 1 else a),
+    (lambda e: e * e[..., :1] + 0.5, lambda a: a * a[..., :1] + 0.5),
+    (lambda e: cr.sin(e) - e / 3, lambda a: np.sin(a) - a / 3),
+    (lambda e: cr.tanh(e @ e.T) if e.ndim == 2 else e,
+     lambda a: np.tanh(a @ a.T) if a.ndim == 2 else a),
+    (lambda e: e.sum(axis=0, keepdims=True) if e.ndim == 2 else e,
+     lambda a: a.sum(axis=0, keepdims=True) if a.ndim == 2 else a),
+    (lambda e: cr.sigmoid(e.mean(axis=-1, keepdims=True) - e),
+     lambda a: 1 / (1 + np.exp(-(a.mean(axis=-1, keepdims=True) - a)))),
+]
+
+
+@SETTINGS
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3),
+       steps=st.lists(st.integers(0, len(STEPS) - 1), min_size=1, max_size=5),
+       seed=st.integers(0, 2**32 - 1))
+def test_random_array_programs_and_their_gradients(shape, steps, seed):
+    """A chain of array operations gives NumPy's numbers, and the gradient of its sum
+    matches central differences of the NumPy chain."""
+    A = cr.var("A", shape=shape)
+    a = values(seed, shape, -1.0, 1.0)
+
+    def run(x, side):
+        for i in steps:
+            x = STEPS[i][side](x)
+        return x
+
+    e = run(A, 0)
+    np.testing.assert_allclose(evaluate(e, [A], a), run(a, 1), rtol=1e-12, atol=1e-15)
+    got = evaluate(cr.grad(e.sum(), A), [A], a)
+    h = 1e-6
+    want = np.empty(shape)
+    for i in np.ndindex(*shape):
+        up, down = a.copy(), a.copy()
+        up[i] += h
+        down[i] -= h
+        want[i] = (run(up, 1).sum() - run(down, 1).sum()) / (2 * h)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+
+
 def test_the_design_example_64_30_10():
     """DESIGN.md's example as written: gW comes back (30, 64), reduced over the batch."""
     W, b = cr.var("W", shape=(30, 64)), cr.var("b", shape=(30,))
