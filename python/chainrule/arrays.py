@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,12 +78,15 @@ class ExprArray:
             raise TypeError("len() of a 0-d ExprArray")
         return self.shape[0]
 
-    def _view(self, index: np.ndarray) -> ExprArray | Expr:
+    # Where the result is an ExprArray or, for one element, an Expr depending on shapes known
+    # only at run time, the annotation is Any (as NumPy's ndarray.__getitem__ and .sum are), so
+    # that typed code can use either without a cast.
+    def _view(self, index: np.ndarray) -> Any:
         if index.ndim == 0:
             return self._block.items(index.reshape(1))[0]
         return ExprArray(self._block, index)
 
-    def __getitem__(self, key: object) -> ExprArray | Expr:
+    def __getitem__(self, key: object) -> Any:
         if isinstance(key, ExprArray | Expr):
             raise IndexError("an ExprArray is indexed by integers, slices and NumPy index "
                              "arrays, not by expressions")
@@ -91,7 +95,7 @@ class ExprArray:
     def __setitem__(self, key: object, value: object) -> None:
         raise TypeError("ExprArray is immutable; build a new one (e.g. with cr.where)")
 
-    def __iter__(self) -> Iterator[ExprArray | Expr]:
+    def __iter__(self) -> Iterator[Any]:
         for i in range(len(self)):
             yield self[i]
 
@@ -113,7 +117,7 @@ class ExprArray:
 
     flatten = ravel
 
-    def squeeze(self, axis: int | tuple[int, ...] | None = None) -> ExprArray | Expr:
+    def squeeze(self, axis: int | tuple[int, ...] | None = None) -> Any:
         return self._view(self._index.squeeze(axis))
 
     # -- elements --------------------------------------------------------------------------
@@ -231,15 +235,14 @@ class ExprArray:
         raise TypeError("the truth value of an ExprArray is ambiguous; compare elements with "
                         "cr.equal or structurally with ==, then use .all() on the result")
 
-    def __matmul__(self, other: object) -> ExprArray | Expr:
+    def __matmul__(self, other: object) -> Any:
         return matmul(self, other)
 
-    def __rmatmul__(self, other: object) -> ExprArray | Expr:
+    def __rmatmul__(self, other: object) -> Any:
         return matmul(other, self)
 
     # -- reductions over elements ------------------------------------------------------------
-    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
-            ) -> ExprArray | Expr:
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
         """The sum of elements along ``axis`` (all of them by default), as ``ndarray.sum``;
         per sample (``cr.sum`` sums over the batch instead)."""
         axes = _axes(axis, self.ndim)
@@ -247,19 +250,21 @@ class ExprArray:
         index = self._index.transpose(*rest, *axes)
         kept = tuple(self.shape[a] for a in rest)
         count = int(np.prod([self.shape[a] for a in axes], dtype=np.int64))
-        block = _core.block_sum_runs(self._block.take(np.ascontiguousarray(index)), count)
+        if count == 0:  # a sum of no elements is 0, one per kept position
+            block = _core.block_constants(np.zeros(int(np.prod(kept, dtype=np.int64))))
+        else:
+            block = _core.block_sum_runs(self._block.take(np.ascontiguousarray(index)), count)
         out = np.arange(len(block), dtype=np.intp).reshape(kept)
         if keepdims:
             out = out.reshape([1 if a in axes else n for a, n in enumerate(self.shape)])
         return ExprArray(block, out) if out.ndim else block.items(out.reshape(1))[0]
 
-    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
-             ) -> ExprArray | Expr:
+    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
         """The mean of elements along ``axis``, as ``ndarray.mean`` (per sample)."""
         count = int(np.prod([self.shape[a] for a in _axes(axis, self.ndim)], dtype=np.int64))
         return self.sum(axis, keepdims) / count
 
-    def dot(self, other: object) -> ExprArray | Expr:
+    def dot(self, other: object) -> Any:
         return matmul(self, other)
 
     # -- printing and pickling ---------------------------------------------------------------
@@ -306,6 +311,8 @@ def _fresh(block: _core.Block, shape: tuple[int, ...]) -> ExprArray:
 def _axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
+    if not isinstance(axis, numbers.Integral | tuple | list):
+        raise TypeError(f"axis must be an int, a tuple of ints or None, not {axis!r}")
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     out = []
     for a in axes:
@@ -322,12 +329,14 @@ def array_var(name: str, shape: int | Sequence[int]) -> ExprArray:
     """An array of variables ``name[i,j,...]`` of ``shape`` (``cr.var(name, shape=...)``)."""
     if isinstance(shape, numbers.Integral):
         shape = (shape,)
-    try:
-        dims = tuple(int(n) for n in shape)  # type: ignore[union-attr]
-    except TypeError:
-        raise TypeError(f"shape must be an int or a sequence of ints, not {shape!r}") from None
-    if any(n < 0 for n in dims) or any(not isinstance(n, numbers.Integral) for n in shape):
+    if isinstance(shape, str | bytes) or not isinstance(shape, Sequence | np.ndarray) or any(
+            not isinstance(n, numbers.Integral) or isinstance(n, bool) for n in shape):
+        raise TypeError(f"shape must be an int or a sequence of ints, not {shape!r}")
+    dims = tuple(int(n) for n in shape)
+    if any(n < 0 for n in dims):
         raise ValueError(f"shape must be non-negative integers, not {shape!r}")
+    if any(n >= 2**63 for n in dims):  # the core's limit, before the conversion overflows
+        raise _core.ChainruleError(f"an array variable of shape {dims} has too many elements")
     return ExprArray(_core.block_vars(name, list(dims)),
                      np.arange(int(np.prod(dims, dtype=np.int64)), dtype=np.intp).reshape(dims),
                      name)
@@ -358,7 +367,9 @@ def asexprarray(value: object) -> ExprArray:
 
 def _broadcast(*arrays: ExprArray) -> list[np.ndarray]:
     try:
-        return [np.ascontiguousarray(i) for i in np.broadcast_arrays(*(a._index for a in arrays))]
+        # np.array, not np.ascontiguousarray: the latter makes a 0-d index 1-d, and a 0-d
+        # operand's result would come out with shape (1,).
+        return [np.array(i, order="C") for i in np.broadcast_arrays(*(a._index for a in arrays))]
     except ValueError:
         shapes = " and ".join(str(a.shape) for a in arrays)
         raise _core.ShapeError(f"ExprArrays of shapes {shapes} do not broadcast together"
@@ -392,7 +403,7 @@ def reduce(kind: str, x: ExprArray, over: list[str] | None = None) -> ExprArray:
     return _fresh(_core.block_reduce(kind, x._dense(), over or []), x.shape)
 
 
-def matmul(x: object, y: object) -> ExprArray | Expr:
+def matmul(x: object, y: object) -> Any:
     """``x @ y`` with NumPy's rules: 1-d operands are a row or a column (that axis is then
     dropped), and leading axes broadcast as a stack of matrices."""
     a, b = asexprarray(x), asexprarray(y)
@@ -410,13 +421,14 @@ def matmul(x: object, y: object) -> ExprArray | Expr:
     except ValueError:
         raise _core.ShapeError(f"matmul: the stacks of shapes {a.shape} and {b.shape} do not "
                                f"broadcast together") from None
-    ia = np.broadcast_to(ia, batch + (n, k)).reshape(-1, n, k)
-    ib = np.broadcast_to(ib, batch + (k, m)).reshape(-1, k, m)
+    # the count of matrices is explicit: with k = 0 a -1 in reshape would be ambiguous
+    count = int(np.prod(batch, dtype=np.int64))
+    ia = np.broadcast_to(ia, batch + (n, k)).reshape(count, n, k)
+    ib = np.broadcast_to(ib, batch + (k, m)).reshape(count, k, m)
     blocks = [_core.block_matmul(a._block.take(np.ascontiguousarray(pa)),
                                  b._block.take(np.ascontiguousarray(pb)), n, k, m)
               for pa, pb in zip(ia, ib, strict=True)]
-    block = blocks[0] if len(blocks) == 1 else _core.block_of(
-        [e for blk in blocks for e in blk.items(np.arange(len(blk), dtype=np.intp))])
+    block = blocks[0] if len(blocks) == 1 else _core.block_concat(blocks)
     shape = batch + (n, m)
     if a.ndim == 1:
         shape = shape[:-2] + shape[-1:]

@@ -15,7 +15,7 @@ from typing import Self
 import numpy as np
 
 from . import _core
-from .arguments import check_shapes, convert
+from .arguments import check_shapes, convert, refuse_masked
 from .arrays import ExprArray
 from .expr import Expr, as_expr, parse
 
@@ -185,6 +185,12 @@ class ArrayFunction:
     outputs of shape S come back as batch + S, or S where they are reduced over the batch.
     Scalar inputs and outputs behave as in :class:`Function`.
 
+    ``out=`` takes preallocated results as :class:`Function`'s does (an array for one output,
+    else one entry per output, ``None`` to allocate), each a writeable float64 array of the
+    output's full shape; the results are computed, then copied in, so any layout will do.
+    Dask arrays are refused (``TypeError``): the elements of an array argument become one
+    column each, which Dask would compute eagerly and whole.
+
     >>> import chainrule as cr
     >>> import numpy as np
     >>> x = cr.var("x", shape=(3,)); w = cr.var("w", shape=(3,))
@@ -194,6 +200,9 @@ class ArrayFunction:
     >>> value, gw = fn(X, w0)
     >>> float(value), gw
     (36.0, array([12., 12., 12.]))
+    >>> g = np.empty(3)
+    >>> fn(X, w0, out=(None, g))[1] is g
+    True
     """
 
     __slots__ = ("_flat", "_in_shapes", "_out_shapes", "_names", "_single", "_given")
@@ -209,7 +218,7 @@ class ArrayFunction:
         for i, v in enumerate(ins):
             if isinstance(v, ExprArray):
                 elements = v.tolist_flat()
-                if not all(e.is_var for e in elements):
+                if not all(v._dense().are_variables()):  # one call, not a loop over elements
                     raise TypeError(f"inputs must be variables or arrays of variables; input "
                                     f"{i} (shape {v.shape}) has elements that are expressions")
                 flat_in.extend(elements)
@@ -247,21 +256,53 @@ class ArrayFunction:
         return self._flat
 
     def __call__(self, *args: object, **kwargs: object):
-        if "out" in kwargs and "out" not in self._names:
-            raise TypeError("out= is not supported yet for functions with array inputs or "
-                            "outputs")
-        values = self._flat_arguments(self._bind(args, kwargs))
+        out = kwargs.pop("out", None) if "out" not in self._names else None
+        outs = self._out_entries(out)
+        values, batch = self._flat_arguments(self._bind(args, kwargs))
         results = self._flat(*values)
-        return self._assemble(list(results))  # compiled from a list: always a tuple
+        assembled = self._assemble(list(results), batch)  # compiled from a list: a tuple
+        if out is None:
+            return assembled
+        filled = [r if o is None else _write(r, o) for r, o in zip(
+            [assembled] if self._single else assembled, outs, strict=True)]
+        return filled[0] if self._single else tuple(filled)
+
+    def _out_entries(self, out: object) -> list:
+        """``out`` as one entry per output, types checked before any work is done."""
+        if out is None:
+            return [None] * len(self._out_shapes)
+        entries = [out] if self._single and isinstance(out, np.ndarray) else out
+        if not isinstance(entries, list | tuple) or len(entries) != len(self._out_shapes):
+            raise TypeError(f"out= takes {'an array or ' if self._single else ''}a tuple of "
+                            f"{len(self._out_shapes)} entries (arrays or None), one per output, "
+                            f"not {type(out).__name__}")
+        arrays = [o for o in entries if o is not None]
+        for o in arrays:
+            if not isinstance(o, np.ndarray) or o.dtype != np.float64:
+                raise TypeError(f"out= entries must be float64 NumPy arrays or None, not "
+                                f"{getattr(o, 'dtype', type(o).__name__)}")
+            if not o.flags.writeable:
+                raise ValueError("an out= array is read-only")
+        for i, a in enumerate(arrays):
+            if any(np.may_share_memory(a, b) for b in arrays[i + 1:]):
+                raise ValueError("two out= arrays share memory; each output needs its own")
+        return list(entries)
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
         return Function._bind(self, args, kwargs)  # type: ignore[arg-type]
 
-    def _flat_arguments(self, values: list) -> list:
+    def _flat_arguments(self, values: list) -> tuple[list, tuple[int, ...]]:
+        """The flat function's arguments, and the batch shape they broadcast to (what an
+        output of no elements, which has no values to show it, takes as its batch)."""
         flat: list = []
+        batches: list[tuple[int, ...]] = []
         for name, shape, value in zip(self._names, self._in_shapes, values, strict=True):
+            if hasattr(value, "__dask_graph__"):
+                raise TypeError(f"argument {name} is a Dask array; functions with array inputs "
+                                f"or outputs take NumPy arrays (call .compute() first)")
             if shape is None:
                 flat.append(value)
+                batches.append(np.shape(value))
                 continue
             a = array_argument(name, value)
             k = len(shape)
@@ -271,15 +312,23 @@ class ArrayFunction:
                     f"shape {shape}: its argument has shape (batch..., "
                     f"{', '.join(map(str, shape))})")
             batch = a.shape[:a.ndim - k]
+            batches.append(batch)
             size = int(np.prod(shape, dtype=np.int64))
             if not batch:
                 flat.extend(a.reshape(-1).tolist())
             else:
-                rows = a.reshape(batch + (size,))
-                flat.extend(rows[..., j] for j in range(size))
-        return flat
+                # one strided view per element, made in C: for 23,520 elements 10 ms against
+                # 15 ms for a Python loop over rows[..., j]
+                flat.extend(np.moveaxis(a.reshape(batch + (size,)), -1, 0))
+        try:
+            return flat, np.broadcast_shapes(*batches)
+        except ValueError:
+            shown = ", ".join(f"{n}: {b}" for n, b in zip(self._names, batches, strict=True))
+            raise _core.ShapeError(f"the arguments' batch shapes (their shapes without the "
+                                   f"array variables' own) do not broadcast together "
+                                   f"({shown})") from None
 
-    def _assemble(self, results: list):
+    def _assemble(self, results: list, batch: tuple[int, ...] = ()):
         out = []
         at = 0
         for shape in self._out_shapes:
@@ -290,7 +339,9 @@ class ArrayFunction:
             size = int(np.prod(shape, dtype=np.int64))
             items = results[at:at + size]
             at += size
-            if all(type(r) is np.float64 for r in items):
+            if size == 0:
+                out.append(np.zeros(batch + shape))
+            elif all(type(r) is np.float64 for r in items):
                 out.append(np.fromiter(items, dtype=np.float64, count=size).reshape(shape))
             elif all(np.ndim(r) == 0 for r in items):
                 out.append(np.array(items, dtype=np.float64).reshape(shape))
@@ -309,6 +360,7 @@ class ArrayFunction:
 
 def array_argument(name: str, value: object) -> np.ndarray:
     """The argument for array variable ``name`` as a float64 array (real numbers only)."""
+    refuse_masked(name, value)
     a = np.asarray(value)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"argument {name} must hold real numbers, not {a.dtype}")

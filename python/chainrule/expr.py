@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from . import _core
 
@@ -150,10 +150,15 @@ def grad(f: Expr | float, wrt: Expr) -> Expr: ...
 def grad(f: Expr | float, wrt: list[Expr]) -> list[Expr]: ...
 @overload
 def grad(f: Expr | float, wrt: tuple[Expr, ...]) -> tuple[Expr, ...]: ...
+@overload
+def grad(f: Expr | float, wrt: ExprArray) -> ExprArray: ...
+@overload  # with arrays among them: an ExprArray for each array, an Expr for each variable
+def grad(f: Expr | float, wrt: list[Expr | ExprArray]) -> list[Any]: ...
+@overload
+def grad(f: Expr | float, wrt: tuple[Expr | ExprArray, ...]) -> tuple[Any, ...]: ...
 
 
-def grad(f: Expr | float, wrt: Expr | list[Expr] | tuple[Expr, ...]
-         ) -> Expr | list[Expr] | tuple[Expr, ...]:
+def grad(f: Expr | float, wrt: Expr | ExprArray | list | tuple) -> Any:
     """Symbolic derivative(s) of ``f``: an expression for a variable, a list for a list, a
     tuple for a tuple (as JAX's ``argnums``). Grad of grad works (higher order).
 

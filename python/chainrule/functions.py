@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol, overload
 
 from . import _core, arrays
 from .arrays import ExprArray
@@ -25,6 +26,35 @@ __all__ = [
 ]
 
 
+class _Elementwise(Protocol):
+    """How mypy sees a function of one operand: an ExprArray for an ExprArray, else an Expr."""
+
+    @overload
+    def __call__(self, x: ExprArray) -> ExprArray: ...
+    @overload
+    def __call__(self, x: Expr | float) -> Expr: ...
+
+
+class _Elementwise2(Protocol):
+    """How mypy sees a function of two operands: an ExprArray if either is one."""
+
+    @overload
+    def __call__(self, x: ExprArray, y: object) -> ExprArray: ...
+    @overload
+    def __call__(self, x: object, y: ExprArray) -> ExprArray: ...
+    @overload
+    def __call__(self, x: Expr | float, y: Expr | float) -> Expr: ...
+
+
+def _elementwise(f: Callable[[object], Expr]) -> _Elementwise:
+    return f  # type: ignore[return-value]  # the runtime function is unchanged
+
+
+def _elementwise2(f: Callable[[object, object], Expr]) -> _Elementwise2:
+    return f  # type: ignore[return-value]
+
+
+@_elementwise2
 def xlogy(x: object, y: object) -> Expr:
     """x * log(y), and 0 where x is 0 (unless y is nan), as ``scipy.special.xlogy``; the
     derivative of ``x ** y`` in the exponent is ``xlogy(x ** y, x)``, 0 at x = 0.
@@ -42,6 +72,7 @@ def _unary(op: str, x: object) -> Expr:
     return _core.apply(op, x)  # promotes numbers as as_expr does
 
 
+@_elementwise
 def sin(x: object) -> Expr:
     """Sine. ``cr.sin(x)``
 
@@ -51,6 +82,7 @@ def sin(x: object) -> Expr:
     return _unary("sin", x)
 
 
+@_elementwise
 def cos(x: object) -> Expr:
     """Cosine.
 
@@ -60,6 +92,7 @@ def cos(x: object) -> Expr:
     return _unary("cos", x)
 
 
+@_elementwise
 def tan(x: object) -> Expr:
     """Tangent.
 
@@ -69,6 +102,7 @@ def tan(x: object) -> Expr:
     return _unary("tan", x)
 
 
+@_elementwise
 def exp(x: object) -> Expr:
     """Exponential.
 
@@ -78,6 +112,7 @@ def exp(x: object) -> Expr:
     return _unary("exp", x)
 
 
+@_elementwise
 def log(x: object) -> Expr:
     """Natural logarithm (nan below 0, -inf at 0, like NumPy).
 
@@ -87,6 +122,7 @@ def log(x: object) -> Expr:
     return _unary("log", x)
 
 
+@_elementwise
 def sqrt(x: object) -> Expr:
     """Square root.
 
@@ -96,6 +132,7 @@ def sqrt(x: object) -> Expr:
     return _unary("sqrt", x)
 
 
+@_elementwise
 def tanh(x: object) -> Expr:
     """Hyperbolic tangent.
 
@@ -105,6 +142,7 @@ def tanh(x: object) -> Expr:
     return _unary("tanh", x)
 
 
+@_elementwise
 def sigmoid(x: object) -> Expr:
     """The logistic function 1 / (1 + exp(-x)); its derivative is s(x) * s(-x) = s * (1 - s).
 
@@ -114,6 +152,7 @@ def sigmoid(x: object) -> Expr:
     return _unary("sigmoid", x)
 
 
+@_elementwise
 def relu(x: object) -> Expr:
     """max(x, 0); its derivative at 0 is taken to be 0.
 
@@ -123,6 +162,7 @@ def relu(x: object) -> Expr:
     return _unary("relu", x)
 
 
+@_elementwise
 def abs(x: object) -> Expr:  # noqa: A001 - mirrors numpy.abs
     """Absolute value; its derivative at 0 is taken to be 0.
 
@@ -132,6 +172,7 @@ def abs(x: object) -> Expr:  # noqa: A001 - mirrors numpy.abs
     return _unary("abs", x)
 
 
+@_elementwise
 def step(x: object) -> Expr:
     """1 where x > 0, else 0 (the derivative of relu).
 
@@ -141,6 +182,7 @@ def step(x: object) -> Expr:
     return _unary("step", x)
 
 
+@_elementwise
 def sign(x: object) -> Expr:
     """-1, 0 or 1 (the derivative of abs).
 
@@ -152,6 +194,7 @@ def sign(x: object) -> Expr:
 
 # inverse trig and hyperbolic
 
+@_elementwise
 def asin(x: object) -> Expr:
     """Inverse sine, in [-pi/2, pi/2]; nan outside [-1, 1]. Its derivative 1 / sqrt(1 - x**2)
     is inf at x = -1 and 1 (as JAX's). numexpr's spelling ``arcsin`` is an alias.
@@ -162,6 +205,7 @@ def asin(x: object) -> Expr:
     return _unary("asin", x)
 
 
+@_elementwise
 def acos(x: object) -> Expr:
     """Inverse cosine, in [0, pi]; nan outside [-1, 1]. Its derivative -1 / sqrt(1 - x**2) is
     -inf at x = -1 and 1. numexpr's spelling ``arccos`` is an alias.
@@ -172,6 +216,7 @@ def acos(x: object) -> Expr:
     return _unary("acos", x)
 
 
+@_elementwise
 def atan(x: object) -> Expr:
     """Inverse tangent, in [-pi/2, pi/2]; its derivative is 1 / (1 + x**2). numexpr's spelling
     ``arctan`` is an alias.
@@ -196,6 +241,7 @@ def atan2(y: object, x: object) -> Expr:
     return _binary("atan2", y, x)
 
 
+@_elementwise
 def sinh(x: object) -> Expr:
     """Hyperbolic sine; its derivative is cosh(x).
 
@@ -205,6 +251,7 @@ def sinh(x: object) -> Expr:
     return _unary("sinh", x)
 
 
+@_elementwise
 def cosh(x: object) -> Expr:
     """Hyperbolic cosine; its derivative is sinh(x).
 
@@ -214,6 +261,7 @@ def cosh(x: object) -> Expr:
     return _unary("cosh", x)
 
 
+@_elementwise
 def asinh(x: object) -> Expr:
     """Inverse hyperbolic sine. Its derivative 1 / sqrt(1 + x**2) flushes to 0 where
     |x| > 1e154 (true value below 1e-154). numexpr's spelling ``arcsinh`` is an alias.
@@ -224,6 +272,7 @@ def asinh(x: object) -> Expr:
     return _unary("asinh", x)
 
 
+@_elementwise
 def acosh(x: object) -> Expr:
     """Inverse hyperbolic cosine, nan below 1. Its derivative 1 / sqrt(x**2 - 1) is inf at
     x = 1 (as JAX's). numexpr's spelling ``arccosh`` is an alias.
@@ -234,6 +283,7 @@ def acosh(x: object) -> Expr:
     return _unary("acosh", x)
 
 
+@_elementwise
 def atanh(x: object) -> Expr:
     """Inverse hyperbolic tangent: -inf and inf at -1 and 1, nan beyond. Its derivative
     1 / (1 - x**2) is inf at x = -1 and 1. numexpr's spelling ``arctanh`` is an alias.
@@ -272,7 +322,13 @@ def _over_names(over: object) -> list[str]:
     return names
 
 
-def sum(x: object, over: Expr | str | Iterable[Expr | str] | None = None) -> Expr:  # noqa: A001
+@overload
+def sum(x: ExprArray, over: object = None) -> ExprArray: ...  # noqa: A001
+@overload
+def sum(x: Expr | float, over: Expr | str | Iterable[Expr | str] | None = None) -> Expr: ...  # noqa: A001
+
+
+def sum(x: object, over: object = None) -> Expr | ExprArray:  # noqa: A001
     """Sum over the batch: a single value. With ``over=w``, sums only over the dimensions along
     which ``w``'s argument is broadcast (what a gradient with respect to ``w`` needs).
 
@@ -281,11 +337,17 @@ def sum(x: object, over: Expr | str | Iterable[Expr | str] | None = None) -> Exp
     sum(2 * x)
     """
     if isinstance(x, ExprArray):
-        return arrays.reduce("sum", x, _over_names(over))  # type: ignore[return-value]
+        return arrays.reduce("sum", x, _over_names(over))
     return _core.sum(as_expr(x), _over_names(over))
 
 
-def mean(x: object) -> Expr:
+@overload
+def mean(x: ExprArray) -> ExprArray: ...
+@overload
+def mean(x: Expr | float) -> Expr: ...
+
+
+def mean(x: object) -> Expr | ExprArray:
     """Mean over the batch: ``sum(x) / sum(1)``, printed as ``mean(x)``.
 
     >>> from chainrule import var
@@ -293,13 +355,14 @@ def mean(x: object) -> Expr:
     mean((y - x) ** 2)
     """
     if isinstance(x, ExprArray):
-        return arrays.reduce("mean", x)  # type: ignore[return-value]
+        return arrays.reduce("mean", x)
     return _core.mean(as_expr(x))
 
 
 # -- exponentials, logarithms, roots ----------------------------------------------------------
 
 
+@_elementwise
 def exp2(x: object) -> Expr:
     """2 ** x, with 2 ** n exact for integers n.
 
@@ -309,6 +372,7 @@ def exp2(x: object) -> Expr:
     return _unary("exp2", x)
 
 
+@_elementwise
 def expm1(x: object) -> Expr:
     """exp(x) - 1, accurate near 0 where the subtraction would cancel; its derivative is exp(x).
 
@@ -318,6 +382,7 @@ def expm1(x: object) -> Expr:
     return _unary("expm1", x)
 
 
+@_elementwise
 def log2(x: object) -> Expr:
     """Base-2 logarithm (nan below 0, -inf at 0); the derivative at 0 is inf.
 
@@ -327,6 +392,7 @@ def log2(x: object) -> Expr:
     return _unary("log2", x)
 
 
+@_elementwise
 def log10(x: object) -> Expr:
     """Base-10 logarithm (nan below 0, -inf at 0); the derivative at 0 is inf.
 
@@ -336,6 +402,7 @@ def log10(x: object) -> Expr:
     return _unary("log10", x)
 
 
+@_elementwise
 def log1p(x: object) -> Expr:
     """log(1 + x), accurate near 0 (log1p(1e-300) is 1e-300); -inf at -1, nan below, and the
     derivative 1 / (1 + x) is inf at -1.
@@ -346,6 +413,7 @@ def log1p(x: object) -> Expr:
     return _unary("log1p", x)
 
 
+@_elementwise
 def cbrt(x: object) -> Expr:
     """Real cube root, negative for negative x; the derivative 1 / (3 cbrt(x)**2) is inf at 0.
 
@@ -355,6 +423,7 @@ def cbrt(x: object) -> Expr:
     return _unary("cbrt", x)
 
 
+@_elementwise
 def square(x: object) -> Expr:
     """x * x: the same node as ``x * x`` and ``x ** 2`` (sugar, as in the text form).
 
@@ -366,6 +435,7 @@ def square(x: object) -> Expr:
     return _binary("mul", e, e)
 
 
+@_elementwise2
 def hypot(x: object, y: object) -> Expr:
     """sqrt(x*x + y*y) without overflow or underflow; inf if either is infinite, even when the
     other is nan (as C's). Its gradient (x, y) / hypot(x, y) is taken to be 0 at the origin, as
@@ -378,6 +448,7 @@ def hypot(x: object, y: object) -> Expr:
 # -- special and numerically stable functions ------------------------------------------------
 
 
+@_elementwise
 def erf(x: object) -> Expr:
     """The error function, 2/sqrt(pi) times the integral of exp(-t**2) from 0 to x.
 
@@ -390,6 +461,7 @@ def erf(x: object) -> Expr:
     return _unary("erf", x)
 
 
+@_elementwise
 def erfc(x: object) -> Expr:
     """1 - erf(x), with full relative accuracy in the right tail (erfc(26) = 5.7e-296, where
     1 - erf(x) is 0); it underflows to 0 from x = 27.3 on.
@@ -402,6 +474,7 @@ def erfc(x: object) -> Expr:
     return _unary("erfc", x)
 
 
+@_elementwise
 def softplus(x: object) -> Expr:
     """log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)) so neither tail overflows or
     loses digits: softplus(1000) = 1000, softplus(-1000) = exp(-1000) (0 in float64). Its
@@ -413,6 +486,7 @@ def softplus(x: object) -> Expr:
     return _unary("softplus", x)
 
 
+@_elementwise
 def log_sigmoid(x: object) -> Expr:
     """log(sigmoid(x)) = -softplus(-x), exact in both tails: log_sigmoid(-1000) = -1000. Its
     derivative is sigmoid(-x).
@@ -423,6 +497,7 @@ def log_sigmoid(x: object) -> Expr:
     return _unary("logsigmoid", x)
 
 
+@_elementwise2
 def logaddexp(x: object, y: object) -> Expr:
     """log(exp(x) + exp(y)) without overflow or underflow, as ``numpy.logaddexp``:
     max(x, y) + log1p(exp(-|x - y|)); logaddexp(inf, inf) = inf, logaddexp(-inf, -inf) = -inf.
@@ -443,6 +518,7 @@ def _binary(op: str, x: object, y: object) -> Expr:
     return _core.apply(op, x, y)
 
 
+@_elementwise2
 def minimum(x: object, y: object) -> Expr:
     """The smaller of x and y, nan if either is (as ``np.minimum``); at a tie the gradient is
     split 0.5/0.5, as JAX's.
@@ -454,6 +530,7 @@ def minimum(x: object, y: object) -> Expr:
     return _binary("minimum", x, y)
 
 
+@_elementwise2
 def maximum(x: object, y: object) -> Expr:
     """The larger of x and y, nan if either is (as ``np.maximum``); at a tie the gradient is
     split 0.5/0.5, as JAX's.
@@ -475,6 +552,7 @@ def clip(x: object, lo: object, hi: object) -> Expr:
     return minimum(maximum(x, lo), hi)
 
 
+@_elementwise
 def floor(x: object) -> Expr:
     """The largest integer not above x; zero gradient.
 
@@ -484,6 +562,7 @@ def floor(x: object) -> Expr:
     return _unary("floor", x)
 
 
+@_elementwise
 def ceil(x: object) -> Expr:
     """The smallest integer not below x; zero gradient.
 
@@ -493,6 +572,7 @@ def ceil(x: object) -> Expr:
     return _unary("ceil", x)
 
 
+@_elementwise
 def round(x: object) -> Expr:  # noqa: A001 - mirrors numpy.round
     """The nearest integer, halves to even (as ``np.round``, not half away from zero); zero
     gradient.
@@ -503,6 +583,7 @@ def round(x: object) -> Expr:  # noqa: A001 - mirrors numpy.round
     return _unary("round", x)
 
 
+@_elementwise
 def trunc(x: object) -> Expr:
     """x rounded towards zero; zero gradient.
 
@@ -512,6 +593,7 @@ def trunc(x: object) -> Expr:
     return _unary("trunc", x)
 
 
+@_elementwise2
 def fmod(x: object, y: object) -> Expr:
     """C's remainder of x / y, with the sign of x (``np.fmod``); d/dx = 1, d/dy = -trunc(x / y).
 
@@ -521,6 +603,7 @@ def fmod(x: object, y: object) -> Expr:
     return _binary("fmod", x, y)
 
 
+@_elementwise2
 def copysign(x: object, y: object) -> Expr:
     """|x| with the sign of y (its sign bit: -0.0 counts as negative); d/dx is 1 where the signs
     of x and the result agree, -1 where not, 0 at x = 0; d/dy = 0.
@@ -531,6 +614,7 @@ def copysign(x: object, y: object) -> Expr:
     return _binary("copysign", x, y)
 
 
+@_elementwise2
 def nextafter(x: object, y: object) -> Expr:
     """The next float after x towards y (``np.nextafter``); d/dx = 1 (it is x to one ulp, as
     finite differences see it; JAX gives 0), d/dy = 0.
@@ -541,6 +625,7 @@ def nextafter(x: object, y: object) -> Expr:
     return _binary("nextafter", x, y)
 
 
+@_elementwise2
 def less(x: object, y: object) -> Expr:
     """1.0 where x < y, else 0.0 (also ``x < y``); zero gradient.
 
@@ -551,6 +636,7 @@ def less(x: object, y: object) -> Expr:
     return _binary("less", x, y)
 
 
+@_elementwise2
 def less_equal(x: object, y: object) -> Expr:
     """1.0 where x <= y, else 0.0 (also ``x <= y``); zero gradient.
 
@@ -560,6 +646,7 @@ def less_equal(x: object, y: object) -> Expr:
     return _binary("lessequal", x, y)
 
 
+@_elementwise2
 def greater(x: object, y: object) -> Expr:
     """1.0 where x > y, else 0.0 (also ``x > y``); zero gradient.
 
@@ -569,6 +656,7 @@ def greater(x: object, y: object) -> Expr:
     return _binary("greater", x, y)
 
 
+@_elementwise2
 def greater_equal(x: object, y: object) -> Expr:
     """1.0 where x >= y, else 0.0 (also ``x >= y``); zero gradient.
 
@@ -578,6 +666,7 @@ def greater_equal(x: object, y: object) -> Expr:
     return _binary("greaterequal", x, y)
 
 
+@_elementwise2
 def equal(x: object, y: object) -> Expr:
     """1.0 where x == y, else 0.0 (``==`` in text; in Python ``==`` compares expressions by
     structure); zero gradient.
@@ -589,6 +678,7 @@ def equal(x: object, y: object) -> Expr:
     return _binary("equal", x, y)
 
 
+@_elementwise2
 def not_equal(x: object, y: object) -> Expr:
     """1.0 where x != y (and where either is nan), else 0.0 (``!=`` in text); zero gradient.
 
@@ -598,6 +688,7 @@ def not_equal(x: object, y: object) -> Expr:
     return _binary("notequal", x, y)
 
 
+@_elementwise2
 def logical_and(x: object, y: object) -> Expr:
     """1.0 where both are nonzero (nan counts as true, as NumPy's), else 0.0; also ``x & y``.
 
@@ -609,6 +700,7 @@ def logical_and(x: object, y: object) -> Expr:
     return _binary("and", x, y)
 
 
+@_elementwise2
 def logical_or(x: object, y: object) -> Expr:
     """1.0 where either is nonzero (nan counts as true), else 0.0; also ``x | y``.
 
@@ -618,6 +710,7 @@ def logical_or(x: object, y: object) -> Expr:
     return _binary("or", x, y)
 
 
+@_elementwise
 def logical_not(x: object) -> Expr:
     """1.0 where x is zero, else 0.0 (nan counts as true, so gives 0.0); also ``~x``.
 
@@ -627,7 +720,17 @@ def logical_not(x: object) -> Expr:
     return _unary("not", x)
 
 
-def where(condition: object, x: object, y: object) -> Expr:
+@overload
+def where(condition: ExprArray, x: object, y: object) -> ExprArray: ...
+@overload
+def where(condition: object, x: ExprArray, y: object) -> ExprArray: ...
+@overload
+def where(condition: object, x: object, y: ExprArray) -> ExprArray: ...
+@overload
+def where(condition: Expr | float, x: Expr | float, y: Expr | float) -> Expr: ...
+
+
+def where(condition: object, x: object, y: object) -> Expr | ExprArray:
     """x where ``condition`` is nonzero (nan counts as true, as ``np.where``), else y, per
     sample; and so is its gradient: a nan or inf in the branch not taken never reaches the
     value or the gradient (JAX's ``where`` leaks it into the gradient).
@@ -641,6 +744,6 @@ def where(condition: object, x: object, y: object) -> Expr:
     -0.0
     """
     if any(isinstance(v, ExprArray) for v in (condition, x, y)):
-        return arrays.where(condition, x, y)  # type: ignore[return-value]
+        return arrays.where(condition, x, y)
     c = as_expr(condition)
     return _binary("select", c, x) + _binary("select", ~c, y)
