@@ -241,6 +241,12 @@ pub fn one_at(level: Level, kernel: Unary, x: f64) -> f64 {
 unsafe fn one_unchecked(level: Level, kernel: Unary, x: f64) -> f64 {
     match level {
         #[cfg(target_arch = "x86_64")]
+        Level::Avx512 if kernel.has_avx512_body() => {
+            let mut out = [0.0];
+            levels::run(level, kernel, &[x], &mut out);
+            out[0]
+        }
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller guarantees AVX2 and FMA (both levels have them).
         Level::Avx2Fma | Level::Avx512 => unsafe { x86_one::one(kernel, x) },
         #[cfg(target_arch = "aarch64")]
@@ -451,8 +457,25 @@ mod x86_affine {
     }
 }
 
+/// A kernel's slice body at the AVX-512 level: the generic body, or the explicit one its list
+/// entry names after `|`.
+macro_rules! avx512_body {
+    ($body:ident) => {
+        super::super::$body::<true>
+    };
+    ($body:ident $wide:ident) => {
+        super::super::$wide
+    };
+    (@has) => {
+        false
+    };
+    (@has $wide:ident) => {
+        true
+    };
+}
+
 macro_rules! kernels {
-    ($($(#[$doc:meta])* $variant:ident: $name:ident => $body:ident;)*
+    ($($(#[$doc:meta])* $variant:ident: $name:ident => $body:ident $(| $wide:ident)?;)*
      @pairs $($(#[$pdoc:meta])* $pname:ident => $pbody:ident;)*) => {
         /// A one-input kernel, by name: the op table's `kernel` column names these, and the
         /// latency path evaluates single values through the same lane code as the chunks
@@ -466,6 +489,11 @@ macro_rules! kernels {
 
             /// The kernel's function name.
             pub fn name(self) -> &'static str { match self { $(Unary::$variant => stringify!($name),)* } }
+
+            /// Whether the AVX-512 level runs an explicit body of its own, whose bits single
+            /// values must then come from too.
+            #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+            fn has_avx512_body(self) -> bool { match self { $(Unary::$variant => avx512_body!(@has $($wide)?),)* } }
         }
 
         /// Runs `kernel` over a slice: `out.len()` must equal `x.len()` (panics otherwise).
@@ -501,7 +529,9 @@ macro_rules! kernels {
                     }
                     #[target_feature(enable = "avx512f,avx2,fma")]
                     pub(in super::super) fn avx512(x: &[f64], out: &mut [f64]) {
-                        super::super::$body::<true>(x, out)
+                        #[allow(unused_unsafe)]
+                        // SAFETY: this function is compiled for, and only called on, AVX-512F.
+                        unsafe { avx512_body!($body $($wide)?)(x, out) }
                     }
                 }
             )*
@@ -668,7 +698,7 @@ macro_rules! kernels {
 kernels! {
     /// `out[i] = e^x[i]`; overflows to `inf` above 709.78, subnormal down to
     /// -745.13, then `0`.
-    Exp: exp => exp_body;
+    Exp: exp => exp_body | exp_avx512;
     /// `out[i] = e^x[i] - 1`, accurate near zero; `expm1(-0.0) = -0.0`.
     Expm1: expm1 => expm1_body;
     /// `out[i] = ln x[i]`; `-inf` at `±0`, NaN for negative inputs.
@@ -692,7 +722,7 @@ kernels! {
     // exponentials, logarithms, roots
     /// `out[i] = 2^x[i]`, exact for integers; overflows to `inf` from 1024 on, subnormal
     /// down to -1074, then `0`.
-    Exp2: exp2 => exp2_body;
+    Exp2: exp2 => exp2_body | exp2_avx512;
     /// `out[i] = log2 x[i]`, exact at powers of two; `-inf` at `±0`, NaN for negative inputs.
     Log2: log2 => log2_body;
     /// `out[i] = log10 x[i]`; `-inf` at `±0`, NaN for negative inputs.
@@ -717,9 +747,9 @@ kernels! {
     /// `out[i] = acos x[i]`, in [0, pi]; NaN outside [-1, 1].
     Acos: acos => acos_body;
     /// `out[i] = sinh x[i]`; overflows to `±inf` beyond 710.48.
-    Sinh: sinh => sinh_body;
+    Sinh: sinh => sinh_body | sinh_avx512;
     /// `out[i] = cosh x[i]`; overflows to `inf` beyond 710.48.
-    Cosh: cosh => cosh_body;
+    Cosh: cosh => cosh_body | cosh_avx512;
     /// `out[i] = asinh x[i]`, accurate near zero and up to `f64::MAX`.
     Asinh: asinh => asinh_body;
     /// `out[i] = acosh x[i]`, accurate near 1; NaN below 1.
