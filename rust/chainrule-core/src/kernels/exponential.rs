@@ -189,7 +189,7 @@ pub(super) fn tanh_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 /// Every function here is `#[inline(always)]` and `unsafe` (it executes AVX-512F instructions):
 /// it may only be called from code compiled with `avx512f` enabled, on a CPU that has it.
 #[cfg(target_arch = "x86_64")]
-pub(super) use avx512::{exp2_body as exp2_avx512, exp_body as exp_avx512};
+pub(super) use avx512::{exp2_body as exp2_avx512, exp_body as exp_avx512, expm1_body as expm1_avx512};
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
@@ -236,6 +236,9 @@ pub(super) mod avx512 {
     /// `expm1(r) = r + r^2 Q(r)` for `|r| <= ln2/32`: fitted at Chebyshev nodes (mpmath),
     /// 2^-55 absolute error.
     const Q: [f64; 5] = [0.5, 0.16666666665301144, 0.041666666664959766, 0.008333449724528355, 0.0013889034377693012];
+    /// `expm1(r) = r + r^2 (1/2 + r R(r))` for `|r| <= ln2/32`, fitted for relative error
+    /// (2^-58), which `expm1` needs where its result is `r` itself.
+    const R: [f64; 5] = [0.16666666666666666, 0.041666666664959766, 0.008333333333143678, 0.0013889034377693012, 0.00019841431495343389];
     /// `2^r - 1 = r G(r)` for `|r| <= 1/32`, the same fit: 2^-55.9 absolute.
     const G: [f64; 6] =
         [0.6931471805599457, 0.24022650695910075, 0.05550410865663603, 0.009618129106919254, 0.0013333781621472902, 0.00015403724019468894];
@@ -338,6 +341,28 @@ pub(super) mod avx512 {
         _mm512_scalef_pd(y, _mm512_mul_pd(k, splat(0.0625)))
     }
 
+    #[inline(always)]
+    pub(in super::super) unsafe fn expm1(x: __m512d) -> __m512d {
+        // Below -45 expm1 rounds to -1; e^710 overflows.
+        let (t, k, r) = reduce(clamp(x, -45.0, 710.0));
+        let idx = _mm512_castpd_si512(t);
+        let tab = table(idx);
+        let r2 = _mm512_mul_pd(r, r);
+        let a = _mm512_fmadd_pd(splat(R[1]), r, splat(R[0]));
+        let b = _mm512_fmadd_pd(splat(R[3]), r, splat(R[2]));
+        let hi = _mm512_fmadd_pd(r2, splat(R[4]), b);
+        let q = _mm512_fmadd_pd(r, _mm512_fmadd_pd(r2, hi, a), splat(0.5));
+        let p = _mm512_fmadd_pd(r2, q, r);
+        // e^x - 1 = 2^m ((T_j - 2^-m) + (T_j p + tail)): T_j - 2^-m is exact while it matters
+        // (m <= 52), so the only cancellation is exact; for k = 0 the result is p itself.
+        let m = _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(_mm512_mul_pd(k, splat(0.0625)));
+        let lead = _mm512_sub_pd(tab, _mm512_scalef_pd(splat(1.0), _mm512_sub_pd(_mm512_setzero_pd(), m)));
+        let y = _mm512_scalef_pd(_mm512_add_pd(lead, _mm512_fmadd_pd(tab, p, table_tail(idx))), m);
+        // expm1(x) rounds to x below 2^-54; this also keeps the sign of -0.0.
+        let tiny = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(x), splat(5.551_115_123_125_783e-17));
+        _mm512_mask_blend_pd(tiny, y, x)
+    }
+
     /// Runs a vector lane over a slice, eight values at a time; the ragged tail goes through
     /// the same lane with a masked load and store, so a value's bits never depend on its
     /// position or on the slice's length.
@@ -367,6 +392,15 @@ pub(super) mod avx512 {
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(in super::super) unsafe fn exp_body(x: &[f64], out: &mut [f64]) {
         map512!(x, out, exp)
+    }
+
+    /// The slice body of [`expm1`] at the AVX-512 level.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(in super::super) unsafe fn expm1_body(x: &[f64], out: &mut [f64]) {
+        map512!(x, out, expm1)
     }
 
     /// The slice body of [`exp2`] at the AVX-512 level.

@@ -700,7 +700,7 @@ kernels! {
     /// -745.13, then `0`.
     Exp: exp => exp_body | exp_avx512;
     /// `out[i] = e^x[i] - 1`, accurate near zero; `expm1(-0.0) = -0.0`.
-    Expm1: expm1 => expm1_body;
+    Expm1: expm1 => expm1_body | expm1_avx512;
     /// `out[i] = ln x[i]`; `-inf` at `±0`, NaN for negative inputs.
     Log: log => log_body;
     /// `out[i] = ln(1 + x[i])`, accurate near zero; `-inf` at `-1`, NaN below.
