@@ -299,15 +299,6 @@ pub(super) mod avx512 {
         _mm512_fmadd_pd(r4, splat(Q[4]), _mm512_fmadd_pd(r2, b, a))
     }
 
-    /// The even and odd parts of `expm1(r)`: `(E, O)` with `expm1(+-r) = E +- O`.
-    #[inline(always)]
-    pub(in super::super) unsafe fn expm1_parts(r: __m512d) -> (__m512d, __m512d) {
-        let r2 = _mm512_mul_pd(r, r);
-        let even = _mm512_fmadd_pd(r2, _mm512_fmadd_pd(r2, splat(Q[4]), splat(Q[2])), splat(Q[0]));
-        let odd = _mm512_fmadd_pd(r2, splat(Q[3]), splat(Q[1]));
-        (_mm512_mul_pd(r2, even), _mm512_fmadd_pd(_mm512_mul_pd(r, r2), odd, r))
-    }
-
     #[inline(always)]
     pub(in super::super) unsafe fn exp(x: __m512d) -> __m512d {
         // e^710 overflows and e^-746 rounds to 0: the clamp keeps k within the shifter.
