@@ -227,8 +227,8 @@ mod hyperbolic512 {
     use super::super::exponential::avx512::{clamp, map512, reduce, splat, table, table_tail};
     use std::arch::x86_64::*;
 
-    /// For `a >= 0` or NaN: `[T, U, T - U, T + U, C, r, S - r, tail_T - tail_U, tail_T +
-    /// tail_U, m - 1]` as above. Past 711 (where both functions overflow) `a` is clamped to keep
+    /// For `a >= 0` or NaN: `[T, U, T - U, T + U, C, r, S - r, tail_T, tail_U, m - 1]` as
+    /// above (what a caller leaves unused is never computed: all of it is inlined). Past 711 (where both functions overflow) `a` is clamped to keep
     /// `k` within the shifter; `U` then underflows to 0 in its scaling, harmlessly.
     #[inline(always)]
     unsafe fn parts(a: __m512d) -> [__m512d; 10] {
@@ -253,23 +253,26 @@ mod hyperbolic512 {
             _mm512_mul_pd(r2, c),
             r,
             _mm512_mul_pd(_mm512_mul_pd(r, r2), s),
-            _mm512_sub_pd(up_tail, down_tail),
-            _mm512_add_pd(up_tail, down_tail),
+            up_tail,
+            down_tail,
             _mm512_sub_pd(m, splat(1.0)),
         ]
     }
 
     #[inline(always)]
     unsafe fn cosh(x: __m512d) -> __m512d {
-        let [_, _, diff, sum, c, r, s3, _, tail_sum, m1] = parts(_mm512_abs_pd(x));
-        let small = _mm512_fmadd_pd(diff, s3, _mm512_fmadd_pd(sum, c, tail_sum));
+        let [_, _, diff, sum, c, r, s3, up_tail, _, m1] = parts(_mm512_abs_pd(x));
+        // U's tail is left out: U <= T, so it is below a quarter ulp of the sum (0.80 against
+        // 0.93 ns a value with it, a chunk of 4,096).
+        let small = _mm512_fmadd_pd(diff, s3, _mm512_fmadd_pd(sum, c, up_tail));
         _mm512_scalef_pd(_mm512_add_pd(sum, _mm512_fmadd_pd(diff, r, small)), m1)
     }
 
     #[inline(always)]
     unsafe fn sinh(x: __m512d) -> __m512d {
         let a = _mm512_abs_pd(x);
-        let [up, down, diff, sum, c, r, s3, tail_diff, _, m1] = parts(a);
+        let [up, down, diff, sum, c, r, s3, up_tail, down_tail, m1] = parts(a);
+        let tail_diff = _mm512_sub_pd(up_tail, down_tail);
         // (T + U) r in two fused steps: T + U itself would round, by up to half an ulp of the
         // result where T - U and (T + U) S partly cancel (k = 1, r < 0).
         let small = _mm512_fmadd_pd(sum, s3, _mm512_fmadd_pd(diff, c, tail_diff));
