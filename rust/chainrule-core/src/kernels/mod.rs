@@ -37,6 +37,12 @@
 //!   `ln2`, with the rounding error of `r` recovered and folded back in),
 //!   `expm1(r) = r + r^2 (1/2 + r Q(r))`, `Q` of degree 9; `2^n` is applied
 //!   as two factors so that subnormal results and `exp(709.78)` round once.
+//!   At the AVX-512 level `exp`, `exp2`, `expm1`, `sinh` and `cosh` have explicit bodies
+//!   (named after `|` in the kernel list; single values go through them too): reduction by
+//!   ln2/16, `2^(j/16)` from a 16-entry table held in registers (`vpermt2pd`), degree-6
+//!   polynomials and `vscalefpd` (see `exponential.rs`). ns a value against NumPy's SVML,
+//!   4,096 in cache: exp 0.51/0.89, exp2 0.51/0.77, expm1 0.76/1.27, sinh 0.94/1.30, cosh
+//!   0.80/1.02; at most 1.5 ulp from mpmath.
 //! * `log`/`log1p`: `x = 2^k m`, `m` in `[sqrt(1/2), sqrt(2))`,
 //!   `s = f/(2+f)`, `log(1+f) = f - f^2/2 + s (f^2/2 + z T(z))`, `z = s^2`,
 //!   `T` of degree 6. One division per element beats a gathered table on
