@@ -189,7 +189,10 @@ pub(super) fn tanh_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 /// Every function here is `#[inline(always)]` and `unsafe` (it executes AVX-512F instructions):
 /// it may only be called from code compiled with `avx512f` enabled, on a CPU that has it.
 #[cfg(target_arch = "x86_64")]
-pub(super) use avx512::{exp2_body as exp2_avx512, exp_body as exp_avx512, expm1_body as expm1_avx512};
+pub(super) use avx512::{
+    exp2_body as exp2_avx512, exp2_one as exp2_avx512_one, exp_body as exp_avx512, exp_one as exp_avx512_one, expm1_body as expm1_avx512,
+    expm1_one as expm1_avx512_one,
+};
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
@@ -376,30 +379,28 @@ pub(super) mod avx512 {
     }
     pub(in super::super) use map512;
 
-    /// The slice body of [`exp`] at the AVX-512 level.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(in super::super) unsafe fn exp_body(x: &[f64], out: &mut [f64]) {
-        map512!(x, out, exp)
+    /// For each lane: its slice body (through [`map512`]) and its single-value entry (the lane
+    /// on a broadcast value: lanes are independent, so the bits are the slice body's), both
+    /// `unsafe`: the CPU must have AVX-512F.
+    macro_rules! entries {
+        ($($lane:ident: $body:ident, $one:ident;)*) => {$(
+            #[doc = concat!("The slice body of `", stringify!($lane), "` at the AVX-512 level.")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            pub(in super::super) unsafe fn $body(x: &[f64], out: &mut [f64]) {
+                map512!(x, out, $lane)
+            }
+            #[doc = concat!("One value through `", stringify!($lane), "`'s AVX-512 lane.")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            pub(in super::super) unsafe fn $one(x: f64) -> f64 {
+                _mm512_cvtsd_f64($lane(_mm512_set1_pd(x)))
+            }
+        )*};
     }
+    pub(in super::super) use entries;
 
-    /// The slice body of [`expm1`] at the AVX-512 level.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(in super::super) unsafe fn expm1_body(x: &[f64], out: &mut [f64]) {
-        map512!(x, out, expm1)
-    }
-
-    /// The slice body of [`exp2`] at the AVX-512 level.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(in super::super) unsafe fn exp2_body(x: &[f64], out: &mut [f64]) {
-        map512!(x, out, exp2)
+    entries! {
+        exp: exp_body, exp_one;
+        exp2: exp2_body, exp2_one;
+        expm1: expm1_body, expm1_one;
     }
 }

@@ -210,7 +210,9 @@ pub(super) fn atanh_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use hyperbolic512::{cosh_body as cosh_avx512, sinh_body as sinh_avx512};
+pub(super) use hyperbolic512::{
+    cosh_body as cosh_avx512, cosh_one as cosh_avx512_one, sinh_body as sinh_avx512, sinh_one as sinh_avx512_one,
+};
 
 /// Explicit AVX-512 bodies of `sinh` and `cosh` on the exponential's table core (see
 /// `exponential::avx512`). With `|x| = k ln2/16 + r`, `m = floor(k/16)`, both `e^|x|` and
@@ -224,7 +226,7 @@ pub(super) use hyperbolic512::{cosh_body as cosh_avx512, sinh_body as sinh_avx51
 /// of `T - U` and `T + U`. The same functions' generic lanes serve the other levels.
 #[cfg(target_arch = "x86_64")]
 mod hyperbolic512 {
-    use super::super::exponential::avx512::{clamp, map512, reduce, splat, table, table_tail};
+    use super::super::exponential::avx512::{clamp, entries, map512, reduce, splat, table, table_tail};
     use std::arch::x86_64::*;
 
     /// For `a >= 0` or NaN: `[T, U, T - U, T + U, C, r, S - r, tail_T, tail_U, m - 1]` as
@@ -282,21 +284,8 @@ mod hyperbolic512 {
         _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(y), sign))
     }
 
-    /// The slice body of [`sinh`](super::super::sinh) at the AVX-512 level.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(in super::super) unsafe fn sinh_body(x: &[f64], out: &mut [f64]) {
-        map512!(x, out, sinh)
-    }
-
-    /// The slice body of [`cosh`](super::super::cosh) at the AVX-512 level.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(in super::super) unsafe fn cosh_body(x: &[f64], out: &mut [f64]) {
-        map512!(x, out, cosh)
+    entries! {
+        sinh: sinh_body, sinh_one;
+        cosh: cosh_body, cosh_one;
     }
 }

@@ -247,14 +247,11 @@ pub fn one_at(level: Level, kernel: Unary, x: f64) -> f64 {
 unsafe fn one_unchecked(level: Level, kernel: Unary, x: f64) -> f64 {
     match level {
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 if kernel.has_avx512_body() => {
-            let mut out = [0.0];
-            levels::run(level, kernel, &[x], &mut out);
-            out[0]
-        }
+        // SAFETY: the caller guarantees AVX-512F, AVX2 and FMA.
+        Level::Avx512 => unsafe { one_avx512(kernel, x).unwrap_or_else(|| x86_one::one(kernel, x)) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller guarantees AVX2 and FMA (both levels have them).
-        Level::Avx2Fma | Level::Avx512 => unsafe { x86_one::one(kernel, x) },
+        // SAFETY: the caller guarantees AVX2 and FMA.
+        Level::Avx2Fma => unsafe { x86_one::one(kernel, x) },
         #[cfg(target_arch = "aarch64")]
         Level::Neon => one_body::<true>(kernel, x),
         _ => one_body::<false>(kernel, x),
@@ -472,16 +469,17 @@ macro_rules! avx512_body {
     ($body:ident $wide:ident) => {
         super::super::$wide
     };
-    (@has) => {
-        false
+    (@one $x:ident) => {
+        None
     };
-    (@has $wide:ident) => {
-        true
+    (@one $x:ident $one:ident) => {
+        // SAFETY: the caller of `one_avx512` guarantees AVX-512F.
+        Some(unsafe { $one($x) })
     };
 }
 
 macro_rules! kernels {
-    ($($(#[$doc:meta])* $variant:ident: $name:ident => $body:ident $(| $wide:ident)?;)*
+    ($($(#[$doc:meta])* $variant:ident: $name:ident => $body:ident $(| $wide:ident, $wide_one:ident)?;)*
      @pairs $($(#[$pdoc:meta])* $pname:ident => $pbody:ident;)*) => {
         /// A one-input kernel, by name: the op table's `kernel` column names these, and the
         /// latency path evaluates single values through the same lane code as the chunks
@@ -495,11 +493,16 @@ macro_rules! kernels {
 
             /// The kernel's function name.
             pub fn name(self) -> &'static str { match self { $(Unary::$variant => stringify!($name),)* } }
+        }
 
-            /// Whether the AVX-512 level runs an explicit body of its own, whose bits single
-            /// values must then come from too.
-            #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-            fn has_avx512_body(self) -> bool { match self { $(Unary::$variant => avx512_body!(@has $($wide)?),)* } }
+        /// `kernel` of one value through its explicit AVX-512 body, if it has one: single values
+        /// must come from the same lane code as the chunks.
+        ///
+        /// # Safety
+        /// The CPU must have AVX-512F.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn one_avx512(kernel: Unary, x: f64) -> Option<f64> {
+            match kernel { $(Unary::$variant => avx512_body!(@one x $($wide_one)?),)* }
         }
 
         /// Runs `kernel` over a slice: `out.len()` must equal `x.len()` (panics otherwise).
@@ -704,9 +707,9 @@ macro_rules! kernels {
 kernels! {
     /// `out[i] = e^x[i]`; overflows to `inf` above 709.78, subnormal down to
     /// -745.13, then `0`.
-    Exp: exp => exp_body | exp_avx512;
+    Exp: exp => exp_body | exp_avx512, exp_avx512_one;
     /// `out[i] = e^x[i] - 1`, accurate near zero; `expm1(-0.0) = -0.0`.
-    Expm1: expm1 => expm1_body | expm1_avx512;
+    Expm1: expm1 => expm1_body | expm1_avx512, expm1_avx512_one;
     /// `out[i] = ln x[i]`; `-inf` at `±0`, NaN for negative inputs.
     Log: log => log_body;
     /// `out[i] = ln(1 + x[i])`, accurate near zero; `-inf` at `-1`, NaN below.
@@ -728,7 +731,7 @@ kernels! {
     // exponentials, logarithms, roots
     /// `out[i] = 2^x[i]`, exact for integers; overflows to `inf` from 1024 on, subnormal
     /// down to -1074, then `0`.
-    Exp2: exp2 => exp2_body | exp2_avx512;
+    Exp2: exp2 => exp2_body | exp2_avx512, exp2_avx512_one;
     /// `out[i] = log2 x[i]`, exact at powers of two; `-inf` at `±0`, NaN for negative inputs.
     Log2: log2 => log2_body;
     /// `out[i] = log10 x[i]`; `-inf` at `±0`, NaN for negative inputs.
@@ -753,9 +756,9 @@ kernels! {
     /// `out[i] = acos x[i]`, in [0, pi]; NaN outside [-1, 1].
     Acos: acos => acos_body;
     /// `out[i] = sinh x[i]`; overflows to `±inf` beyond 710.48.
-    Sinh: sinh => sinh_body | sinh_avx512;
+    Sinh: sinh => sinh_body | sinh_avx512, sinh_avx512_one;
     /// `out[i] = cosh x[i]`; overflows to `inf` beyond 710.48.
-    Cosh: cosh => cosh_body | cosh_avx512;
+    Cosh: cosh => cosh_body | cosh_avx512, cosh_avx512_one;
     /// `out[i] = asinh x[i]`, accurate near zero and up to `f64::MAX`.
     Asinh: asinh => asinh_body;
     /// `out[i] = acosh x[i]`, accurate near 1; NaN below 1.
