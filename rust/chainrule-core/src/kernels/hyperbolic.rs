@@ -226,21 +226,23 @@ pub(super) use hyperbolic512::{
 /// of `T - U` and `T + U`. The same functions' generic lanes serve the other levels.
 #[cfg(target_arch = "x86_64")]
 mod hyperbolic512 {
-    use super::super::exponential::avx512::{clamp, entries, map512, reduce, splat, table, table_tail};
+    use super::super::exponential::avx512::{entries, map512, reduce, splat, table, table_tail};
     use std::arch::x86_64::*;
 
     /// For `a >= 0` or NaN: `[T, U, T - U, T + U, C, r, S - r, tail_T, tail_U, m - 1]` as
-    /// above (what a caller leaves unused is never computed: all of it is inlined). Past 711 (where both functions overflow) `a` is clamped to keep
-    /// `k` within the shifter; `U` then underflows to 0 in its scaling, harmlessly.
+    /// above (what a caller leaves unused is never computed: all of it is inlined). Past 711
+    /// (where both functions overflow) `a` is clamped to keep `k` within the shifter; `U` then
+    /// underflows to 0 in its scaling, harmlessly.
     #[inline(always)]
     unsafe fn parts(a: __m512d) -> [__m512d; 10] {
-        let (t, k, r) = reduce(clamp(a, 0.0, 711.0));
+        // a >= 0 (or NaN, which vminpd keeps as its second operand): only the top needs a clamp.
+        let (t, k, r) = reduce(_mm512_min_pd(splat(711.0), a));
         let idx = _mm512_castpd_si512(t);
         let neg = _mm512_sub_epi64(_mm512_setzero_si512(), idx);
         // m = floor(k/16); scalef floors -k/16 - m into floor(-k/16) - m.
         let k16 = _mm512_mul_pd(k, splat(0.0625));
         let m = _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(k16);
-        let rel = _mm512_sub_pd(_mm512_sub_pd(_mm512_setzero_pd(), k16), m);
+        let rel = _mm512_fnmsub_pd(k, splat(0.0625), m);
         let (up, up_tail) = (table(idx), table_tail(idx));
         let (down, down_tail) = (_mm512_scalef_pd(table(neg), rel), _mm512_scalef_pd(table_tail(neg), rel));
         // Taylor series, |r| <= ln2/32: the first terms left out are below 2^-60 of the result.
@@ -257,7 +259,8 @@ mod hyperbolic512 {
             _mm512_mul_pd(_mm512_mul_pd(r, r2), s),
             up_tail,
             down_tail,
-            _mm512_sub_pd(m, splat(1.0)),
+            // floor(k/16 - 1) = m - 1 in scalef's own floor.
+            _mm512_fmsub_pd(k, splat(0.0625), splat(1.0)),
         ]
     }
 
