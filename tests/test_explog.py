@@ -1,4 +1,4 @@
-"""Exponentials, logarithms and roots (exp2 expm1 log2 log10 log1p cbrt hypot square): values
+"""Exponentials, logarithms and roots (exp exp2 expm1 log2 log10 log1p cbrt hypot square): values
 within 4 ulp of mpmath over the whole domain, the stable claims, the edges of the gradients
 and square's lowering. The shared sweeps (test_ops, test_hypothesis, ...) cover the rest."""
 
@@ -14,6 +14,7 @@ x, y = cr.vars("x y")
 RNG = np.random.default_rng(17)
 
 MP = {
+    "exp": mpmath.exp,
     "exp2": lambda a: mpmath.power(2, a),
     "expm1": mpmath.expm1,
     "log2": lambda a: mpmath.log(a, 2),
@@ -24,7 +25,7 @@ MP = {
 # Where each function is interesting: (low, high) for a uniform sample, besides random bit
 # patterns over the whole f64 range and the special values.
 RANGE = {
-    "exp2": (-1080.0, 1030.0), "expm1": (-50.0, 710.0), "log2": (0.0, 4.0),
+    "exp": (-750.0, 712.0), "exp2": (-1080.0, 1030.0), "expm1": (-50.0, 710.0), "log2": (0.0, 4.0),
     "log10": (0.0, 4.0), "log1p": (-1.0, 4.0), "cbrt": (-10.0, 10.0),
 }
 SPECIAL = np.array([

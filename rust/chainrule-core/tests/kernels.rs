@@ -1512,3 +1512,21 @@ mod table_edges {
         check_all_levels("cbrt", levels::cbrt, |x| Op::Cbrt.eval(x, 0.0), &xs);
     }
 }
+
+/// The AVX-512 bodies of the exponential family reduce by ln2/16 (1/16 for exp2) and look
+/// `2^(j/16)` up in a table: around every switch from one table entry to the next, where the
+/// reduced argument is largest (and where sinh's `T - U` stops being exact), every level stays
+/// within the bound and keeps the sign of zero.
+#[test]
+fn exp_family_at_table_boundaries() {
+    use chainrule_core::ops::Op;
+    let ln2_32 = std::f64::consts::LN_2 / 32.0;
+    let odd = |step: f64| -> Vec<f64> { (-96..96).map(|i| f64::from(2 * i + 1) * step).collect() };
+    let natural = Inputs::new(31).around(&odd(ln2_32), 300).values(&[-0.0, 0.0]).xs;
+    let binary = Inputs::new(32).around(&odd(1.0 / 32.0), 300).values(&[-0.0, 0.0]).xs;
+    check_all_levels("exp", levels::exp, f64::exp, &natural);
+    check_all_levels("expm1", levels::expm1, f64::exp_m1, &natural);
+    check_all_levels("sinh", levels::sinh, |x| Op::Sinh.eval(x, 0.0), &natural);
+    check_all_levels("cosh", levels::cosh, |x| Op::Cosh.eval(x, 0.0), &natural);
+    check_all_levels("exp2", levels::exp2, |x| Op::Exp2.eval(x, 0.0), &binary);
+}

@@ -208,3 +208,87 @@ pub(super) fn acosh_body<const F: bool>(x: &[f64], out: &mut [f64]) {
 pub(super) fn atanh_body<const F: bool>(x: &[f64], out: &mut [f64]) {
     map(x, out, atanh_lane::<F>);
 }
+
+#[cfg(target_arch = "x86_64")]
+pub(super) use hyperbolic512::{
+    cosh_body as cosh_avx512, cosh_one as cosh_avx512_one, sinh_body as sinh_avx512, sinh_one as sinh_avx512_one,
+};
+
+/// Explicit AVX-512 bodies of `sinh` and `cosh` on the exponential's table core (see
+/// `exponential::avx512`). With `|x| = k ln2/16 + r`, `m = floor(k/16)`, both `e^|x|` and
+/// `e^-|x|` are `2^m` times table values `T = 2^(j/16)` and `U = 2^(floor(-k/16) - m) 2^(j'/16)`
+/// (the table indexed by `-k`), each with its tail, and `e^+-r = 1 + C +- S` with
+/// `C = cosh r - 1`, `S = sinh r`. So `2 sinh|x| = 2^m ((T - U) + (T - U) C + (T + U) S +
+/// tails)`, and `T - U` is exact wherever it cancels (`k <= 8`, Sterbenz): one formula over the
+/// whole range, for `k = 0` exactly `S` itself, with no second polynomial and no branch for small
+/// arguments (the branchy form, a polynomial for `|x| < 1`, mispredicted on mixed data: 1.38 ns
+/// a value over a million against 1.07 on a repeated 4,096-value chunk). `cosh` swaps the roles
+/// of `T - U` and `T + U`. The same functions' generic lanes serve the other levels.
+#[cfg(target_arch = "x86_64")]
+mod hyperbolic512 {
+    use super::super::exponential::avx512::{entries, map512, reduce, splat, table, table_tail};
+    use std::arch::x86_64::*;
+
+    /// For `a >= 0` or NaN: `[T, U, T - U, T + U, C, r, S - r, tail_T, tail_U, m - 1]` as
+    /// above (what a caller leaves unused is never computed: all of it is inlined). Past 711
+    /// (where both functions overflow) `a` is clamped to keep `k` within the shifter; `U` then
+    /// underflows to 0 in its scaling, harmlessly.
+    #[inline(always)]
+    unsafe fn parts(a: __m512d) -> [__m512d; 10] {
+        // a >= 0 (or NaN, which vminpd keeps as its second operand): only the top needs a clamp.
+        let (t, k, r) = reduce(_mm512_min_pd(splat(711.0), a));
+        let idx = _mm512_castpd_si512(t);
+        let neg = _mm512_sub_epi64(_mm512_setzero_si512(), idx);
+        // m = floor(k/16); scalef floors -k/16 - m into floor(-k/16) - m.
+        let k16 = _mm512_mul_pd(k, splat(0.0625));
+        let m = _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(k16);
+        let rel = _mm512_fnmsub_pd(k, splat(0.0625), m);
+        let (up, up_tail) = (table(idx), table_tail(idx));
+        let (down, down_tail) = (_mm512_scalef_pd(table(neg), rel), _mm512_scalef_pd(table_tail(neg), rel));
+        // Taylor series, |r| <= ln2/32: the first terms left out are below 2^-60 of the result.
+        let r2 = _mm512_mul_pd(r, r);
+        let c = _mm512_fmadd_pd(r2, _mm512_fmadd_pd(r2, splat(1.0 / 720.0), splat(1.0 / 24.0)), splat(0.5));
+        let s = _mm512_fmadd_pd(r2, _mm512_fmadd_pd(r2, splat(1.0 / 5040.0), splat(1.0 / 120.0)), splat(1.0 / 6.0));
+        [
+            up,
+            down,
+            _mm512_sub_pd(up, down),
+            _mm512_add_pd(up, down),
+            _mm512_mul_pd(r2, c),
+            r,
+            _mm512_mul_pd(_mm512_mul_pd(r, r2), s),
+            up_tail,
+            down_tail,
+            // floor(k/16 - 1) = m - 1 in scalef's own floor.
+            _mm512_fmsub_pd(k, splat(0.0625), splat(1.0)),
+        ]
+    }
+
+    #[inline(always)]
+    unsafe fn cosh(x: __m512d) -> __m512d {
+        let [_, _, diff, sum, c, r, s3, up_tail, _, m1] = parts(_mm512_abs_pd(x));
+        // U's tail is left out: U <= T, so it is below a quarter ulp of the sum (0.80 against
+        // 0.93 ns a value with it, a chunk of 4,096).
+        let small = _mm512_fmadd_pd(diff, s3, _mm512_fmadd_pd(sum, c, up_tail));
+        _mm512_scalef_pd(_mm512_add_pd(sum, _mm512_fmadd_pd(diff, r, small)), m1)
+    }
+
+    #[inline(always)]
+    unsafe fn sinh(x: __m512d) -> __m512d {
+        let a = _mm512_abs_pd(x);
+        let [up, down, diff, sum, c, r, s3, up_tail, down_tail, m1] = parts(a);
+        let tail_diff = _mm512_sub_pd(up_tail, down_tail);
+        // (T + U) r in two fused steps: T + U itself would round, by up to half an ulp of the
+        // result where T - U and (T + U) S partly cancel (k = 1, r < 0).
+        let small = _mm512_fmadd_pd(sum, s3, _mm512_fmadd_pd(diff, c, tail_diff));
+        let y = _mm512_add_pd(diff, _mm512_fmadd_pd(up, r, _mm512_fmadd_pd(down, r, small)));
+        let y = _mm512_scalef_pd(y, m1);
+        let sign = _mm512_andnot_si512(_mm512_castpd_si512(a), _mm512_castpd_si512(x));
+        _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(y), sign))
+    }
+
+    entries! {
+        sinh: sinh_body, sinh_one;
+        cosh: cosh_body, cosh_one;
+    }
+}
