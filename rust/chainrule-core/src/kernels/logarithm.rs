@@ -558,6 +558,48 @@ pub(super) mod log512 {
         _mm512_mask_mov_pd(y, _mm512_cmp_pd_mask::<_CMP_LT_OQ>(t, set(3.725_290_298_461_914e-9)), x)
     }
 
+    /// `asinh` of eight lanes, in the generic lane's two forms with one logarithm per lane:
+    /// up to 2, `log1p(w)` for `w = t + t^2/(1 + sqrt(1 + t^2))` (`t = |x|`; `1 + w` and its
+    /// rounding error `c`, as in [`log1p8`]); above, `log(t + sqrt(1 + t^2))`, and from 2^28
+    /// on `log t + ln2` (the root is `t` there; `k + 1` adds `ln2` exactly). The sign of `x`
+    /// is put back; below 2^-28, and for inf and NaN, the result is `x` itself.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn asinh8(x: __m512d) -> __m512d {
+        let set = _mm512_set1_pd;
+        let one = set(1.0);
+        let t = _mm512_abs_pd(x);
+        let huge = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(t, set(268_435_456.0));
+        let small = _mm512_cmp_pd_mask::<_CMP_LE_OQ>(t, set(2.0));
+        let tc = _mm512_mask_mov_pd(t, huge, one);
+        let t2 = _mm512_mul_pd(tc, tc);
+        let root = _mm512_sqrt_pd(_mm512_add_pd(one, t2));
+        let w = _mm512_add_pd(t, _mm512_div_pd(t2, _mm512_add_pd(one, root)));
+        let u_small = _mm512_add_pd(one, w);
+        let c = _mm512_add_pd(_mm512_sub_pd(_mm512_max_pd(one, w), u_small), _mm512_min_pd(one, w));
+        let u_large = _mm512_mask_mov_pd(_mm512_add_pd(t, root), huge, t);
+        let u = _mm512_mask_mov_pd(u_large, small, u_small);
+        let c = _mm512_maskz_mov_pd(small, c);
+        let (k, m, idx) = reduce(_mm512_castpd_si512(u));
+        let k = _mm512_mask_add_pd(k, huge, k, one);
+        let invc = table(&INVC, idx);
+        let corr = _mm512_scalef_pd(_mm512_mul_pd(c, invc), _mm512_sub_pd(_mm512_setzero_pd(), k));
+        let r = _mm512_add_pd(_mm512_fmsub_pd(m, invc, one), corr);
+        let y = finish(&LN, k, r, idx);
+        let sign = _mm512_and_si512(_mm512_castpd_si512(x), _mm512_set1_epi64(i64::MIN));
+        let y = _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(y), sign));
+        let ok =
+            _mm512_cmp_pd_mask::<_CMP_GE_OQ>(t, set(3.725_290_298_461_914e-9)) & _mm512_cmp_pd_mask::<_CMP_LT_OQ>(t, set(f64::INFINITY));
+        _mm512_mask_mov_pd(x, ok, y)
+    }
+
+    /// `asinh x` over a slice.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in super::super) fn asinh(x: &[f64], out: &mut [f64]) {
+        map8(x, out, |v| asinh8(v))
+    }
+
     /// `log x` over a slice; the caller guarantees AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]

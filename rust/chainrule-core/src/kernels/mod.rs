@@ -771,7 +771,7 @@ kernels! {
     /// `out[i] = cosh x[i]`; overflows to `inf` beyond 710.48.
     Cosh: cosh => cosh_body | cosh_avx512, cosh_avx512_one;
     /// `out[i] = asinh x[i]`, accurate near zero and up to `f64::MAX`.
-    Asinh: asinh => asinh_body;
+    Asinh: asinh => asinh_body, avx512 log512::asinh;
     /// `out[i] = acosh x[i]`, accurate near 1; NaN below 1.
     Acosh: acosh => acosh_body;
     /// `out[i] = atanh x[i]`; `±inf` at `±1`, NaN beyond.
