@@ -982,10 +982,11 @@ fn allocate(g: &Graph, order: &[NodeId], sinks: &[(NodeId, Instr)], kind: impl F
     let summed: FxHashSet<NodeId> = steps
         .iter()
         .flat_map(|s| match s {
-            Step::Sum { node, .. } => vec![*node],
-            Step::OuterSum { nodes, .. } => nodes.clone(),
-            _ => Vec::new(),
+            Step::Sum { node, .. } => std::slice::from_ref(node),
+            Step::OuterSum { nodes, .. } => nodes.as_slice(),
+            _ => &[],
         })
+        .copied()
         .collect();
     for (id, sink) in sinks.iter().filter(|(id, _)| !summed.contains(id)) {
         let src = reg_of[id.index()].expect("sinks are computed");

@@ -121,10 +121,11 @@ pub fn run(
             .chunk_code
             .iter()
             .flat_map(|i| match i {
-                Instr::Accumulate { acc, .. } => vec![*acc],
-                Instr::OuterSum(o) => o.accs.clone(),
-                _ => Vec::new(),
+                Instr::Accumulate { acc, .. } => std::slice::from_ref(acc),
+                Instr::OuterSum(o) => o.accs.as_slice(),
+                _ => &[],
             })
+            .copied()
             .collect();
         let block = match (collects.is_empty() && stores.is_empty(), accs.is_empty()) {
             (false, _) => GROUPING_BLOCK_CHUNKS,

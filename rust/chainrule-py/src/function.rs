@@ -197,24 +197,8 @@ impl PyFunction {
             None => None,
         };
         let sgd = Sgd { lr, batch };
-        let mut signal: Option<PyErr> = None;
-        let mut checked = Instant::now();
-        let mut stop = || {
-            if checked.elapsed() < SIGNAL_CHECK {
-                return false;
-            }
-            checked = Instant::now();
-            if let Err(e) = Python::attach(|py| py.check_signals()) {
-                signal = Some(e);
-                return true;
-            }
-            false
-        };
-        let losses = py.detach(|| guarded(|| self.core.sgd_epoch(&rows, params, order.as_deref(), sgd, &mut stop)));
-        if let Some(e) = signal {
-            return Err(e);
-        }
-        Ok(PyArray1::from_vec(py, losses?))
+        let losses = interruptibly(py, |stop| self.core.sgd_epoch(&rows, params, order.as_deref(), sgd, stop))?;
+        Ok(PyArray1::from_vec(py, losses))
     }
 }
 
@@ -473,9 +457,9 @@ fn base_span(arr: &Bound<'_, PyArrayDyn<f64>>) -> Option<(*const f64, *const f64
 pub(crate) const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// Runs a call with the GIL released. The calling thread evaluates chunks itself (beside the
-/// pool's threads) and between its grabs of chunks, at most every 50 ms, checks Python's signal
-/// handlers, so Ctrl-C cancels between chunks and raises KeyboardInterrupt promptly instead
-/// of after the whole evaluation.
+/// pool's threads) and between its grabs of chunks checks Python's signal handlers (see
+/// [`interruptibly`]), so Ctrl-C cancels between chunks and raises KeyboardInterrupt promptly
+/// instead of after the whole evaluation.
 pub(crate) fn run_interruptibly(
     py: Python<'_>,
     f: &chainrule_core::Function,
@@ -483,6 +467,16 @@ pub(crate) fn run_interruptibly(
     data: &[InputView],
     views: &mut [&mut [f64]],
 ) -> PyResult<()> {
+    interruptibly(py, |stop| f.run_views(call, data, views, stop))
+}
+
+/// Runs `work` with the GIL released, handing it a `stop` that checks Python's signal handlers,
+/// at most every [`SIGNAL_CHECK`]; the exception a handler raised (KeyboardInterrupt) is
+/// returned in place of the work's result.
+pub(crate) fn interruptibly<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce(&mut dyn FnMut() -> bool) -> chainrule_core::Result<T> + Send,
+) -> PyResult<T> {
     let mut signal: Option<PyErr> = None;
     let mut checked = Instant::now();
     let mut stop = || {
@@ -496,7 +490,7 @@ pub(crate) fn run_interruptibly(
         }
         false
     };
-    let result = py.detach(|| guarded(|| f.run_views(call, data, views, &mut stop)));
+    let result = py.detach(|| guarded(|| work(&mut stop)));
     match signal {
         Some(e) => Err(e),
         None => result,
