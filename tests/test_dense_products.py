@@ -114,3 +114,30 @@ def test_small_scalar_weighted_sums_keep_their_exact_chain():
     xs = np.linspace(-1, 1, 7)
     got = f(xs, xs * 3, xs * 5, 0.1, 0.7)
     assert np.array_equal(got[0], 0.1 * xs + 0.7 * (xs * 3) + 0.1 * (xs * 5))
+
+
+def test_products_read_argument_rows_in_place_with_the_same_bits(net):
+    """A matrix product reads an argument's rows where they are when its element views are
+    evenly spaced (an (N, k) array, C or Fortran order, or a strided view of one), and copies
+    them otherwise (columns in separate arrays): both give the same bits."""
+    n = 2500  # three chunks, the last one short
+    X, Y, params = data(n, 16, 12, 6, seed=3)
+    flat_params = [float(v) for p in params for v in p.ravel()]
+
+    def call(x_columns, y_columns):
+        return [np.asarray(r) for r in net.flat(*x_columns, *y_columns, *flat_params)]
+
+    separate = call([np.array(X[:, j]) for j in range(16)], [np.array(Y[:, j]) for j in range(6)])
+    wide = np.zeros((n, 40))
+    wide[:, 3:19] = X
+    layouts = {
+        "C rows": X,
+        "Fortran rows": np.asfortranarray(X),
+        "every other row of a bigger array": np.repeat(X, 2, axis=0)[::2],
+        "a slice of wider rows": wide[:, 3:19],
+        "reversed columns": np.ascontiguousarray(X[:, ::-1])[:, ::-1],
+    }
+    for name, Xl in layouts.items():
+        got = call([Xl[:, j] for j in range(16)], [Y[:, j] for j in range(6)])
+        for g, s in zip(got, separate, strict=True):
+            assert g.tobytes() == s.tobytes(), name

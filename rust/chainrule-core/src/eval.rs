@@ -37,6 +37,42 @@ const GROUPING_BLOCK_CHUNKS: usize = 256;
 const REDUCTION_BLOCK_CHUNKS: usize = 1 << 14;
 const _: () = assert!(REDUCTION_BLOCK_CHUNKS.is_power_of_two() && GROUPING_BLOCK_CHUNKS.is_power_of_two());
 
+/// A call's arguments: read through views, then single values for the last inputs (an
+/// epoch's parameters, passed without a view each).
+#[derive(Clone, Copy)]
+pub struct Args<'a> {
+    /// The first inputs' views.
+    pub views: &'a [InputView<'a>],
+    /// The values of the inputs after them, each a single value.
+    pub singles: &'a [f64],
+}
+
+impl<'a> Args<'a> {
+    /// Arguments that are all views.
+    pub fn views(views: &'a [InputView<'a>]) -> Args<'a> {
+        Args { views, singles: &[] }
+    }
+
+    /// Input `k`'s value, for an input of one element.
+    fn single(&self, k: usize) -> f64 {
+        match self.views.get(k) {
+            Some(v) => v.first(),
+            None => self.singles[k - self.views.len()],
+        }
+    }
+
+    /// How the evaluator reads input `k`, broadcast to `batch`.
+    fn layout(&self, k: usize, batch: &[usize]) -> Layout<'a> {
+        match self.views.get(k) {
+            Some(v) => v.layout(batch),
+            None => {
+                let at = k - self.views.len();
+                Layout { data: &self.singles[at..=at], origin: 0, strides: vec![0; batch.len()] }
+            }
+        }
+    }
+}
+
 /// A call's shapes, resolved: the batch, each output's shape, and the tape to run.
 pub struct Call {
     /// The broadcast shape of all arguments.
@@ -73,7 +109,7 @@ impl Call {
 /// views' strides.
 pub fn run(
     call: &Call,
-    inputs: &[InputView],
+    inputs: Args,
     outputs: &mut [&mut [f64]],
     stop: &mut dyn FnMut() -> bool,
     empty_groups: &dyn Fn(usize) -> f64,
@@ -85,12 +121,13 @@ pub fn run(
     let n = call.len();
     let n_chunks = n.div_ceil(tape.chunk);
     let mut slots = tape.slots.clone();
-    // Per reduction, the pairwise sums of its blocks' partials, in block order.
-    let mut block_sums: Vec<Vec<f64>> = vec![Vec::new(); tape.n_accs];
+    let mut block_sums = BlockSums::new(tape.n_accs);
     let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
     // Where each collected buffer is reduced: its group and the inputs it is grouped by.
     let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
-    for instr in tape.passes.iter().flat_map(|p| &p.scalar_code) {
+    // (Scanned only when there are buffers: the scalar code of a dense network's step is
+    // thousands of instructions.)
+    for instr in tape.passes.iter().flat_map(|p| &p.scalar_code).filter(|_| tape.n_bufs > 0) {
         if let ScalarInstr::ReduceGroups { group, buf, over } = instr {
             grouping[*buf as usize] = Some((*group as usize, &tape.overs[*over as usize]));
         }
@@ -161,7 +198,7 @@ pub fn run(
             }
             let stride = block.min(n_chunks);
             for &acc in &accs {
-                block_sums[acc].push(pairwise(&partials[acc * stride..acc * stride + chunks.len()]));
+                block_sums.push(acc, pairwise(&partials[acc * stride..acc * stride + chunks.len()]));
             }
             for &buf in &collects {
                 let (group, _) = grouping[buf].expect("checked above");
@@ -209,11 +246,17 @@ pub fn run_scalars(tape: &Tape, values: &[f64], out: &mut Vec<f64>) -> Result<()
     Ok(())
 }
 
-fn check_sizes(call: &Call, inputs: &[InputView], outputs: &[&mut [f64]]) -> Result<()> {
+fn check_sizes(call: &Call, inputs: Args, outputs: &[&mut [f64]]) -> Result<()> {
     let size = |s: &[usize]| s.iter().product::<usize>();
     let rank = call.batch.len();
-    let inputs_ok = inputs.len() == call.inputs.len()
-        && inputs.iter().zip(&call.inputs).all(|(v, s)| v.shape().len() <= rank && padded(v.shape(), rank) == *s);
+    // A view's shape, padded with leading 1s to the batch's rank, is the prepared shape.
+    let fits = |v: &[usize], s: &[usize]| {
+        v.len() <= rank && s.len() == rank && s[..rank - v.len()].iter().all(|&d| d == 1) && s[rank - v.len()..] == *v
+    };
+    let (views, singles) = call.inputs.split_at(inputs.views.len().min(call.inputs.len()));
+    let inputs_ok = inputs.views.len() + inputs.singles.len() == call.inputs.len()
+        && inputs.views.iter().zip(views).all(|(v, s)| fits(v.shape(), s))
+        && singles.iter().all(|s| s.iter().all(|&d| d == 1));
     let outputs_ok = outputs.len() == call.output_shapes.len() && outputs.iter().zip(&call.output_shapes).all(|(d, s)| d.len() == size(s));
     if inputs_ok && outputs_ok {
         Ok(())
@@ -235,13 +278,13 @@ fn group_shape(call: &Call, over: &[usize]) -> Vec<usize> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: &[InputView], slots: &mut [f64], block_sums: &[Vec<f64>], groups: &mut [Group]) {
+fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: Args, slots: &mut [f64], block_sums: &BlockSums, groups: &mut [Group]) {
     match instr {
-        ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs[*input as usize].first(),
+        ScalarInstr::Input { dst, input } => slots[dst.0 as usize] = inputs.single(*input as usize),
         ScalarInstr::Apply { op, dst, a, b } => slots[dst.0 as usize] = scalar_op(*op, slots[a.0 as usize], slots[b.0 as usize]),
         ScalarInstr::Scale { dst, a } => slots[dst.0 as usize] = times_count(slots[a.0 as usize], call.len()),
         ScalarInstr::Finish { dst, acc } => {
-            slots[dst.0 as usize] = pairwise(&block_sums[*acc as usize]);
+            slots[dst.0 as usize] = block_sums.finish(*acc as usize);
         }
         // Folded block by block while its operand's pass ran.
         ScalarInstr::ReduceGroups { .. } => {}
@@ -267,11 +310,62 @@ fn times_count(value: f64, count: usize) -> f64 {
 /// An unpaired last value goes up a level unchanged, so the sum over an aligned run of a power
 /// of two values is a subtree's (see [`REDUCTION_BLOCK_CHUNKS`]).
 fn pairwise(values: &[f64]) -> f64 {
-    let mut level: Vec<f64> = values.to_vec();
-    while level.len() > 1 {
-        level = level.chunks(2).map(|p| if let [a, b] = p { a + b } else { p[0] }).collect();
+    match values {
+        [] => 0.0,
+        [v] => *v,
+        // Small sums (a pass of a few chunks, for every reduction of every call) on the stack.
+        _ if values.len() <= 64 => {
+            let mut level = [0.0f64; 64];
+            level[..values.len()].copy_from_slice(values);
+            pairwise_in_place(&mut level[..values.len()])
+        }
+        _ => pairwise_in_place(&mut values.to_vec()),
+    }
+}
+
+/// [`pairwise`], overwriting `level` with each level of the tree in turn.
+fn pairwise_in_place(level: &mut [f64]) -> f64 {
+    let mut len = level.len();
+    while len > 1 {
+        for i in 0..len / 2 {
+            level[i] = level[2 * i] + level[2 * i + 1];
+        }
+        if len % 2 == 1 {
+            level[len / 2] = level[len - 1];
+        }
+        len = len.div_ceil(2);
     }
     level.first().copied().unwrap_or(0.0)
+}
+
+/// Per reduction, the pairwise sums of its blocks' partials, in block order. Most passes are
+/// one block, so the first block's sum has its own slot: a call with thousands of reductions
+/// (a dense layer's weight gradients) allocates nothing per reduction.
+struct BlockSums {
+    first: Vec<Option<f64>>,
+    more: Vec<Vec<f64>>,
+}
+
+impl BlockSums {
+    fn new(n: usize) -> BlockSums {
+        BlockSums { first: vec![None; n], more: vec![Vec::new(); n] }
+    }
+
+    fn push(&mut self, acc: usize, sum: f64) {
+        match self.first[acc] {
+            None => self.first[acc] = Some(sum),
+            Some(_) => self.more[acc].push(sum),
+        }
+    }
+
+    /// The reduction's value: its block sums summed pairwise (0 for no blocks).
+    fn finish(&self, acc: usize) -> f64 {
+        match (self.first[acc], self.more[acc].is_empty()) {
+            (None, _) => 0.0,
+            (Some(v), true) => v,
+            (Some(v), false) => pairwise(&[&[v], self.more[acc].as_slice()].concat()),
+        }
+    }
 }
 
 /// A raw pointer that chunks write through; each chunk writes only its own disjoint range.
@@ -283,7 +377,7 @@ unsafe impl Sync for SyncPtr {}
 
 struct Sources<'a> {
     call: &'a Call,
-    inputs: &'a [InputView<'a>],
+    inputs: Args<'a>,
     groups: &'a [Group],
 }
 
@@ -308,6 +402,35 @@ struct Plan<'a> {
     direct: Vec<[Option<usize>; 2]>,
     /// Per instruction: a `Store` whose value was already written by [`Plan::direct`].
     skip: Vec<bool>,
+    /// Per instruction: for a [`MatVec`]'s vector (index 0), or an [`OuterSum`]'s rows (0)
+    /// and columns (1), the matrix those registers were loaded from, when the product can
+    /// read it where it is (see [`Plan::matrices`]).
+    matrices: Vec<[Option<Matrix>; 2]>,
+}
+
+/// Values read by a matrix product where they are: element `j` of sample `s` (a flat batch
+/// index) is at `ptr + j * element + s * sample`. The rows of an `(N, k)` argument for a
+/// variable of shape `(k,)`: a dense layer's inputs.
+#[derive(Clone, Copy)]
+struct Matrix {
+    ptr: ConstPtr,
+    element: isize,
+    sample: isize,
+}
+
+/// The registers an instruction reads.
+fn operands(instr: &Instr) -> Vec<Reg> {
+    let reg = |a: &Arg| if let Arg::Reg(r) = a { Some(*r) } else { None };
+    match instr {
+        Instr::Load { .. } => Vec::new(),
+        Instr::Unary { a, .. } | Instr::SinCos { a, .. } | Instr::SigmoidSlope { a, .. } => vec![*a],
+        Instr::Binary { a, b, .. } => [reg(a), reg(b)].into_iter().flatten().collect(),
+        Instr::Fused { a, b, c, .. } => [reg(a), reg(b), c.as_ref().and_then(reg)].into_iter().flatten().collect(),
+        Instr::Accumulate { src, times, .. } => [Some(*src), times.as_ref().and_then(reg)].into_iter().flatten().collect(),
+        Instr::MatVec(m) => m.x.clone(),
+        Instr::OuterSum(o) => o.rows.iter().chain(&o.cols).copied().collect(),
+        Instr::Collect { src, .. } | Instr::Store { src, .. } => vec![*src],
+    }
 }
 
 /// How a load reads its source: in place where the source is laid out like the batch (the
@@ -324,6 +447,8 @@ enum Read<'a> {
     },
     /// A load the `Rows` before it gathered.
     Gathered,
+    /// A load whose value only matrix products read, and they read it where it is.
+    Unneeded,
 }
 
 /// A read-only pointer shared by the chunks of a pass.
@@ -361,6 +486,7 @@ impl<'a> Plan<'a> {
                 _ => None,
             })
             .collect();
+        let (loads, matrices) = Plan::matrices(code, loads, batch);
         let loads = by_rows(code, loads);
         let mut direct = vec![[None; 2]; code.len()];
         let mut skip = vec![false; code.len()];
@@ -391,8 +517,108 @@ impl<'a> Plan<'a> {
                 taken[*out] = true;
             }
         }
-        Plan { loads, direct, skip }
+        Plan { loads, direct, skip, matrices }
     }
+
+    /// Finds the operands of matrix products that are an argument's rows read in place: the
+    /// registers were loaded from inputs whose views step through the batch with one stride
+    /// and lie evenly spaced in memory (the elements of an `(N, k)` argument's rows, say).
+    /// The product then reads that memory itself, and a load that nothing else reads is
+    /// dropped: 784-30-10's 784 input columns are neither gathered into registers nor copied
+    /// into the product's buffer.
+    #[allow(clippy::type_complexity)]
+    fn matrices(code: &[Instr], mut loads: Vec<Option<Read<'a>>>, batch: &[usize]) -> (Vec<Option<Read<'a>>>, Vec<[Option<Matrix>; 2]>) {
+        let mut matrices = vec![[None; 2]; code.len()];
+        if !code.iter().any(|i| matches!(i, Instr::MatVec(_) | Instr::OuterSum(_))) {
+            return (loads, matrices);
+        }
+        // Per register, the load that last wrote it (None once anything else writes it).
+        let mut loaded: Vec<Option<usize>> = Vec::new();
+        let mut needed = vec![false; code.len()];
+        for (i, instr) in code.iter().enumerate() {
+            let groups: Vec<&[Reg]> = match instr {
+                Instr::MatVec(m) => vec![&m.x],
+                Instr::OuterSum(o) => vec![&o.rows, &o.cols],
+                _ => Vec::new(),
+            };
+            let mut read_in_place: Vec<Reg> = Vec::new();
+            for (g, regs) in groups.iter().enumerate() {
+                let matrix = matrix_of(regs, &loaded, &loads, batch);
+                if matrix.is_some() {
+                    read_in_place.extend(regs.iter().copied());
+                }
+                matrices[i][g] = matrix;
+            }
+            for r in operands(instr) {
+                if let Some(Some(l)) = loaded.get(r.0 as usize) {
+                    if !read_in_place.contains(&r) {
+                        needed[*l] = true;
+                    }
+                }
+            }
+            let written: Vec<u32> = match instr {
+                Instr::MatVec(m) => m.dst.iter().map(|r| r.0).collect(),
+                _ => results(instr).into_iter().flatten().collect(),
+            };
+            for r in written {
+                let r = r as usize;
+                loaded.resize(loaded.len().max(r + 1), None);
+                loaded[r] = matches!(instr, Instr::Load { .. }).then_some(i);
+            }
+        }
+        for (i, instr) in code.iter().enumerate() {
+            if matches!(instr, Instr::Load { .. }) && !needed[i] {
+                loads[i] = Some(Read::Unneeded);
+            }
+        }
+        (loads, matrices)
+    }
+}
+
+/// The matrix `regs` were loaded from, if they were loaded from evenly spaced views that step
+/// through the batch with one stride (see [`Plan::matrices`]).
+fn matrix_of(regs: &[Reg], loaded: &[Option<usize>], loads: &[Option<Read>], batch: &[usize]) -> Option<Matrix> {
+    // Where a register's samples start, and their one stride.
+    let column = |r: &Reg| match loaded.get(r.0 as usize).copied().flatten().map(|l| &loads[l]) {
+        Some(Some(Read::InPlace(p))) => Some((p.0, 1)),
+        Some(Some(Read::Gather(l))) => Some((l.data[l.origin..].as_ptr(), sample_stride(&l.strides, batch)?)),
+        _ => None,
+    };
+    let (first, sample) = column(regs.first()?)?;
+    let mut element = 0isize;
+    for (j, r) in regs.iter().enumerate().skip(1) {
+        let (p, s) = column(r)?;
+        // Elements of one allocation lie a whole number of f64 apart.
+        let gap = (p as isize).wrapping_sub(first as isize);
+        if s != sample || gap % 8 != 0 {
+            return None;
+        }
+        let gap = gap / 8;
+        if j == 1 {
+            element = gap;
+        } else if Some(gap) != element.checked_mul(j as isize) {
+            return None;
+        }
+    }
+    Some(Matrix { ptr: ConstPtr(first), element, sample })
+}
+
+/// The one stride that steps through a layout's samples in flat batch order, if there is
+/// one (each dimension's stride is the next one's times its size) and it is not 0.
+fn sample_stride(strides: &[isize], batch: &[usize]) -> Option<isize> {
+    let mut sample = None;
+    let mut next = 0isize;
+    for d in (0..batch.len()).rev() {
+        if batch[d] == 1 {
+            continue;
+        }
+        if sample.is_some() && strides[d] != next {
+            return None;
+        }
+        sample.get_or_insert(strides[d]);
+        next = strides[d].checked_mul(batch[d] as isize)?;
+    }
+    sample.filter(|s| *s != 0)
 }
 
 /// Joins runs of consecutive strided loads with the same strides into one [`Read::Rows`] each.
@@ -441,8 +667,21 @@ struct Watch<'a> {
 /// core), large enough that each grab streams 64 KiB of every input.
 const GRAB_CHUNKS: usize = 8;
 
+/// A grab's estimated work at most: chunks estimated above a tenth of it are taken fewer at a
+/// time (see [`grab_size`]). High enough that no elementwise tape (W2's chunk: ~7 µs
+/// estimated) grabs fewer than [`GRAB_CHUNKS`].
+const GRAB_NS: f64 = 80_000.0;
+
+/// Chunks per grab for a pass of `code`: [`GRAB_CHUNKS`], or fewer when a chunk is estimated
+/// at more than `GRAB_NS / GRAB_CHUNKS` of work. A dense layer's chunk is a matrix product
+/// of ~100 µs: 784-30-10 on 10,000 samples is 10 chunks, and grabs of 8 left the second thread 2.
+fn grab_size(code: &[Instr], chunk: usize) -> usize {
+    let per_chunk = per_sample_ns(code) * chunk as f64;
+    ((GRAB_NS / per_chunk.max(1.0)) as usize).clamp(1, GRAB_CHUNKS)
+}
+
 /// Runs `chunks` of a pass on the calling thread and, where [`worth_waking`] says so, the
-/// pool's threads beside it: each takes the next `GRAB_CHUNKS` chunks from a shared counter until
+/// pool's threads beside it: each takes the next [`grab_size`] chunks from a shared counter until
 /// none are left. Which thread computes a chunk never changes a result (each chunk writes its
 /// own partial sums and ranges).
 ///
@@ -474,29 +713,33 @@ fn run_chunks(
             _ => Vec::new(),
         })
         .collect();
+    // A product's operands read in place need no copy in its buffer.
+    let copied = |regs: &[Reg], in_place: &Option<Matrix>| if in_place.is_some() { 0 } else { regs.len() * width };
     let scratch_len = code
         .iter()
-        .map(|i| match i {
-            Instr::MatVec(m) => (m.x.len() + m.dst.len()) * width,
-            Instr::OuterSum(o) => (o.rows.len() + o.cols.len()) * width + o.accs.len(),
+        .zip(&plan.matrices)
+        .map(|(i, [first, second])| match i {
+            Instr::MatVec(m) => copied(&m.x, first) + m.dst.len() * width,
+            Instr::OuterSum(o) => copied(&o.rows, first) + copied(&o.cols, second) + o.accs.len(),
             _ => 0,
         })
         .max()
         .unwrap_or(0);
     let ctx = Ctx { code, plan: &plan, mats, width, slots, sources, sinks };
     let next = AtomicUsize::new(chunks.start);
+    let per_grab = grab_size(code, chunk);
     let cancel = watch.cancel;
     // Grabs chunks until none are left or the call is cancelled; `stop` is asked after each grab.
     let grab = |stop: &mut dyn FnMut() -> bool| {
-        let mut regs = vec![0.0f64; n_regs.max(1) * width];
+        let mut regs = Reused::take(&REGISTERS, n_regs.max(1) * width);
         let mut view = vec![std::ptr::null(); n_regs.max(1)];
-        let mut scratch = vec![0.0f64; scratch_len];
+        let mut scratch = Reused::take(&SCRATCH, scratch_len);
         loop {
-            let from = next.fetch_add(GRAB_CHUNKS, Ordering::Relaxed);
+            let from = next.fetch_add(per_grab, Ordering::Relaxed);
             if from >= chunks.end {
                 return;
             }
-            for c in from..(from + GRAB_CHUNKS).min(chunks.end) {
+            for c in from..(from + per_grab).min(chunks.end) {
                 if cancel.load(Ordering::Relaxed) {
                     return;
                 }
@@ -510,7 +753,7 @@ fn run_chunks(
             }
         }
     };
-    if !worth_waking(code, threads, chunks.len(), (chunks.len() * chunk).min(n)) {
+    if !worth_waking(code, threads, chunks.len(), (chunks.len() * chunk).min(n), per_grab) {
         grab(watch.stop);
         return;
     }
@@ -529,6 +772,55 @@ fn run_chunks(
     let closing = Closing(&lease);
     grab(watch.stop);
     drop(closing);
+}
+
+thread_local! {
+    static REGISTERS: std::cell::Cell<Vec<f64>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH: std::cell::Cell<Vec<f64>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A thread's register or product buffer, kept for its next pass: zeroing a fresh one cost
+/// calls of a dense network more than their elementwise work (W8: ~1.2 MB of registers a
+/// pass). Contents left by earlier passes are never read: every register is written before
+/// it is read. Buffers above [`KEPT_BYTES`] go back to the allocator.
+struct Reused {
+    buf: Vec<f64>,
+    home: &'static std::thread::LocalKey<std::cell::Cell<Vec<f64>>>,
+}
+
+const KEPT_BYTES: usize = 8 << 20;
+
+impl Reused {
+    fn take(home: &'static std::thread::LocalKey<std::cell::Cell<Vec<f64>>>, len: usize) -> Reused {
+        let mut buf = home.with(|b| b.take());
+        if buf.len() < len {
+            buf = vec![0.0; len];
+        }
+        Reused { buf, home }
+    }
+}
+
+impl std::ops::Deref for Reused {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for Reused {
+    fn deref_mut(&mut self) -> &mut [f64] {
+        &mut self.buf
+    }
+}
+
+impl Drop for Reused {
+    fn drop(&mut self) {
+        if self.buf.len() * 8 <= KEPT_BYTES {
+            let buf = std::mem::take(&mut self.buf);
+            // A thread being torn down has no home for it any more.
+            let _ = self.home.try_with(|b| b.set(buf));
+        }
+    }
 }
 
 /// The grab loop, shared with the pool's threads by [`Lease`].
@@ -596,29 +888,32 @@ const HAND_OFF_NS: f64 = 20_000.0;
 
 /// Whether a pass of `chunks` chunks (`samples` samples) of `code` is worth the pool: the
 /// time the other threads save, estimated from the instructions' cost, must pass the
-/// hand-off's. A thread takes [`GRAB_CHUNKS`] at a time and the caller takes its first grab
+/// hand-off's. A thread takes `grab` chunks at a time and the caller takes its first grab
 /// before any helper wakes, so helpers can take at most the chunks beyond it (and at best
 /// their share of all). Today's numbers (µs a call, one thread against two): `x * y + 1` on
 /// 16,384 samples 5.5 against 19.0, on 65,536 20.9 against 17.9 (both stay on one thread:
 /// 11.5 µs saved at most); W2 on 10,000 samples (10 chunks, 2 of them to share) 106 against
 /// 177 under load (stays: 13 µs); W1 on 16,384 54.6 against 40.6, W2 145 against 78 (both
 /// woken: 28 and 54 µs estimated savings).
-fn worth_waking(code: &[Instr], threads: usize, chunks: usize, samples: usize) -> bool {
-    if threads <= 1 || chunks <= GRAB_CHUNKS {
+fn worth_waking(code: &[Instr], threads: usize, chunks: usize, samples: usize, grab: usize) -> bool {
+    if threads <= 1 || chunks <= grab {
         return false;
     }
-    let per_sample: f64 = code
-        .iter()
+    let share = chunks as f64 * (1.0 - 1.0 / threads as f64);
+    let offloaded = share.min((chunks - grab) as f64);
+    per_sample_ns(code) * offloaded * (samples as f64 / chunks as f64) > HAND_OFF_NS
+}
+
+/// A chunk instruction's estimated cost per sample, summed over `code`.
+fn per_sample_ns(code: &[Instr]) -> f64 {
+    code.iter()
         .map(|i| match i {
             Instr::Unary { .. } | Instr::SinCos { .. } | Instr::SigmoidSlope { .. } => KERNEL_NS,
             Instr::MatVec(m) => MULTIPLY_ADD_NS * (m.w.len() + m.x.len() + m.dst.len()) as f64,
             Instr::OuterSum(o) => MULTIPLY_ADD_NS * (o.accs.len() + o.rows.len() + o.cols.len()) as f64,
             _ => ARITHMETIC_NS,
         })
-        .sum();
-    let share = chunks as f64 * (1.0 - 1.0 / threads as f64);
-    let offloaded = share.min((chunks - GRAB_CHUNKS) as f64);
-    per_sample * offloaded * (samples as f64 / chunks as f64) > HAND_OFF_NS
+        .sum()
 }
 
 /// What every chunk of a pass shares.
@@ -709,7 +1004,7 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], scratch:
                         }
                         view[dst.0 as usize]
                     }
-                    Read::Gathered => view[dst.0 as usize],
+                    Read::Gathered | Read::Unneeded => view[dst.0 as usize],
                 };
             }
             Instr::Unary { op, dst, a } => {
@@ -752,64 +1047,73 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], scratch:
             }
             Instr::MatVec(m) => {
                 let (n, k) = (m.dst.len(), m.x.len());
-                let (x, rest) = scratch.split_at_mut(k * len);
-                let y = &mut rest[..n * len];
-                for (j, r) in m.x.iter().enumerate() {
-                    x[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
-                }
+                let (x, rest) = scratch.split_at_mut(if plan.matrices[i][0].is_some() { 0 } else { k * len });
+                // The vector, k x len: the argument's rows where they are, or the registers copied.
+                let (xp, x_element, x_sample) = match plan.matrices[i][0] {
+                    Some(mx) => (mx.ptr.0.wrapping_offset(start as isize * mx.sample), mx.element, mx.sample),
+                    None => {
+                        for (j, r) in m.x.iter().enumerate() {
+                            x[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
+                        }
+                        (x.as_ptr(), len as isize, 1)
+                    }
+                };
+                // Consecutive destination registers are written in place, as rows `width` apart.
+                let consecutive = m.dst.iter().enumerate().all(|(j, r)| r.0 as usize == m.dst[0].0 as usize + j);
+                let (yp, y_row) = match consecutive {
+                    true => (unsafe { base.add(m.dst[0].0 as usize * ctx.width) }, ctx.width),
+                    false => (rest.as_mut_ptr(), len),
+                };
                 let w = &ctx.mats[i];
-                // SAFETY: `w` is n x k, `x` k x len and `y` n x len, all row-major and in bounds.
+                // SAFETY: `w` is n x k row-major; the vector's k x len elements lie in its
+                // argument (checked by `Plan::matrices`) or in `x`; `y` is n rows of `len`
+                // values, `y_row` apart, in `rest` or in the destination registers, which no
+                // operand shares.
                 unsafe {
-                    matrixmultiply::dgemm(
-                        n,
-                        k,
-                        len,
-                        1.0,
-                        w.as_ptr(),
-                        k as isize,
-                        1,
-                        x.as_ptr(),
-                        len as isize,
-                        1,
-                        0.0,
-                        y.as_mut_ptr(),
-                        len as isize,
-                        1,
-                    )
+                    matrixmultiply::dgemm(n, k, len, 1.0, w.as_ptr(), k as isize, 1, xp, x_element, x_sample, 0.0, yp, y_row as isize, 1)
                 };
                 for (row, d) in m.dst.iter().enumerate() {
                     let t = unsafe { base.add(d.0 as usize * ctx.width) };
-                    write(t).copy_from_slice(&y[row * len..(row + 1) * len]);
+                    if !consecutive {
+                        write(t).copy_from_slice(&rest[row * len..(row + 1) * len]);
+                    }
                     view[d.0 as usize] = t;
                 }
             }
             Instr::OuterSum(o) => {
                 let (nr, nc) = (o.rows.len(), o.cols.len());
-                let (a, rest) = scratch.split_at_mut(nr * len);
-                let (b, rest) = rest.split_at_mut(nc * len);
+                let [rows_in_place, cols_in_place] = plan.matrices[i];
+                let (a, rest) = scratch.split_at_mut(if rows_in_place.is_some() { 0 } else { nr * len });
+                let (b, rest) = rest.split_at_mut(if cols_in_place.is_some() { 0 } else { nc * len });
                 let sums = &mut rest[..nr * nc];
-                for (j, r) in o.rows.iter().enumerate() {
-                    a[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
-                }
-                for (j, r) in o.cols.iter().enumerate() {
-                    b[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
-                }
+                // Each factor as (pointer, element stride, sample stride).
+                let factor = |regs: &[Reg], in_place: Option<Matrix>, buf: &mut [f64]| match in_place {
+                    Some(mx) => (mx.ptr.0.wrapping_offset(start as isize * mx.sample), mx.element, mx.sample),
+                    None => {
+                        for (j, r) in regs.iter().enumerate() {
+                            buf[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
+                        }
+                        (buf.as_ptr(), len as isize, 1)
+                    }
+                };
+                let (ap, a_element, a_sample) = factor(&o.rows, rows_in_place, a);
+                let (bp, b_element, b_sample) = factor(&o.cols, cols_in_place, b);
                 // Negating the product negates each sum exactly, as subtracting each product would.
                 let sign = if o.neg { -1.0 } else { 1.0 };
-                // SAFETY: `a` is nr x len, `b` nc x len (read as its len x nc transpose), `sums`
-                // nr x nc, all in bounds.
+                // SAFETY: the factors' nr x len and nc x len elements lie in their arguments
+                // (checked by `Plan::matrices`) or in `a` and `b`; `sums` is nr x nc.
                 unsafe {
                     matrixmultiply::dgemm(
                         nr,
                         len,
                         nc,
                         sign,
-                        a.as_ptr(),
-                        len as isize,
-                        1,
-                        b.as_ptr(),
-                        1,
-                        len as isize,
+                        ap,
+                        a_element,
+                        a_sample,
+                        bp,
+                        b_sample,
+                        b_element,
                         0.0,
                         sums.as_mut_ptr(),
                         nc as isize,
@@ -836,7 +1140,7 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], scratch:
 fn source<'a>(sources: &Sources<'a>, src: Source) -> Layout<'a> {
     let batch = &sources.call.batch;
     match src {
-        Source::Input(k) => sources.inputs[k].layout(batch),
+        Source::Input(k) => sources.inputs.layout(k, batch),
         Source::Group(g) => Layout::contiguous(&sources.groups[g].data, &sources.groups[g].shape, batch),
     }
 }
@@ -862,6 +1166,21 @@ mod tests {
 
     /// Pairwise sums of aligned blocks of a power of two values, summed pairwise, are the
     /// pairwise sum of all values, bit for bit: what lets reductions keep O(block) partials.
+    #[test]
+    fn pairwise_sums_are_the_level_by_level_tree() {
+        let reference = |values: &[f64]| {
+            let mut level = values.to_vec();
+            while level.len() > 1 {
+                level = level.chunks(2).map(|p| if let [a, b] = p { a + b } else { p[0] }).collect();
+            }
+            level.first().copied().unwrap_or(0.0)
+        };
+        for n in (0..200).chain([1000, 4097]) {
+            let values = spread(n);
+            assert_eq!(pairwise(&values).to_bits(), reference(&values).to_bits(), "n = {n}");
+        }
+    }
+
     #[test]
     fn block_sums_are_subtrees_of_the_pairwise_tree() {
         for n in [0, 1, 2, 3, 7, 8, 9, 255, 256, 257, 1000, 3 * 256 + 5] {
@@ -889,17 +1208,17 @@ mod tests {
     #[test]
     fn the_pool_is_woken_where_it_pays() {
         let heavy = code(40, 20);
-        assert!(!worth_waking(&heavy, 2, GRAB_CHUNKS, GRAB_CHUNKS * 1024));
-        assert!(!worth_waking(&heavy, 1, 1000, 1000 * 1024));
-        assert!(worth_waking(&heavy, 2, GRAB_CHUNKS + 1, (GRAB_CHUNKS + 1) * 1024));
+        assert!(!worth_waking(&heavy, 2, GRAB_CHUNKS, GRAB_CHUNKS * 1024, GRAB_CHUNKS));
+        assert!(!worth_waking(&heavy, 1, 1000, 1000 * 1024, GRAB_CHUNKS));
+        assert!(worth_waking(&heavy, 2, GRAB_CHUNKS + 1, (GRAB_CHUNKS + 1) * 1024, GRAB_CHUNKS));
         let cheap = code(0, 4);
-        assert!(!worth_waking(&cheap, 2, 64, 64 * 1024));
-        assert!(worth_waking(&cheap, 2, 1024, 1024 * 1024));
+        assert!(!worth_waking(&cheap, 2, 64, 64 * 1024, GRAB_CHUNKS));
+        assert!(worth_waking(&cheap, 2, 1024, 1024 * 1024, GRAB_CHUNKS));
         // W1's pass (2 kernels, 14 others) on 16 chunks: ~28 µs saved against 20.
-        assert!(worth_waking(&code(2, 14), 2, 16, 16 * 1024));
+        assert!(worth_waking(&code(2, 14), 2, 16, 16 * 1024, GRAB_CHUNKS));
         // W2's (5 kernels, 16 others) on 10,000 samples: helpers could take 2 of 10 chunks.
-        assert!(!worth_waking(&code(5, 16), 2, 10, 10_000));
-        assert!(worth_waking(&code(5, 16), 2, 16, 16 * 1024));
+        assert!(!worth_waking(&code(5, 16), 2, 10, 10_000, GRAB_CHUNKS));
+        assert!(worth_waking(&code(5, 16), 2, 16, 16 * 1024, GRAB_CHUNKS));
     }
 
     /// A helper that starts after the lease is closed does no work; one that holds it is

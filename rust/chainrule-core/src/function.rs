@@ -218,7 +218,7 @@ impl Function {
     /// broadcast or contiguous) of the shape given to `prepare`, where it is: no input is
     /// copied beyond a chunk at a time.
     pub fn run_views(&self, call: &Call, inputs: &[InputView], outputs: &mut [&mut [f64]], stop: &mut dyn FnMut() -> bool) -> Result<()> {
-        eval::run(call, inputs, outputs, stop, &|o| self.value_over_empty_groups(o))
+        eval::run(call, eval::Args::views(inputs), outputs, stop, &|o| self.value_over_empty_groups(o))
     }
 
     /// Evaluates at one point, every input a single value: the latency path (no shapes, no

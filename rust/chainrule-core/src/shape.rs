@@ -121,26 +121,64 @@ pub(crate) fn keep_group_samples(block: &[f64], batch: &[usize], shape: &[usize]
 pub struct InputView<'a> {
     data: &'a [f64],
     origin: usize,
-    shape: Vec<usize>,
-    strides: Vec<isize>,
+    shape: Dims<usize>,
+    strides: Dims<isize>,
+}
+
+/// A view's shape or strides, held inline up to four dimensions: a call with thousands of
+/// arguments (one per weight of a dense layer, an epoch's every step) makes a view per
+/// argument, and two allocations each were most of such a call's fixed cost.
+#[derive(Clone, Debug)]
+enum Dims<T> {
+    Inline(u8, [T; 4]),
+    Heap(Vec<T>),
+}
+
+impl<T: Copy + Default> Dims<T> {
+    fn of(values: &[T]) -> Dims<T> {
+        if values.len() <= 4 {
+            let mut inline = [T::default(); 4];
+            inline[..values.len()].copy_from_slice(values);
+            Dims::Inline(values.len() as u8, inline)
+        } else {
+            Dims::Heap(values.to_vec())
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Dims<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Dims::Inline(n, values) => &values[..*n as usize],
+            Dims::Heap(values) => values,
+        }
+    }
 }
 
 impl<'a> InputView<'a> {
     /// A C-contiguous array of `shape` (a single value for the shape `[]`).
     pub fn contiguous(data: &'a [f64], shape: &[usize]) -> Result<InputView<'a>> {
-        let mut strides = vec![0isize; shape.len()];
+        let mut all = [0isize; 4];
+        let mut heap = Vec::new();
+        let strides: &mut [isize] = if shape.len() <= 4 {
+            &mut all[..shape.len()]
+        } else {
+            heap.resize(shape.len(), 0);
+            &mut heap
+        };
         let mut step = 1isize;
         for d in (0..shape.len()).rev() {
             strides[d] = step;
             step = step.saturating_mul(isize::try_from(shape[d]).unwrap_or(isize::MAX));
         }
-        InputView::strided(data, 0, shape, &strides)
+        InputView::strided(data, 0, shape, strides)
     }
 
     /// A view of `shape` with element `strides` whose first element is `data[origin]`. Fails
     /// unless every element it reaches lies inside `data`.
     pub fn strided(data: &'a [f64], origin: usize, shape: &[usize], strides: &[isize]) -> Result<InputView<'a>> {
-        let view = InputView { data, origin, shape: shape.to_vec(), strides: strides.to_vec() };
+        let view = InputView { data, origin, shape: Dims::of(shape), strides: Dims::of(strides) };
         let fits = strides.len() == shape.len()
             && (shape.contains(&0) || view.extent().is_some_and(|(low, high)| low >= 0 && high < data.len() as i128));
         if !fits {
@@ -155,7 +193,7 @@ impl<'a> InputView<'a> {
     /// The lowest and highest element index a view with elements reaches.
     fn extent(&self) -> Option<(i128, i128)> {
         let (mut low, mut high) = (self.origin as i128, self.origin as i128);
-        for (&n, &s) in self.shape.iter().zip(&self.strides) {
+        for (&n, &s) in self.shape.iter().zip(self.strides.iter()) {
             let reach = (n as i128 - 1).checked_mul(s as i128)?;
             if reach < 0 {
                 low += reach;
@@ -181,7 +219,7 @@ impl<'a> InputView<'a> {
     pub(crate) fn layout(&self, batch: &[usize]) -> Layout<'a> {
         let lead = batch.len() - self.shape.len();
         let mut strides = vec![0isize; batch.len()];
-        for (d, (&n, &s)) in self.shape.iter().zip(&self.strides).enumerate() {
+        for (d, (&n, &s)) in self.shape.iter().zip(self.strides.iter()).enumerate() {
             if n != 1 {
                 strides[lead + d] = s;
             }
