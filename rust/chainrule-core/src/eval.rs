@@ -137,6 +137,7 @@ pub fn run(
     let partial_outputs: Vec<bool> = (0..outputs.len())
         .map(|o| tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch)
         .collect();
+    let any_partial = partial_outputs.contains(&true);
     for pass in &tape.passes {
         for instr in &pass.scalar_code {
             run_scalar(instr, call, inputs, &mut slots, &block_sums, &mut groups);
@@ -152,6 +153,7 @@ pub fn run(
             groups[group] = Group { data: vec![0.0; shape.iter().product()], shape };
         }
         let stores: Vec<usize> = (0..outputs.len())
+            .filter(|_| any_partial)
             .filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o)))
             .collect();
         let accs: Vec<usize> = pass
@@ -339,31 +341,39 @@ fn pairwise_in_place(level: &mut [f64]) -> f64 {
 }
 
 /// Per reduction, the pairwise sums of its blocks' partials, in block order. Most passes are
-/// one block, so the first block's sum has its own slot: a call with thousands of reductions
-/// (a dense layer's weight gradients) allocates nothing per reduction.
+/// one block, so the first block's sum has its own slot and the rest are kept only when a
+/// pass has more: a call with thousands of reductions (a dense layer's weight gradients)
+/// allocates nothing per reduction.
 struct BlockSums {
-    first: Vec<Option<f64>>,
+    first: Vec<f64>,
+    /// Per reduction, the sums of its blocks after the first (allocated on a second block).
     more: Vec<Vec<f64>>,
+    blocks: Vec<u32>,
 }
 
 impl BlockSums {
     fn new(n: usize) -> BlockSums {
-        BlockSums { first: vec![None; n], more: vec![Vec::new(); n] }
+        BlockSums { first: vec![0.0; n], more: Vec::new(), blocks: vec![0; n] }
     }
 
     fn push(&mut self, acc: usize, sum: f64) {
-        match self.first[acc] {
-            None => self.first[acc] = Some(sum),
-            Some(_) => self.more[acc].push(sum),
+        if self.blocks[acc] == 0 {
+            self.first[acc] = sum;
+        } else {
+            if self.more.is_empty() {
+                self.more = vec![Vec::new(); self.first.len()];
+            }
+            self.more[acc].push(sum);
         }
+        self.blocks[acc] += 1;
     }
 
     /// The reduction's value: its block sums summed pairwise (0 for no blocks).
     fn finish(&self, acc: usize) -> f64 {
-        match (self.first[acc], self.more[acc].is_empty()) {
-            (None, _) => 0.0,
-            (Some(v), true) => v,
-            (Some(v), false) => pairwise(&[&[v], self.more[acc].as_slice()].concat()),
+        match self.blocks[acc] {
+            0 => 0.0,
+            1 => self.first[acc],
+            _ => pairwise(&[&[self.first[acc]], self.more[acc].as_slice()].concat()),
         }
     }
 }

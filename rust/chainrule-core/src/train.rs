@@ -87,6 +87,8 @@ impl Function {
         let n = order.len();
         let mut columns = vec![0.0; width * sgd.batch.min(n.max(1))];
         let mut outputs = vec![0.0; 1 + params.len()];
+        // One output slice per value, made once for the epoch.
+        let mut outs: Vec<&mut [f64]> = outputs.chunks_mut(1).collect();
         let mut losses = Vec::with_capacity(n.div_ceil(sgd.batch));
         let mut prepared: Option<(usize, crate::eval::Call)> = None;
         for start in (0..n).step_by(sgd.batch) {
@@ -116,14 +118,13 @@ impl Function {
                 // The data columns through views; the parameters as they are, with no view
                 // each (2,260 of them per step for W8's 64-30-10 network).
                 let views = columns[..width * b].chunks(b).map(|c| InputView::contiguous(c, &[b])).collect::<Result<Vec<_>>>()?;
-                let mut outs: Vec<&mut [f64]> = outputs.chunks_mut(1).collect();
                 let args = Args { views: &views, singles: params };
                 eval::run(call, args, &mut outs, stop, &|o| self.value_over_empty_groups(o))?;
             }
-            for (p, g) in params.iter_mut().zip(&outputs[1..]) {
-                *p -= sgd.lr * g;
+            for (p, g) in params.iter_mut().zip(&outs[1..]) {
+                *p -= sgd.lr * g[0];
             }
-            losses.push(outputs[0]);
+            losses.push(outs[0][0]);
             if stop() {
                 return Err(Error::Interrupted);
             }
