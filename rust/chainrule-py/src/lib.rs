@@ -26,6 +26,7 @@
 //!   27.1 -> 25.1 ms. The allocator is mimalloc (below): W5 78.7 -> 47.2 ms.
 
 mod arguments;
+mod array_call;
 mod block;
 mod errors;
 mod expr;
