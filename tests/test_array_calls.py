@@ -115,7 +115,8 @@ def test_blocks_equal_the_element_path_bit_for_bit(a, b, x_batch, w_batch, s_bat
 
 
 @pytest.mark.parametrize("x_batch, w_batch", [((), ()), ((0,), ()), ((5,), ()), ((4, 5), ()),
-                                              ((4, 1), (5,)), ((2, 0, 3), (3,)), ((7,), (7,))])
+                                              ((4, 1), (5,)), ((2, 0, 3), (3,)), ((7,), (7,)),
+                                              ((1,), ()), ((1, 1), (1,))])
 def test_the_block_path_is_taken_for_arrays_of_any_batch(x_batch, w_batch):
     # Without this, a block path that always fell back would pass the comparisons above.
     fn = network(2, 3)
