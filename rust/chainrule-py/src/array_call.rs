@@ -108,7 +108,10 @@ pub(crate) fn call<'py>(
                 }
             }
             Output::Block { array, elements, segment, .. } => {
-                let whole = writable(array)?;
+                // SAFETY: made by `plan` for this call and not shared with Python until it
+                // returns; this is the only slice taken of it, and the evaluator writes each
+                // element once.
+                let whole = unsafe { array.as_slice_mut() }.map_err(not_contiguous)?;
                 if *segment == 0 {
                     views.extend((0..*elements).map(|_| <&mut [f64]>::default()));
                 } else {
@@ -285,7 +288,9 @@ fn slot<'py>(py: Python<'py>, shape: &[usize]) -> PyResult<Slot<'py>> {
 fn slot_view<'s>(slot: &'s Slot<'_>, single: &'s mut [f64; 1]) -> PyResult<&'s mut [f64]> {
     match slot {
         Slot::Single => Ok(single),
-        Slot::Array(a) => writable(a),
+        // SAFETY: as for a block's array in `call`: made by `slot` for this call, the only
+        // slice taken of it.
+        Slot::Array(a) => unsafe { a.as_slice_mut() }.map_err(not_contiguous),
     }
 }
 
@@ -296,11 +301,9 @@ fn slot_result<'py>(py: Python<'py>, slot: Slot<'py>, single: &[f64; 1]) -> PyRe
     }
 }
 
-/// A new output array's data, to be written by the evaluator.
-fn writable<'a>(array: &'a Bound<'_, PyArrayDyn<f64>>) -> PyResult<&'a mut [f64]> {
-    // SAFETY: the array was made by this call and is not shared with Python until the call
-    // returns; the evaluator writes each element once.
-    unsafe { array.as_slice_mut() }.map_err(|e| PyRuntimeError::new_err(e.to_string()))
+/// A new output array whose data could not be borrowed (it always can: it is made contiguous).
+fn not_contiguous(e: impl std::fmt::Display) -> PyErr {
+    PyRuntimeError::new_err(e.to_string())
 }
 
 /// `array` (elements..., samples...) as (samples..., elements...): a transposed view where
