@@ -8,6 +8,7 @@ shape."""
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 import pytest
@@ -199,3 +200,42 @@ def test_refused_calls_raise_the_same_errors(args, error, message):
     fn = cr.compile([x.sum() * w], inputs=[x, w])
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
         fn(*args)
+
+
+def test_calls_of_new_shapes_do_not_reuse_the_last_prepared_call():
+    # The binding keeps the last prepared call for arguments of the same shapes; every change
+    # of any argument's shape (batch, rank, a scalar variable's array) must prepare anew.
+    fn = network(2, 3)
+    rng = np.random.default_rng(3)
+    shapes = [((5,), (3,), ()), ((7,), (3,), ()), ((5,), (3,), ()), ((5,), (5, 3), ()),
+              ((4, 5), (3,), (5,)), ((5,), (3,), (5,)), ((), (3,), ()), ((1,), (3,), ()),
+              ((5,), (3,), ())]
+    for x_batch, w_shape, s_shape in shapes:
+        X, W = rng.uniform(-2, 2, x_batch + (2, 3)), rng.uniform(-2, 2, w_shape)
+        S = rng.uniform(-1, 1, s_shape) if s_shape else 0.5
+        assert_same(*both_paths(fn, X, W, S))
+
+
+def test_threads_calling_one_function_with_different_shapes_get_their_own_results():
+    fn = network(2, 3)
+    rng = np.random.default_rng(4)
+    calls = [(rng.uniform(-2, 2, (n, 2, 3)), rng.uniform(-2, 2, 3), 0.5) for n in (3, 4, 5, 6)]
+    with element_by_element():
+        expected = [fn(*args) for args in calls]
+    failures = []
+
+    def work(i):
+        for _ in range(50):
+            got = fn(*calls[i])
+            try:
+                assert_same(got, expected[i])
+            except AssertionError as e:
+                failures.append(e)
+                return
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures

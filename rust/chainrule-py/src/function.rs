@@ -22,7 +22,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 
 use crate::arguments::{self, Data, Value};
-use crate::array_call;
+use crate::array_call::{self, LastCall};
 use crate::errors::guarded;
 use crate::expr::{as_expr, variables_of, PyExpr};
 
@@ -58,6 +58,8 @@ pub(crate) struct PyFunction {
     names: PyOnceLock<Py<PyTuple>>,
     /// Each input's position by name, for keywords; made on the first call with keywords.
     positions: OnceLock<HashMap<String, usize>>,
+    /// The call `_call_arrays` last prepared, for the next of the same shapes.
+    last_array_call: LastCall,
 }
 
 #[pymethods]
@@ -79,6 +81,7 @@ impl PyFunction {
             inputs: PyTuple::new(py, inputs)?.unbind(),
             names: PyOnceLock::new(),
             positions: OnceLock::new(),
+            last_array_call: LastCall::default(),
         })
     }
 
@@ -226,6 +229,11 @@ impl PyFunction {
     /// The compiled function in the core.
     pub(crate) fn core(&self) -> &chainrule_core::Function {
         &self.core
+    }
+
+    /// The call `_call_arrays` last prepared.
+    pub(crate) fn last_array_call(&self) -> &LastCall {
+        &self.last_array_call
     }
 
     /// The latency path: if `args` are exactly the inputs, each a Python float, returns the
