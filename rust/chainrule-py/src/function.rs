@@ -22,6 +22,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 
 use crate::arguments::{self, Data, Value};
+use crate::array_call::{self, LastCall};
 use crate::errors::guarded;
 use crate::expr::{as_expr, variables_of, PyExpr};
 
@@ -57,6 +58,8 @@ pub(crate) struct PyFunction {
     names: PyOnceLock<Py<PyTuple>>,
     /// Each input's position by name, for keywords; made on the first call with keywords.
     positions: OnceLock<HashMap<String, usize>>,
+    /// The call `_call_arrays` last prepared, for the next of the same shapes.
+    last_array_call: LastCall,
 }
 
 #[pymethods]
@@ -78,6 +81,7 @@ impl PyFunction {
             inputs: PyTuple::new(py, inputs)?.unbind(),
             names: PyOnceLock::new(),
             positions: OnceLock::new(),
+            last_array_call: LastCall::default(),
         })
     }
 
@@ -152,6 +156,25 @@ impl PyFunction {
         self.run_call(py, &call, values, out)
     }
 
+    /// Evaluates an `ArrayFunction`'s call with each array passed as one block (see
+    /// `array_call.rs`): `values` per argument (an aligned float64 array of shape batch +
+    /// the variable's shape where `element_shapes` gives one, else a scalar variable's
+    /// argument), `output_element_shapes` per output of the array function (None for a scalar
+    /// output), `batch` the arguments' broadcast batch shape (an output of no elements takes
+    /// it). Returns one result per output (an output whose elements differ in shape as a list
+    /// of its elements' results), or None where the call is left to Python's path.
+    #[pyo3(name = "_call_arrays")]
+    fn call_arrays<'py>(
+        &self,
+        py: Python<'py>,
+        values: Vec<Bound<'py, PyAny>>,
+        element_shapes: Vec<Option<Vec<usize>>>,
+        output_element_shapes: Vec<Option<Vec<usize>>>,
+        batch: Vec<usize>,
+    ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+        array_call::call(self, py, &values, &element_shapes, &output_element_shapes, &batch)
+    }
+
     /// Whether each output is a reduction.
     #[pyo3(name = "_reduced")]
     fn reduced(&self, shapes: Vec<Vec<usize>>) -> PyResult<Vec<bool>> {
@@ -203,6 +226,16 @@ impl PyFunction {
 }
 
 impl PyFunction {
+    /// The compiled function in the core.
+    pub(crate) fn core(&self) -> &chainrule_core::Function {
+        &self.core
+    }
+
+    /// The call `_call_arrays` last prepared.
+    pub(crate) fn last_array_call(&self) -> &LastCall {
+        &self.last_array_call
+    }
+
     /// The latency path: if `args` are exactly the inputs, each a Python float, returns the
     /// results as `numpy.float64` (one, or a tuple when `single` is false); else None, and
     /// the caller takes the general path.
@@ -369,7 +402,7 @@ impl PyFunction {
 
 /// A new float64 array for an output of `shape`, uninitialised: the evaluator writes every
 /// element before it is read.
-fn new_output<'py>(py: Python<'py>, shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+pub(crate) fn new_output<'py>(py: Python<'py>, shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
     let size = shape.iter().try_fold(8usize, |acc, n| acc.checked_mul(*n));
     if size.is_none_or(|bytes| bytes > isize::MAX as usize) {
         return Err(PyMemoryError::new_err(format!("an output of shape {shape:?} is too large to allocate")));
@@ -414,13 +447,13 @@ pub(crate) fn view_of<'a>(arr: &'a Bound<'_, PyArrayDyn<f64>>) -> PyResult<Input
 }
 
 /// Byte strides as float64 element strides, for an aligned pointer and strides in whole elements.
-fn element_strides(ptr: *const f64, bytes: &[isize]) -> Option<Vec<isize>> {
+pub(crate) fn element_strides(ptr: *const f64, bytes: &[isize]) -> Option<Vec<isize>> {
     const ITEM: isize = std::mem::size_of::<f64>() as isize;
     (ptr.is_aligned() && bytes.iter().all(|b| b % ITEM == 0)).then(|| bytes.iter().map(|b| b / ITEM).collect())
 }
 
 /// The lowest and highest element offsets an array of `shape` (no zero size) reaches.
-fn reach(shape: &[usize], strides: &[isize]) -> (isize, isize) {
+pub(crate) fn reach(shape: &[usize], strides: &[isize]) -> (isize, isize) {
     let (mut low, mut high) = (0isize, 0isize);
     for (&n, &s) in shape.iter().zip(strides) {
         let r = (n as isize - 1) * s;
