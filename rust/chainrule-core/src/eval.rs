@@ -81,8 +81,16 @@ pub struct Call {
     pub output_shapes: Vec<Vec<usize>>,
     /// Whether each output is a reduction (a single value is then a `numpy.float64`).
     pub output_reduced: Vec<bool>,
+    /// Per output, a number shared by exactly the outputs of the same shape: telling whether
+    /// thousands of outputs (a weight gradient's elements) share a shape took a pointer chase
+    /// each through `output_shapes`.
+    pub output_shape_ids: Vec<u32>,
     /// Each input's shape, padded to the batch's rank.
     pub(crate) inputs: Vec<Vec<usize>>,
+    /// Each input's and each output's number of elements, side by side: checking thousands of
+    /// arguments (a dense network's weights) through their shapes chased a pointer each.
+    pub(crate) input_sizes: Vec<usize>,
+    pub(crate) output_sizes: Vec<usize>,
     pub(crate) tape: Arc<Tape>,
 }
 
@@ -249,17 +257,16 @@ pub fn run_scalars(tape: &Tape, values: &[f64], out: &mut Vec<f64>) -> Result<()
 }
 
 fn check_sizes(call: &Call, inputs: Args, outputs: &[&mut [f64]]) -> Result<()> {
-    let size = |s: &[usize]| s.iter().product::<usize>();
     let rank = call.batch.len();
     // A view's shape, padded with leading 1s to the batch's rank, is the prepared shape.
     let fits = |v: &[usize], s: &[usize]| {
         v.len() <= rank && s.len() == rank && s[..rank - v.len()].iter().all(|&d| d == 1) && s[rank - v.len()..] == *v
     };
-    let (views, singles) = call.inputs.split_at(inputs.views.len().min(call.inputs.len()));
+    let at = inputs.views.len().min(call.inputs.len());
     let inputs_ok = inputs.views.len() + inputs.singles.len() == call.inputs.len()
-        && inputs.views.iter().zip(views).all(|(v, s)| fits(v.shape(), s))
-        && singles.iter().all(|s| s.iter().all(|&d| d == 1));
-    let outputs_ok = outputs.len() == call.output_shapes.len() && outputs.iter().zip(&call.output_shapes).all(|(d, s)| d.len() == size(s));
+        && inputs.views.iter().zip(&call.inputs[..at]).all(|(v, s)| fits(v.shape(), s))
+        && call.input_sizes[at..].iter().all(|&n| n == 1);
+    let outputs_ok = outputs.len() == call.output_sizes.len() && outputs.iter().zip(&call.output_sizes).all(|(d, &n)| d.len() == n);
     if inputs_ok && outputs_ok {
         Ok(())
     } else {
@@ -428,18 +435,22 @@ struct Matrix {
     sample: isize,
 }
 
-/// The registers an instruction reads.
-fn operands(instr: &Instr) -> Vec<Reg> {
-    let reg = |a: &Arg| if let Arg::Reg(r) = a { Some(*r) } else { None };
+/// Calls `f` with each register an instruction reads.
+fn for_each_operand(instr: &Instr, mut f: impl FnMut(&Reg)) {
+    let mut arg = |a: &Arg| {
+        if let Arg::Reg(r) = a {
+            f(r)
+        }
+    };
     match instr {
-        Instr::Load { .. } => Vec::new(),
-        Instr::Unary { a, .. } | Instr::SinCos { a, .. } | Instr::SigmoidSlope { a, .. } => vec![*a],
-        Instr::Binary { a, b, .. } => [reg(a), reg(b)].into_iter().flatten().collect(),
-        Instr::Fused { a, b, c, .. } => [reg(a), reg(b), c.as_ref().and_then(reg)].into_iter().flatten().collect(),
-        Instr::Accumulate { src, times, .. } => [Some(*src), times.as_ref().and_then(reg)].into_iter().flatten().collect(),
-        Instr::MatVec(m) => m.x.clone(),
-        Instr::OuterSum(o) => o.rows.iter().chain(&o.cols).copied().collect(),
-        Instr::Collect { src, .. } | Instr::Store { src, .. } => vec![*src],
+        Instr::Load { .. } => {}
+        Instr::Unary { a, .. } | Instr::SinCos { a, .. } | Instr::SigmoidSlope { a, .. } => arg(&Arg::Reg(*a)),
+        Instr::Binary { a, b, .. } => [a, b].into_iter().for_each(arg),
+        Instr::Fused { a, b, c, .. } => [Some(a), Some(b), c.as_ref()].into_iter().flatten().for_each(arg),
+        Instr::Accumulate { src, times, .. } => [Some(&Arg::Reg(*src)), times.as_ref()].into_iter().flatten().for_each(arg),
+        Instr::MatVec(m) => m.x.iter().for_each(|r| arg(&Arg::Reg(*r))),
+        Instr::OuterSum(o) => o.rows.iter().chain(&o.cols).for_each(|r| arg(&Arg::Reg(*r))),
+        Instr::Collect { src, .. } | Instr::Store { src, .. } => arg(&Arg::Reg(*src)),
     }
 }
 
@@ -546,34 +557,40 @@ impl<'a> Plan<'a> {
         let mut loaded: Vec<Option<usize>> = Vec::new();
         let mut needed = vec![false; code.len()];
         for (i, instr) in code.iter().enumerate() {
-            let groups: Vec<&[Reg]> = match instr {
-                Instr::MatVec(m) => vec![&m.x],
-                Instr::OuterSum(o) => vec![&o.rows, &o.cols],
-                _ => Vec::new(),
+            let groups: [&[Reg]; 2] = match instr {
+                Instr::MatVec(m) => [&m.x, &[]],
+                Instr::OuterSum(o) => [&o.rows, &o.cols],
+                _ => [&[], &[]],
             };
-            let mut read_in_place: Vec<Reg> = Vec::new();
-            for (g, regs) in groups.iter().enumerate() {
-                let matrix = matrix_of(regs, &loaded, &loads, batch);
-                if matrix.is_some() {
-                    read_in_place.extend(regs.iter().copied());
-                }
-                matrices[i][g] = matrix;
+            for (g, regs) in groups.iter().enumerate().filter(|(_, regs)| !regs.is_empty()) {
+                matrices[i][g] = matrix_of(regs, &loaded, &loads, batch);
             }
-            for r in operands(instr) {
+            // A product's operand read in place needs no register; any other read does.
+            let mut mark = |r: &Reg| {
                 if let Some(Some(l)) = loaded.get(r.0 as usize) {
-                    if !read_in_place.contains(&r) {
-                        needed[*l] = true;
+                    needed[*l] = true;
+                }
+            };
+            match instr {
+                Instr::MatVec(_) | Instr::OuterSum(_) => {
+                    for (g, regs) in groups.iter().enumerate() {
+                        if matrices[i][g].is_none() {
+                            regs.iter().for_each(&mut mark);
+                        }
                     }
                 }
+                _ => for_each_operand(instr, &mut mark),
             }
-            let written: Vec<u32> = match instr {
-                Instr::MatVec(m) => m.dst.iter().map(|r| r.0).collect(),
-                _ => results(instr).into_iter().flatten().collect(),
-            };
-            for r in written {
+            let mut written = |r: u32| {
                 let r = r as usize;
-                loaded.resize(loaded.len().max(r + 1), None);
+                if loaded.len() <= r {
+                    loaded.resize(r + 1, None);
+                }
                 loaded[r] = matches!(instr, Instr::Load { .. }).then_some(i);
+            };
+            match instr {
+                Instr::MatVec(m) => m.dst.iter().for_each(|r| written(r.0)),
+                _ => results(instr).into_iter().flatten().for_each(written),
             }
         }
         for (i, instr) in code.iter().enumerate() {

@@ -166,7 +166,20 @@ impl Function {
             .map(|(id, _)| id)
             .collect();
         let tape = self.tape_spanning(&uniform, &spanning)?;
-        Ok(Call { output_shapes, output_reduced, inputs, tape, batch })
+        let size = |s: &Vec<usize>| s.iter().product();
+        let (input_sizes, output_sizes) = (inputs.iter().map(size).collect(), output_shapes.iter().map(size).collect());
+        let mut distinct: Vec<&Vec<usize>> = Vec::new();
+        let output_shape_ids = output_shapes
+            .iter()
+            .map(|s| {
+                let id = distinct.iter().position(|d| *d == s).unwrap_or_else(|| {
+                    distinct.push(s);
+                    distinct.len() - 1
+                });
+                id as u32
+            })
+            .collect();
+        Ok(Call { output_shapes, output_reduced, output_shape_ids, inputs, input_sizes, output_sizes, tape, batch })
     }
 
     /// The batch and output shapes of a call with arguments of `shapes`, checked, without

@@ -175,6 +175,13 @@ impl<'a> InputView<'a> {
         InputView::strided(data, 0, shape, strides)
     }
 
+    /// The single value `data[at]` (a view of shape `()`); None where `at` is outside `data`.
+    /// The cheap form for arguments of one value each: a dense layer's weights passed as one
+    /// array without a batch are thousands of them.
+    pub fn single(data: &'a [f64], at: usize) -> Option<InputView<'a>> {
+        (at < data.len()).then_some(InputView { data, origin: at, shape: Dims::Inline(0, [0; 4]), strides: Dims::Inline(0, [0; 4]) })
+    }
+
     /// A view of `shape` with element `strides` whose first element is `data[origin]`. Fails
     /// unless every element it reaches lies inside `data`.
     pub fn strided(data: &'a [f64], origin: usize, shape: &[usize], strides: &[isize]) -> Result<InputView<'a>> {

@@ -139,18 +139,18 @@ pub(crate) fn call<'py>(
         },
     };
     let resolved;
-    let output_shapes = match &call {
-        Some(call) => &call.output_shapes,
+    let (output_shapes, shape_ids) = match &call {
+        Some(call) => (&call.output_shapes, Some(call.output_shape_ids.as_slice())),
         None => {
             let Ok(r) = guarded(|| f.core().shapes(&shapes())) else { return Ok(None) };
             resolved = r;
-            &resolved.outputs
+            (&resolved.outputs, None)
         }
     };
     let mut outputs = Vec::with_capacity(output_element_shapes.len());
     let mut at = 0;
     for shape in output_element_shapes {
-        let (output, used) = plan(py, output_shapes, at, shape.as_deref(), batch)?;
+        let (output, used) = plan(py, output_shapes, shape_ids, at, shape.as_deref(), batch)?;
         outputs.push(output);
         at += used;
     }
@@ -278,9 +278,14 @@ fn element_views<'a>(
     // The element index, counted in C order like an odometer, and its offset from `ptr`.
     let mut index = vec![0usize; element_rank];
     let mut offset = 0isize;
+    out.reserve(count);
     for _ in 0..count {
         let at = usize::try_from(origin + offset).map_err(|_| PyRuntimeError::new_err("an element offset left its array"))?;
-        out.push(guarded(|| InputView::strided(span, at, batch, batch_strides))?);
+        out.push(match batch.is_empty() {
+            // No batch axes (parameters passed as they are): a single value each.
+            true => InputView::single(span, at).ok_or_else(|| PyRuntimeError::new_err("an element offset left its array"))?,
+            false => guarded(|| InputView::strided(span, at, batch, batch_strides))?,
+        });
         if let Some(p) = point {
             p.push(span[at]);
         }
@@ -312,6 +317,7 @@ fn single(data: &Data<'_>) -> Option<f64> {
 fn plan<'py>(
     py: Python<'py>,
     shapes: &[Vec<usize>],
+    shape_ids: Option<&[u32]>,
     at: usize,
     element_shape: Option<&[usize]>,
     batch: &[usize],
@@ -326,7 +332,11 @@ fn plan<'py>(
         let shape = [batch, element_shape].concat();
         return Ok((Output::Empty(PyArrayDyn::zeros(py, shape, false)), 0));
     }
-    if own.iter().any(|s| *s != own[0]) {
+    let mixed = match shape_ids {
+        Some(ids) => ids[at..at + elements].iter().any(|&i| i != ids[at]),
+        None => own.iter().any(|s| *s != own[0]),
+    };
+    if mixed {
         return Ok((Output::Mixed(own.iter().map(|s| slot(py, s)).collect::<PyResult<_>>()?), elements));
     }
     let array = new_output(py, &[element_shape, &own[0]].concat())?;
