@@ -183,8 +183,12 @@ pub fn run(
         let block_len = (block * tape.chunk).min(n);
         let mut bufs: Vec<Vec<f64>> =
             (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
-        let mut temps: Vec<Vec<f64>> =
-            (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect();
+        // (Per output only where some output is per-sample and partial: thousands of reduced
+        // outputs, a dense network's gradients, need no temporary each.)
+        let mut temps: Vec<Vec<f64>> = match stores.is_empty() {
+            true => Vec::new(),
+            false => (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect(),
+        };
         for first in (0..n_chunks).step_by(block) {
             let chunks = first..(first + block).min(n_chunks);
             let start = first * tape.chunk;
@@ -198,8 +202,11 @@ pub fn run(
                 bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
                 outs: outputs
                     .iter_mut()
-                    .zip(temps.iter_mut())
-                    .map(|(o, t)| SyncPtr(if t.is_empty() { o.as_mut_ptr() } else { t.as_mut_ptr().wrapping_sub(start) }))
+                    .enumerate()
+                    .map(|(o, out)| match temps.get_mut(o).filter(|t| !t.is_empty()) {
+                        Some(t) => SyncPtr(t.as_mut_ptr().wrapping_sub(start)),
+                        None => SyncPtr(out.as_mut_ptr()),
+                    })
                     .collect(),
             };
             run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks.clone(), &slots, &sources, &sinks, &mut watch);
