@@ -87,3 +87,19 @@ def test_folds_that_round_are_not_applied():
     assert str(x + 2 * x) == "3 * x"
     assert str(4 * x - 2 * x) == "4 * x - 2 * x"
     assert str(cr.sin(x) - cr.sin(x)) == "0"
+
+
+def test_rules_that_give_a_constant_keep_a_reduction_one_value():
+    """`sum(x) - sum(x)` and an unselected `sum(x)` are one value, as the unsimplified
+    graphs are; a constant in their place would be one value per sample. per_sample of a
+    constant stays one value per sample."""
+    x = cr.var("x")
+    X = np.arange(5.0)
+    for e in [cr.sum(x) - cr.sum(x), cr.where(0.0, cr.sum(x), 1.0) * 0 + cr.sum(x) * 0,
+              cr.parse("select(0, sum(x))"), (0.5 + cr.sum(x)) ** cr.log2(1.0)]:
+        value = cr.compile(e, inputs=[x])(X)
+        assert type(value) is np.float64, (str(e), value)
+    e = cr.parse("per_sample(0.5) + sum(x)")
+    assert np.shape(cr.compile(e, inputs=[x])(X)) == (5,), str(e)
+    # Terms without reductions still cancel.
+    assert str(cr.sin(x) - cr.sin(x)) == "0"

@@ -148,10 +148,10 @@ impl Analysis {
 const MAX_LADDER: f64 = 64.0;
 
 /// Whether a constant exponent is lowered: an integer or half-integer of magnitude at most
-/// [`MAX_LADDER`], except 0.5, whose kernel is the square root already (0 and 1 are the
-/// simplifier's).
+/// [`MAX_LADDER`], except 0.5, whose kernel is the square root already, and 0 (the
+/// simplifier's; it keeps `sum(x) ** 0`, which is one value, not a constant for every sample).
 fn is_lowered(c: f64) -> bool {
-    c.abs() <= MAX_LADDER + 0.5 && (2.0 * c).fract() == 0.0 && c != 0.5
+    c.abs() <= MAX_LADDER + 0.5 && (2.0 * c).fract() == 0.0 && c != 0.5 && c != 0.0
 }
 
 /// `graph` with every `x ** c` of a lowered constant `c` (see [`is_lowered`]) replaced by

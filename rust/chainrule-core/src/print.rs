@@ -193,13 +193,31 @@ fn form(graph: &Graph, names: &[Option<String>], id: NodeId) -> Form {
         Some(Op::Neg) => {
             let a = a.expect("operand");
             let product = matches!(graph.node(a).as_op(), Some(Op::Mul | Op::Div)) && names[a.index()].is_none();
-            if product && form(graph, names, a) == Form::Plain {
+            if product && form(graph, names, a) == Form::Plain && leads_with_a_factor(graph, names, a) {
                 Form::NegatedProduct(a)
             } else {
                 Form::Plain
             }
         }
         _ => Form::Plain,
+    }
+}
+
+/// Whether the first operand of a product or quotient chain is an operand the leading `-` of
+/// `-a * b` can bind to: not `x % y`, which prints at the product's level, so `-x % y / z`
+/// would read back as `(-x) % y / z`, another value than `-(x % y / z)`; and not a constant
+/// the builder would keep negated.
+fn leads_with_a_factor(graph: &Graph, names: &[Option<String>], product: NodeId) -> bool {
+    let mut at = product;
+    loop {
+        match graph.node(at).as_op() {
+            Some(Op::Mul | Op::Div) if names[at.index()].is_none() => at = graph.args(at)[0].expect("operand"),
+            Some(op) if names[at.index()].is_none() && op.infix() == Op::Mul.infix() => return false,
+            // `-c * b` reads back as (-c) * b, which the builder turns back into -(c * b)
+            // only for c > 0: not for 0 (-0 * b stays) or nan (`-nan` reads as nan).
+            None => return graph.node(at).as_const().is_none_or(|c| c > 0.0),
+            _ => return true,
+        }
     }
 }
 

@@ -52,6 +52,11 @@ pub fn apply(op: Op, a: &Expr, b: Option<&Expr>) -> Expr {
 }
 
 fn fold(op: Op, a: &Expr, b: Option<&Expr>) -> Option<Expr> {
+    // `per_sample(c)` is c for every sample: a shape, which the constant alone does not keep
+    // (`per_sample(0.5) + sum(x)` is one value per sample, `0.5 + sum(x)` one value).
+    if op == Op::PerSample {
+        return None;
+    }
     let x = a.as_const()?;
     let y = match b {
         Some(b) => b.as_const()?,
@@ -149,7 +154,8 @@ fn binary(op: Op, a: &Expr, b: &Expr) -> Option<Expr> {
         Op::Div => simplify_div(a, b),
         Op::Pow => simplify_pow(a, b),
         // piecewise, comparisons and logic
-        Op::Select => a.as_const().map(|c| if c != 0.0 { b.clone() } else { constant(-0.0) }),
+        // (A constant standing for an unselected reduction would be one value per sample.)
+        Op::Select => a.as_const().filter(|c| *c != 0.0 || free_of_sums(b)).map(|c| if c != 0.0 { b.clone() } else { constant(-0.0) }),
         _ => None,
     }
 }
@@ -183,12 +189,30 @@ fn simplify_sub(a: &Expr, b: &Expr) -> Option<Expr> {
     if let Some(c) = b.as_const().filter(|c| *c < 0.0) {
         return Some(add(a, &constant(-c)));
     }
-    if same_value(a, b) && a.as_const().is_none() {
-        // Exact for finite a; inf - inf and nan - nan were nan (listed in the README).
+    if same_value(a, b) && a.as_const().is_none() && free_of_sums(a) {
+        // Exact for finite a; inf - inf and nan - nan were nan (listed in the README). Not
+        // for a term with a reduction in it: `sum(x) - sum(x)` is one value, where the
+        // constant 0 would be one per sample.
         return Some(constant(0.0));
     }
     // `-a - b -> -(a + b)` is not a rule: at a = 1, b = -1 it gives -0 for +0.
     positive_form(b).map(|pb| add(a, &pb))
+}
+
+/// Whether `e` provably holds no batch reduction: its nodes are searched (iteratively) up to
+/// a fixed count, and a larger term counts as holding one, so a build stays O(1).
+fn free_of_sums(e: &Expr) -> bool {
+    const SEARCHED: usize = 64;
+    let mut stack = vec![e];
+    let mut seen = 0;
+    while let Some(node) = stack.pop() {
+        seen += 1;
+        if seen > SEARCHED || matches!(node.kind(), Kind::Sum(_)) {
+            return false;
+        }
+        stack.extend(node.args());
+    }
+    true
 }
 
 fn simplify_mul(a: &Expr, b: &Expr) -> Option<Expr> {
@@ -231,8 +255,8 @@ fn simplify_pow(a: &Expr, b: &Expr) -> Option<Expr> {
     let c = b.as_const()?;
     if c == 1.0 {
         Some(a.clone())
-    } else if c == 0.0 {
-        // pow(x, 0) is 1 for every x, nan included.
+    } else if c == 0.0 && free_of_sums(a) {
+        // pow(x, 0) is 1 for every x, nan included (but `sum(x) ** 0` is one value).
         Some(constant(1.0))
     } else if c == 2.0 {
         Some(mul(a, a))
