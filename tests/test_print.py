@@ -158,7 +158,8 @@ def test_a_zero_adjoint_adds_no_zero_terms():
 def test_negated_products_that_would_read_back_otherwise_keep_parentheses():
     """`-a * b` is printed for -(a * b) only where the text reads back as the same node:
     not when the chain starts with `x % y` (`-x % y` is (-x) % y), with nan (`-nan` reads
-    as the constant nan) or with 0 (`-0 / x` stays a quotient of -0). Found by the gradient round-trip property."""
+    as the constant nan) or with 0 (`-0 / x` stays a quotient of -0). Found by the gradient
+    round-trip property."""
     x, y = cr.vars("x y")
     for e in [-((x % x) / (x - y)), -((x % y) * cr.sin(x)),
               -(cr.parse("nan") / (cr.sin(x) ** 2 + cr.parse("nan")) * cr.cos(x)),
