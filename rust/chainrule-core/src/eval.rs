@@ -174,6 +174,7 @@ pub fn run(
             })
             .copied()
             .collect();
+        let stores_any = pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { .. }));
         let block = match (collects.is_empty() && stores.is_empty(), accs.is_empty()) {
             (false, _) => GROUPING_BLOCK_CHUNKS,
             (true, false) => REDUCTION_BLOCK_CHUNKS,
@@ -200,8 +201,11 @@ pub fn run(
                 partials: SyncPtr(partials.as_mut_ptr().wrapping_sub(first)),
                 acc_stride: block.min(n_chunks),
                 bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
+                // Only a pass that stores outputs writes through these (a dense network's
+                // step has thousands of outputs, all reduced).
                 outs: outputs
                     .iter_mut()
+                    .take(if stores_any { usize::MAX } else { 0 })
                     .enumerate()
                     .map(|(o, out)| match temps.get_mut(o).filter(|t| !t.is_empty()) {
                         Some(t) => SyncPtr(t.as_mut_ptr().wrapping_sub(start)),
