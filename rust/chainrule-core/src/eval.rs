@@ -826,7 +826,7 @@ struct Reused {
     home: &'static std::thread::LocalKey<std::cell::Cell<Vec<f64>>>,
 }
 
-const KEPT_BYTES: usize = 8 << 20;
+const KEPT_BYTES: usize = 4 << 20;
 
 impl Reused {
     fn take(home: &'static std::thread::LocalKey<std::cell::Cell<Vec<f64>>>, len: usize) -> Reused {
