@@ -122,126 +122,191 @@ pub fn run(
     stop: &mut dyn FnMut() -> bool,
     empty_groups: &dyn Fn(usize) -> f64,
 ) -> Result<()> {
-    let cancel = &AtomicBool::new(false);
-    let mut watch = Watch { cancel, stop };
-    check_sizes(call, inputs, outputs)?;
-    let tape = &call.tape;
-    let n = call.len();
-    let n_chunks = n.div_ceil(tape.chunk);
-    let mut slots = tape.slots.clone();
-    let mut block_sums = BlockSums::new(tape.n_accs);
-    let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
-    // Where each collected buffer is reduced: its group and the inputs it is grouped by.
-    let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
-    // (Scanned only when there are buffers: the scalar code of a dense network's step is
-    // thousands of instructions.)
-    for instr in tape.passes.iter().flat_map(|p| &p.scalar_code).filter(|_| tape.n_bufs > 0) {
-        if let ScalarInstr::ReduceGroups { group, buf, over } = instr {
-            grouping[*buf as usize] = Some((*group as usize, &tape.overs[*over as usize]));
+    Runner::new(call).run(inputs, outputs, stop, empty_groups)
+}
+
+/// What runs of one prepared call share beyond their arguments: the per-pass analysis, the
+/// slots, the reductions' partial and block sums. An epoch runs one call per step (179 steps
+/// of 10 samples for W8), and rebuilding these each step cost ~10 µs of its ~70: W8 has
+/// 2,261 reductions.
+pub(crate) struct Runner<'c> {
+    call: &'c Call,
+    /// Constants where the tape has them; every other slot is written before it is read in
+    /// each run (scalar code writes each of its slots, in order, before anything reads it).
+    slots: Vec<f64>,
+    block_sums: BlockSums,
+    /// Where each collected buffer is reduced: its group and the inputs it is grouped by.
+    grouping: Vec<Option<(usize, &'c [usize])>>,
+    /// Outputs whose shape is not the batch's are stored per sample, then one sample per
+    /// group is kept: a rare path (a reduction over part of the dimensions).
+    partial_outputs: Vec<bool>,
+    passes: Vec<PassPlan>,
+    /// Room for the largest pass's per-chunk partial sums (each chunk writes its own before
+    /// they are read, so they are never cleared).
+    partials: Vec<f64>,
+}
+
+/// A pass's reductions, buffers and stores, and how many chunks it runs as one block.
+struct PassPlan {
+    collects: Vec<usize>,
+    stores: Vec<usize>,
+    accs: Vec<usize>,
+    stores_any: bool,
+    block: usize,
+}
+
+impl<'c> Runner<'c> {
+    pub(crate) fn new(call: &'c Call) -> Runner<'c> {
+        let tape = &call.tape;
+        let n_chunks = call.len().div_ceil(tape.chunk);
+        let mut grouping: Vec<Option<(usize, &[usize])>> = vec![None; tape.n_bufs];
+        // (Scanned only when there are buffers: the scalar code of a dense network's step is
+        // thousands of instructions.)
+        for instr in tape.passes.iter().flat_map(|p| &p.scalar_code).filter(|_| tape.n_bufs > 0) {
+            if let ScalarInstr::ReduceGroups { group, buf, over } = instr {
+                grouping[*buf as usize] = Some((*group as usize, &tape.overs[*over as usize]));
+            }
         }
-    }
-    // Outputs whose shape is not the batch's are stored per sample, then one sample per
-    // group is kept: a rare path (a reduction over part of the dimensions).
-    let partial_outputs: Vec<bool> = (0..outputs.len())
-        .map(|o| tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch)
-        .collect();
-    let any_partial = partial_outputs.contains(&true);
-    for pass in &tape.passes {
-        for instr in &pass.scalar_code {
-            run_scalar(instr, call, inputs, &mut slots, &block_sums, &mut groups);
-        }
-        if pass.chunk_code.is_empty() {
-            continue;
-        }
-        let collects: Vec<usize> =
-            pass.chunk_code.iter().filter_map(|i| if let Instr::Collect { buf, .. } = i { Some(*buf) } else { None }).collect();
-        for &buf in &collects {
-            let (group, over) = grouping[buf].ok_or_else(|| Error::Internal("a collected buffer is never reduced".into()))?;
-            let shape = group_shape(call, over);
-            groups[group] = Group { data: vec![0.0; shape.iter().product()], shape };
-        }
-        let stores: Vec<usize> = (0..outputs.len())
-            .filter(|_| any_partial)
-            .filter(|&o| partial_outputs[o] && pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o)))
+        let n_outputs = call.output_shapes.len();
+        let partial_outputs: Vec<bool> = (0..n_outputs)
+            .map(|o| tape.outputs[o] == OutputSource::Chunks && padded(&call.output_shapes[o], call.batch.len()) != call.batch)
             .collect();
-        let accs: Vec<usize> = pass
-            .chunk_code
+        let any_partial = partial_outputs.contains(&true);
+        let passes: Vec<PassPlan> = tape
+            .passes
             .iter()
-            .flat_map(|i| match i {
-                Instr::Accumulate { acc, .. } => std::slice::from_ref(acc),
-                Instr::OuterSum(o) => o.accs.as_slice(),
-                _ => &[],
-            })
-            .copied()
-            .collect();
-        let stores_any = pass.chunk_code.iter().any(|i| matches!(i, Instr::Store { .. }));
-        let block = match (collects.is_empty() && stores.is_empty(), accs.is_empty()) {
-            (false, _) => GROUPING_BLOCK_CHUNKS,
-            (true, false) => REDUCTION_BLOCK_CHUNKS,
-            (true, true) => n_chunks.max(1),
-        };
-        let mut partials = vec![0.0; tape.n_accs * block.min(n_chunks)];
-        let block_len = (block * tape.chunk).min(n);
-        let mut bufs: Vec<Vec<f64>> =
-            (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
-        // (Per output only where some output is per-sample and partial: thousands of reduced
-        // outputs, a dense network's gradients, need no temporary each.)
-        let mut temps: Vec<Vec<f64>> = match stores.is_empty() {
-            true => Vec::new(),
-            false => (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect(),
-        };
-        for first in (0..n_chunks).step_by(block) {
-            let chunks = first..(first + block).min(n_chunks);
-            let start = first * tape.chunk;
-            let end = (chunks.end * tape.chunk).min(n);
-            let sources = Sources { call, inputs, groups: &groups };
-            // Block buffers are addressed with the sample index, like the outputs: their
-            // pointers are offset back by the block's start (never dereferenced outside it).
-            let sinks = Sinks {
-                partials: SyncPtr(partials.as_mut_ptr().wrapping_sub(first)),
-                acc_stride: block.min(n_chunks),
-                bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
-                // Only a pass that stores outputs writes through these (a dense network's
-                // step has thousands of outputs, all reduced).
-                outs: outputs
-                    .iter_mut()
-                    .take(if stores_any { usize::MAX } else { 0 })
-                    .enumerate()
-                    .map(|(o, out)| match temps.get_mut(o).filter(|t| !t.is_empty()) {
-                        Some(t) => SyncPtr(t.as_mut_ptr().wrapping_sub(start)),
-                        None => SyncPtr(out.as_mut_ptr()),
+            .map(|pass| {
+                let code = &pass.chunk_code;
+                let collects: Vec<usize> =
+                    code.iter().filter_map(|i| if let Instr::Collect { buf, .. } = i { Some(*buf) } else { None }).collect();
+                let stores: Vec<usize> = (0..n_outputs)
+                    .filter(|_| any_partial)
+                    .filter(|&o| partial_outputs[o] && code.iter().any(|i| matches!(i, Instr::Store { out, .. } if *out == o)))
+                    .collect();
+                let accs: Vec<usize> = code
+                    .iter()
+                    .flat_map(|i| match i {
+                        Instr::Accumulate { acc, .. } => std::slice::from_ref(acc),
+                        Instr::OuterSum(o) => o.accs.as_slice(),
+                        _ => &[],
                     })
-                    .collect(),
+                    .copied()
+                    .collect();
+                let stores_any = code.iter().any(|i| matches!(i, Instr::Store { .. }));
+                let block = match (collects.is_empty() && stores.is_empty(), accs.is_empty()) {
+                    (false, _) => GROUPING_BLOCK_CHUNKS,
+                    (true, false) => REDUCTION_BLOCK_CHUNKS,
+                    (true, true) => n_chunks.max(1),
+                };
+                PassPlan { collects, stores, accs, stores_any, block }
+            })
+            .collect();
+        let most = passes.iter().filter(|p| !p.accs.is_empty()).map(|p| tape.n_accs * p.block.min(n_chunks)).max().unwrap_or(0);
+        Runner {
+            call,
+            slots: tape.slots.clone(),
+            block_sums: BlockSums::new(tape.n_accs),
+            grouping,
+            partial_outputs,
+            passes,
+            partials: vec![0.0; most],
+        }
+    }
+
+    /// Runs the call (see [`run`]).
+    pub(crate) fn run(
+        &mut self,
+        inputs: Args,
+        outputs: &mut [&mut [f64]],
+        stop: &mut dyn FnMut() -> bool,
+        empty_groups: &dyn Fn(usize) -> f64,
+    ) -> Result<()> {
+        let Runner { call, slots, block_sums, grouping, partial_outputs, passes, partials } = self;
+        let call: &Call = call;
+        let cancel = &AtomicBool::new(false);
+        let mut watch = Watch { cancel, stop };
+        check_sizes(call, inputs, outputs)?;
+        let tape = &call.tape;
+        let n = call.len();
+        let n_chunks = n.div_ceil(tape.chunk);
+        block_sums.clear();
+        let mut groups: Vec<Group> = (0..tape.n_groups).map(|_| Group::default()).collect();
+        for (pass, plan) in tape.passes.iter().zip(passes.iter()) {
+            for instr in &pass.scalar_code {
+                run_scalar(instr, call, inputs, slots, block_sums, &mut groups);
+            }
+            if pass.chunk_code.is_empty() {
+                continue;
+            }
+            let PassPlan { collects, stores, accs, stores_any, block } = plan;
+            let (block, stores_any) = (*block, *stores_any);
+            for &buf in collects {
+                let (group, over) = grouping[buf].ok_or_else(|| Error::Internal("a collected buffer is never reduced".into()))?;
+                let shape = group_shape(call, over);
+                groups[group] = Group { data: vec![0.0; shape.iter().product()], shape };
+            }
+            let block_len = (block * tape.chunk).min(n);
+            let mut bufs: Vec<Vec<f64>> =
+                (0..tape.n_bufs).map(|b| if collects.contains(&b) { vec![0.0; block_len] } else { Vec::new() }).collect();
+            // (Per output only where some output is per-sample and partial: thousands of reduced
+            // outputs, a dense network's gradients, need no temporary each.)
+            let mut temps: Vec<Vec<f64>> = match stores.is_empty() {
+                true => Vec::new(),
+                false => (0..outputs.len()).map(|o| if stores.contains(&o) { vec![0.0; block_len] } else { Vec::new() }).collect(),
             };
-            run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks.clone(), &slots, &sources, &sinks, &mut watch);
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Interrupted);
-            }
-            let stride = block.min(n_chunks);
-            for &acc in &accs {
-                block_sums.push(acc, pairwise(&partials[acc * stride..acc * stride + chunks.len()]));
-            }
-            for &buf in &collects {
-                let (group, _) = grouping[buf].expect("checked above");
-                let g = &mut groups[group];
-                let strides = strides_for(&g.shape, &call.batch);
-                for_each_offset(&call.batch, &strides, start..end, |i, off| g.data[off] += bufs[buf][i - start]);
-            }
-            for &o in &stores {
-                let shape = padded(&call.output_shapes[o], call.batch.len());
-                keep_group_samples(&temps[o], &call.batch, &shape, start..end, outputs[o]);
+            for first in (0..n_chunks).step_by(block) {
+                let chunks = first..(first + block).min(n_chunks);
+                let start = first * tape.chunk;
+                let end = (chunks.end * tape.chunk).min(n);
+                let sources = Sources { call, inputs, groups: &groups };
+                // Block buffers are addressed with the sample index, like the outputs: their
+                // pointers are offset back by the block's start (never dereferenced outside it).
+                let sinks = Sinks {
+                    partials: SyncPtr(partials.as_mut_ptr().wrapping_sub(first)),
+                    acc_stride: block.min(n_chunks),
+                    bufs: bufs.iter_mut().map(|b| SyncPtr(b.as_mut_ptr().wrapping_sub(start))).collect(),
+                    // Only a pass that stores outputs writes through these (a dense network's
+                    // step has thousands of outputs, all reduced).
+                    outs: outputs
+                        .iter_mut()
+                        .take(if stores_any { usize::MAX } else { 0 })
+                        .enumerate()
+                        .map(|(o, out)| match temps.get_mut(o).filter(|t| !t.is_empty()) {
+                            Some(t) => SyncPtr(t.as_mut_ptr().wrapping_sub(start)),
+                            None => SyncPtr(out.as_mut_ptr()),
+                        })
+                        .collect(),
+                };
+                run_chunks(&pass.chunk_code, pass.n_regs, tape.chunk, n, chunks.clone(), slots, &sources, &sinks, &mut watch);
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
+                let stride = block.min(n_chunks);
+                for &acc in accs {
+                    block_sums.push(acc, pairwise(&partials[acc * stride..acc * stride + chunks.len()]));
+                }
+                for &buf in collects {
+                    let (group, _) = grouping[buf].expect("checked above");
+                    let g = &mut groups[group];
+                    let strides = strides_for(&g.shape, &call.batch);
+                    for_each_offset(&call.batch, &strides, start..end, |i, off| g.data[off] += bufs[buf][i - start]);
+                }
+                for &o in stores {
+                    let shape = padded(&call.output_shapes[o], call.batch.len());
+                    keep_group_samples(&temps[o], &call.batch, &shape, start..end, outputs[o]);
+                }
             }
         }
-    }
-    for (o, out) in outputs.iter_mut().enumerate() {
-        match tape.outputs[o] {
-            OutputSource::Slot(s) => out.fill(slots[s.0 as usize]),
-            // No samples to take a group's value from: every group is empty.
-            OutputSource::Chunks if n == 0 && partial_outputs[o] => out.fill(empty_groups(o)),
-            OutputSource::Chunks => {}
+        for (o, out) in outputs.iter_mut().enumerate() {
+            match tape.outputs[o] {
+                OutputSource::Slot(s) => out.fill(slots[s.0 as usize]),
+                // No samples to take a group's value from: every group is empty.
+                OutputSource::Chunks if n == 0 && partial_outputs[o] => out.fill(empty_groups(o)),
+                OutputSource::Chunks => {}
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Runs a tape whose code is all scalar (every input a single value, in `values`), writing
@@ -372,6 +437,12 @@ struct BlockSums {
 impl BlockSums {
     fn new(n: usize) -> BlockSums {
         BlockSums { first: vec![0.0; n], more: Vec::new(), blocks: vec![0; n] }
+    }
+
+    /// Forgets every block sum (for the next run of the same call).
+    fn clear(&mut self) {
+        self.blocks.fill(0);
+        self.more.iter_mut().for_each(Vec::clear);
     }
 
     fn push(&mut self, acc: usize, sum: f64) {

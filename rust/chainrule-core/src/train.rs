@@ -3,7 +3,7 @@
 //! makes one call per epoch instead of a round trip through Python per step.
 
 use crate::error::{Error, Result};
-use crate::eval::{self, Args};
+use crate::eval::{Args, Runner};
 use crate::function::Function;
 use crate::shape::InputView;
 
@@ -90,7 +90,22 @@ impl Function {
         // One output slice per value, made once for the epoch.
         let mut outs: Vec<&mut [f64]> = outputs.chunks_mut(1).collect();
         let mut losses = Vec::with_capacity(n.div_ceil(sgd.batch));
-        let mut prepared: Option<(usize, crate::eval::Call)> = None;
+        // Steps take `full` samples, the last one perhaps `tail`: one prepared call and one
+        // runner each, kept for the whole epoch.
+        let full = sgd.batch.min(n);
+        let tail = if n > full { n % full } else { 0 };
+        let prepare = |b: usize| -> Result<crate::eval::Call> {
+            let shapes: Vec<Vec<usize>> = (0..n_inputs).map(|k| if k < width { vec![b] } else { Vec::new() }).collect();
+            let call = self.prepare(&shapes)?;
+            if call.output_shapes.iter().any(|s| !s.is_empty()) {
+                return Err(Error::Unsupported(
+                    "an epoch needs a loss and gradients that are single values (reduced over the batch, e.g. with mean)".into(),
+                ));
+            }
+            Ok(call)
+        };
+        let calls = [(n > 0).then(|| prepare(full)).transpose()?, (tail > 0).then(|| prepare(tail)).transpose()?];
+        let mut runners: Vec<Option<Runner>> = calls.iter().map(|c| c.as_ref().map(Runner::new)).collect();
         for start in (0..n).step_by(sgd.batch) {
             let b = sgd.batch.min(n - start);
             let picked = &order[start..start + b];
@@ -103,23 +118,13 @@ impl Function {
                 }
                 column += d.width;
             }
-            if prepared.as_ref().is_none_or(|(size, _)| *size != b) {
-                let shapes: Vec<Vec<usize>> = (0..n_inputs).map(|k| if k < width { vec![b] } else { Vec::new() }).collect();
-                let call = self.prepare(&shapes)?;
-                if call.output_shapes.iter().any(|s| !s.is_empty()) {
-                    return Err(Error::Unsupported(
-                        "an epoch needs a loss and gradients that are single values (reduced over the batch, e.g. with mean)".into(),
-                    ));
-                }
-                prepared = Some((b, call));
-            }
-            let call = &prepared.as_ref().expect("prepared above").1;
+            let runner = runners[usize::from(b != full)].as_mut().expect("a call is prepared for every step's size");
             {
                 // The data columns through views; the parameters as they are, with no view
                 // each (2,260 of them per step for W8's 64-30-10 network).
                 let views = columns[..width * b].chunks(b).map(|c| InputView::contiguous(c, &[b])).collect::<Result<Vec<_>>>()?;
                 let args = Args { views: &views, singles: params };
-                eval::run(call, args, &mut outs, stop, &|o| self.value_over_empty_groups(o))?;
+                runner.run(args, &mut outs, stop, &|o| self.value_over_empty_groups(o))?;
             }
             for (p, g) in params.iter_mut().zip(&outs[1..]) {
                 *p -= sgd.lr * g[0];
