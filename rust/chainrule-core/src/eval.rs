@@ -1156,17 +1156,7 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], scratch:
             }
             Instr::MatVec(m) => {
                 let (n, k) = (m.dst.len(), m.x.len());
-                let (x, rest) = scratch.split_at_mut(if plan.matrices[i][0].is_some() { 0 } else { k * len });
-                // The vector, k x len: the argument's rows where they are, or the registers copied.
-                let (xp, x_element, x_sample) = match plan.matrices[i][0] {
-                    Some(mx) => (mx.ptr.0.wrapping_offset(start as isize * mx.sample), mx.element, mx.sample),
-                    None => {
-                        for (j, r) in m.x.iter().enumerate() {
-                            x[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
-                        }
-                        (x.as_ptr(), len as isize, 1)
-                    }
-                };
+                let ((xp, x_element, x_sample), rest) = product_operand(&m.x, plan.matrices[i][0], scratch, start, len, |r| read(view, r));
                 // Consecutive destination registers are written in place, as rows `width` apart.
                 let consecutive = m.dst.iter().enumerate().all(|(j, r)| r.0 as usize == m.dst[0].0 as usize + j);
                 let (yp, y_row) = match consecutive {
@@ -1192,21 +1182,9 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], scratch:
             Instr::OuterSum(o) => {
                 let (nr, nc) = (o.rows.len(), o.cols.len());
                 let [rows_in_place, cols_in_place] = plan.matrices[i];
-                let (a, rest) = scratch.split_at_mut(if rows_in_place.is_some() { 0 } else { nr * len });
-                let (b, rest) = rest.split_at_mut(if cols_in_place.is_some() { 0 } else { nc * len });
+                let ((ap, a_element, a_sample), rest) = product_operand(&o.rows, rows_in_place, scratch, start, len, |r| read(view, r));
+                let ((bp, b_element, b_sample), rest) = product_operand(&o.cols, cols_in_place, rest, start, len, |r| read(view, r));
                 let sums = &mut rest[..nr * nc];
-                // Each factor as (pointer, element stride, sample stride).
-                let factor = |regs: &[Reg], in_place: Option<Matrix>, buf: &mut [f64]| match in_place {
-                    Some(mx) => (mx.ptr.0.wrapping_offset(start as isize * mx.sample), mx.element, mx.sample),
-                    None => {
-                        for (j, r) in regs.iter().enumerate() {
-                            buf[j * len..(j + 1) * len].copy_from_slice(read(view, *r));
-                        }
-                        (buf.as_ptr(), len as isize, 1)
-                    }
-                };
-                let (ap, a_element, a_sample) = factor(&o.rows, rows_in_place, a);
-                let (bp, b_element, b_sample) = factor(&o.cols, cols_in_place, b);
                 // Negating the product negates each sum exactly, as subtracting each product would.
                 let sign = if o.neg { -1.0 } else { 1.0 };
                 // SAFETY: the factors' nr x len and nc x len elements lie in their arguments
@@ -1240,6 +1218,30 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], scratch:
             Instr::Store { src, out } => unsafe {
                 std::slice::from_raw_parts_mut(sinks.outs[*out].0.wrapping_add(start), len).copy_from_slice(read(view, *src))
             },
+        }
+    }
+}
+
+/// A matrix product's operand, `regs.len()` rows of `len` samples from sample `start`, as
+/// (pointer, element stride, sample stride): the argument's rows where they are (see
+/// [`Plan::matrices`]), or the registers copied into the front of `scratch`. Returns the rest
+/// of `scratch`.
+fn product_operand<'s, 'r>(
+    regs: &[Reg],
+    in_place: Option<Matrix>,
+    scratch: &'s mut [f64],
+    start: usize,
+    len: usize,
+    read: impl Fn(Reg) -> &'r [f64],
+) -> ((*const f64, isize, isize), &'s mut [f64]) {
+    match in_place {
+        Some(m) => ((m.ptr.0.wrapping_offset(start as isize * m.sample), m.element, m.sample), scratch),
+        None => {
+            let (buf, rest) = scratch.split_at_mut(regs.len() * len);
+            for (j, r) in regs.iter().enumerate() {
+                buf[j * len..(j + 1) * len].copy_from_slice(read(*r));
+            }
+            ((buf.as_ptr(), len as isize, 1), rest)
         }
     }
 }
