@@ -221,6 +221,19 @@ impl<'a> InputView<'a> {
         self.data[self.origin]
     }
 
+    /// Where the view's first element is.
+    pub(crate) fn first_ptr(&self) -> *const f64 {
+        self.data[self.origin..].as_ptr()
+    }
+
+    /// Appends what says where this view's elements are (its memory, origin, shape and
+    /// strides) to `key`: two views with the same key are the same elements.
+    pub(crate) fn place(&self, key: &mut Vec<usize>) {
+        key.extend([self.data.as_ptr() as usize, self.data.len(), self.origin, self.shape.len()]);
+        key.extend(self.shape.iter().copied());
+        key.extend(self.strides.iter().map(|&s| s as usize));
+    }
+
     /// How the evaluator reads this view as an argument broadcast to `batch` (the view's
     /// shape padded to the batch's rank broadcasts to it).
     pub(crate) fn layout(&self, batch: &[usize]) -> Layout<'a> {
