@@ -141,3 +141,27 @@ def test_products_read_argument_rows_in_place_with_the_same_bits(net):
         got = call([Xl[:, j] for j in range(16)], [Y[:, j] for j in range(6)])
         for g, s in zip(got, separate, strict=True):
             assert g.tobytes() == s.tobytes(), name
+
+
+@pytest.mark.parametrize("arrange", ["as built", "transposed", "rows permuted", "one value"])
+def test_products_read_weights_in_the_slots_or_packed(arrange):
+    """A product reads its matrix where the weights lie when they are evenly spaced (a weight
+    array, or the transpose of one), and a packed copy otherwise (rows in another order, one
+    value everywhere): every arrangement agrees with NumPy."""
+    rng = np.random.default_rng(11)
+    x = cr.var("x", shape=(9,))
+    W, V, c = cr.var("W", shape=(8, 9)), cr.var("V", shape=(9, 8)), cr.var("c")
+    perm = [3, 0, 7, 1, 6, 2, 5, 4]
+    matrix = {"as built": W, "transposed": V.T, "rows permuted": W[perm],
+              "one value": W * 0.0 + c}[arrange]
+    out = cr.sigmoid(matrix @ x)
+    f = cr.compile([out.sum(), *cr.grad(cr.mean(out.sum()), [x])], inputs=[x, W, V, c])
+    X, Wv, Vv, cv = (rng.standard_normal((300, 9)), rng.standard_normal((8, 9)),
+                     rng.standard_normal((9, 8)), 0.3)
+    assert "matmul(" in f.flat.tape(*([(300,)] * 9 + [()] * 145)), arrange
+    M = {"as built": Wv, "transposed": Vv.T, "rows permuted": Wv[perm],
+         "one value": Wv * 0.0 + cv}[arrange]
+    s = sigmoid(X @ M.T)
+    got = f(X, Wv, Vv, cv)
+    np.testing.assert_allclose(got[0], s.sum(axis=1), rtol=1e-13)
+    np.testing.assert_allclose(got[1], (s * (1 - s)) @ M / 300, rtol=1e-12, atol=1e-17)

@@ -18,7 +18,7 @@ use crate::kernels::loops::{accumulate, binary, fused, scalar_op, unary, Operand
 use crate::ops::Op;
 use crate::pool;
 use crate::shape::{for_each_offset, gather_rows, groups_of, keep_group_samples, padded, strides_for, InputView, Layout};
-use crate::tape::{Affine, Arg, Instr, OutputSource, Reg, ScalarInstr, Source, Tape};
+use crate::tape::{Affine, Arg, Instr, MatVec, OutputSource, Reg, ScalarInstr, Source, Tape};
 
 /// Chunks per block in a pass that groups samples (a reduction over part of the batch, or an
 /// output of part of the batch's shape): the pass runs block by block, its per-sample values
@@ -247,7 +247,54 @@ impl<'c> Runner<'c> {
         stop: &mut dyn FnMut() -> bool,
         empty_groups: &dyn Fn(usize) -> f64,
     ) -> Result<()> {
-        let Runner { call, slots, block_sums, grouping, partial_outputs, passes, partials, levels, runs, plans } = self;
+        check_sizes(self.call, inputs, outputs)?;
+        self.run_passes(inputs, outputs, stop)?;
+        let (tape, n) = (&self.call.tape, self.call.len());
+        for (o, out) in outputs.iter_mut().enumerate() {
+            match tape.outputs[o] {
+                OutputSource::Slot(s) => out.fill(self.slots[s.0 as usize]),
+                // No samples to take a group's value from: every group is empty.
+                OutputSource::Chunks if n == 0 && self.partial_outputs[o] => out.fill(empty_groups(o)),
+                OutputSource::Chunks => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a call whose outputs are all single values (an epoch step's loss and gradients),
+    /// writing output `o` into `values[o]`: one contiguous run of thousands of values instead
+    /// of a slice each.
+    pub(crate) fn run_values(
+        &mut self,
+        inputs: Args,
+        values: &mut [f64],
+        stop: &mut dyn FnMut() -> bool,
+        empty_groups: &dyn Fn(usize) -> f64,
+    ) -> Result<()> {
+        let tape = &self.call.tape;
+        if !tape.outputs.iter().all(|source| matches!(source, OutputSource::Slot(_))) {
+            // Some output is computed per sample (and then reduced to its one value).
+            let mut outs: Vec<&mut [f64]> = values.chunks_mut(1).collect();
+            return self.run(inputs, &mut outs, stop, empty_groups);
+        }
+        if values.len() != tape.outputs.len() || self.call.output_sizes.iter().any(|&n| n != 1) {
+            return Err(sizes_differ());
+        }
+        check_inputs(self.call, inputs)?;
+        // (No pass stores an output: every output is a slot's.)
+        self.run_passes(inputs, &mut [], stop)?;
+        for (value, source) in values.iter_mut().zip(&tape.outputs) {
+            if let OutputSource::Slot(s) = source {
+                *value = self.slots[s.0 as usize];
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every pass; outputs that are single values are left in their slots. `outputs`
+    /// (sizes checked) are written only by passes that store outputs.
+    fn run_passes(&mut self, inputs: Args, outputs: &mut [&mut [f64]], stop: &mut dyn FnMut() -> bool) -> Result<()> {
+        let Runner { call, slots, block_sums, grouping, partial_outputs: _, passes, partials, levels, runs, plans } = self;
         let call: &Call = call;
         *runs += 1;
         if *runs == 2 {
@@ -256,7 +303,6 @@ impl<'c> Runner<'c> {
         }
         let cancel = &AtomicBool::new(false);
         let mut watch = Watch { cancel, stop };
-        check_sizes(call, inputs, outputs)?;
         let tape = &call.tape;
         let n = call.len();
         let n_chunks = n.div_ceil(tape.chunk);
@@ -341,18 +387,6 @@ impl<'c> Runner<'c> {
                 }
             }
         }
-        for (o, out) in outputs.iter_mut().enumerate() {
-            match tape.outputs[o] {
-                // (One value each, thousands of times, for a dense network's gradients.)
-                OutputSource::Slot(s) => match out {
-                    [one] => *one = slots[s.0 as usize],
-                    _ => out.fill(slots[s.0 as usize]),
-                },
-                // No samples to take a group's value from: every group is empty.
-                OutputSource::Chunks if n == 0 && partial_outputs[o] => out.fill(empty_groups(o)),
-                OutputSource::Chunks => {}
-            }
-        }
         Ok(())
     }
 }
@@ -381,6 +415,18 @@ pub fn run_scalars(tape: &Tape, values: &[f64], out: &mut Vec<f64>) -> Result<()
 }
 
 fn check_sizes(call: &Call, inputs: Args, outputs: &[&mut [f64]]) -> Result<()> {
+    let outputs_ok = outputs.len() == call.output_sizes.len() && outputs.iter().zip(&call.output_sizes).all(|(d, &n)| d.len() == n);
+    match outputs_ok {
+        true => check_inputs(call, inputs),
+        false => Err(sizes_differ()),
+    }
+}
+
+fn sizes_differ() -> Error {
+    Error::Internal("argument or output buffer sizes do not match the prepared shapes".into())
+}
+
+fn check_inputs(call: &Call, inputs: Args) -> Result<()> {
     let rank = call.batch.len();
     // A view's shape, padded with leading 1s to the batch's rank, is the prepared shape.
     let fits = |v: &[usize], s: &[usize]| {
@@ -390,11 +436,9 @@ fn check_sizes(call: &Call, inputs: Args, outputs: &[&mut [f64]]) -> Result<()> 
     let inputs_ok = inputs.views.len() + inputs.singles.len() == call.inputs.len()
         && inputs.views.iter().zip(&call.inputs[..at]).all(|(v, s)| fits(v.shape(), s))
         && call.input_sizes[at..].iter().all(|&n| n == 1);
-    let outputs_ok = outputs.len() == call.output_sizes.len() && outputs.iter().zip(&call.output_sizes).all(|(d, &n)| d.len() == n);
-    if inputs_ok && outputs_ok {
-        Ok(())
-    } else {
-        Err(Error::Internal("argument or output buffer sizes do not match the prepared shapes".into()))
+    match inputs_ok {
+        true => Ok(()),
+        false => Err(sizes_differ()),
     }
 }
 
@@ -656,6 +700,29 @@ struct Plan<'a> {
     /// and columns (1), the matrix those registers were loaded from, when the product can
     /// read it where it is (see [`Plan::matrices`]).
     matrices: Vec<[Option<Matrix>; 2]>,
+    /// Per instruction: for a [`MatVec`] whose matrix lies evenly spaced in the slots, where
+    /// (see [`slot_matrix`]); its product then reads the slots, with no packed copy.
+    weights: Vec<Option<SlotMatrix>>,
+}
+
+/// A [`MatVec`]'s matrix read in the slots: element `(i, j)` is slot `first + i * row + j * column`.
+#[derive(Clone, Copy)]
+struct SlotMatrix {
+    first: usize,
+    row: isize,
+    column: isize,
+}
+
+/// Where a [`MatVec`]'s matrix lies in the slots, if its elements are evenly spaced there, as a
+/// weight matrix's are (and its transpose's, in the gradient).
+fn slot_matrix(m: &MatVec) -> Option<SlotMatrix> {
+    let (n, k) = (m.dst.len(), m.x.len());
+    let at = |i: usize, j: usize| m.w[i * k + j].0 as isize;
+    let first = at(0, 0);
+    let column = if k > 1 { at(0, 1) - first } else { 0 };
+    let row = if n > 1 { at(1, 0) - first } else { 0 };
+    let even = (0..n).all(|i| (0..k).all(|j| at(i, j) == first + i as isize * row + j as isize * column));
+    even.then_some(SlotMatrix { first: first as usize, row, column })
 }
 
 /// Values read by a matrix product where they are: element `j` of sample `s` (a flat batch
@@ -773,7 +840,8 @@ impl<'a> Plan<'a> {
                 taken[*out] = true;
             }
         }
-        Plan { loads, direct, skip, matrices }
+        let weights = code.iter().map(|i| if let Instr::MatVec(m) = i { slot_matrix(m) } else { None }).collect();
+        Plan { loads, direct, skip, matrices, weights }
     }
 
     /// The plan for a pass of a runner that ran it before: `kept`'s plan when the pass's loads
@@ -837,7 +905,7 @@ impl<'a> Plan<'a> {
                 _ => None,
             })
             .collect();
-        Ok(Plan { loads, direct: self.direct, skip: self.skip, matrices: self.matrices })
+        Ok(Plan { loads, direct: self.direct, skip: self.skip, matrices: self.matrices, weights: self.weights })
     }
 
     /// Finds the operands of matrix products that are an argument's rows read in place: the
@@ -1035,8 +1103,9 @@ fn run_chunks(
     let width = chunk.min(n).max(1);
     let mats = code
         .iter()
-        .map(|i| match i {
-            Instr::MatVec(m) => m.w.iter().map(|s| slots[s.0 as usize]).collect(),
+        .zip(&plan.weights)
+        .map(|(i, in_slots)| match (i, in_slots) {
+            (Instr::MatVec(m), None) => m.w.iter().map(|s| slots[s.0 as usize]).collect(),
             _ => Vec::new(),
         })
         .collect();
@@ -1247,7 +1316,8 @@ fn per_sample_ns(code: &[Instr]) -> f64 {
 struct Ctx<'a> {
     code: &'a [Instr],
     plan: &'a Plan<'a>,
-    /// Per instruction: a [`MatVec`]'s matrix, packed row-major from its slots (else empty).
+    /// Per instruction: a [`MatVec`]'s matrix, packed row-major from its slots, unless the
+    /// product reads it in the slots (else empty).
     mats: Vec<Vec<f64>>,
     width: usize,
     slots: &'a [f64],
@@ -1381,14 +1451,17 @@ fn run_chunk_body(ctx: &Ctx, regs: &mut [f64], view: &mut [*const f64], scratch:
                     true => (unsafe { base.add(m.dst[0].0 as usize * ctx.width) }, ctx.width),
                     false => (rest.as_mut_ptr(), len),
                 };
-                let w = &ctx.mats[i];
-                // SAFETY: `w` is n x k row-major; the vector's k x len elements lie in its
-                // argument (checked by `Plan::matrices`) or in `x`; `y` is n rows of `len`
-                // values, `y_row` apart, in `rest` or in the destination registers, which no
-                // operand shares.
-                unsafe {
-                    matrixmultiply::dgemm(n, k, len, 1.0, w.as_ptr(), k as isize, 1, xp, x_element, x_sample, 0.0, yp, y_row as isize, 1)
+                let (wp, w_row, w_column) = match plan.weights[i] {
+                    // (From the whole of the slots: a negative stride reaches below `first`.)
+                    Some(SlotMatrix { first, row, column }) => (ctx.slots.as_ptr().wrapping_add(first), row, column),
+                    None => (ctx.mats[i].as_ptr(), k as isize, 1),
                 };
+                // SAFETY: `w` is n x k, in the packed copy or evenly spaced in the slots (checked
+                // by `slot_matrix`: every element is one of the instruction's slots); the
+                // vector's k x len elements lie in its argument (checked by `Plan::matrices`) or
+                // in `x`; `y` is n rows of `len` values, `y_row` apart, in `rest` or in the
+                // destination registers, which no operand shares.
+                unsafe { matrixmultiply::dgemm(n, k, len, 1.0, wp, w_row, w_column, xp, x_element, x_sample, 0.0, yp, y_row as isize, 1) };
                 for (row, d) in m.dst.iter().enumerate() {
                     let t = unsafe { base.add(d.0 as usize * ctx.width) };
                     if !consecutive {

@@ -86,9 +86,8 @@ impl Function {
         };
         let n = order.len();
         let mut columns = vec![0.0; width * sgd.batch.min(n.max(1))];
-        let mut outputs = vec![0.0; 1 + params.len()];
-        // One output slice per value, made once for the epoch.
-        let mut outs: Vec<&mut [f64]> = outputs.chunks_mut(1).collect();
+        // The loss, then the gradient.
+        let mut values = vec![0.0; 1 + params.len()];
         let mut losses = Vec::with_capacity(n.div_ceil(sgd.batch));
         // Steps take `full` samples, the last one perhaps `tail`: one prepared call and one
         // runner each, kept for the whole epoch.
@@ -124,12 +123,12 @@ impl Function {
                 // each (2,260 of them per step for W8's 64-30-10 network).
                 let views = columns[..width * b].chunks(b).map(|c| InputView::contiguous(c, &[b])).collect::<Result<Vec<_>>>()?;
                 let args = Args { views: &views, singles: params };
-                runner.run(args, &mut outs, stop, &|o| self.value_over_empty_groups(o))?;
+                runner.run_values(args, &mut values, stop, &|o| self.value_over_empty_groups(o))?;
             }
-            for (p, g) in params.iter_mut().zip(&outs[1..]) {
-                *p -= sgd.lr * g[0];
+            for (p, g) in params.iter_mut().zip(&values[1..]) {
+                *p -= sgd.lr * g;
             }
-            losses.push(outs[0][0]);
+            losses.push(values[0]);
             if stop() {
                 return Err(Error::Interrupted);
             }
