@@ -175,6 +175,12 @@ impl<'a> InputView<'a> {
         InputView::strided(data, 0, shape, strides)
     }
 
+    /// All of `data` as one axis (shape `[len]`, stride 1): always valid, so unchecked; an
+    /// epoch makes one per data column per step.
+    pub fn column(data: &'a [f64]) -> InputView<'a> {
+        InputView { data, origin: 0, shape: Dims::Inline(1, [data.len(), 0, 0, 0]), strides: Dims::Inline(1, [1, 0, 0, 0]) }
+    }
+
     /// The single value `data[at]` (a view of shape `()`); None where `at` is outside `data`.
     /// The cheap form for arguments of one value each: a dense layer's weights passed as one
     /// array without a batch are thousands of them.
