@@ -107,6 +107,9 @@ pub struct Call {
     /// Each input's and each output's number of elements, side by side: checking thousands of
     /// arguments (a dense network's weights) through their shapes chased a pointer each.
     pub(crate) input_sizes: Vec<usize>,
+    /// Inputs from this position on have one element each (an epoch's weights, passed as
+    /// plain values: their sizes need no check each step).
+    pub(crate) singles_from: usize,
     pub(crate) output_sizes: Vec<usize>,
     pub(crate) tape: Arc<Tape>,
 }
@@ -167,6 +170,9 @@ pub(crate) struct Runner<'c> {
     runs: usize,
     /// Per pass, the plan of its last run and where its inputs were (see [`Plan::kept`]).
     plans: Vec<Option<(Vec<usize>, Plan<'static>)>>,
+    /// Whether every output is kept in a slot, and whether every output is one value (see
+    /// [`Runner::run_values`]; thousands of outputs to look at, once).
+    single_values: Option<(bool, bool)>,
 }
 
 /// A pass's reductions, buffers and stores, and how many chunks it runs as one block.
@@ -236,6 +242,7 @@ impl<'c> Runner<'c> {
             levels: None,
             runs: 0,
             plans: Vec::new(),
+            single_values: None,
         }
     }
 
@@ -272,12 +279,16 @@ impl<'c> Runner<'c> {
         empty_groups: &dyn Fn(usize) -> f64,
     ) -> Result<()> {
         let tape = &self.call.tape;
-        if !tape.outputs.iter().all(|source| matches!(source, OutputSource::Slot(_))) {
+        let single = *self.single_values.get_or_insert_with(|| {
+            let (call, tape) = (self.call, &self.call.tape);
+            (tape.outputs.iter().all(|source| matches!(source, OutputSource::Slot(_))), call.output_sizes.iter().all(|&n| n == 1))
+        });
+        if !single.0 {
             // Some output is computed per sample (and then reduced to its one value).
             let mut outs: Vec<&mut [f64]> = values.chunks_mut(1).collect();
             return self.run(inputs, &mut outs, stop, empty_groups);
         }
-        if values.len() != tape.outputs.len() || self.call.output_sizes.iter().any(|&n| n != 1) {
+        if values.len() != tape.outputs.len() || !single.1 {
             return Err(sizes_differ());
         }
         check_inputs(self.call, inputs)?;
@@ -294,7 +305,8 @@ impl<'c> Runner<'c> {
     /// Runs every pass; outputs that are single values are left in their slots. `outputs`
     /// (sizes checked) are written only by passes that store outputs.
     fn run_passes(&mut self, inputs: Args, outputs: &mut [&mut [f64]], stop: &mut dyn FnMut() -> bool) -> Result<()> {
-        let Runner { call, slots, block_sums, grouping, partial_outputs: _, passes, partials, levels, runs, plans } = self;
+        let Runner { call, slots, block_sums, grouping, partial_outputs: _, passes, partials, levels, runs, plans, single_values: _ } =
+            self;
         let call: &Call = call;
         *runs += 1;
         if *runs == 2 {
@@ -435,7 +447,7 @@ fn check_inputs(call: &Call, inputs: Args) -> Result<()> {
     let at = inputs.views.len().min(call.inputs.len());
     let inputs_ok = inputs.views.len() + inputs.singles.len() == call.inputs.len()
         && inputs.views.iter().zip(&call.inputs[..at]).all(|(v, s)| fits(v.shape(), s))
-        && call.input_sizes[at..].iter().all(|&n| n == 1);
+        && (at >= call.singles_from || call.input_sizes[at..].iter().all(|&n| n == 1));
     match inputs_ok {
         true => Ok(()),
         false => Err(sizes_differ()),
@@ -477,8 +489,9 @@ fn run_scalar(instr: &ScalarInstr, call: &Call, inputs: Args, slots: &mut [f64],
 /// Scalar instructions of one kind (and op) that depend on none of each other, run as one loop
 /// with no dispatch per instruction (see [`in_levels`]).
 enum Batch {
-    /// `(dst, input)` pairs.
-    Inputs(Vec<[u32; 2]>),
+    /// `(dst, input, len)`: runs of consecutive inputs into consecutive slots (a weight array's
+    /// elements are one run).
+    Inputs(Vec<[u32; 3]>),
     /// `(dst, acc)` pairs.
     Finishes(Vec<[u32; 2]>),
     /// `(dst, a, b)` triples of one op.
@@ -530,8 +543,11 @@ fn in_levels(code: &[ScalarInstr], n_slots: usize) -> Vec<Batch> {
     let mut batches: Vec<Batch> = Vec::new();
     for &(_, _, j) in &order {
         match (&code[j], batches.last_mut()) {
-            (ScalarInstr::Input { dst, input }, Some(Batch::Inputs(items))) => items.push([dst.0, *input]),
-            (ScalarInstr::Input { dst, input }, _) => batches.push(Batch::Inputs(vec![[dst.0, *input]])),
+            (ScalarInstr::Input { dst, input }, Some(Batch::Inputs(runs))) => match runs.last_mut() {
+                Some([d, i, len]) if *d + *len == dst.0 && *i + *len == *input => *len += 1,
+                _ => runs.push([dst.0, *input, 1]),
+            },
+            (ScalarInstr::Input { dst, input }, _) => batches.push(Batch::Inputs(vec![[dst.0, *input, 1]])),
             (ScalarInstr::Finish { dst, acc }, Some(Batch::Finishes(items))) => items.push([dst.0, *acc]),
             (ScalarInstr::Finish { dst, acc }, _) => batches.push(Batch::Finishes(vec![[dst.0, *acc]])),
             (ScalarInstr::Apply { op, dst, a, b }, Some(Batch::Applies(last, items))) if last == op => items.push([dst.0, a.0, b.0]),
@@ -546,7 +562,16 @@ fn in_levels(code: &[ScalarInstr], n_slots: usize) -> Vec<Batch> {
 fn run_levels(batches: &[Batch], call: &Call, inputs: Args, slots: &mut [f64], block_sums: &BlockSums, groups: &mut [Group]) {
     for batch in batches {
         match batch {
-            Batch::Inputs(items) => items.iter().for_each(|&[dst, input]| slots[dst as usize] = inputs.single(input as usize)),
+            Batch::Inputs(runs) => {
+                let views = inputs.views.len();
+                for &[dst, input, len] in runs {
+                    let (dst, input, len) = (dst as usize, input as usize, len as usize);
+                    match input >= views {
+                        true => slots[dst..dst + len].copy_from_slice(&inputs.singles[input - views..input - views + len]),
+                        false => (0..len).for_each(|i| slots[dst + i] = inputs.single(input + i)),
+                    }
+                }
+            }
             Batch::Finishes(items) => items.iter().for_each(|&[dst, acc]| slots[dst as usize] = block_sums.finish(acc as usize)),
             Batch::Applies(op, items) => {
                 // The common ops get loops of their own: `scalar_op` is a call and a dispatch.
@@ -1756,5 +1781,10 @@ mod tests {
         // And back to the first buffer.
         let (views, params) = (columns(&buffer, batch), weights(4));
         assert_eq!(run_with(Some(&mut runner), &views, &params), run_with(None, &views, &params));
+        // The weights behind views of one value each, as a call from Python passes them.
+        let params = weights(5);
+        let mut all = columns(&buffer, batch);
+        all.extend((0..n_params).map(|k| InputView::single(&params, k).unwrap()));
+        assert_eq!(run_with(Some(&mut runner), &all, &[]), run_with(None, &views, &params));
     }
 }

@@ -167,7 +167,9 @@ impl Function {
             .collect();
         let tape = self.tape_spanning(&uniform, &spanning)?;
         let size = |s: &Vec<usize>| s.iter().product();
-        let (input_sizes, output_sizes) = (inputs.iter().map(size).collect(), output_shapes.iter().map(size).collect());
+        let (input_sizes, output_sizes): (Vec<usize>, Vec<usize>) =
+            (inputs.iter().map(size).collect(), output_shapes.iter().map(size).collect());
+        let singles_from = input_sizes.iter().rposition(|&n| n != 1).map_or(0, |k| k + 1);
         let mut distinct: Vec<&Vec<usize>> = Vec::new();
         let output_shape_ids = output_shapes
             .iter()
@@ -179,7 +181,7 @@ impl Function {
                 id as u32
             })
             .collect();
-        Ok(Call { output_shapes, output_reduced, output_shape_ids, inputs, input_sizes, output_sizes, tape, batch })
+        Ok(Call { output_shapes, output_reduced, output_shape_ids, inputs, input_sizes, singles_from, output_sizes, tape, batch })
     }
 
     /// The batch and output shapes of a call with arguments of `shapes`, checked, without
