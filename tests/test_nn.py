@@ -285,15 +285,15 @@ def test_masked_training_data_is_refused(which):
     assert net.params == before
 
 
-def test_dense_minibatch_fit_is_a_hand_loop_over_the_array_function():
-    """A dense network's in-core epochs (one prepared runner per batch size, parameters
-    passed as plain values, products reading the batch's rows in place) take the same steps,
-    bit for bit, as calling the compiled array function on each shuffled batch; batches of
-    16 over 50 samples leave a short last one."""
+@pytest.mark.parametrize("n, batch", [(50, 16), (2600, 1100)])
+def test_dense_minibatch_fit_is_a_hand_loop_over_the_array_function(n, batch):
+    """A dense network's in-core epochs (one prepared runner per batch size, kept plans,
+    parameters passed as plain values, products reading the batch's rows in place) take the
+    same steps, bit for bit, as calling the compiled array function on each shuffled batch;
+    both sizes leave a short last batch, and batches of 1,100 span two chunks each."""
     rng = np.random.default_rng(7)
-    X, Y = rng.random((50, 8)), rng.random((50, 3))
+    X, Y = rng.random((n, 8)), rng.random((n, 3))
     net = SigmoidNetwork(n_inputs=8, hidden=(6,), n_outputs=3, seed=0)
-    n = 50
     tape = net._step_fn.flat.tape(*([(n,)] * 11 + [()] * (len(net._step_fn.flat.inputs) - 11)))
     assert "matmul(" in tape and "sum(outer(" in tape  # the products run as GEMMs
     theta = [np.array(v) for v in net.params.values()]
@@ -302,10 +302,10 @@ def test_dense_minibatch_fit_is_a_hand_loop_over_the_array_function():
     order_rng = np.random.default_rng(3)
     for _ in range(3):
         order = order_rng.permutation(len(Y))
-        for start in range(0, len(Y), 16):
-            idx = order[start:start + 16]
+        for start in range(0, len(Y), batch):
+            idx = order[start:start + batch]
             _, *grads = fn(X[idx], Y[idx], *theta)
             theta = [t - 0.5 * g for t, g in zip(theta, grads, strict=True)]
-    net.fit(X, Y, lr=0.5, epochs=3, batch_size=16, seed=3)
+    net.fit(X, Y, lr=0.5, epochs=3, batch_size=batch, seed=3)
     for got, expected in zip(net.params.values(), theta, strict=True):
         np.testing.assert_array_equal(got, expected)
