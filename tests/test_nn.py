@@ -226,6 +226,21 @@ def test_minibatch_steps_per_epoch(scurve):
     assert small.loss(X, Y) < full.loss(X, Y)
 
 
+def hand_loop(net, X, Y, theta, epochs, batch, lr=0.5, seed=3):
+    """The steps fit(batch_size=batch, seed=seed) takes, spelled out: each epoch indexes the
+    batches of a seeded permutation and calls the compiled J and dJ/dtheta on each."""
+    fn = cr.compile([net.loss_expr, *net.gradient_exprs.values()],
+                    inputs=[*net.data_vars, net.target_var, *net.param_vars.values()])
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(Y))
+        for start in range(0, len(Y), batch):
+            idx = order[start:start + batch]
+            _, *grads = fn(X[idx], Y[idx], *theta)
+            theta = [t - lr * g for t, g in zip(theta, grads, strict=True)]
+    return theta
+
+
 @pytest.mark.parametrize("hidden", [(1,), (3,)])
 def test_minibatch_fit_is_a_hand_loop_over_the_compiled_function(scurve, hidden):
     """fit(batch_size=...) takes the same steps, bit for bit, as indexing each batch by its
@@ -233,16 +248,7 @@ def test_minibatch_fit_is_a_hand_loop_over_the_compiled_function(scurve, hidden)
     X, Y = scurve
     batch = 16 if len(Y) % 16 else 15
     net = SigmoidNetwork(hidden=hidden, seed=0)
-    theta = list(net.params.values())
-    fn = cr.compile([net.loss_expr, *net.gradient_exprs.values()],
-                    inputs=[*net.data_vars, net.target_var, *net.param_vars.values()])
-    rng = np.random.default_rng(3)
-    for _ in range(2):
-        order = rng.permutation(len(Y))
-        for start in range(0, len(Y), batch):
-            idx = order[start:start + batch]
-            _, *grads = fn(X[idx], Y[idx], *theta)
-            theta = [t - 0.5 * g for t, g in zip(theta, grads, strict=True)]
+    theta = hand_loop(net, X, Y, list(net.params.values()), epochs=2, batch=batch)
     net.fit(X, Y, lr=0.5, epochs=2, batch_size=batch, seed=3)
     for got, expected in zip(net.params.values(), theta, strict=True):
         np.testing.assert_array_equal(got, expected)
@@ -296,16 +302,7 @@ def test_dense_minibatch_fit_is_a_hand_loop_over_the_array_function(n, batch):
     net = SigmoidNetwork(n_inputs=8, hidden=(6,), n_outputs=3, seed=0)
     tape = net._step_fn.flat.tape(*([(n,)] * 11 + [()] * (len(net._step_fn.flat.inputs) - 11)))
     assert "matmul(" in tape and "sum(outer(" in tape  # the products run as GEMMs
-    theta = [np.array(v) for v in net.params.values()]
-    fn = cr.compile([net.loss_expr, *net.gradient_exprs.values()],
-                    inputs=[*net.data_vars, net.target_var, *net.param_vars.values()])
-    order_rng = np.random.default_rng(3)
-    for _ in range(3):
-        order = order_rng.permutation(len(Y))
-        for start in range(0, len(Y), batch):
-            idx = order[start:start + batch]
-            _, *grads = fn(X[idx], Y[idx], *theta)
-            theta = [t - 0.5 * g for t, g in zip(theta, grads, strict=True)]
+    theta = hand_loop(net, X, Y, [np.array(v) for v in net.params.values()], epochs=3, batch=batch)
     net.fit(X, Y, lr=0.5, epochs=3, batch_size=batch, seed=3)
     for got, expected in zip(net.params.values(), theta, strict=True):
         np.testing.assert_array_equal(got, expected)
