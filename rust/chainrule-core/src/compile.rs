@@ -478,10 +478,10 @@ enum Step {
     /// sample or uniform). `node`'s value never goes to a register.
     Sum { node: NodeId, a: NodeId, b: Option<NodeId>, neg: bool, acc: usize },
     /// Linear forms `w[i,0] * xs[0] + ... + w[i,k-1] * xs[k-1]` (uniform `w`) sharing `xs`, one
-    /// per node of `outs`, as one matrix product (see [`dense_steps`]).
+    /// per node of `outs`, as one matrix product (see [`linear_forms`]).
     MatVec { outs: Vec<NodeId>, w: Vec<NodeId>, xs: Vec<NodeId> },
     /// The sums of `rows[r] * cols[c]` into accumulators `accs[r * cols.len() + c]`, replacing
-    /// the `Sum` steps of `nodes`, as one matrix product (see [`dense_steps`]).
+    /// the `Sum` steps of `nodes`, as one matrix product (see [`outer_sums`]).
     OuterSum { rows: Vec<NodeId>, cols: Vec<NodeId>, accs: Vec<usize>, neg: bool, nodes: Vec<NodeId> },
 }
 

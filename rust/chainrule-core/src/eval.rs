@@ -164,15 +164,15 @@ pub(crate) struct Runner<'c> {
     /// Room for the largest pass's per-chunk partial sums (each chunk writes its own before
     /// they are read, so they are never cleared).
     partials: Vec<f64>,
-    /// Per pass, its scalar code in levels (see [`Level`]), made on the second run: a call
+    /// Per pass, its scalar code in levels (see [`in_levels`]), made on the second run: a call
     /// run once keeps the listing's order and pays nothing for it.
     levels: Option<Vec<Vec<Batch>>>,
     runs: usize,
     /// Per pass, the plan of its last run and where its inputs were (see [`Plan::kept`]).
     plans: Vec<Option<(Vec<usize>, Plan<'static>)>>,
-    /// Whether every output is kept in a slot, and whether every output is one value (see
-    /// [`Runner::run_values`]; thousands of outputs to look at, once).
-    single_values: Option<(bool, bool)>,
+    /// Whether every output is one value kept in a slot (see [`Runner::run_values`];
+    /// thousands of outputs to look at, once).
+    single_values: Option<bool>,
 }
 
 /// A pass's reductions, buffers and stores, and how many chunks it runs as one block.
@@ -278,18 +278,15 @@ impl<'c> Runner<'c> {
         stop: &mut dyn FnMut() -> bool,
         empty_groups: &dyn Fn(usize) -> f64,
     ) -> Result<()> {
-        let tape = &self.call.tape;
+        let (call, tape) = (self.call, &self.call.tape);
         let single = *self.single_values.get_or_insert_with(|| {
-            let (call, tape) = (self.call, &self.call.tape);
-            (tape.outputs.iter().all(|source| matches!(source, OutputSource::Slot(_))), call.output_sizes.iter().all(|&n| n == 1))
+            tape.outputs.iter().all(|source| matches!(source, OutputSource::Slot(_))) && call.output_sizes.iter().all(|&n| n == 1)
         });
-        if !single.0 {
-            // Some output is computed per sample (and then reduced to its one value).
+        if !single || values.len() != tape.outputs.len() {
+            // Some output is computed per sample (and then reduced to its one value), or the
+            // sizes are wrong, which `run` reports.
             let mut outs: Vec<&mut [f64]> = values.chunks_mut(1).collect();
             return self.run(inputs, &mut outs, stop, empty_groups);
-        }
-        if values.len() != tape.outputs.len() || !single.1 {
-            return Err(sizes_differ());
         }
         check_inputs(self.call, inputs)?;
         // (No pass stores an output: every output is a slot's.)
@@ -721,7 +718,7 @@ struct Plan<'a> {
     direct: Vec<[Option<usize>; 2]>,
     /// Per instruction: a `Store` whose value was already written by [`Plan::direct`].
     skip: Vec<bool>,
-    /// Per instruction: for a [`MatVec`]'s vector (index 0), or an [`OuterSum`]'s rows (0)
+    /// Per instruction: for a [`MatVec`]'s vector (index 0), or an [`OuterSum`](crate::tape::OuterSum)'s rows (0)
     /// and columns (1), the matrix those registers were loaded from, when the product can
     /// read it where it is (see [`Plan::matrices`]).
     matrices: Vec<[Option<Matrix>; 2]>,
