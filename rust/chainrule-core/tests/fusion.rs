@@ -355,9 +355,17 @@ fn network_sums_equal_the_unfused_tape() {
 /// so it stays a register, and the sums of it and of its negation read that register.
 #[test]
 fn listing_of_folded_sums() {
-    let vars: Vec<Expr> = ["x", "y", "w"].iter().map(|n| v(n)).collect();
-    let outputs =
-        [p("sum(-(x * y))"), p("sum(-x)"), p("sum(x * w)"), p("sum(y * y)"), p("sum(x * y) + sum(x * y + 1)"), p("sum(-(x * y) * w)")];
+    // Steps are scheduled in node order, and the tests share one node store and run in
+    // parallel: names no other test uses keep these nodes in this test's order of creation.
+    let vars: Vec<Expr> = ["fx", "fy", "fw"].iter().map(|n| v(n)).collect();
+    let outputs = [
+        p("sum(-(fx * fy))"),
+        p("sum(-fx)"),
+        p("sum(fx * fw)"),
+        p("sum(fy * fy)"),
+        p("sum(fx * fy) + sum(fx * fy + 1)"),
+        p("sum(-(fx * fy) * fw)"),
+    ];
     let t = Function::new(&outputs, &vars).expect("compiles").tape(&[false, false, true]).to_string();
     let chunk_code = &t[t.find("  for each chunk:").expect("chunk code")..t.find("pass 1").expect("two passes")];
     let want = "  for each chunk:
